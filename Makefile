@@ -1,0 +1,47 @@
+# Two commands matter on a fresh machine: `make demo` and `make test`. Both install what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PG_BIN := /usr/lib/postgresql/15/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps system-deps test lint demo bench schema psql clean
+
+system-deps:
+	@if [ ! -x $(PG_BIN)/postgres ] || [ ! -f /usr/lib/postgresql/15/lib/pg_cron.so ] || ! command -v runuser >/dev/null; then \
+		echo "installing PostgreSQL 15 and pg_cron from Debian's packages"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15 postgresql-15-cron util-linux >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+deps: system-deps $(VENV)/.installed
+
+lint: deps
+	$(VENV)/bin/ruff check dispatcher devtools tests bench
+	$(VENV)/bin/sqlfluff lint sql/migrations
+
+test: lint
+	$(PY) -m pytest
+
+demo: deps
+	$(PY) -m devtools.demo
+
+bench: deps
+	$(PY) -m bench.run
+
+# Regenerate sql/schema.sql from the migrations (a test proves the two agree).
+schema: deps
+	$(PY) -m devtools.schema --write
+
+clean:
+	-$(PY) -m devtools.localpg destroy --name test --port 55433
+	-$(PY) -m devtools.localpg destroy --name demo --port 55432
+	-$(PY) -m devtools.localpg destroy --name bench --port 55434
+	rm -rf $(VENV)

@@ -1,0 +1,353 @@
+"""Local stand-ins for PagerDuty, Opsgenie, Slack, Sentry and a signed webhook, on one loopback HTTP server.
+
+They answer as the vendors document (../shared/specs at the time of writing): the same status codes, bodies
+and limits, so the dispatcher is tested against the contract rather than against itself. Tests script faults
+(500, 429 with Retry-After, slow replies, dropped connections, garbage) per provider; the demo prints what each
+provider would have received.
+
+    python -m devtools.fake_providers --port 8089      # print every request, like the demo does
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from dispatcher.providers.webhook import verify
+
+PAGERDUTY_KEY = "0123456789abcdef0123456789abcdef"
+OPSGENIE_KEY = "ffffffff-0000-4000-8000-000000000001"
+SLACK_PATH = "/slack/services/T0000000/B0000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+SENTRY_KEY = "abcdef0123456789abcdef0123456789"
+SENTRY_PROJECT = "42"
+WEBHOOK_SECRET = "whsec_local_test_secret"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A scripted reply: status/body/headers, or `hang` seconds before answering, or `drop` the connection."""
+
+    status: int = 500
+    body: bytes = b'{"status":"error","message":"Internal Server Error"}'
+    headers: tuple[tuple[str, str], ...] = ()
+    hang: float = 0.0
+    drop: bool = False
+
+
+@dataclass
+class Received:
+    provider: str
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    at: float  # time.perf_counter() of arrival, comparable within this process
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeProviders:
+    host: str = "127.0.0.1"
+    port: int = 0
+    on_request: Callable[[Received], None] | None = None
+    slack_rate_per_second: float | None = None  # enforce Slack's ~1/s with 429s when set
+    received: list[Received] = field(default_factory=list)
+    _faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _slack_last: float = 0.0
+
+    # ---- control ------------------------------------------------------------------------------------------
+
+    def start(self) -> FakeProviders:
+        handler = _handler_for(self)
+        self.server = ThreadingHTTPServer((self.host, self.port), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, name="fake-providers", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The dispatcher environment that points every provider here."""
+        return {
+            "PAGERDUTY_INTEGRATION_KEY": PAGERDUTY_KEY,
+            "PAGERDUTY_EVENTS_URL": f"{self.base_url}/pagerduty/v2/enqueue",
+            "OPSGENIE_API_KEY": OPSGENIE_KEY,
+            "OPSGENIE_API_URL": f"{self.base_url}/opsgenie",
+            "SLACK_WEBHOOK_URL": f"{self.base_url}{SLACK_PATH}",
+            "SENTRY_DSN": f"http://{SENTRY_KEY}@{self.host}:{self.port}/sentry/{SENTRY_PROJECT}",
+            "PGALERT_WEBHOOK_URL": f"{self.base_url}/webhook",
+            "PGALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        }
+
+    def script(self, provider: str, *faults: Fault) -> None:
+        """The next requests to `provider` get these replies, in order; later ones are answered normally."""
+        with self._cond:
+            self._faults[provider].extend(faults)
+
+    def requests_for(self, provider: str, status: int | None = None) -> list[Received]:
+        with self._cond:
+            return [r for r in self.received if r.provider == provider and (status is None or r.status == status)]
+
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 15.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.received):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"fake providers: condition not met in {timeout}s; got "
+                                       f"{[(r.provider, r.status) for r in self.received]}")
+                self._cond.wait(remaining)
+            return list(self.received)
+
+    def _record(self, received: Received) -> None:
+        with self._cond:
+            self.received.append(received)
+            self._cond.notify_all()
+        if self.on_request:
+            self.on_request(received)
+
+    def _next_fault(self, provider: str) -> Fault | None:
+        with self._cond:
+            queue = self._faults.get(provider)
+            return queue.popleft() if queue else None
+
+
+# ---- the vendors' contracts ---------------------------------------------------------------------------------
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def _json(status: int, document: Any, **headers: str) -> Reply:
+    return status, {"Content-Type": "application/json", **headers}, json.dumps(document).encode()
+
+
+def pagerduty(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    if path != "/v2/enqueue":
+        return _json(404, {"status": "Not Found", "message": "Not Found"})
+    if len(body) > 512 * 1024:
+        return _json(413, {"status": "Request Entity Too Large", "message": "Request too large"})
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return _json(400, {"status": "Unrecognized object", "message": "Event object format is unrecognized",
+                           "errors": ["JSON parse error"]})
+    errors = []
+    if event.get("routing_key") != PAGERDUTY_KEY:
+        errors.append("'routing_key' is invalid")
+    if event.get("event_action") not in ("trigger", "acknowledge", "resolve"):
+        errors.append("'event_action' is invalid")
+    dedup_key = event.get("dedup_key")
+    if dedup_key is not None and len(dedup_key) > 255:
+        errors.append("'dedup_key' must be at most 255 characters")
+    if event.get("event_action") == "trigger":
+        payload = event.get("payload") or {}
+        for name in ("summary", "source", "severity"):
+            if not payload.get(name):
+                errors.append(f"'payload.{name}' is missing or blank")
+        if len(payload.get("summary") or "") > 1024:
+            errors.append("'payload.summary' must be at most 1024 characters")
+        if payload.get("severity") not in (None, "critical", "warning", "error", "info"):
+            errors.append("'payload.severity' is invalid")
+    elif not dedup_key:
+        errors.append("'dedup_key' is required for acknowledge and resolve")
+    if errors:
+        return _json(400, {"status": "invalid event", "message": "Event object is invalid", "errors": errors})
+    return _json(202, {"status": "success", "message": "Event processed", "dedup_key": dedup_key or uuid.uuid4().hex})
+
+
+def opsgenie(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    request_id = str(uuid.uuid4())
+    if headers.get("authorization") != f"GenieKey {OPSGENIE_KEY}":
+        return _json(401, {"message": "Could not authenticate", "took": 0.001, "requestId": request_id})
+    try:
+        document = json.loads(body or b"{}")
+    except ValueError:
+        return _json(400, {"message": "Invalid JSON", "took": 0.001, "requestId": request_id})
+    accepted = _json(202, {"result": "Request will be processed", "took": 0.01, "requestId": request_id})
+    if path == "/v2/alerts":
+        errors = {}
+        if not document.get("message"):
+            errors["message"] = "Message can not be empty."
+        limits = {"message": 130, "alias": 512, "description": 15000, "entity": 512}
+        for name, limit in limits.items():
+            if len(document.get(name) or "") > limit:
+                errors[name] = f"{name} can not be longer than {limit} characters."
+        tags = document.get("tags") or []
+        if len(tags) > 20 or any(len(t) > 50 for t in tags):
+            errors["tags"] = "at most 20 tags of 50 characters"
+        if document.get("priority", "P3") not in ("P1", "P2", "P3", "P4", "P5"):
+            errors["priority"] = "Priority should be one of [P1, P2, P3, P4, P5]"
+        if errors:
+            return _json(422, {"message": "Request body is not processable. Please check the errors.",
+                               "errors": errors, "took": 0.001, "requestId": request_id})
+        return accepted
+    match = re.fullmatch(r"/v2/alerts/([^/]+)/(acknowledge|close)", path)
+    if match:
+        if query.get("identifierType", ["id"])[0] not in ("id", "alias", "tiny"):
+            return _json(422, {"message": "identifierType is invalid", "took": 0.001, "requestId": request_id})
+        return accepted
+    return _json(404, {"message": "Not found", "took": 0.001, "requestId": request_id})
+
+
+def slack(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    text = {"Content-Type": "text/plain"}
+    if path != SLACK_PATH.removeprefix("/slack"):
+        return 404, text, b"no_service"
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return 400, text, b"invalid_payload"
+    if not isinstance(message, dict) or not (message.get("text") or message.get("blocks")):
+        return 400, text, b"no_text"
+    blocks = message.get("blocks") or []
+    if len(blocks) > 50:
+        return 400, text, b"invalid_blocks"
+    for block in blocks:
+        if len(((block.get("text") or {}).get("text")) or "") > 3000:
+            return 400, text, b"invalid_blocks"
+        for f in block.get("fields") or []:
+            if len(f.get("text") or "") > 2000:
+                return 400, text, b"invalid_blocks"
+    return 200, text, b"ok"
+
+
+def sentry(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    if path != f"/api/{SENTRY_PROJECT}/envelope/":
+        return _json(404, {"detail": "not found"})
+    auth = headers.get("x-sentry-auth", "")
+    key = query.get("sentry_key", [None])[0] or dict(
+        part.strip().split("=", 1) for part in auth.removeprefix("Sentry ").split(",") if "=" in part
+    ).get("sentry_key")
+    if key != SENTRY_KEY:
+        return _json(401, {"detail": "invalid api key"})
+    if headers.get("content-type") != "application/x-sentry-envelope":
+        return _json(415, {"detail": "unsupported content type"})
+    try:
+        envelope_header, item_header, item = body.split(b"\n", 2)
+        envelope_header, item_header = json.loads(envelope_header), json.loads(item_header)
+        event = json.loads(item.rstrip(b"\n"))
+    except ValueError:
+        return _json(400, {"detail": "invalid envelope"})
+    event_id = event.get("event_id", "")
+    if not re.fullmatch(r"[0-9a-f]{32}", event_id) or envelope_header.get("event_id") != event_id:
+        return _json(400, {"detail": "invalid event_id"})
+    if item_header.get("type") != "event" or event.get("level") not in ("fatal", "error", "warning", "info", "debug"):
+        return _json(400, {"detail": "invalid event"})
+    return _json(200, {"id": event_id})
+
+
+def webhook(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    if not verify(WEBHOOK_SECRET, headers.get("x-pgalert-signature", ""), body, time.time()):
+        return _json(401, {"error": "bad signature"})
+    return _json(200, {"ok": True})
+
+
+ROUTES: dict[str, Callable[[str, dict, dict, bytes], Reply]] = {
+    "pagerduty": pagerduty, "opsgenie": opsgenie, "slack": slack, "sentry": sentry, "webhook": webhook,
+}
+
+
+def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, like the real endpoints
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            arrived = time.perf_counter()
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            url = urlsplit(self.path)
+            provider, _, rest = url.path.lstrip("/").partition("/")
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            query = parse_qs(url.query)
+            fault = fake._next_fault(provider)
+            if fault and fault.drop:
+                fake._record(Received(provider, "POST", "/" + rest, query, headers, body, 0, arrived))
+                self.close_connection = True
+                self.connection.shutdown(2)  # the client sees the connection die mid-request
+                return
+            if fault and fault.hang:
+                time.sleep(fault.hang)
+            if fault:
+                status, reply_headers, reply = fault.status, dict(fault.headers), fault.body
+            elif provider == "slack" and fake.slack_rate_per_second and arrived - fake._slack_last < 1 / fake.slack_rate_per_second:
+                status, reply_headers, reply = 429, {"Retry-After": "1", "Content-Type": "text/plain"}, b"rate_limited"
+            elif provider in ROUTES:
+                status, reply_headers, reply = ROUTES[provider]("/" + rest, query, headers, body)
+                if provider == "slack" and status == 200:
+                    fake._slack_last = arrived
+            else:
+                status, reply_headers, reply = 404, {"Content-Type": "text/plain"}, b"unknown provider"
+            fake._record(Received(provider, "POST", "/" + rest, query, headers, body, status, arrived))
+            try:
+                self.send_response(status)
+                for name, value in reply_headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a scripted hang longer than its timeout)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+def describe(received: Received) -> str:
+    """One human line for the demo: what this provider would have received."""
+    try:
+        document = received.json if received.provider != "sentry" else json.loads(received.body.split(b"\n")[2])
+    except (ValueError, IndexError):
+        document = {}
+    if received.provider == "pagerduty":
+        summary = (document.get("payload") or {}).get("summary", "")
+        what = f"{document.get('event_action')} dedup_key={document.get('dedup_key')} {summary}"
+    elif received.provider == "opsgenie":
+        what = f"{received.path.rsplit('/', 1)[-1] if 'alerts/' in received.path else 'create'} {document.get('message') or ''}"
+    elif received.provider == "slack":
+        what = document.get("text", "")
+    elif received.provider == "sentry":
+        what = f"level={document.get('level')} {(document.get('message') or {}).get('formatted', '')}"
+    else:
+        what = f"{document.get('event')} alert #{(document.get('alert') or {}).get('id')}"
+    return f"[{received.provider:>9} <- {received.status}] {what}"[:200]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=8089)
+    args = parser.parse_args()
+    fake = FakeProviders(port=args.port, on_request=lambda r: print(describe(r), flush=True)).start()
+    for name, value in fake.env().items():
+        print(f"export {name}='{value}'")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

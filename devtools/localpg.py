@@ -1,0 +1,161 @@
+"""A project-owned PostgreSQL 15 server with pg_cron, for the demo, the tests and the benchmarks.
+
+initdb and pg_ctl refuse to run as root, so when we are root the cluster belongs to the `postgres` system
+user and lives in a directory it owns (outside the checkout, which that user may not be able to enter);
+as an ordinary user it lives in `.pg/` inside the checkout. Authentication is `trust` on 127.0.0.1 only:
+this server exists for local development and is never a production recipe.
+
+    python -m devtools.localpg start --name test --port 55433
+    python -m devtools.localpg stop  --name test
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+PG_BIN = Path(os.environ.get("PGALERT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+REPO = Path(__file__).resolve().parent.parent
+SUPERUSER = "postgres"
+CRON_DATABASE = "pgalert"
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    name: str
+    port: int
+
+    @property
+    def as_root(self) -> bool:
+        return os.geteuid() == 0
+
+    @property
+    def base_dir(self) -> Path:
+        if self.as_root:
+            digest = hashlib.sha256(str(REPO).encode()).hexdigest()[:10]
+            return Path("/tmp") / f"pgalert-{digest}" / self.name
+        return REPO / ".pg" / self.name
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base_dir / "server.log"
+
+    def url(self, dbname: str = CRON_DATABASE) -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [str(a) for a in args]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, check=check, capture_output=True, text=True)
+
+    def _prepare_dirs(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        if self.as_root:
+            account = pwd.getpwnam("postgres")
+            for path in (self.base_dir.parent, self.base_dir):
+                os.chown(path, account.pw_uid, account.pw_gid)
+                path.chmod(0o700)
+
+    def is_running(self) -> bool:
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        return self._run(PG_BIN / "pg_ctl", "status", "-D", self.data_dir, check=False).returncode == 0
+
+    def init(self) -> None:
+        self._prepare_dirs()
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self._run(
+            PG_BIN / "initdb", "-D", self.data_dir, "-U", SUPERUSER, "--auth=trust",
+            "--encoding=UTF8", "--locale=C.UTF-8",
+        )
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.base_dir}'",
+            "shared_preload_libraries": "'pg_cron'",
+            "cron.database_name": f"'{CRON_DATABASE}'",
+            # background workers need no libpq login, so cron jobs work whatever pg_hba says
+            "cron.use_background_workers": "on",
+            "max_worker_processes": "32",
+            "max_connections": "200",
+            "fsync": "off" if self.name == "test" else "on",
+            "log_min_messages": "warning",
+        }
+        conf = "".join(f"{key} = {value}\n" for key, value in settings.items())
+        conf_path = self.data_dir / "postgresql.auto.conf"
+        with open(conf_path, "a") as handle:
+            handle.write(conf)
+
+    def start(self) -> None:
+        self.init()
+        if not self.is_running():
+            self._run(PG_BIN / "pg_ctl", "start", "-w", "-D", self.data_dir, "-l", self.log_file)
+        self._ensure_cron_database()
+
+    def stop(self) -> None:
+        if self.is_running():
+            self._run(PG_BIN / "pg_ctl", "stop", "-w", "-m", "fast", "-D", self.data_dir)
+
+    def restart(self) -> None:
+        self._run(PG_BIN / "pg_ctl", "restart", "-w", "-m", "fast", "-D", self.data_dir, "-l", self.log_file)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def _ensure_cron_database(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = %s", (CRON_DATABASE,)
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(f'CREATE DATABASE "{CRON_DATABASE}"')
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        with psycopg.connect(self.url(CRON_DATABASE), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["start", "stop", "restart", "destroy", "url", "status"])
+    parser.add_argument("--name", default="demo", help="cluster name (demo, test, bench)")
+    parser.add_argument("--port", type=int, default=55432)
+    args = parser.parse_args(argv)
+    server = LocalServer(args.name, args.port)
+    if args.action == "start":
+        server.start()
+        print(server.url())
+    elif args.action == "url":
+        print(server.url())
+    elif args.action == "status":
+        print("running" if server.is_running() else "stopped")
+    else:
+        getattr(server, args.action)()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The `pgalert` command: parse, call, print. Errors surface as click.ClickException."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import psycopg
+
+from dispatcher import db, logs
+from dispatcher.migrate import MIGRATIONS_DIR, MigrationError, migrate
+from dispatcher.providers import ProviderConfigError, all_secrets, providers_from_env
+from dispatcher.retry import RetryPolicy
+from dispatcher.settings import DEFAULT_PACING, Settings, default_dispatcher_id, parse_pacing
+
+DATABASE_HELP = "PostgreSQL connection URL; when empty, libpq's PG* variables (PGHOST, PGDATABASE, ...) apply."
+
+
+def database_option(function):
+    return click.option("--database-url", envvar="DATABASE_URL", default="", show_envvar=True,
+                        help=DATABASE_HELP)(function)
+
+
+def connect_or_fail(url: str) -> psycopg.Connection:
+    try:
+        return db.connect(url)
+    except psycopg.OperationalError as error:
+        raise click.ClickException(f"cannot connect to PostgreSQL: {str(error).strip()}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="pgalert")
+def cli() -> None:
+    """pgalert: Postgres-native alerting. Alerts are decided in SQL; this command migrates the database and
+    runs the dispatcher that delivers them to PagerDuty, Opsgenie, Slack, Sentry and webhooks."""
+
+
+@cli.command("migrate")
+@database_option
+@click.option("--migrations-dir", type=click.Path(exists=True, file_okay=False, path_type=type(MIGRATIONS_DIR)),
+              default=MIGRATIONS_DIR, show_default=True, help="Where the NNNN_name.sql files are.")
+def migrate_command(database_url: str, migrations_dir) -> None:
+    """Apply the SQL migrations that are missing, each in its own transaction.
+
+    Safe to run from several places at once (an advisory lock serializes them); a second run does nothing.
+    A migration edited after it was applied is refused."""
+    with connect_or_fail(database_url) as conn:
+        try:
+            applied = migrate(conn, migrations_dir, log=click.echo)
+        except MigrationError as error:
+            raise click.ClickException(str(error)) from None
+        except psycopg.Error as error:
+            raise click.ClickException(f"migration failed and was rolled back: {str(error).strip()}") from None
+    click.echo(f"{len(applied)} migration(s) applied" if applied else "database is up to date")
+
+
+@cli.command("dispatch")
+@database_option
+@click.option("--dispatcher-id", envvar="PGALERT_DISPATCHER_ID", default=default_dispatcher_id, show_envvar=True,
+              help="Name recorded on every attempt. [default: host:pid]")
+@click.option("--concurrency", envvar="PGALERT_CONCURRENCY", type=click.IntRange(1, 256), default=16,
+              show_default=True, show_envvar=True, help="Sends in flight at once.")
+@click.option("--batch-size", envvar="PGALERT_BATCH_SIZE", type=click.IntRange(1, 5000), default=100,
+              show_default=True, show_envvar=True, help="Deliveries claimed per query.")
+@click.option("--lease-seconds", envvar="PGALERT_LEASE_SECONDS", type=click.FloatRange(5), default=60.0,
+              show_default=True, show_envvar=True,
+              help="How long a claim lasts; after it another dispatcher takes the delivery over.")
+@click.option("--poll-seconds", envvar="PGALERT_POLL_SECONDS", type=click.FloatRange(0.05), default=5.0,
+              show_default=True, show_envvar=True, help="Look for work at least this often, NOTIFY or not.")
+@click.option("--http-timeout", envvar="PGALERT_HTTP_TIMEOUT", type=click.FloatRange(0.1), default=10.0,
+              show_default=True, show_envvar=True, help="Seconds to wait for a provider's reply.")
+@click.option("--max-attempts", envvar="PGALERT_MAX_ATTEMPTS", type=click.IntRange(1), default=10,
+              show_default=True, show_envvar=True, help="Attempts before a delivery is failed.")
+@click.option("--backoff-base", envvar="PGALERT_BACKOFF_BASE", type=click.FloatRange(0.0), default=1.0,
+              show_default=True, show_envvar=True, help="First retry delay in seconds; doubles, with jitter.")
+@click.option("--backoff-cap", envvar="PGALERT_BACKOFF_CAP", type=click.FloatRange(0.0), default=300.0,
+              show_default=True, show_envvar=True, help="Longest retry delay in seconds.")
+@click.option("--pacing", envvar="PGALERT_PACING", default=DEFAULT_PACING, show_default=True, show_envvar=True,
+              help="Per-provider send rate shared by all dispatchers, PROVIDER=COUNT/SECONDS[:BURST],...; 'off'.")
+@click.option("--shutdown-seconds", envvar="PGALERT_SHUTDOWN_SECONDS", type=click.FloatRange(0.5, 60), default=8.0,
+              show_default=True, show_envvar=True, help="On SIGTERM, how long in-flight sends may finish.")
+@click.option("--metrics-port", envvar="PGALERT_METRICS_PORT", type=click.IntRange(0, 65535), default=None,
+              show_envvar=True, help="Serve Prometheus /metrics and /healthz on this port.")
+@click.option("--metrics-host", envvar="PGALERT_METRICS_HOST", default="127.0.0.1", show_default=True,
+              show_envvar=True, help="Address for the metrics server.")
+@click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
+@click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, show_envvar=True)
+def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, batch_size: int, lease_seconds: float,
+                     poll_seconds: float, http_timeout: float, max_attempts: int, backoff_base: float,
+                     backoff_cap: float, pacing: str, shutdown_seconds: float, metrics_port: int | None,
+                     metrics_host: str, log_format: str, log_level: str) -> None:
+    """Deliver alerts until SIGTERM: LISTEN for work, claim it with SKIP LOCKED, send, record every attempt.
+
+    Providers are configured only from the environment: PAGERDUTY_INTEGRATION_KEY (PAGERDUTY_EVENTS_URL),
+    OPSGENIE_API_KEY (OPSGENIE_API_URL), SLACK_WEBHOOK_URL, SENTRY_DSN or SENTRY_WEBHOOK_URL,
+    PGALERT_WEBHOOK_URL with PGALERT_WEBHOOK_SECRET. A provider left unset has its deliveries skipped,
+    visibly. Run as many dispatchers as you like against one database."""
+    from dispatcher.metrics import Metrics, serve
+    from dispatcher.worker import Dispatcher
+
+    try:
+        providers = providers_from_env(os.environ)
+        paces = parse_pacing(pacing)
+    except (ProviderConfigError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    settings = Settings(
+        database_url=database_url, dispatcher_id=dispatcher_id, concurrency=concurrency, batch_size=batch_size,
+        lease_seconds=lease_seconds, poll_seconds=poll_seconds, http_timeout=http_timeout,
+        shutdown_seconds=shutdown_seconds, retry=RetryPolicy(max_attempts, backoff_base, backoff_cap),
+        pacing=paces, metrics_host=metrics_host, metrics_port=metrics_port,
+    )
+    logs.configure(log_format, log_level, all_secrets(providers))
+    metrics = Metrics()
+    if metrics_port is not None:
+        serve(metrics, metrics_host, metrics_port, stale_after=max(poll_seconds * 3, 15))
+        logs.info("metrics listening", address=f"{metrics_host}:{metrics_port}")
+    dispatcher = Dispatcher(settings, providers, metrics)
+    dispatcher.install_signal_handlers()
+    sys.exit(dispatcher.run())
+
+
+def main() -> None:
+    cli(prog_name="pgalert")
+
+
+if __name__ == "__main__":
+    main()

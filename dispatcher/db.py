@@ -1,0 +1,71 @@
+"""PostgreSQL connections and the named queries of queries.sql. The LISTEN connection lives here too."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+QUERIES_FILE = Path(__file__).with_name("queries.sql")
+
+
+@cache
+def queries() -> dict[str, str]:
+    text = QUERIES_FILE.read_text()
+    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)
+    return {name: body.strip() for name, body in zip(blocks[1::2], blocks[2::2], strict=True)}
+
+
+def connect(url: str, *, connect_timeout: float = 3.0, application_name: str = "pgalert") -> psycopg.Connection:
+    """An autocommit connection: every call below is one statement, atomic on its own."""
+    return psycopg.connect(
+        url, autocommit=True, connect_timeout=max(int(connect_timeout), 1), application_name=application_name,
+    )
+
+
+class DispatcherQueries:
+    """The dispatcher's side of the SQL interface, one method per named query."""
+
+    def __init__(self, conn: psycopg.Connection, dispatcher_id: str):
+        self.conn = conn
+        self.dispatcher_id = dispatcher_id
+
+    def claim(self, limit: int, lease_seconds: float) -> list[tuple]:
+        return self.conn.execute(
+            queries()["claim"], {"dispatcher": self.dispatcher_id, "limit": limit, "lease_seconds": lease_seconds}
+        ).fetchall()
+
+    def complete(self, results: list[dict]) -> int:
+        row = self.conn.execute(queries()["complete"], {"dispatcher": self.dispatcher_id, "results": Jsonb(results)})
+        return row.fetchone()[0]
+
+    def release(self, delivery_ids: list[int]) -> int:
+        row = self.conn.execute(queries()["release"], {"dispatcher": self.dispatcher_id, "delivery_ids": delivery_ids})
+        return row.fetchone()[0]
+
+    def reserve_slots(self, provider: str, count: int, interval_seconds: float, burst: int) -> tuple[int, float]:
+        params = {"provider": provider, "count": count, "interval_seconds": interval_seconds, "burst": burst}
+        granted, wait = self.conn.execute(queries()["reserve_slots"], params).fetchone()
+        return granted, max(wait, 0.0)
+
+    def seconds_until_next_due(self) -> float | None:
+        return self.conn.execute(queries()["seconds_until_next_due"]).fetchone()[0]
+
+    def queue(self) -> list[tuple[str, int, float]]:
+        return self.conn.execute(queries()["queue"]).fetchall()
+
+
+def listen(conn: psycopg.Connection) -> None:
+    conn.execute(queries()["listen"])
+
+
+def notifications(conn: psycopg.Connection, timeout: float) -> Iterator[psycopg.Notify]:
+    return conn.notifies(timeout=timeout)
+
+
+def ping(conn: psycopg.Connection) -> None:
+    conn.execute(queries()["ping"])

@@ -1,0 +1,162 @@
+"""What every provider shares: the claimed delivery, the HTTP request it becomes, and how a reply is judged.
+
+Everything here is pure: building a request and judging a response never touch the network or the database,
+so payload rules (limits, keys, severity mapping, retry classification) are tested without either.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One claimed row of monitoring_deliveries, with its alert."""
+
+    delivery_id: int
+    attempt: int
+    provider: str
+    action: str  # trigger | acknowledge | resolve | notify
+    target: str
+    context: dict[str, Any]
+    provider_key: str  # stable per alert and installation: the provider-side dedup key
+    alert: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one attempt ended, in the vocabulary of monitoring_complete_deliveries."""
+
+    outcome: str  # succeeded | retry | failed | skipped
+    error: str | None = None
+    reference: str | None = None
+    retry_after: float | None = None  # seconds the provider asked us to wait
+    pause_provider: bool = False  # the wait applies to every send to this provider, not just this one
+
+
+class Provider(Protocol):
+    name: str
+
+    def secrets(self) -> tuple[str, ...]:
+        """Strings that must never reach a log, an error message or the database."""
+
+    def build(self, delivery: Delivery) -> HttpRequest | None:
+        """The request for this delivery, or None when the provider has nothing to say for this action."""
+
+    def judge(self, delivery: Delivery, response: HttpResponse) -> Verdict:
+        """Classify a reply: success, worth retrying, or final."""
+
+
+@dataclass(frozen=True)
+class Unconfigured:
+    """A provider whose settings are missing: its deliveries are skipped, visibly, with the reason."""
+
+    name: str
+    reason: str
+    _secrets: tuple[str, ...] = field(default=())
+
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
+
+    def build(self, delivery: Delivery) -> HttpRequest | None:
+        return None
+
+    def judge(self, delivery: Delivery, response: HttpResponse) -> Verdict:
+        return Verdict("skipped", self.reason)
+
+
+def json_body(document: Any) -> bytes:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def truncate(text: str | None, limit: int, marker: str = "…") -> str:
+    """Cut to at most `limit` characters (code points, so never inside a character), marking the cut."""
+    text = text or ""
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - len(marker), 0)] + marker[: limit]
+
+
+def truncate_utf8(text: str, max_bytes: int, marker: str = "…") -> str:
+    """Cut so the UTF-8 encoding fits in max_bytes, at a character boundary."""
+    encoded = text.encode()
+    if len(encoded) <= max_bytes:
+        return text
+    budget = max_bytes - len(marker.encode())
+    return encoded[: max(budget, 0)].decode(errors="ignore") + marker
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Parse Retry-After: delay-seconds or an HTTP-date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (now if now is not None else time.time()), 0.0)
+
+
+def judge_by_status(response: HttpResponse, *, retry_on: frozenset[int] = frozenset({408, 425, 429})) -> Verdict:
+    """The common rule: 2xx succeeded; 429, 408 and 5xx are worth retrying; any other 4xx is final."""
+    status = response.status
+    if 200 <= status < 300:
+        return Verdict("succeeded")
+    detail = f"HTTP {status}: {response_text(response)}"
+    if status in retry_on or status >= 500:
+        wait = retry_after_seconds(response.headers.get("retry-after"))
+        return Verdict("retry", detail, retry_after=wait, pause_provider=status == 429)
+    return Verdict("failed", detail)
+
+
+def response_text(response: HttpResponse, limit: int = 300) -> str:
+    return truncate(response.body.decode(errors="replace").strip(), limit)
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def alert_links(alert: dict[str, Any]) -> list[dict[str, str]]:
+    """Links an app put in details: `runbook_url`, and `links` as [{"href", "text"}]."""
+    details = alert.get("details") or {}
+    links: list[dict[str, str]] = []
+    runbook = details.get("runbook_url")
+    if isinstance(runbook, str) and runbook.startswith(("http://", "https://")):
+        links.append({"href": runbook, "text": "Runbook"})
+    for link in details.get("links") or []:
+        if isinstance(link, dict) and str(link.get("href", "")).startswith(("http://", "https://")):
+            links.append({"href": str(link["href"]), "text": str(link.get("text") or link["href"])})
+    return links
+
+
+def who(delivery: Delivery) -> str:
+    return str(delivery.context.get("by") or "someone")

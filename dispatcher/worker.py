@@ -1,0 +1,360 @@
+"""The dispatcher loop: wake on NOTIFY or a timer, claim with SKIP LOCKED, send, record.
+
+Three threads talk to PostgreSQL, each on its own connection:
+- the listener LISTENs and sets `wake`; NOTIFY is only a hint, so a missed one costs at most a poll interval;
+- the claimer (the main thread) claims due deliveries, applies pacing, and hands them to the sender pool;
+- the recorder writes results back in batches, never dropping one while the database is away.
+Senders do HTTP only, outside any transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import queue
+import random
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import psycopg
+import requests
+
+from dispatcher import db, logs
+from dispatcher.metrics import Metrics
+from dispatcher.providers import all_secrets
+from dispatcher.providers.base import Delivery, HttpRequest, HttpResponse, Provider, Unconfigured, Verdict
+from dispatcher.redact import redact
+from dispatcher.settings import Settings
+
+RESPONSE_BODY_MAX = 64 * 1024
+RECORD_BATCH_MAX = 500
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Backoff:
+    """Reconnect delays: jittered, doubling from 0.1 s to 30 s."""
+
+    first: float = 0.1
+    cap: float = 30.0
+    current: float = 0.0
+
+    def next(self) -> float:
+        self.current = min(self.cap, self.current * 2 if self.current else self.first)
+        return random.uniform(self.current / 2, self.current)
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+def to_delivery(row: tuple) -> Delivery:
+    delivery_id, attempt, provider, action, target, context, provider_key, alert = row
+    return Delivery(delivery_id, attempt, provider, action, target, context or {}, provider_key, alert)
+
+
+def result_row(delivery: Delivery, verdict: Verdict, started: dt.datetime, finished: dt.datetime,
+               http_status: int | None, retry_at: dt.datetime | None) -> dict:
+    return {
+        "delivery_id": delivery.delivery_id,
+        "attempt": delivery.attempt,
+        "outcome": verdict.outcome,
+        "http_status": http_status,
+        "error": verdict.error,
+        "provider_reference": verdict.reference,
+        "retry_at": retry_at.isoformat() if retry_at else None,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "pause": verdict.pause_provider,
+    }
+
+
+def decide(delivery: Delivery, verdict: Verdict, settings: Settings, now: dt.datetime) -> tuple[Verdict, dt.datetime | None]:
+    """Turn a retryable verdict into a time to retry, or into a failure once attempts are exhausted."""
+    if verdict.outcome != "retry":
+        return verdict, None
+    if settings.retry.exhausted(delivery.attempt):
+        return Verdict("failed", f"gave up after {delivery.attempt} attempts; last: {verdict.error}"), None
+    delay = settings.retry.delay(delivery.attempt, verdict.retry_after)
+    return verdict, now + dt.timedelta(seconds=delay)
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, providers: Mapping[str, Provider], metrics: Metrics | None = None,
+                 connect: Callable[[str], psycopg.Connection] | None = None):
+        self.settings = settings
+        self.providers = dict(providers)
+        self.metrics = metrics or Metrics()
+        self.secrets = all_secrets(self.providers)
+        self._connect = connect or (lambda name: db.connect(
+            settings.database_url, connect_timeout=settings.connect_timeout,
+            application_name=f"pgalert {name} {settings.dispatcher_id}"[:63]))
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self.results: queue.Queue[dict] = queue.Queue()
+        self._lock = threading.Lock()
+        self._outstanding: set[int] = set()  # claimed, result not yet recorded
+        self._sending: set[int] = set()  # handed to a sender that has not returned
+        self._sessions = {name: self._session() for name in self.providers}
+        self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="send")
+        self._recorder_done = threading.Event()
+
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=self.settings.concurrency)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    # ---- lifecycle ------------------------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: object) -> None:
+            logs.info("stopping", signal=signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run(self) -> int:
+        logs.info("dispatcher starting", dispatcher=self.settings.dispatcher_id,
+                  providers=",".join(n for n, p in self.providers.items() if not isinstance(p, Unconfigured)) or "none",
+                  concurrency=self.settings.concurrency)
+        for name, provider in self.providers.items():
+            if isinstance(provider, Unconfigured):
+                logs.warning("provider not configured; its deliveries will be skipped", provider=name, reason=provider.reason)
+        listener = threading.Thread(target=self._listen_forever, name="listener", daemon=True)
+        recorder = threading.Thread(target=self._record_forever, name="recorder", daemon=True)
+        listener.start()
+        recorder.start()
+        started_stopping = self._claim_forever()
+        self._shutdown(started_stopping)
+        logs.info("dispatcher stopped", dispatcher=self.settings.dispatcher_id)
+        return 0
+
+    def _shutdown(self, deadline_start: float) -> None:
+        deadline = deadline_start + self.settings.shutdown_seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._sending:
+                    break
+            time.sleep(0.02)
+        with self._lock:
+            unsent = sorted(self._sending)
+        self._recorder_done.wait(max(deadline - time.monotonic(), 0.5))
+        if unsent:
+            try:
+                with self._connect("release") as conn:
+                    released = db.DispatcherQueries(conn, self.settings.dispatcher_id).release(unsent)
+                logs.warning("released unfinished deliveries", count=released)
+            except psycopg.Error as error:
+                logs.error("could not release deliveries; their lease will expire", error=self._clean(str(error)))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---- listener -------------------------------------------------------------------------------------------
+
+    def _listen_forever(self) -> None:
+        backoff = Backoff()
+        while not self.stopping.is_set():
+            try:
+                with self._connect("listen") as conn:
+                    db.listen(conn)
+                    self.metrics.listener_connected.set(1)
+                    if backoff.current:
+                        logs.info("listener reconnected")
+                    backoff.reset()
+                    self.wake.set()  # sweep: anything inserted while we were away is due now
+                    last_ping = time.monotonic()
+                    while not self.stopping.is_set():
+                        for _ in db.notifications(conn, timeout=min(self.settings.poll_seconds, 1.0)):
+                            self.wake.set()
+                        if time.monotonic() - last_ping >= self.settings.poll_seconds:
+                            db.ping(conn)  # a silently dead connection would otherwise wait forever
+                            last_ping = time.monotonic()
+            except psycopg.Error as error:
+                self.metrics.listener_connected.set(0)
+                delay = backoff.next()
+                logs.warning("listener disconnected", error=self._clean(str(error)), retry_in=round(delay, 2))
+                self.stopping.wait(delay)
+        self.metrics.listener_connected.set(0)
+
+    # ---- claimer --------------------------------------------------------------------------------------------
+
+    def _claim_forever(self) -> float:
+        backoff = Backoff()
+        last_gauges = 0.0
+        while not self.stopping.is_set():
+            try:
+                with self._connect("claim") as conn:
+                    queries = db.DispatcherQueries(conn, self.settings.dispatcher_id)
+                    backoff.reset()
+                    while not self.stopping.is_set():
+                        self.metrics.last_loop = time.monotonic()
+                        if time.monotonic() - last_gauges > 5:
+                            self.metrics.set_queue(queries.queue())
+                            last_gauges = time.monotonic()
+                        self.wake.clear()
+                        capacity = self._capacity()
+                        claimed = self._claim(queries, capacity) if capacity else 0
+                        if claimed and claimed == min(capacity, self.settings.batch_size):
+                            continue  # more may be due right now
+                        self.wake.wait(self._idle_wait(queries, capacity))
+            except psycopg.Error as error:
+                delay = backoff.next()
+                logs.warning("database unavailable", error=self._clean(str(error)), retry_in=round(delay, 2))
+                self.stopping.wait(delay)
+        return time.monotonic()
+
+    def _capacity(self) -> int:
+        with self._lock:
+            return max(self.settings.concurrency * 2 - len(self._outstanding), 0)
+
+    def _idle_wait(self, queries: db.DispatcherQueries, capacity: int) -> float:
+        if not capacity:
+            return self.settings.poll_seconds  # the recorder wakes us when sends finish
+        due_in = queries.seconds_until_next_due()
+        if due_in is None:
+            return self.settings.poll_seconds
+        return min(max(due_in, 0.005), self.settings.poll_seconds)
+
+    def _claim(self, queries: db.DispatcherQueries, capacity: int) -> int:
+        rows = queries.claim(min(capacity, self.settings.batch_size), self.settings.lease_seconds)
+        deliveries = [to_delivery(row) for row in rows]
+        with self._lock:
+            self._outstanding.update(d.delivery_id for d in deliveries)
+        by_provider: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            by_provider[delivery.provider].append(delivery)
+        for provider, batch in by_provider.items():
+            pace = self.settings.pacing.get(provider)
+            configured = not isinstance(self.providers.get(provider), Unconfigured | None)
+            if pace and configured:
+                granted, wait = queries.reserve_slots(provider, len(batch), pace.interval, pace.burst)
+                for position, delivery in enumerate(batch[granted:]):
+                    self._defer(delivery, wait + position * pace.interval)
+                batch = batch[:granted]
+            for delivery in batch:
+                with self._lock:
+                    self._sending.add(delivery.delivery_id)
+                self._pool.submit(self._send, delivery)
+        return len(deliveries)
+
+    def _defer(self, delivery: Delivery, seconds: float) -> None:
+        now = utcnow()
+        verdict = Verdict("deferred")
+        self.results.put(result_row(delivery, verdict, now, now, None, now + dt.timedelta(seconds=seconds)))
+
+    # ---- senders --------------------------------------------------------------------------------------------
+
+    def _send(self, delivery: Delivery) -> None:
+        started = utcnow()
+        http_status = None
+        try:
+            verdict, http_status = self._attempt(delivery)
+        except Exception as error:  # noqa: BLE001 - a bug in one payload must not kill the sender pool
+            verdict = Verdict("retry", f"internal error: {type(error).__name__}: {error}")
+            logs.error("send crashed", delivery_id=delivery.delivery_id, error=self._clean(repr(error)))
+        finished = utcnow()
+        verdict, retry_at = decide(delivery, verdict, self.settings, finished)
+        verdict = Verdict(verdict.outcome, self._clean(verdict.error), verdict.reference, verdict.retry_after,
+                          verdict.pause_provider)
+        self.metrics.deliveries.labels(delivery.provider, delivery.action, verdict.outcome).inc()
+        logs.info("delivery", delivery_id=delivery.delivery_id, alert_id=delivery.alert.get("id"),
+                  provider=delivery.provider, action=delivery.action, attempt=delivery.attempt,
+                  outcome=verdict.outcome, http_status=http_status,
+                  ms=round((finished - started).total_seconds() * 1000, 1),
+                  **({"error": verdict.error} if verdict.error else {}))
+        self.results.put(result_row(delivery, verdict, started, finished, http_status, retry_at))
+        with self._lock:
+            self._sending.discard(delivery.delivery_id)
+
+    def _attempt(self, delivery: Delivery) -> tuple[Verdict, int | None]:
+        provider = self.providers.get(delivery.provider)
+        if provider is None:
+            return Verdict("skipped", f"this dispatcher has no provider named {delivery.provider}"), None
+        if isinstance(provider, Unconfigured):
+            return Verdict("skipped", provider.reason), None
+        request = provider.build(delivery)
+        if request is None:
+            return Verdict("skipped", f"{delivery.provider} has nothing to send for {delivery.action}"), None
+        try:
+            response = self._http(delivery.provider, request)
+        except requests.Timeout:
+            return Verdict("retry", f"timed out after {self.settings.http_timeout:g}s"), None
+        except requests.RequestException as error:
+            return Verdict("retry", f"{type(error).__name__}: {error}"), None
+        return provider.judge(delivery, response), response.status
+
+    def _http(self, provider: str, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        try:
+            with self._sessions[provider].request(
+                request.method, request.url, headers=request.headers, data=request.body,
+                timeout=(self.settings.connect_timeout, self.settings.http_timeout), allow_redirects=False,
+                stream=True,
+            ) as reply:
+                body = reply.raw.read(RESPONSE_BODY_MAX, decode_content=True) or b""
+                return HttpResponse(reply.status_code, {k.lower(): v for k, v in reply.headers.items()}, body)
+        finally:
+            self.metrics.send_seconds.labels(provider).observe(time.perf_counter() - started)
+
+    # ---- recorder -------------------------------------------------------------------------------------------
+
+    def _record_forever(self) -> None:
+        backoff = Backoff()
+        pending: list[dict] = []
+        conn = None
+        while True:
+            if not pending:
+                if self.stopping.is_set() and self.results.empty() and self._idle():
+                    break
+                try:
+                    pending.append(self.results.get(timeout=0.2))
+                except queue.Empty:
+                    continue
+            while len(pending) < RECORD_BATCH_MAX:
+                try:
+                    pending.append(self.results.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                if conn is None or conn.closed:
+                    conn = self._connect("record")
+                db.DispatcherQueries(conn, self.settings.dispatcher_id).complete(pending)
+                backoff.reset()
+            except psycopg.Error as error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                delay = backoff.next()
+                logs.warning("could not record results; keeping them", count=len(pending),
+                             error=self._clean(str(error)), retry_in=round(delay, 2))
+                if self.stopping.is_set() and backoff.current >= 4:
+                    logs.error("giving up recording at shutdown; leases will expire", count=len(pending))
+                    break
+                time.sleep(delay)
+                continue
+            with self._lock:
+                self._outstanding.difference_update(r["delivery_id"] for r in pending)
+            pending = []
+            self.wake.set()
+        if conn is not None:
+            conn.close()
+        self._recorder_done.set()
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return not self._sending
+
+    def _clean(self, text: str | None) -> str | None:
+        return redact(text, self.secrets)
