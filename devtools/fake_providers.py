@@ -287,11 +287,11 @@ def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.shutdown(2)  # the client sees the connection die mid-request
                 return
-            if fault and fault.hang:
-                time.sleep(fault.hang)
             if fault:
                 status, reply_headers, reply = fault.status, dict(fault.headers), fault.body
-            elif provider == "slack" and fake.slack_rate_per_second and arrived - fake._slack_last < 1 / fake.slack_rate_per_second:
+            elif provider == "slack" and fake.slack_rate_per_second and (
+                arrived - fake._slack_last < 1 / fake.slack_rate_per_second
+            ):
                 status, reply_headers, reply = 429, {"Retry-After": "1", "Content-Type": "text/plain"}, b"rate_limited"
             elif provider in ROUTES:
                 status, reply_headers, reply = ROUTES[provider]("/" + rest, query, headers, body)
@@ -300,6 +300,8 @@ def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
             else:
                 status, reply_headers, reply = 404, {"Content-Type": "text/plain"}, b"unknown provider"
             fake._record(Received(provider, "POST", "/" + rest, query, headers, body, status, arrived))
+            if fault and fault.hang:
+                time.sleep(fault.hang)  # recorded on arrival: tests see the request while it hangs
             try:
                 self.send_response(status)
                 for name, value in reply_headers.items():
@@ -326,7 +328,8 @@ def describe(received: Received) -> str:
         summary = (document.get("payload") or {}).get("summary", "")
         what = f"{document.get('event_action')} dedup_key={document.get('dedup_key')} {summary}"
     elif received.provider == "opsgenie":
-        what = f"{received.path.rsplit('/', 1)[-1] if 'alerts/' in received.path else 'create'} {document.get('message') or ''}"
+        verb = received.path.rsplit("/", 1)[-1] if "alerts/" in received.path else "create"
+        what = f"{verb} {document.get('message') or ''}"
     elif received.provider == "slack":
         what = document.get("text", "")
     elif received.provider == "sentry":

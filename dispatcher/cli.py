@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -106,6 +107,12 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
         paces = parse_pacing(pacing)
     except (ProviderConfigError, ValueError) as error:
         raise click.ClickException(str(error)) from None
+    longest_send = Settings.connect_timeout + http_timeout
+    if lease_seconds <= longest_send + 1:
+        raise click.ClickException(
+            f"--lease-seconds ({lease_seconds:g}) must exceed the longest send ({longest_send:g}s: connect "
+            f"{Settings.connect_timeout:g}s + --http-timeout {http_timeout:g}s) by at least a second, or a send "
+            "still in flight would be claimed again")
     settings = Settings(
         database_url=database_url, dispatcher_id=dispatcher_id, concurrency=concurrency, batch_size=batch_size,
         lease_seconds=lease_seconds, poll_seconds=poll_seconds, http_timeout=http_timeout,
@@ -119,7 +126,13 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
         logs.info("metrics listening", address=f"{metrics_host}:{metrics_port}")
     dispatcher = Dispatcher(settings, providers, metrics)
     dispatcher.install_signal_handlers()
-    sys.exit(dispatcher.run())
+    code = dispatcher.run()
+    # A send stuck in a hung socket would hold interpreter exit (the executor joins its threads);
+    # its claim is already released, so leave without waiting for it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main() -> None:

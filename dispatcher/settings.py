@@ -31,9 +31,11 @@ def parse_pacing(spec: str) -> dict[str, Pace]:
             rate, _, burst = rate.partition(":")
             count, seconds = rate.split("/", 1)
             pace = Pace(float(seconds) / float(count), int(burst or 1))
-        except ValueError:
-            raise ValueError(f"pacing {item.strip()!r} is not PROVIDER=COUNT/SECONDS[:BURST], e.g. slack=1/1:3") from None
-        if pace.interval <= 0 or pace.burst < 1:
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(
+                f"pacing {item.strip()!r} is not PROVIDER=COUNT/SECONDS[:BURST], e.g. slack=1/1:3"
+            ) from None
+        if not 0 < pace.interval < float("inf") or pace.burst < 1:
             raise ValueError(f"pacing {item.strip()!r} needs a positive rate and a burst of at least 1")
         paces[provider.strip()] = pace
     return paces

@@ -75,7 +75,9 @@ def result_row(delivery: Delivery, verdict: Verdict, started: dt.datetime, finis
     }
 
 
-def decide(delivery: Delivery, verdict: Verdict, settings: Settings, now: dt.datetime) -> tuple[Verdict, dt.datetime | None]:
+def decide(
+    delivery: Delivery, verdict: Verdict, settings: Settings, now: dt.datetime
+) -> tuple[Verdict, dt.datetime | None]:
     """Turn a retryable verdict into a time to retry, or into a failure once attempts are exhausted."""
     if verdict.outcome != "retry":
         return verdict, None
@@ -132,7 +134,8 @@ class Dispatcher:
                   concurrency=self.settings.concurrency)
         for name, provider in self.providers.items():
             if isinstance(provider, Unconfigured):
-                logs.warning("provider not configured; its deliveries will be skipped", provider=name, reason=provider.reason)
+                logs.warning("provider not configured; its deliveries will be skipped",
+                             provider=name, reason=provider.reason)
         listener = threading.Thread(target=self._listen_forever, name="listener", daemon=True)
         recorder = threading.Thread(target=self._record_forever, name="recorder", daemon=True)
         listener.start()
@@ -330,9 +333,9 @@ class Dispatcher:
             try:
                 if conn is None or conn.closed:
                     conn = self._connect("record")
-                db.DispatcherQueries(conn, self.settings.dispatcher_id).complete(pending)
+                self._complete(conn, pending)
                 backoff.reset()
-            except psycopg.Error as error:
+            except psycopg.OperationalError as error:
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -351,6 +354,31 @@ class Dispatcher:
         if conn is not None:
             conn.close()
         self._recorder_done.set()
+
+    def _complete(self, conn: psycopg.Connection, results: list[dict]) -> None:
+        """Record a batch; a result the database refuses is recorded alone, stripped to what must be kept."""
+        queries = db.DispatcherQueries(conn, self.settings.dispatcher_id)
+        try:
+            queries.complete(results)
+            return
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as error:
+            logs.error("results refused by the database; recording one by one", error=self._clean(str(error)))
+        for result in results:
+            try:
+                queries.complete([result])
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as error:
+                plain = {**result, "error": f"unrecordable result ({type(error).__name__})", "provider_reference": None}
+                try:
+                    queries.complete([plain])
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error:
+                    logs.error("dropped a result; its lease will expire and it will be retried",
+                               delivery_id=result["delivery_id"])
 
     def _idle(self) -> bool:
         with self._lock:

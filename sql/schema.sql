@@ -392,7 +392,7 @@ CREATE FUNCTION public.monitoring_complete_deliveries(p_dispatcher text, p_resul
 DECLARE
     v_recorded integer;
     v_unblocked boolean;
-    v_failed_alert_ids bigint [];
+    v_failed_alert_ids bigint[];
     v_failed public.monitoring_alerts;
 BEGIN
     WITH results AS (

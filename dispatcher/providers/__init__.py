@@ -56,7 +56,9 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
 
     url, secret = get("PGALERT_WEBHOOK_URL"), get("PGALERT_WEBHOOK_SECRET")
     if url and not secret:
-        raise ProviderConfigError("PGALERT_WEBHOOK_URL is set but PGALERT_WEBHOOK_SECRET is not: webhooks are always signed")
+        raise ProviderConfigError(
+            "PGALERT_WEBHOOK_URL is set but PGALERT_WEBHOOK_SECRET is not: webhooks are always signed"
+        )
     providers["webhook"] = Webhook(url, secret) if url else Unconfigured("webhook", "PGALERT_WEBHOOK_URL is not set")
 
     for name, provider in providers.items():

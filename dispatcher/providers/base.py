@@ -134,7 +134,10 @@ def judge_by_status(response: HttpResponse, *, retry_on: frozenset[int] = frozen
 
 
 def response_text(response: HttpResponse, limit: int = 300) -> str:
-    return truncate(response.body.decode(errors="replace").strip(), limit)
+    """A reply body fit for an error message: decoded, printable, short (PostgreSQL text cannot hold NUL)."""
+    text = response.body.decode(errors="replace")
+    text = "".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in text[: limit * 2])
+    return truncate(text.strip(), limit)
 
 
 def parse_json(body: bytes) -> dict[str, Any]:

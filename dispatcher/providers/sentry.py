@@ -13,8 +13,8 @@ from dispatcher.providers.base import (
     HttpRequest,
     HttpResponse,
     Verdict,
-    judge_by_status,
     json_body,
+    judge_by_status,
     truncate,
 )
 

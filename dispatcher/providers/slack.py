@@ -14,8 +14,8 @@ from dispatcher.providers.base import (
     HttpResponse,
     Verdict,
     alert_links,
-    judge_by_status,
     json_body,
+    judge_by_status,
     response_text,
     truncate,
     who,
@@ -87,7 +87,8 @@ def _trigger_message(alert: dict) -> dict:
     header = truncate(f"{alert.get('priority', '')} {alert['title']}".strip(), HEADER_TEXT_MAX)
     blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}]
     if alert.get("message"):
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(escape(alert["message"]), SECTION_TEXT_MAX)}})
+        text = truncate(escape(alert["message"]), SECTION_TEXT_MAX)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     facts = [
         f"*Severity*\n{mark} {alert['severity']} ({alert.get('priority', '')})",
         f"*Type*\n`{truncate(escape(alert['alert_type']), 200)}`",
@@ -102,13 +103,19 @@ def _trigger_message(alert: dict) -> dict:
         blocks.append({
             "type": "actions",
             "elements": [
-                {"type": "button", "text": {"type": "plain_text", "text": truncate(link["text"], 75)}, "url": link["href"][:3000]}
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": truncate(link["text"], 75)},
+                    "url": link["href"][:3000],
+                }
                 for link in links
             ],
         })
+    dedup = truncate(escape(str(alert.get("dedup_key"))), 200)
     blocks.append({
         "type": "context",
-        "elements": [{"type": "mrkdwn", "text": f"pgalert alert #{alert['id']} · dedup `{truncate(escape(str(alert.get('dedup_key'))), 200)}`"}],
+        "elements": [{"type": "mrkdwn", "text": f"pgalert alert #{alert['id']} · dedup `{dedup}`"}],
     })
-    fallback = truncate(f"{mark} [{alert['severity']}] {alert['title']}: {alert.get('message') or ''}", FALLBACK_TEXT_MAX)
+    fallback = f"{mark} [{alert['severity']}] {alert['title']}: {alert.get('message') or ''}"
+    fallback = truncate(fallback, FALLBACK_TEXT_MAX)
     return {"text": fallback, "blocks": blocks[:BLOCKS_MAX]}

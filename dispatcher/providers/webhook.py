@@ -12,7 +12,7 @@ import hmac
 import time
 from dataclasses import dataclass
 
-from dispatcher.providers.base import Delivery, HttpRequest, HttpResponse, Verdict, judge_by_status, json_body
+from dispatcher.providers.base import Delivery, HttpRequest, HttpResponse, Verdict, json_body, judge_by_status
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

@@ -15,7 +15,7 @@ COMMENT ON TABLE _monitoring_migrations IS
 
 -- One row identifying this installation, so provider dedup keys from two databases never collide.
 CREATE TABLE _monitoring_installation (
-    singleton boolean PRIMARY KEY DEFAULT true CONSTRAINT only_one_installation CHECK (singleton),
+    singleton boolean PRIMARY KEY DEFAULT TRUE CONSTRAINT only_one_installation CHECK (singleton),
     installation_id uuid NOT NULL DEFAULT gen_random_uuid(),
     created_at timestamptz NOT NULL DEFAULT now()
 );
@@ -39,6 +39,8 @@ BEGIN
             END;
         END IF;
     END LOOP;
+    -- an admin can do what readers and writers do
+    EXECUTE 'GRANT monitoring_reader, monitoring_writer TO monitoring_admin';
 END
 $roles$;
 
@@ -47,9 +49,9 @@ $roles$;
 ------------------------------------------------------------------------------------------------------------
 CREATE TABLE monitoring_providers (
     provider text PRIMARY KEY CONSTRAINT provider_name_is_simple CHECK (provider ~ '^[a-z][a-z0-9_]{0,30}$'),
-    actions text [] NOT NULL
+    actions text[] NOT NULL
     CONSTRAINT actions_are_known CHECK (actions <@ ARRAY['trigger', 'acknowledge', 'resolve', 'notify']),
-    is_pager boolean NOT NULL DEFAULT false,
+    is_pager boolean NOT NULL DEFAULT FALSE,
     description text NOT NULL DEFAULT ''
 );
 COMMENT ON TABLE monitoring_providers IS
@@ -58,18 +60,18 @@ is_pager: it wakes a person up, so a critical alert that reached no pager is rai
 Configuration and secrets live in the dispatcher''s environment, never here.';
 
 INSERT INTO monitoring_providers (provider, actions, is_pager, description) VALUES
-('pagerduty', ARRAY['trigger', 'acknowledge', 'resolve'], true, 'PagerDuty Events API v2'),
-('opsgenie', ARRAY['trigger', 'acknowledge', 'resolve'], true, 'Opsgenie Alert API (ends 2027-04-05)'),
-('slack', ARRAY['trigger', 'acknowledge', 'resolve', 'notify'], false, 'Slack incoming webhook'),
-('sentry', ARRAY['trigger'], false, 'Sentry envelope endpoint'),
-('webhook', ARRAY['trigger', 'acknowledge', 'resolve', 'notify'], false, 'HMAC-signed JSON webhook');
+('pagerduty', ARRAY['trigger', 'acknowledge', 'resolve'], TRUE, 'PagerDuty Events API v2'),
+('opsgenie', ARRAY['trigger', 'acknowledge', 'resolve'], TRUE, 'Opsgenie Alert API (ends 2027-04-05)'),
+('slack', ARRAY['trigger', 'acknowledge', 'resolve', 'notify'], FALSE, 'Slack incoming webhook'),
+('sentry', ARRAY['trigger'], FALSE, 'Sentry envelope endpoint'),
+('webhook', ARRAY['trigger', 'acknowledge', 'resolve', 'notify'], FALSE, 'HMAC-signed JSON webhook');
 
 CREATE TABLE monitoring_routes (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     alert_type text,
     severity text CONSTRAINT route_severity_is_known CHECK (severity IN ('critical', 'warning', 'info')),
     provider text NOT NULL REFERENCES monitoring_providers (provider),
-    enabled boolean NOT NULL DEFAULT true
+    enabled boolean NOT NULL DEFAULT TRUE
 );
 CREATE UNIQUE INDEX one_route_per_type_severity_provider
 ON monitoring_routes (coalesce(alert_type, ''), coalesce(severity, ''), provider);
@@ -139,7 +141,7 @@ CREATE TABLE monitoring_alerts (
     resolved_at timestamptz,
     resolved_by text,
     resolve_note text,
-    false_positive boolean NOT NULL DEFAULT false,
+    false_positive boolean NOT NULL DEFAULT FALSE,
     CONSTRAINT alert_type_is_not_blank CHECK (btrim(alert_type) <> ''),
     CONSTRAINT occurred_not_after_created CHECK (occurred_at <= created_at),
     CONSTRAINT acknowledged_after_created CHECK (acknowledged_at >= created_at),
@@ -469,7 +471,7 @@ CREATE FUNCTION monitoring_resolve_alert(
     p_alert_id bigint,
     p_by text DEFAULT session_user,
     p_note text DEFAULT NULL,
-    p_false_positive boolean DEFAULT false,
+    p_false_positive boolean DEFAULT FALSE,
     p_at timestamptz DEFAULT now()
 )
 RETURNS monitoring_alerts
@@ -569,7 +571,7 @@ AS $$
 DECLARE
     v_recorded integer;
     v_unblocked boolean;
-    v_failed_alert_ids bigint [];
+    v_failed_alert_ids bigint[];
     v_failed public.monitoring_alerts;
 BEGIN
     WITH results AS (
@@ -667,7 +669,7 @@ error, provider_reference, retry_at, started_at, finished_at, pause}. outcome: s
 provider asked every sender to wait until retry_at. Results for a claim
 that is no longer this dispatcher''s are recorded as attempts but do not move the delivery.';
 
-CREATE FUNCTION monitoring_release_deliveries(p_dispatcher text, p_delivery_ids bigint [])
+CREATE FUNCTION monitoring_release_deliveries(p_dispatcher text, p_delivery_ids bigint[])
 RETURNS integer
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -680,7 +682,7 @@ AS $$
     )
     SELECT count(*)::integer FROM released
 $$;
-COMMENT ON FUNCTION monitoring_release_deliveries(text, bigint []) IS
+COMMENT ON FUNCTION monitoring_release_deliveries(text, bigint[]) IS
 'Dispatchers only: give back claimed deliveries that were not sent (shutdown), so others take them at once.';
 
 -- Pacing shared by every dispatcher: a generic cell rate algorithm, one row per provider.
@@ -787,7 +789,6 @@ GRANT EXECUTE ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, times
 monitoring_resolve_alert(bigint, text, text, boolean, timestamptz),
 _monitoring_get_alert_for_update(bigint),
 _monitoring_enqueue(bigint, text, jsonb) TO monitoring_admin;
-GRANT monitoring_reader, monitoring_writer TO monitoring_admin;
 
 GRANT UPDATE, INSERT ON monitoring_deliveries TO monitoring_dispatcher;
 GRANT INSERT ON monitoring_delivery_attempts, monitoring_alerts TO monitoring_dispatcher;
@@ -795,7 +796,7 @@ GRANT SELECT, INSERT, UPDATE ON _monitoring_pacing TO monitoring_dispatcher;
 GRANT SELECT ON _monitoring_installation TO monitoring_dispatcher;
 GRANT EXECUTE ON FUNCTION monitoring_claim_deliveries(text, integer, interval),
 monitoring_complete_deliveries(text, jsonb),
-monitoring_release_deliveries(text, bigint []),
+monitoring_release_deliveries(text, bigint[]),
 monitoring_reserve_send_slots(text, integer, interval, integer),
 monitoring_pause_provider(text, timestamptz),
 monitoring_next_delivery_due() TO monitoring_dispatcher;

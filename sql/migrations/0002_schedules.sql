@@ -58,8 +58,10 @@ COMMENT ON FUNCTION monitoring_purge_history(interval, timestamptz) IS
 Open and acknowledged alerts are never purged.';
 
 INSERT INTO monitoring_schedules (job_name, schedule, command, description) VALUES
-('pgalert_purge_history', '17 3 * * *', 'SELECT monitoring_purge_history()',
- 'Daily: drop alerts resolved more than 90 days ago, with their delivery history.');
+(
+    'pgalert_purge_history', '17 3 * * *', 'SELECT monitoring_purge_history()',
+    'Daily: drop alerts resolved more than 90 days ago, with their delivery history.'
+);
 
 SELECT monitoring_install_schedules();
 

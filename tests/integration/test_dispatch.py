@@ -1,0 +1,230 @@
+"""The dispatcher end to end: real process, real PostgreSQL, fake providers that behave like the real ones."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+
+import psycopg
+
+from devtools.fake_providers import PAGERDUTY_KEY, SLACK_PATH, Fault
+from tests.conftest import SEED_CRITICAL
+from tests.integration.conftest import all_final, statuses, wait_until
+
+
+def test_seed_alert_reaches_pagerduty_slack_and_sentry_then_ack_and_resolve_follow(conn, fake, start_dispatcher):
+    dispatcher = start_dispatcher()
+    conn.execute(SEED_CRITICAL)
+    wait_until(lambda: all_final(conn))
+    assert sorted(r.provider for r in fake.received) == ["pagerduty", "sentry", "slack"]
+    assert all(r.status in (200, 202) for r in fake.received)
+    conn.execute("SELECT monitoring_acknowledge_alert(1, 'alice', 'on it')")
+    conn.execute("SELECT monitoring_resolve_alert(1, 'alice')")
+    wait_until(lambda: all_final(conn) and len(statuses(conn)) == 7)
+    assert all(status == "succeeded" for _, _, status in statuses(conn))
+    pd = [r.json for r in fake.requests_for("pagerduty")]
+    assert [e["event_action"] for e in pd] == ["trigger", "acknowledge", "resolve"]
+    assert len({e["dedup_key"] for e in pd}) == 1
+    slack = [r.json["text"] for r in fake.requests_for("slack")]
+    assert "Acknowledged" in slack[1] and "Resolved" in slack[2]
+    assert dispatcher.stop() == 0
+
+
+def test_warning_goes_to_opsgenie_and_is_closed_by_alias(conn, fake, start_dispatcher):
+    start_dispatcher()
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, message) VALUES ('disk', 'warning', 'Disk 91%', 'db-1')")
+    wait_until(lambda: all_final(conn))
+    conn.execute("SELECT monitoring_resolve_alert(1, 'bob')")
+    wait_until(lambda: len(fake.requests_for("opsgenie")) == 2)
+    create, close = fake.requests_for("opsgenie")
+    assert create.path == "/v2/alerts" and create.json["priority"] == "P2"
+    assert close.path == f"/v2/alerts/{create.json['alias']}/close" and close.query == {"identifierType": ["alias"]}
+
+
+def test_a_dispatcher_that_was_down_catches_up(conn, fake, start_dispatcher):
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'down' || g, 'info', 't' FROM generate_series(1, 20) g")
+    start_dispatcher()
+    wait_until(lambda: all_final(conn))
+    assert len(fake.requests_for("slack", 200)) == 20
+
+
+def test_server_errors_and_dropped_connections_are_retried(conn, fake, start_dispatcher):
+    fake.script("pagerduty", Fault(500), Fault(drop=True), Fault(502, b"<html>bad gateway</html>"))
+    start_dispatcher()
+    conn.execute(SEED_CRITICAL)
+    wait_until(lambda: all_final(conn))
+    attempts = conn.execute("SELECT attempt, outcome, http_status FROM monitoring_delivery_attempts a "
+                            "JOIN monitoring_deliveries d ON d.id = a.delivery_id WHERE provider = 'pagerduty' ORDER BY attempt").fetchall()
+    assert [(a, o) for a, o, _ in attempts] == [(1, "retry"), (2, "retry"), (3, "retry"), (4, "succeeded")]
+    assert [s for _, _, s in attempts] == [500, None, 502, 202]
+
+
+def test_a_hanging_provider_times_out_and_is_retried(conn, fake, start_dispatcher):
+    fake.script("slack", Fault(200, b"ok", hang=3))
+    start_dispatcher()
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('x', 'info', 't')")
+    wait_until(lambda: all_final(conn))
+    errors = conn.execute("SELECT outcome, error FROM monitoring_delivery_attempts ORDER BY attempt").fetchall()
+    assert errors[0] == ("retry", "timed out after 1s") and errors[-1][0] == "succeeded"
+
+
+def test_429_retry_after_is_honoured(conn, fake, start_dispatcher):
+    fake.script("slack", Fault(429, b"rate_limited", (("Retry-After", "2"),)))
+    start_dispatcher()
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('x', 'info', 't')")
+    wait_until(lambda: all_final(conn))
+    first, second = fake.requests_for("slack")
+    assert first.status == 429 and second.status == 200
+    assert second.at - first.at >= 2.0  # never sooner than asked, although backoff alone would allow 0.2 s
+
+
+def test_a_final_error_fails_at_once_and_a_lost_page_is_raised_elsewhere(conn, fake, start_dispatcher):
+    fake.script("pagerduty", Fault(400, b'{"status":"invalid event","message":"Event object is invalid"}'))
+    start_dispatcher()
+    conn.execute(SEED_CRITICAL)
+    wait_until(lambda: conn.execute("SELECT count(*) FROM monitoring_alerts WHERE alert_type = 'pgalert_delivery_failure'").fetchone()[0])
+    wait_until(lambda: all_final(conn))
+    failed = conn.execute("SELECT attempts, last_http_status, last_error FROM monitoring_deliveries WHERE provider = 'pagerduty'").fetchone()
+    assert failed[0:2] == (1, 400) and "invalid event" in failed[2]
+    texts = [r.json["text"] for r in fake.requests_for("slack")]
+    assert any("No pager received: Test" in t for t in texts)
+    assert len(fake.requests_for("opsgenie")) == 1  # the other pager was tried
+
+
+def test_attempts_run_out(conn, fake, start_dispatcher):
+    fake.script("webhook", *[Fault(503)] * 3)
+    conn.execute("INSERT INTO monitoring_routes (alert_type, severity, provider) VALUES ('hook', 'info', 'webhook')")
+    start_dispatcher("--max-attempts", "3")
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('hook', 'info', 't')")
+    wait_until(lambda: all_final(conn))
+    assert conn.execute("SELECT status, attempts, last_error FROM monitoring_deliveries").fetchone() == (
+        "failed", 3, 'gave up after 3 attempts; last: HTTP 503: {"status":"error","message":"Internal Server Error"}')
+
+
+def test_unconfigured_providers_are_skipped_visibly(conn, fake, start_dispatcher):
+    env = {k: v for k, v in fake.env().items() if not k.startswith("PAGERDUTY")}
+    dispatcher = start_dispatcher(env=env)
+    conn.execute(SEED_CRITICAL)
+    wait_until(lambda: all_final(conn))
+    assert conn.execute("SELECT status, last_error FROM monitoring_deliveries WHERE provider = 'pagerduty'").fetchone() == (
+        "skipped", "PAGERDUTY_INTEGRATION_KEY is not set")
+    assert "provider not configured" in dispatcher.output
+
+
+def test_garbage_replies_never_crash_the_daemon(conn, fake, start_dispatcher):
+    fake.script("pagerduty", Fault(202, b"\xff\xfe garbage"))
+    fake.script("sentry", Fault(200, b""))
+    fake.script("slack", Fault(200, b"\x00" * 100))
+    dispatcher = start_dispatcher()
+    conn.execute(SEED_CRITICAL)
+    wait_until(lambda: all_final(conn))
+    assert statuses(conn) == [("pagerduty", "trigger", "succeeded"), ("slack", "trigger", "failed"),
+                              ("sentry", "trigger", "succeeded")]
+    assert dispatcher.process.poll() is None
+
+
+def test_two_dispatchers_send_each_delivery_once(conn, fake, start_dispatcher):
+    start_dispatcher(name="a")
+    start_dispatcher(name="b")
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'x' || g, 'critical', 't' FROM generate_series(1, 150) g")
+    wait_until(lambda: all_final(conn))
+    sent = [(r.provider, r.json["dedup_key"]) for r in fake.requests_for("pagerduty")]
+    assert len(sent) == len(set(sent)) == 150
+    by = dict(conn.execute("SELECT dispatcher, count(*) FROM monitoring_delivery_attempts GROUP BY 1").fetchall())
+    assert sum(by.values()) == 450 and set(by) == {"a", "b"}
+
+
+def test_a_killed_dispatchers_claims_are_taken_over_after_the_lease(conn, fake, start_dispatcher):
+    fake.script("pagerduty", Fault(202, b"{}", hang=30))
+    victim = start_dispatcher(name="victim")
+    conn.execute(SEED_CRITICAL)
+    wait_until(lambda: fake.requests_for("pagerduty"))
+    victim.stop(signal.SIGKILL)
+    start_dispatcher(name="heir")
+    wait_until(lambda: all_final(conn), timeout=30)
+    row = conn.execute("SELECT status, attempts FROM monitoring_deliveries WHERE provider = 'pagerduty'").fetchone()
+    assert row == ("succeeded", 2)
+    keys = {r.json["dedup_key"] for r in fake.requests_for("pagerduty")}
+    assert len(keys) == 1  # the second send carries the same key, so PagerDuty deduplicates it
+
+
+def test_sigterm_releases_in_flight_work_and_exits_zero(conn, fake, start_dispatcher):
+    fake.script("slack", Fault(200, b"ok", hang=30))
+    dispatcher = start_dispatcher("--http-timeout", "60", "--lease-seconds", "120")
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('x', 'info', 't')")
+    wait_until(lambda: fake.requests_for("slack"))
+    started = time.monotonic()
+    assert dispatcher.stop(timeout=10) == 0
+    assert time.monotonic() - started < 10
+    assert conn.execute("SELECT status, attempts, claimed_by FROM monitoring_deliveries").fetchone() == ("pending", 0, None)
+    assert "released unfinished deliveries" in dispatcher.output
+
+
+def test_secrets_never_reach_the_database_or_the_logs(conn, fake, start_dispatcher):
+    env = fake.env()
+    env["SLACK_WEBHOOK_URL"] = "http://127.0.0.1:9" + SLACK_PATH  # nothing listens: the error quotes the URL path
+    dispatcher = start_dispatcher("--max-attempts", "1", "--log-format", "json", env=env)
+    conn.execute(SEED_CRITICAL)
+    wait_until(lambda: all_final(conn))
+    stored = json.dumps(conn.execute("SELECT json_agg(d) FROM monitoring_deliveries d").fetchone()[0])
+    stored += json.dumps(conn.execute("SELECT json_agg(a) FROM monitoring_delivery_attempts a").fetchone()[0])
+    assert "ConnectionError" in stored and "[redacted]" in stored
+    dispatcher.stop()
+    for secret in (SLACK_PATH, PAGERDUTY_KEY, env["OPSGENIE_API_KEY"], env["PGALERT_WEBHOOK_SECRET"]):
+        assert secret not in stored
+        assert secret not in dispatcher.output
+    assert all(json.loads(line) for line in dispatcher.output.splitlines())  # --log-format json: one object a line
+
+
+def test_survives_a_postgresql_restart(conn, fake, start_dispatcher, db_url):
+    from tests.conftest import SERVER
+
+    dispatcher = start_dispatcher()
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('before', 'info', 't')")
+    wait_until(lambda: all_final(conn))
+    SERVER.restart()
+    with psycopg.connect(db_url, autocommit=True) as again:
+        again.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('after', 'info', 't')")
+        wait_until(lambda: len(fake.requests_for("slack", 200)) == 2, timeout=40)
+    assert dispatcher.process.poll() is None
+    assert "reconnected" in dispatcher.output or "database unavailable" in dispatcher.output
+
+
+def test_pacing_queues_rather_than_trips_the_rate_limit(conn, fake, start_dispatcher):
+    fake.slack_rate_per_second = 1 / 0.9  # Slack's ~1 message a second, with a little clock slack
+    start_dispatcher("--pacing", "slack=1/1:1")
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'p' || g, 'info', 't' FROM generate_series(1, 4) g")
+    wait_until(lambda: all_final(conn), timeout=30)
+    assert [r.status for r in fake.requests_for("slack")] == [200, 200, 200, 200]
+    assert conn.execute("SELECT max(attempts) FROM monitoring_deliveries").fetchone() == (1,)
+
+
+def test_metrics_and_health(conn, fake, start_dispatcher):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start_dispatcher("--metrics-port", str(port))
+    conn.execute(SEED_CRITICAL)
+    wait_until(lambda: all_final(conn))
+
+    def scrape(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+            return reply.status, reply.read().decode()
+
+    wait_until(lambda: _reachable(scrape))
+    status, text = scrape("/metrics")
+    assert 'pgalert_deliveries_total{action="trigger",outcome="succeeded",provider="pagerduty"} 1.0' in text
+    assert "pgalert_send_seconds_bucket" in text and "pgalert_oldest_pending_seconds" in text
+    status, health = scrape("/healthz")
+    assert status == 200 and json.loads(health)["listener_connected"] is True
+
+
+def _reachable(scrape):
+    try:
+        return scrape("/healthz")[0] == 200
+    except OSError:
+        return False

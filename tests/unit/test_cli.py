@@ -1,0 +1,52 @@
+"""The CLI: every command has help, and bad input is a clear error (click's CliRunner, no daemon started)."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from dispatcher.cli import cli
+
+
+def all_commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from all_commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", [p for p, _ in all_commands(cli)], ids=" ".join)
+def test_every_command_has_help(path):
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0
+    command = dict(all_commands(cli))[path]
+    assert command.help and len(command.help) > 40
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name != "help":
+            assert param.help or param.name == "log_level", f"{path} --{param.name} has no help"
+
+
+def test_dispatch_help_names_each_setting_in_the_environment():
+    text = CliRunner().invoke(cli, ["dispatch", "--help"]).output
+    for name in ("DATABASE_URL", "PGALERT_CONCURRENCY", "PGALERT_PACING", "PGALERT_METRICS_PORT", "PAGERDUTY_INTEGRATION_KEY"):
+        assert name in text
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["dispatch", "--pacing", "slack=fast"], {}, "PROVIDER=COUNT/SECONDS"),
+    (["dispatch"], {"PGALERT_WEBHOOK_URL": "https://x"}, "PGALERT_WEBHOOK_SECRET"),
+    (["dispatch", "--lease-seconds", "10", "--http-timeout", "30"], {}, "--lease-seconds (10) must exceed"),
+    (["dispatch", "--concurrency", "0"], {}, "0 is not in the range"),
+    (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/none"], {}, "cannot connect to PostgreSQL"),
+])
+def test_bad_input_is_a_clear_error(args, env, message):
+    result = CliRunner().invoke(cli, args, env={"DATABASE_URL": "", **env})
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_migrate_reports_what_it_did(db_url):
+    runner = CliRunner()
+    first = runner.invoke(cli, ["migrate", "--database-url", db_url])
+    assert first.exit_code == 0 and first.output.strip() == "database is up to date"

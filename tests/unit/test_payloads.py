@@ -1,0 +1,220 @@
+"""Provider payloads are pure: built from an alert row, checked against the vendors' limits and contracts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from devtools import fake_providers as fake
+from dispatcher.providers.base import Delivery, HttpResponse, truncate, truncate_utf8
+from dispatcher.providers.opsgenie import Opsgenie
+from dispatcher.providers.pagerduty import EU_EVENTS_URL, PagerDuty
+from dispatcher.providers.sentry import Sentry, event_id, parse_sentry_target
+from dispatcher.providers.slack import Slack
+from dispatcher.providers.webhook import Webhook, sign, verify
+
+
+def alert(**overrides):
+    row = {
+        "id": 7, "alert_type": "payment_failure", "severity": "critical", "priority": "P0", "title": "Payments failing",
+        "message": "3 failures in 5 min", "source": "checkout", "dedup_key": "payment_failure:checkout",
+        "details": {"gateway": "mercadopago", "runbook_url": "https://runbooks.example/payments"},
+        "occurrence_count": 1, "occurred_at": "2026-11-26T10:00:00+00:00", "created_at": "2026-11-26T10:00:05+00:00",
+    }
+    return {**row, **overrides}
+
+
+def delivery(action="trigger", provider="pagerduty", context=None, **alert_overrides):
+    return Delivery(11, 1, provider, action, "", context or {}, "pgalert-abcd1234-7", alert(**alert_overrides))
+
+
+HUGE = {"title": "💥 " + "Ünïcödé " * 500, "message": "m" * 100_000, "details": {"k": "v" * 600_000}}
+PAGERDUTY = PagerDuty(fake.PAGERDUTY_KEY)
+OPSGENIE = Opsgenie(fake.OPSGENIE_KEY)
+SLACK = Slack("http://hooks.local" + fake.SLACK_PATH)
+SENTRY = Sentry(parse_sentry_target(f"https://{fake.SENTRY_KEY}@sentry.local/{fake.SENTRY_PROJECT}"))
+
+
+# ---- PagerDuty ----------------------------------------------------------------------------------------------
+
+def test_pagerduty_trigger_event():
+    request = PAGERDUTY.build(delivery())
+    event = json.loads(request.body)
+    assert request.url == "https://events.pagerduty.com/v2/enqueue"
+    assert event["event_action"] == "trigger" and event["dedup_key"] == "pgalert-abcd1234-7"
+    assert event["payload"]["severity"] == "critical"
+    assert event["payload"]["summary"] == "Payments failing: 3 failures in 5 min"
+    assert event["payload"]["class"] == "payment_failure" and event["payload"]["source"] == "checkout"
+    assert event["payload"]["custom_details"]["details"]["gateway"] == "mercadopago"
+    assert event["links"] == [{"href": "https://runbooks.example/payments", "text": "Runbook"}]
+
+
+@pytest.mark.parametrize("action", ["acknowledge", "resolve"])
+def test_pagerduty_follow_ups_carry_only_the_key(action):
+    event = json.loads(PAGERDUTY.build(delivery(action)).body)
+    assert event == {"routing_key": fake.PAGERDUTY_KEY, "event_action": action, "dedup_key": "pgalert-abcd1234-7"}
+
+
+def test_pagerduty_limits_hold_for_huge_unicode_alerts():
+    request = PAGERDUTY.build(delivery(**HUGE))
+    event = json.loads(request.body)
+    assert len(event["payload"]["summary"]) <= 1024 and event["payload"]["summary"].startswith("💥 Ünïcödé")
+    assert len(request.body) <= 512 * 1024
+    assert fake.pagerduty("/v2/enqueue", {}, {}, request.body)[0] == 202
+
+
+def test_pagerduty_eu_endpoint_is_used_when_configured():
+    assert PagerDuty("k", EU_EVENTS_URL).build(delivery()).url == EU_EVENTS_URL
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(202, "succeeded"), (400, "failed"), (429, "retry"), (500, "retry"), (503, "retry")])
+def test_pagerduty_judge(status, outcome):
+    verdict = PAGERDUTY.judge(delivery(), HttpResponse(status, {}, b'{"status":"success","dedup_key":"pgalert-abcd1234-7"}'))
+    assert verdict.outcome == outcome
+    if outcome == "succeeded":
+        assert verdict.reference == "pgalert-abcd1234-7"
+
+
+def test_pagerduty_garbage_success_body_still_succeeds():
+    assert PAGERDUTY.judge(delivery(), HttpResponse(202, {}, b"\x00not json")).outcome == "succeeded"
+
+
+# ---- Opsgenie -----------------------------------------------------------------------------------------------
+
+def test_opsgenie_create():
+    request = OPSGENIE.build(delivery(provider="opsgenie", severity="warning", priority="P1"))
+    body = json.loads(request.body)
+    assert request.url == "https://api.opsgenie.com/v2/alerts"
+    assert request.headers["Authorization"] == f"GenieKey {fake.OPSGENIE_KEY}"
+    assert body["alias"] == "pgalert-abcd1234-7" and body["priority"] == "P2" and body["entity"] == "checkout"
+    assert fake.opsgenie("/v2/alerts", {}, {"authorization": request.headers["Authorization"]}, request.body)[0] == 202
+
+
+def test_opsgenie_limits_hold_for_huge_alerts():
+    request = OPSGENIE.build(delivery(provider="opsgenie", **HUGE))
+    body = json.loads(request.body)
+    assert len(body["message"]) == 130 and len(body["description"]) == 15000
+    assert fake.opsgenie("/v2/alerts", {}, {"authorization": request.headers["Authorization"]}, request.body)[0] == 202
+
+
+@pytest.mark.parametrize(("action", "verb"), [("acknowledge", "acknowledge"), ("resolve", "close")])
+def test_opsgenie_follow_ups_go_by_alias(action, verb):
+    request = OPSGENIE.build(delivery(action, "opsgenie", {"by": "alice", "note": "on it"}))
+    assert request.url == f"https://api.opsgenie.com/v2/alerts/pgalert-abcd1234-7/{verb}?identifierType=alias"
+    assert json.loads(request.body) == {"user": "alice", "source": "pgalert", "note": "on it"}
+
+
+def test_opsgenie_reference_is_the_request_id():
+    reply = HttpResponse(202, {}, b'{"result":"Request will be processed","took":0.1,"requestId":"r-1"}')
+    assert OPSGENIE.judge(delivery(provider="opsgenie"), reply).reference == "r-1"
+    assert OPSGENIE.judge(delivery(provider="opsgenie"), HttpResponse(422, {}, b"{}")).outcome == "failed"
+
+
+# ---- Slack --------------------------------------------------------------------------------------------------
+
+def test_slack_message_is_readable_and_escaped():
+    message = json.loads(SLACK.build(delivery(provider="slack", title="<b>&", message="x > y")).body)
+    assert message["text"].startswith(":red_circle: [critical] <b>&")
+    assert message["blocks"][0]["type"] == "header"
+    assert message["blocks"][1]["text"]["text"] == "x &gt; y"
+    facts = " ".join(f["text"] for f in message["blocks"][2]["fields"])
+    assert "critical (P0)" in facts and "`payment_failure`" in facts and "checkout" in facts
+    assert message["blocks"][3]["elements"][0]["url"] == "https://runbooks.example/payments"
+
+
+def test_slack_limits_hold_for_huge_alerts():
+    body = SLACK.build(delivery(provider="slack", **HUGE)).body
+    assert fake.slack(fake.SLACK_PATH.removeprefix("/slack"), {}, {}, body) == (200, {"Content-Type": "text/plain"}, b"ok")
+    message = json.loads(body)
+    assert all(len((b.get("text") or {}).get("text", "")) <= 3000 for b in message["blocks"])
+
+
+@pytest.mark.parametrize(("action", "context", "expected"), [
+    ("acknowledge", {"by": "alice", "note": "on it"}, ":eyes: *Acknowledged* by alice: Payments failing (alert #7)\n>on it"),
+    ("resolve", {"by": "bob"}, ":white_check_mark: *Resolved* by bob: Payments failing (alert #7)"),
+    ("resolve", {"by": "bob", "false_positive": True}, ":white_check_mark: *Resolved as a false positive* by bob: Payments failing (alert #7)"),
+])
+def test_slack_follow_ups(action, context, expected):
+    assert json.loads(SLACK.build(delivery(action, "slack", context)).body)["text"] == expected
+
+
+@pytest.mark.parametrize(("status", "body", "outcome"), [
+    (200, b"ok", "succeeded"), (200, b"<html>captive portal</html>", "failed"), (404, b"channel_not_found", "failed"),
+    (410, b"channel_is_archived", "failed"), (429, b"rate_limited", "retry"), (500, b"", "retry"),
+])
+def test_slack_judge(status, body, outcome):
+    verdict = SLACK.judge(delivery(provider="slack"), HttpResponse(status, {"retry-after": "7"}, body))
+    assert verdict.outcome == outcome
+    if status == 429:
+        assert verdict.retry_after == 7 and verdict.pause_provider
+
+
+def test_slack_secret_path_is_among_its_secrets():
+    assert fake.SLACK_PATH in SLACK.secrets()
+
+
+# ---- Sentry -------------------------------------------------------------------------------------------------
+
+def test_sentry_dsn_becomes_an_envelope_url():
+    target = parse_sentry_target("https://abc@o1.ingest.sentry.io/123")
+    assert (target.envelope_url, target.public_key) == ("https://o1.ingest.sentry.io/api/123/envelope/", "abc")
+    assert parse_sentry_target("http://k@localhost:9000/sentry/42").envelope_url == "http://localhost:9000/sentry/api/42/envelope/"
+
+
+def test_sentry_webhook_url_may_be_a_dsn_or_an_envelope_url():
+    assert parse_sentry_target(webhook_url="https://abc@sentry.io/5").public_key == "abc"
+    target = parse_sentry_target(webhook_url="https://sentry.io/api/5/envelope/?sentry_key=abc&sentry_version=7")
+    assert target.public_key == "abc" and target.envelope_url == "https://sentry.io/api/5/envelope/"
+
+
+@pytest.mark.parametrize("value", ["not a url", "https://sentry.io/hooks/123", "https://abc@sentry.io/not-a-number"])
+def test_sentry_bad_urls_are_explained(value):
+    with pytest.raises(ValueError, match="SENTRY_WEBHOOK_URL"):
+        parse_sentry_target(webhook_url=value)
+
+
+def test_sentry_envelope():
+    request = SENTRY.build(delivery(provider="sentry", severity="warning"))
+    header, item_header, item = request.body.rstrip(b"\n").split(b"\n")
+    event = json.loads(item)
+    assert json.loads(item_header) == {"type": "event", "length": len(item)}
+    assert json.loads(header)["event_id"] == event["event_id"] == event_id(delivery())
+    assert event["level"] == "warning" and event["fingerprint"] == ["pgalert", "payment_failure:checkout"]
+    assert request.headers["X-Sentry-Auth"].endswith(f"sentry_key={fake.SENTRY_KEY}")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert fake.sentry(f"/api/{fake.SENTRY_PROJECT}/envelope/", {}, headers, request.body)[0] == 200
+    assert SENTRY.build(delivery("resolve", "sentry")) is None
+
+
+def test_sentry_event_id_is_stable_and_32_hex():
+    assert event_id(delivery()) == event_id(delivery()) != event_id(delivery("resolve"))
+    assert len(event_id(delivery())) == 32 and event_id(delivery()) == event_id(delivery()).lower()
+
+
+def test_sentry_rate_limit_header_pauses_the_provider():
+    reply = HttpResponse(429, {"x-sentry-rate-limits": "60:transaction:key, 2700:default;error;security:organization"}, b"")
+    verdict = SENTRY.judge(delivery(provider="sentry"), reply)
+    assert (verdict.outcome, verdict.retry_after, verdict.pause_provider) == ("retry", 2700, True)
+
+
+# ---- webhook ------------------------------------------------------------------------------------------------
+
+def test_webhook_is_signed_and_verifiable():
+    hook = Webhook("https://example.test/hook", "s3cret")
+    request = hook.build(delivery("resolve", "webhook", {"by": "bob"}), now=1_700_000_000)
+    assert verify("s3cret", request.headers["X-Pgalert-Signature"], request.body, now=1_700_000_010)
+    assert not verify("s3cret", request.headers["X-Pgalert-Signature"], request.body + b" ", now=1_700_000_010)
+    assert not verify("wrong", request.headers["X-Pgalert-Signature"], request.body, now=1_700_000_010)
+    assert not verify("s3cret", request.headers["X-Pgalert-Signature"], request.body, now=1_700_009_999)  # replay
+    assert json.loads(request.body)["event"] == "resolve"
+    assert sign("s3cret", 1, b"x") != sign("s3cret", 2, b"x")
+
+
+# ---- text ---------------------------------------------------------------------------------------------------
+
+def test_truncation_never_splits_a_character():
+    assert truncate("héllo wörld", 6) == "héllo…"
+    assert truncate("short", 10) == "short"
+    cut = truncate_utf8("€" * 10, 10)
+    assert cut.encode() and len(cut.encode()) <= 10 and cut.startswith("€€")

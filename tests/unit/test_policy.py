@@ -1,0 +1,100 @@
+"""Retry timing, Retry-After parsing, pacing specs, provider configuration and redaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import random
+
+import pytest
+
+from dispatcher.providers import ProviderConfigError, all_secrets, providers_from_env
+from dispatcher.providers.base import (
+    Delivery,
+    HttpResponse,
+    Unconfigured,
+    Verdict,
+    judge_by_status,
+    retry_after_seconds,
+)
+from dispatcher.redact import redact
+from dispatcher.retry import RetryPolicy
+from dispatcher.settings import Pace, Settings, parse_pacing
+from dispatcher.worker import decide
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap():
+    policy = RetryPolicy(max_attempts=10, base_seconds=1, cap_seconds=60)
+    rng = random.Random(1)
+    for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (7, 60), (9, 60)]:
+        delays = [policy.delay(attempt, rng=rng) for _ in range(200)]
+        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
+
+
+def test_backoff_never_undercuts_retry_after():
+    assert RetryPolicy().delay(1, retry_after=42) == 42
+
+
+def test_retry_after_in_seconds_or_as_http_date():
+    assert retry_after_seconds("120") == 120
+    when = email.utils.format_datetime(dt.datetime(2030, 1, 1, tzinfo=dt.UTC), usegmt=True)
+    assert retry_after_seconds(when, now=dt.datetime(2029, 12, 31, 23, 59, tzinfo=dt.UTC).timestamp()) == 60
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(200, "succeeded"), (204, "succeeded"), (400, "failed"), (401, "failed"),
+                                                   (403, "failed"), (404, "failed"), (408, "retry"), (413, "failed"),
+                                                   (429, "retry"), (500, "retry"), (502, "retry"), (504, "retry")])
+def test_status_classification(status, outcome):
+    assert judge_by_status(HttpResponse(status, {}, b"")).outcome == outcome
+
+
+def test_decide_schedules_a_retry_and_fails_when_attempts_run_out():
+    settings = Settings(retry=RetryPolicy(max_attempts=3, base_seconds=10, cap_seconds=10))
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    early = Delivery(1, 1, "slack", "trigger", "", {}, "k", {})
+    verdict, retry_at = decide(early, Verdict("retry", "HTTP 503"), settings, now)
+    assert verdict.outcome == "retry" and now + dt.timedelta(seconds=5) <= retry_at <= now + dt.timedelta(seconds=10)
+    last = Delivery(1, 3, "slack", "trigger", "", {}, "k", {})
+    verdict, retry_at = decide(last, Verdict("retry", "HTTP 503"), settings, now)
+    assert (verdict.outcome, retry_at) == ("failed", None) and "gave up after 3 attempts; last: HTTP 503" in verdict.error
+
+
+def test_pacing_specs():
+    assert parse_pacing("slack=1/1:3, pagerduty=120/60") == {"slack": Pace(1.0, 3), "pagerduty": Pace(0.5, 1)}
+    assert parse_pacing("off") == {}
+    for bad in ("slack=fast", "slack=0/1", "slack=1/1:0", "slack"):
+        with pytest.raises(ValueError, match="slack"):
+            parse_pacing(bad)
+
+
+def test_unconfigured_providers_say_why():
+    providers = providers_from_env({})
+    assert all(isinstance(p, Unconfigured) for p in providers.values())
+    assert providers["pagerduty"].reason == "PAGERDUTY_INTEGRATION_KEY is not set"
+    assert set(providers) == {"pagerduty", "opsgenie", "slack", "sentry", "webhook"}
+
+
+def test_seed_secret_names_configure_the_providers():
+    env = {"PAGERDUTY_INTEGRATION_KEY": "pd", "OPSGENIE_API_KEY": "og", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
+           "SENTRY_WEBHOOK_URL": "https://pub@o1.ingest.sentry.io/9"}
+    providers = providers_from_env(env)
+    assert not any(isinstance(providers[n], Unconfigured) for n in ("pagerduty", "opsgenie", "slack", "sentry"))
+    assert {"pd", "og", "pub", "/services/T/B/X"} <= set(all_secrets(providers))
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PGALERT_WEBHOOK_URL": "https://x"}, "PGALERT_WEBHOOK_SECRET is not"),
+    ({"SENTRY_DSN": "nonsense"}, "SENTRY_DSN must be an http"),
+    ({"PAGERDUTY_INTEGRATION_KEY": "k", "PAGERDUTY_EVENTS_URL": "events.pagerduty.com"}, "pagerduty URL must start"),
+])
+def test_bad_provider_configuration_is_explained(env, message):
+    with pytest.raises(ProviderConfigError, match=message):
+        providers_from_env(env)
+
+
+def test_redaction_masks_every_secret_and_the_longest_first():
+    secrets = ["https://hooks.slack.com/services/T/B/X", "/services/T/B/X", "pd-key"]
+    text = "POST https://hooks.slack.com/services/T/B/X failed; url: /services/T/B/X key=pd-key"
+    assert redact(text, secrets) == "POST [redacted] failed; url: [redacted] key=[redacted]"
+    assert redact(None, secrets) is None
