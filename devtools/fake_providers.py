@@ -273,6 +273,8 @@ ROUTES: dict[str, Callable[[str, dict, dict, bytes], Reply]] = {
 def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like the real endpoints
+        # headers and body go out as two writes; with Nagle on, the client's delayed ACK stalls each reply 40 ms
+        disable_nagle_algorithm = True
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             arrived = time.perf_counter()

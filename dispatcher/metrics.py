@@ -49,6 +49,8 @@ class Metrics:
 
 def serve(metrics: Metrics, host: str, port: int, stale_after: float) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # two writes per reply: avoid the delayed-ACK stall
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path == "/metrics":
                 body, status, kind = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST

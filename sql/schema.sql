@@ -333,9 +333,12 @@ Opsgenie acknowledge, a Slack follow-up). Acknowledging an alert that is not ope
 --
 
 CREATE FUNCTION public.monitoring_claim_deliveries(p_dispatcher text, p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:01:00'::interval) RETURNS TABLE(delivery_id bigint, attempt integer, provider text, action text, target text, context jsonb, provider_key text, alert jsonb)
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_custom_plan'
     AS $$
+BEGIN
+    RETURN QUERY
     WITH due AS (
         SELECT d.id
         FROM public.monitoring_deliveries AS d
@@ -368,7 +371,8 @@ CREATE FUNCTION public.monitoring_claim_deliveries(p_dispatcher text, p_limit in
     FROM claimed AS c
     JOIN public.monitoring_alerts AS a ON a.id = c.alert_id
     CROSS JOIN public._monitoring_installation AS i
-    ORDER BY c.id
+    ORDER BY c.id;
+END
 $$;
 
 
@@ -538,17 +542,23 @@ this database it schedules nothing, says so in a NOTICE, and returns 0.';
 --
 
 CREATE FUNCTION public.monitoring_next_delivery_due() RETURNS timestamp with time zone
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-    SELECT min(d.next_attempt_at)
-    FROM public.monitoring_deliveries AS d
-    WHERE d.status IN ('pending', 'sending')
-      AND NOT EXISTS (
-          SELECT FROM public.monitoring_deliveries AS earlier
-          WHERE earlier.alert_id = d.alert_id AND earlier.provider = d.provider AND earlier.id < d.id
-            AND earlier.status IN ('pending', 'sending')
-      )
+BEGIN
+    RETURN (
+        SELECT d.next_attempt_at
+        FROM public.monitoring_deliveries AS d
+        WHERE d.status IN ('pending', 'sending')
+          AND NOT EXISTS (
+              SELECT FROM public.monitoring_deliveries AS earlier
+              WHERE earlier.alert_id = d.alert_id AND earlier.provider = d.provider AND earlier.id < d.id
+                AND earlier.status IN ('pending', 'sending')
+          )
+        ORDER BY d.next_attempt_at
+        LIMIT 1
+    );
+END
 $$;
 
 
@@ -751,7 +761,6 @@ told (PagerDuty resolve, Opsgenie close, a Slack follow-up). The next INSERT wit
 
 CREATE FUNCTION public.monitoring_route_providers(p_alert_type text, p_severity text) RETURNS SETOF text
     LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
     SELECT r.provider
     FROM public.monitoring_routes AS r

@@ -93,10 +93,10 @@ INSERT INTO monitoring_routes (alert_type, severity, provider) VALUES
 ('pgalert_delivery_failure', NULL, 'sentry'),
 ('pgalert_delivery_failure', NULL, 'webhook');
 
+-- No SET clause: a plain STABLE SQL function is inlined into the INSERT trigger's statement.
 CREATE FUNCTION monitoring_route_providers(p_alert_type text, p_severity text)
 RETURNS SETOF text
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.provider
     FROM public.monitoring_routes AS r
@@ -521,9 +521,13 @@ RETURNS TABLE (
     provider_key text,
     alert jsonb
 )
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- a generic plan cannot know p_limit and sorts the whole queue; planning per call costs far less
+SET plan_cache_mode = force_custom_plan
 AS $$
+BEGIN
+    RETURN QUERY
     WITH due AS (
         SELECT d.id
         FROM public.monitoring_deliveries AS d
@@ -556,7 +560,8 @@ AS $$
     FROM claimed AS c
     JOIN public.monitoring_alerts AS a ON a.id = c.alert_id
     CROSS JOIN public._monitoring_installation AS i
-    ORDER BY c.id
+    ORDER BY c.id;
+END
 $$;
 COMMENT ON FUNCTION monitoring_claim_deliveries(text, integer, interval) IS
 'Dispatchers only: claim up to p_limit due deliveries (SKIP LOCKED, so dispatchers share the work) for
@@ -738,17 +743,23 @@ COMMENT ON FUNCTION monitoring_pause_provider(text, timestamptz) IS
 
 CREATE FUNCTION monitoring_next_delivery_due()
 RETURNS timestamptz
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT min(d.next_attempt_at)
-    FROM public.monitoring_deliveries AS d
-    WHERE d.status IN ('pending', 'sending')
-      AND NOT EXISTS (
-          SELECT FROM public.monitoring_deliveries AS earlier
-          WHERE earlier.alert_id = d.alert_id AND earlier.provider = d.provider AND earlier.id < d.id
-            AND earlier.status IN ('pending', 'sending')
-      )
+BEGIN
+    RETURN (
+        SELECT d.next_attempt_at
+        FROM public.monitoring_deliveries AS d
+        WHERE d.status IN ('pending', 'sending')
+          AND NOT EXISTS (
+              SELECT FROM public.monitoring_deliveries AS earlier
+              WHERE earlier.alert_id = d.alert_id AND earlier.provider = d.provider AND earlier.id < d.id
+                AND earlier.status IN ('pending', 'sending')
+          )
+        ORDER BY d.next_attempt_at
+        LIMIT 1
+    );
+END
 $$;
 COMMENT ON FUNCTION monitoring_next_delivery_due() IS
 'Dispatchers only: when the next claimable delivery falls due (NULL: nothing waiting), so an idle

@@ -1,0 +1,252 @@
+"""`make bench`: pgalert's figures against local fake providers on loopback, each beside a baseline from the
+same run (these machines are shared and noisy, so ratios mean more than absolute numbers).
+
+- latency: INSERT commit -> fake PagerDuty receives the request, 1,000 critical alerts at ~100/s; the floor is
+  a trigger NOTIFY -> listener round trip plus one keep-alive HTTP POST, measured the same way in the same run;
+- throughput: 10,000 critical alerts in one transaction (30,000 deliveries), one dispatcher, then two;
+- insert cost: single-session INSERT rate into monitoring_alerts with all its triggers, as a ratio of the same
+  columns (LIKE ... INCLUDING ALL) in a table without triggers;
+- dispatcher peak memory (VmHWM) over the throughput run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import requests
+
+from devtools.fake_providers import FakeProviders
+from devtools.localpg import LocalServer
+from dispatcher.migrate import migrate
+
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+def report(metric: str, value: str, baseline: str = "", goal: str = "") -> None:
+    ROWS.append((metric, value, baseline, goal))
+    print(f"  {metric}: {value}  {baseline}  {goal}", flush=True)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(round(p / 100 * (len(ordered) - 1))), len(ordered) - 1)]
+
+
+def fresh_database(server: LocalServer, name: str) -> str:
+    with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = server.url(name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn, log=lambda *_: None)
+    return url
+
+
+def start_dispatcher(url: str, fake: FakeProviders, name: str, log_dir: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, **fake.env(), "DATABASE_URL": url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", "dispatch", "--pacing", "off", "--dispatcher-id", name,
+         "--log-level", "warning", *extra],
+        env=env, stderr=open(log_dir / f"{name}.log", "ab"),  # noqa: SIM115 - owned by the child
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(20)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ---- latency ------------------------------------------------------------------------------------------------
+
+def paced(count: int, rate: float):
+    start = time.perf_counter()
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield i
+
+
+def measure_floor(url: str, fake: FakeProviders, samples: int, rate: float) -> list[float]:
+    """NOTIFY from a trigger -> a LISTEN connection -> one keep-alive POST to the fake PagerDuty."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE bench_floor (id bigint PRIMARY KEY);
+            CREATE FUNCTION bench_floor_notify() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN PERFORM pg_notify('bench_floor', ''); RETURN NULL; END $$;
+            CREATE TRIGGER bench_floor_notify AFTER INSERT ON bench_floor
+            FOR EACH STATEMENT EXECUTE FUNCTION bench_floor_notify();
+        """)
+    session = requests.Session()
+    target = fake.env()["PAGERDUTY_EVENTS_URL"]
+    body = b'{"routing_key":"x","event_action":"trigger","dedup_key":"floor","payload":{}}'
+    ready, done = threading.Event(), threading.Event()
+
+    def listen() -> None:
+        with psycopg.connect(url, autocommit=True) as listener:
+            listener.execute("LISTEN bench_floor")
+            ready.set()
+            while not done.is_set():
+                for _ in listener.notifies(timeout=0.2):
+                    session.post(target, data=body, headers={"Content-Type": "application/json"}, timeout=5)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    ready.wait()
+    before = len(fake.requests_for("pagerduty"))
+    commits = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for i in paced(samples, rate):
+            conn.execute("INSERT INTO bench_floor VALUES (%s)", (i,))
+            commits.append(time.perf_counter())
+    fake.wait_for(lambda r: sum(1 for x in r if x.provider == "pagerduty") >= before + samples, timeout=60)
+    done.set()
+    arrivals = [r.at for r in fake.requests_for("pagerduty")[before:before + samples]]
+    return [(a - c) * 1000 for a, c in zip(arrivals, commits, strict=True)]
+
+
+def measure_latency(url: str, fake: FakeProviders, samples: int, rate: float) -> list[float]:
+    commits: dict[int, float] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for i in paced(samples, rate):
+            alert_id = conn.execute(
+                "INSERT INTO monitoring_alerts (alert_type, severity, title, message) "
+                "VALUES (%s, 'critical', 'Latency probe', 'bench') RETURNING id", (f"latency_{i}",)).fetchone()[0]
+            commits[alert_id] = time.perf_counter()
+    fake.wait_for(lambda r: sum(1 for x in r if x.provider == "pagerduty" and x.status == 202
+                                and b"Latency probe" in x.body) >= samples, timeout=120)
+    latencies = []
+    for received in fake.requests_for("pagerduty", 202):
+        if b"Latency probe" in received.body:
+            alert_id = int(received.json["dedup_key"].rsplit("-", 1)[1])
+            latencies.append((received.at - commits[alert_id]) * 1000)
+    return latencies
+
+
+# ---- throughput ---------------------------------------------------------------------------------------------
+
+def measure_throughput(server: LocalServer, fake: FakeProviders, dispatchers: int, alerts: int,
+                       log_dir: Path) -> tuple[float, float, float]:
+    url = fresh_database(server, "pgalert_bench_throughput")
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, message) "
+                     "SELECT 'throughput_' || g, 'critical', 'Throughput probe', 'bench' FROM generate_series(1, %s) g",
+                     (alerts,))
+        insert_seconds = time.perf_counter() - started
+        expected = conn.execute("SELECT count(*) FROM monitoring_deliveries").fetchone()[0]
+        processes = [start_dispatcher(url, fake, f"throughput{dispatchers}_{i}", log_dir) for i in range(dispatchers)]
+        peak = 0.0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            left = conn.execute("SELECT count(*) FROM monitoring_deliveries "
+                                "WHERE status NOT IN ('succeeded', 'failed', 'skipped')").fetchone()[0]
+            peak = max([peak, *(peak_rss_mb(p.pid) for p in processes)])
+            if not left:
+                break
+            time.sleep(0.2)
+        first, last, succeeded = conn.execute(
+            "SELECT min(started_at), max(finished_at), count(*) FILTER (WHERE outcome = 'succeeded') "
+            "FROM monitoring_delivery_attempts").fetchone()
+    for process in processes:
+        stop(process)
+    if succeeded != expected:
+        raise RuntimeError(f"throughput run: {succeeded} of {expected} deliveries succeeded")
+    return expected / (last - first).total_seconds(), peak, insert_seconds
+
+
+# ---- insert cost --------------------------------------------------------------------------------------------
+
+def measure_insert_cost(url: str, rounds: int, per_round: int) -> tuple[float, float, float, float]:
+    """Alternate blocks into the plain table and monitoring_alerts so drift on a shared machine hits both."""
+    insert = ("INSERT INTO {} (alert_type, severity, title, message, dedup_key) "
+              "VALUES (%s, 'warning', 'Insert probe', 'bench', %s)")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_plain (LIKE monitoring_alerts INCLUDING ALL)")
+        totals = {"bench_plain": 0.0, "monitoring_alerts": 0.0}
+        in_tx = {"bench_plain": 0.0, "monitoring_alerts": 0.0}
+        for r in range(rounds):
+            for table in totals:
+                started = time.perf_counter()
+                for i in range(per_round):
+                    conn.execute(insert.format(table), (f"insert_{r}_{i}",) * 2)
+                totals[table] += time.perf_counter() - started
+                started = time.perf_counter()
+                with conn.transaction():
+                    for i in range(per_round):
+                        conn.execute(insert.format(table), (f"insert_tx_{r}_{i}",) * 2)
+                in_tx[table] += time.perf_counter() - started
+    n = rounds * per_round
+    return (n / totals["monitoring_alerts"], n / totals["bench_plain"],
+            n / in_tx["monitoring_alerts"], n / in_tx["bench_plain"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency-samples", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=100.0, help="alerts per second in the latency run")
+    parser.add_argument("--alerts", type=int, default=10_000, help="alerts in the throughput run")
+    parser.add_argument("--port", type=int, default=55434)
+    args = parser.parse_args()
+
+    server = LocalServer("bench", args.port)
+    server.start()
+    log_dir = server.base_dir
+    fake = FakeProviders().start()
+    print(f"pgalert benchmark on {os.cpu_count()} cores; logs in {log_dir}", flush=True)
+
+    print("latency ...", flush=True)
+    url = fresh_database(server, "pgalert_bench_latency")
+    floor = measure_floor(url, fake, min(args.latency_samples, 500), args.rate)
+    dispatcher = start_dispatcher(url, fake, "latency", log_dir)
+    time.sleep(1.5)
+    latency = measure_latency(url, fake, args.latency_samples, args.rate)
+    stop(dispatcher)
+    p50, p99, f50, f99 = percentile(latency, 50), percentile(latency, 99), percentile(floor, 50), percentile(floor, 99)
+    report("latency p50 (INSERT commit -> PagerDuty)", f"{p50:.2f} ms", f"floor p50 {f50:.2f} ms = {p50 / f50:.2f}x",
+           "goal <= 2x floor")
+    report("latency p99", f"{p99:.2f} ms", f"floor p99 {f99:.2f} ms", "goal < 10 ms")
+
+    print("throughput ...", flush=True)
+    one, peak_one, insert_s = measure_throughput(server, fake, 1, args.alerts, log_dir)
+    two, peak_two, _ = measure_throughput(server, fake, 2, args.alerts, log_dir)
+    report(f"throughput, 1 dispatcher ({args.alerts * 3} deliveries)", f"{one:,.0f} deliveries/s", "",
+           "goal >= 3,000/s")
+    report("throughput, 2 dispatchers", f"{two:,.0f} deliveries/s", f"{two / one:.2f}x one dispatcher")
+    report(f"INSERT of {args.alerts} alerts in one transaction", f"{insert_s * 1000:.0f} ms", "")
+    report("dispatcher peak memory (VmHWM)", f"{max(peak_one, peak_two):.0f} MB", "", "goal < 100 MB")
+
+    print("insert cost ...", flush=True)
+    url = fresh_database(server, "pgalert_bench_insert")
+    alerts, plain, alerts_tx, plain_tx = measure_insert_cost(url, rounds=5, per_round=400)
+    report("INSERT rate, autocommit", f"{alerts:,.0f}/s", f"plain table {plain:,.0f}/s = {alerts / plain:.2f}",
+           "goal >= 0.6")
+    report("INSERT rate, in one transaction", f"{alerts_tx:,.0f}/s",
+           f"plain table {plain_tx:,.0f}/s = {alerts_tx / plain_tx:.2f}")
+    fake.stop()
+
+    width = max(len(r[0]) for r in ROWS)
+    print("\n" + "| metric".ljust(width + 2) + " | value | baseline (same run) | goal |")
+    print("|" + "-" * (width + 1) + "|---|---|---|")
+    for metric, value, baseline, goal in ROWS:
+        print(f"| {metric.ljust(width)} | {value} | {baseline} | {goal} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

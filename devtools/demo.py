@@ -1,0 +1,135 @@
+"""`make demo`: a project-owned PostgreSQL with pg_cron, migrated, a dispatcher running, and the seed's alerts
+routed, acknowledged and resolved in front of you. Then it keeps running until Ctrl-C so you can INSERT your own.
+
+With no provider configured in the environment, every provider is a local receiver that prints what the real
+one would have received. With real keys in the environment (PAGERDUTY_INTEGRATION_KEY, SLACK_WEBHOOK_URL, ...)
+it sends for real.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+
+from devtools.fake_providers import FakeProviders, describe
+from devtools.localpg import LocalServer
+from dispatcher.migrate import migrate
+from dispatcher.providers import PROVIDER_ENV
+
+SEED = [
+    ("payment_failure", "critical", "Test", "Test PagerDuty"),
+    ("api_response_degradation", "warning", "Test", "Test Opsgenie"),
+    ("deploy_finished", "info", "Test", "Test Slack"),
+]
+
+
+_PRINT = threading.Lock()
+
+
+def say(text: str = "") -> None:
+    with _PRINT:  # receivers print from their own threads
+        print(text, flush=True)
+
+
+def wait_for_deliveries(conn: psycopg.Connection, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE status IN ('pending', 'sending') "
+                            "AND next_attempt_at < now() + interval '5 seconds'").fetchone()[0]
+        if not left:
+            return
+        time.sleep(0.1)
+
+
+def show_deliveries(conn: psycopg.Connection, alert_ids: list[int]) -> None:
+    rows = conn.execute(
+        "SELECT alert_id, provider, action, status, coalesce(last_http_status::text, ''), coalesce(last_error, '') "
+        "FROM monitoring_deliveries WHERE alert_id = ANY(%s) ORDER BY id", (alert_ids,)).fetchall()
+    say(f"  {'alert':>5}  {'provider':<10}{'action':<12}{'status':<10}{'http':<5}error")
+    for alert_id, provider, action, status, http, error in rows:
+        say(f"  {alert_id:>5}  {provider:<10}{action:<12}{status:<10}{http:<5}{error[:60]}")
+
+
+def main() -> int:
+    server = LocalServer("demo", int(os.environ.get("PGALERT_DEMO_PORT", "55432")))
+    say(f"Starting PostgreSQL 15 with pg_cron (data in {server.data_dir}) ...")
+    server.start()
+    url = server.url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn, log=lambda line: say(f"  {line}"))
+        jobs = conn.execute("SELECT jobname, schedule FROM cron.job ORDER BY jobname").fetchall()
+    say(f"Database ready: {url}  (pg_cron jobs: {', '.join(f'{j} [{s}]' for j, s in jobs) or 'none'})")
+
+    configured = [name for name, variables in PROVIDER_ENV.items() if any(os.environ.get(v) for v in variables)]
+    env = dict(os.environ, DATABASE_URL=url, PYTHONUNBUFFERED="1")
+    receiver = None
+    if configured:
+        say(f"Sending for real to: {', '.join(configured)} (the others are skipped)")
+    else:
+        receiver = FakeProviders(on_request=lambda r: say(f"  received {describe(r)}")).start()
+        env.update(receiver.env())
+        say(f"No provider configured: local receivers on {receiver.base_url} print what each provider would get.")
+
+    log_path = server.base_dir / "dispatcher.log"
+    say(f"Starting the dispatcher (its log: {log_path})")
+    dispatcher = subprocess.Popen([sys.executable, "-m", "dispatcher", "dispatch", "--pacing", "off"],
+                                  env=env, stderr=open(log_path, "ab"))  # noqa: SIM115 - lives as long as the child
+    try:
+        time.sleep(1.0)
+        with psycopg.connect(url, autocommit=True) as conn:
+            # a second run starts clean: earlier demo alerts would deduplicate the new ones
+            conn.execute("SELECT monitoring_resolve_alert(id, 'demo') FROM monitoring_alerts "
+                         "WHERE status <> 'resolved' AND alert_type = ANY(%s)", ([a for a, *_ in SEED],))
+            say("\n1. The seed's alerts, INSERTed as an app would:")
+            ids = []
+            for alert_type, severity, title, message in SEED:
+                statement = ("INSERT INTO monitoring_alerts (alert_type, severity, title, message) "
+                             f"VALUES ('{alert_type}', '{severity}', '{title}', '{message}');")
+                say(f"   {statement}")
+                conn.execute(statement)
+                ids.append(conn.execute("SELECT id FROM monitoring_alerts WHERE alert_type = %s AND status = 'open'",
+                                        (alert_type,)).fetchone()[0])
+            wait_for_deliveries(conn)
+            say(f"\n2. Acknowledged: SELECT monitoring_acknowledge_alert({ids[0]}, 'alice', 'looking into it');")
+            conn.execute("SELECT monitoring_acknowledge_alert(%s, 'alice', 'looking into it')", (ids[0],))
+            wait_for_deliveries(conn)
+            say(f"\n3. Resolved: SELECT monitoring_resolve_alert(id, 'alice') for alerts {ids[0]} and {ids[1]}")
+            for alert_id in ids[:2]:
+                conn.execute("SELECT monitoring_resolve_alert(%s, 'alice')", (alert_id,))
+            wait_for_deliveries(conn)
+            say("\n4. Every delivery, as recorded in monitoring_deliveries:")
+            show_deliveries(conn, ids)
+        example = ("INSERT INTO monitoring_alerts (alert_type, severity, title, message) "
+                   "VALUES ('disk_full', 'warning', 'Disk 95%', 'db-1 /var')")
+        say(f"""
+pgalert is running. In another terminal, raise your own alert and watch it go out here:
+
+  psql {url} -c "{example}"
+  psql {url} -c "SELECT * FROM monitoring_deliveries ORDER BY id DESC LIMIT 5"
+
+Press Ctrl-C to stop.""")
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        while dispatcher.poll() is None:
+            time.sleep(0.5)
+        say(f"The dispatcher exited with {dispatcher.returncode}; see {log_path}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        say("\nStopping the dispatcher ...")
+        dispatcher.send_signal(signal.SIGTERM)
+        dispatcher.wait(15)
+        if receiver:
+            receiver.stop()
+    say(f"Stopped. PostgreSQL keeps running on port {server.port}; "
+        "`python -m devtools.localpg stop --name demo` stops it.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
