@@ -10,6 +10,7 @@ Senders do HTTP only, outside any transaction.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import queue
 import random
 import signal
@@ -19,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import psycopg
 import requests
@@ -106,9 +108,15 @@ class Dispatcher:
         self._sessions = {name: self._session() for name in self.providers}
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="send")
         self._recorder_done = threading.Event()
+        self._proxy_cache: dict[tuple[str, str], dict[str, str]] = {}
 
     def _session(self) -> requests.Session:
         session = requests.Session()
+        # requests re-reads the whole environment for proxies on every call; read it once instead (_proxies_for)
+        session.trust_env = False
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=self.settings.concurrency)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -303,6 +311,7 @@ class Dispatcher:
         try:
             with self._sessions[provider].request(
                 request.method, request.url, headers=request.headers, data=request.body,
+                proxies=self._proxies_for(request.url),
                 timeout=(self.settings.connect_timeout, self.settings.http_timeout), allow_redirects=False,
                 stream=True,
             ) as reply:
@@ -310,6 +319,15 @@ class Dispatcher:
                 return HttpResponse(reply.status_code, {k.lower(): v for k, v in reply.headers.items()}, body)
         finally:
             self.metrics.send_seconds.labels(provider).observe(time.perf_counter() - started)
+
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        """HTTP(S)_PROXY and NO_PROXY, resolved once per scheme and host."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        proxies = self._proxy_cache.get(key)
+        if proxies is None:
+            proxies = self._proxy_cache[key] = requests.utils.get_environ_proxies(url)
+        return proxies
 
     # ---- recorder -------------------------------------------------------------------------------------------
 
