@@ -66,3 +66,14 @@ def test_times_before_creation_are_refused(conn):
         conn.execute("SELECT monitoring_acknowledge_alert(1, 'a', NULL, now() - interval '1 day')")
     assert conn.execute("SELECT status FROM monitoring_alerts").fetchone() == ("open",)
     assert len(deliveries(conn)) == 3
+
+
+def test_purge_keeps_open_alerts_and_recent_history(conn):
+    conn.execute("SELECT monitoring_raise_alert('old', 'info', 't', p_at => now() - interval '100 days')")
+    conn.execute("SELECT monitoring_resolve_alert(1, 'a', NULL, false, now() - interval '95 days')")
+    conn.execute("SELECT monitoring_raise_alert('recent', 'info', 't', p_at => now() - interval '100 days')")
+    conn.execute("SELECT monitoring_resolve_alert(2, 'a', NULL, false, now() - interval '10 days')")
+    conn.execute("SELECT monitoring_raise_alert('open', 'info', 't', p_at => now() - interval '200 days')")
+    assert conn.execute("SELECT monitoring_purge_history()").fetchone() == (1,)
+    assert conn.execute("SELECT array_agg(alert_type ORDER BY id) FROM monitoring_alerts").fetchone() == (["recent", "open"],)
+    assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE alert_id = 1").fetchone() == (0,)
