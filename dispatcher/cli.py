@@ -135,6 +135,33 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
     os._exit(code)
 
 
+@cli.command("sla")
+@database_option
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24, show_default=True,
+              help="Window: alerts detected in the last HOURS.")
+@click.option("--by", "dimension", type=click.Choice(["alert_type", "severity", "provider"]), default=None,
+              help="Break the figures down by this dimension instead of the overall summary.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="table for people; json or csv for tools.")
+def sla_command(database_url: str, hours: float, dimension: str | None, output_format: str) -> None:
+    """Show MTTD, delivery time, MTTA, MTTR, false-positive rate and provider success against their targets.
+
+    Reads monitoring_get_sla_summary (or monitoring_get_sla_breakdown with --by); monitoring_reader is enough."""
+    from dispatcher.report import render
+
+    with connect_or_fail(database_url) as conn:
+        try:
+            if dimension:
+                cursor = conn.execute("SELECT * FROM monitoring_get_sla_breakdown(%s, %s::numeric)", (dimension, hours))
+            else:
+                cursor = conn.execute("SELECT * FROM monitoring_get_sla_summary(%s::numeric)", (hours,))
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip()) from None
+        columns = [c.name for c in cursor.description]
+        rows = cursor.fetchall()
+    click.echo(render(columns, rows, output_format), nl=False)
+
+
 def main() -> None:
     cli(prog_name="pgalert")
 

@@ -292,6 +292,130 @@ $$;
 
 
 --
+-- Name: _monitoring_sla_deliveries(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_sla_deliveries(p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(alert_id bigint, alert_type text, severity text, provider text, first_attempt_succeeded boolean, succeeded boolean)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT s.alert_id, s.alert_type, s.severity, d.provider, d.first_attempt_succeeded, d.succeeded
+    FROM public.monitoring_sla_metrics AS s
+    -- OFFSET 0 keeps this a per-alert index probe; flattened, the planner hashes the whole outbox instead
+    CROSS JOIN LATERAL (
+        SELECT dd.provider, dd.status = 'succeeded' AS succeeded,
+               EXISTS (
+                   SELECT FROM public.monitoring_delivery_attempts AS a
+                   WHERE a.delivery_id = dd.id AND a.attempt = 1 AND a.outcome = 'succeeded'
+               ) AS first_attempt_succeeded
+        FROM public.monitoring_deliveries AS dd
+        WHERE dd.alert_id = s.alert_id AND dd.status IN ('succeeded', 'failed')
+        OFFSET 0
+    ) AS d
+    WHERE s.detected_at > p_from AND s.detected_at <= p_to
+$$;
+
+
+--
+-- Name: _monitoring_sla_durations(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_sla_durations(p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(alert_id bigint, alert_type text, severity text, metric text, seconds double precision, target double precision)
+    LANGUAGE sql STABLE
+    AS $$
+    WITH measured AS (
+        SELECT s.alert_id, s.alert_type, s.severity, m.metric,
+               date_part('epoch', m.duration) AS seconds  -- double precision; extract() would build numerics
+        FROM public.monitoring_sla_metrics AS s
+        CROSS JOIN LATERAL (VALUES
+            ('mttd', s.detected_at - s.occurred_at),
+            ('delivery_time', s.first_notified_at - s.detected_at),
+            ('mtta', s.acknowledged_at - s.detected_at),
+            ('mttr', s.resolved_at - s.detected_at),
+            ('mttr_after_ack', s.resolved_at - s.acknowledged_at)
+        ) AS m (metric, duration)
+        WHERE s.detected_at > p_from AND s.detected_at <= p_to AND m.duration IS NOT NULL
+    ),
+    -- resolve each target once per (metric, severity, type), not once per alert
+    scopes AS (
+        SELECT DISTINCT ms.metric, ms.severity, ms.alert_type FROM measured AS ms
+    ),
+    targets AS MATERIALIZED (  -- once per scope: inlined, the lookup would run for every alert
+        SELECT sc.metric, sc.severity, sc.alert_type,
+               public.monitoring_sla_target(sc.metric, sc.severity, sc.alert_type)::double precision AS target
+        FROM scopes AS sc
+    )
+    SELECT ms.alert_id, ms.alert_type, ms.severity, ms.metric, ms.seconds, t.target
+    FROM measured AS ms
+    JOIN targets AS t USING (metric, severity, alert_type)
+$$;
+
+
+--
+-- Name: _monitoring_sla_on_alert_insert(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_sla_on_alert_insert() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    INSERT INTO public.monitoring_sla_metrics (alert_id, alert_type, severity, occurred_at, detected_at)
+    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at FROM new_alerts AS a;
+    RETURN NULL;
+END
+$$;
+
+
+--
+-- Name: _monitoring_sla_on_alert_update(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_sla_on_alert_update() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    UPDATE public.monitoring_sla_metrics AS s
+    SET severity = a.severity,
+        acknowledged_at = a.acknowledged_at,
+        acknowledged_by = a.acknowledged_by,
+        resolved_at = a.resolved_at,
+        resolved_by = a.resolved_by,
+        false_positive = a.false_positive
+    FROM changed_alerts AS a
+    WHERE s.alert_id = a.id
+      AND (s.severity, s.acknowledged_at, s.resolved_at, s.false_positive)
+      IS DISTINCT FROM (a.severity, a.acknowledged_at, a.resolved_at, a.false_positive);
+    RETURN NULL;
+END
+$$;
+
+
+--
+-- Name: _monitoring_sla_on_delivery_update(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_sla_on_delivery_update() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    UPDATE public.monitoring_sla_metrics AS s
+    SET first_notified_at = delivered.first_at
+    FROM (
+        SELECT d.alert_id, min(d.completed_at) AS first_at
+        FROM changed_deliveries AS d
+        WHERE d.status = 'succeeded' AND d.action = 'trigger'
+        GROUP BY d.alert_id
+    ) AS delivered
+    WHERE s.alert_id = delivered.alert_id
+      AND (s.first_notified_at IS NULL OR s.first_notified_at > delivered.first_at);
+    RETURN NULL;
+END
+$$;
+
+
+--
 -- Name: monitoring_acknowledge_alert(bigint, text, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -498,6 +622,149 @@ error, provider_reference, retry_at, started_at, finished_at, pause}. outcome: s
 (final), retry (pending again at retry_at), deferred (not sent: pacing; the attempt is given back); pause: the
 provider asked every sender to wait until retry_at. Results for a claim
 that is no longer this dispatcher''s are recorded as attempts but do not move the delivery.';
+
+
+--
+-- Name: monitoring_get_sla_breakdown(text, numeric, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_get_sla_breakdown(p_dimension text, p_hours numeric DEFAULT 24, p_at timestamp with time zone DEFAULT now()) RETURNS TABLE(dimension_value text, metric text, samples bigint, mean numeric, p50 numeric, p95 numeric, within_target numeric)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_from timestamptz := p_at - make_interval(secs => p_hours * 3600);
+BEGIN
+    IF p_dimension NOT IN ('alert_type', 'severity', 'provider') OR p_dimension IS NULL THEN
+        RAISE EXCEPTION 'unknown dimension %', coalesce(quote_literal(p_dimension), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'one of alert_type, severity, provider';
+    END IF;
+    IF p_dimension = 'provider' THEN
+        RETURN QUERY
+        SELECT d.provider, m.metric, count(*),
+               round(avg(CASE m.metric WHEN 'provider_success_rate' THEN d.succeeded
+                                       ELSE d.first_attempt_succeeded END::integer)::numeric, 4),
+               NULL::numeric, NULL::numeric, NULL::numeric
+        FROM public._monitoring_sla_deliveries(v_from, p_at) AS d
+        CROSS JOIN (VALUES ('provider_success_rate'), ('provider_first_attempt_success_rate')) AS m (metric)
+        GROUP BY d.provider, m.metric
+        ORDER BY 1, 2;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT CASE p_dimension WHEN 'severity' THEN d.severity ELSE d.alert_type END, d.metric, count(*),
+           round(avg(d.seconds)::numeric, 3),
+           round(percentile_cont(0.5) WITHIN GROUP (ORDER BY d.seconds)::numeric, 3),
+           round(percentile_cont(0.95) WITHIN GROUP (ORDER BY d.seconds)::numeric, 3),
+           round(avg((d.seconds <= d.target)::integer)::numeric, 4)
+    FROM public._monitoring_sla_durations(v_from, p_at) AS d
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT CASE p_dimension WHEN 'severity' THEN s.severity ELSE s.alert_type END, 'false_positive_rate', count(*),
+           round(avg(s.false_positive::integer)::numeric, 4), NULL, NULL, NULL
+    FROM public.monitoring_sla_metrics AS s
+    WHERE s.detected_at > v_from AND s.detected_at <= p_at AND s.resolved_at IS NOT NULL
+    GROUP BY 1
+    ORDER BY 1, 2;
+END
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_get_sla_breakdown(p_dimension text, p_hours numeric, p_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_get_sla_breakdown(p_dimension text, p_hours numeric, p_at timestamp with time zone) IS 'The SLA summary broken down by alert_type, severity or provider (provider: success rates only), over alerts
+detected in (p_at - p_hours, p_at].';
+
+
+--
+-- Name: monitoring_get_sla_summary(numeric, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_get_sla_summary(p_hours numeric DEFAULT 24, p_at timestamp with time zone DEFAULT now()) RETURNS TABLE(metric text, unit text, samples bigint, mean numeric, p50 numeric, p95 numeric, target numeric, within_target numeric, compliance_target numeric, target_met boolean)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_from timestamptz := p_at - make_interval(secs => p_hours * 3600);
+BEGIN
+    IF p_hours IS NULL OR p_hours <= 0 THEN
+        RAISE EXCEPTION 'hours must be positive, got %', p_hours USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    WITH durations AS (
+        SELECT * FROM public._monitoring_sla_durations(v_from, p_at)
+    ),
+    times AS (
+        SELECT m.metric, 'seconds'::text AS unit, count(d.seconds) AS samples,
+               round(avg(d.seconds)::numeric, 3) AS mean,
+               round(percentile_cont(0.5) WITHIN GROUP (ORDER BY d.seconds)::numeric, 3) AS p50,
+               round(percentile_cont(0.95) WITHIN GROUP (ORDER BY d.seconds)::numeric, 3) AS p95,
+               public.monitoring_sla_target(m.metric, NULL, NULL) AS target,
+               round(avg((d.seconds <= d.target)::integer)::numeric, 4) AS within_target,
+               (SELECT t.compliance FROM public.monitoring_sla_targets AS t
+                WHERE t.metric = m.metric AND t.severity IS NULL AND t.alert_type IS NULL) AS compliance_target,
+               m.ord
+        FROM (VALUES ('mttd', 1), ('delivery_time', 2), ('mtta', 3), ('mttr', 4), ('mttr_after_ack', 5))
+            AS m (metric, ord)
+        LEFT JOIN durations AS d ON d.metric = m.metric
+        GROUP BY m.metric, m.ord
+    ),
+    resolved AS (
+        SELECT count(*) AS samples, avg(s.false_positive::integer)::numeric AS rate
+        FROM public.monitoring_sla_metrics AS s
+        WHERE s.detected_at > v_from AND s.detected_at <= p_at AND s.resolved_at IS NOT NULL
+    ),
+    deliveries AS (
+        SELECT count(*) AS samples,
+               avg(d.first_attempt_succeeded::integer)::numeric AS first_rate,
+               avg(d.succeeded::integer)::numeric AS eventual_rate
+        FROM public._monitoring_sla_deliveries(v_from, p_at) AS d
+    ),
+    rates AS (
+        SELECT 'false_positive_rate'::text AS metric, r.samples, round(r.rate, 4) AS rate, 6 AS ord, TRUE AS lower_is_better
+        FROM resolved AS r
+        UNION ALL
+        SELECT 'provider_success_rate', d.samples, round(d.eventual_rate, 4), 7, FALSE FROM deliveries AS d
+        UNION ALL
+        SELECT 'provider_first_attempt_success_rate', d.samples, round(d.first_rate, 4), 8, FALSE FROM deliveries AS d
+    )
+    SELECT x.metric, x.unit, x.samples, x.mean, x.p50, x.p95, x.target, x.within_target, x.compliance_target,
+           x.target_met
+    FROM (
+        SELECT t.ord, t.metric, t.unit, t.samples, t.mean, t.p50, t.p95, t.target, t.within_target,
+               t.compliance_target,
+               CASE WHEN t.samples = 0 OR t.target IS NULL THEN NULL ELSE t.within_target >= t.compliance_target END
+               AS target_met
+        FROM times AS t
+        UNION ALL
+        SELECT r.ord, r.metric, 'ratio', r.samples, r.rate, NULL, NULL,
+               public.monitoring_sla_target(r.metric, NULL, NULL), NULL, NULL,
+               CASE
+                   WHEN r.samples = 0 THEN NULL
+                   WHEN r.lower_is_better THEN r.rate < public.monitoring_sla_target(r.metric, NULL, NULL)
+                   ELSE r.rate >= public.monitoring_sla_target(r.metric, NULL, NULL)
+               END
+        FROM rates AS r
+    ) AS x
+    ORDER BY x.ord;
+END
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_get_sla_summary(p_hours numeric, p_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_get_sla_summary(p_hours numeric, p_at timestamp with time zone) IS 'One row per SLA metric over alerts detected in (p_at - p_hours, p_at]: samples, mean, p50, p95 (seconds for
+times, the ratio for rates), the default target, the share of alerts within the target that applies to each
+(per alert type, else severity, else default), the compliance expected, and whether the target is met
+(NULL without samples). Times: mttd, delivery_time, mtta, mttr, mttr_after_ack. Rates: false_positive_rate
+(of resolved alerts), provider_success_rate and provider_first_attempt_success_rate (of deliveries with an
+outcome; skipped deliveries are not attempts).';
 
 
 --
@@ -785,6 +1052,30 @@ COMMENT ON FUNCTION public.monitoring_route_providers(p_alert_type text, p_sever
 
 
 --
+-- Name: monitoring_sla_target(text, text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_sla_target(p_metric text, p_severity text, p_alert_type text) RETURNS numeric
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT t.target
+    FROM public.monitoring_sla_targets AS t
+    WHERE t.metric = p_metric
+      AND (t.severity IS NULL OR t.severity = p_severity)
+      AND (t.alert_type IS NULL OR t.alert_type = p_alert_type)
+    ORDER BY (t.alert_type IS NOT NULL) DESC, (t.severity IS NOT NULL) DESC
+    LIMIT 1
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_sla_target(p_metric text, p_severity text, p_alert_type text); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_sla_target(p_metric text, p_severity text, p_alert_type text) IS 'The target that applies to one alert: its alert type''s, else its severity''s, else the default.';
+
+
+--
 -- Name: _monitoring_installation; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1053,6 +1344,104 @@ and run monitoring_install_schedules() to apply it.';
 
 
 --
+-- Name: monitoring_sla_metrics; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_sla_metrics (
+    alert_id bigint NOT NULL,
+    alert_type text NOT NULL,
+    severity text NOT NULL,
+    occurred_at timestamp with time zone NOT NULL,
+    detected_at timestamp with time zone NOT NULL,
+    first_notified_at timestamp with time zone,
+    acknowledged_at timestamp with time zone,
+    acknowledged_by text,
+    resolved_at timestamp with time zone,
+    resolved_by text,
+    false_positive boolean DEFAULT false NOT NULL,
+    escalation_level integer DEFAULT 0 NOT NULL
+);
+
+
+--
+-- Name: TABLE monitoring_sla_metrics; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_sla_metrics IS 'One row per alert, kept current by the lifecycle (creation, first successful delivery, acknowledge, resolve,
+escalation). MTTD = detected_at - occurred_at; delivery time = first_notified_at - detected_at;
+MTTA = acknowledged_at - detected_at; MTTR = resolved_at - detected_at.';
+
+
+--
+-- Name: COLUMN monitoring_sla_metrics.occurred_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_sla_metrics.occurred_at IS 'First evidence of the problem (for a rule: its first qualifying event).';
+
+
+--
+-- Name: COLUMN monitoring_sla_metrics.detected_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_sla_metrics.detected_at IS 'When the alert was created.';
+
+
+--
+-- Name: COLUMN monitoring_sla_metrics.first_notified_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_sla_metrics.first_notified_at IS 'When the first provider accepted the alert.';
+
+
+--
+-- Name: COLUMN monitoring_sla_metrics.escalation_level; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_sla_metrics.escalation_level IS 'Highest escalation step reached (0: none).';
+
+
+--
+-- Name: monitoring_sla_targets; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_sla_targets (
+    id bigint NOT NULL,
+    metric text NOT NULL,
+    severity text,
+    alert_type text,
+    target numeric NOT NULL,
+    compliance numeric,
+    CONSTRAINT compliance_is_a_share CHECK (((compliance > (0)::numeric) AND (compliance <= (1)::numeric))),
+    CONSTRAINT sla_metric_is_known CHECK ((metric = ANY (ARRAY['mttd'::text, 'delivery_time'::text, 'mtta'::text, 'mttr'::text, 'mttr_after_ack'::text, 'false_positive_rate'::text, 'provider_success_rate'::text, 'provider_first_attempt_success_rate'::text]))),
+    CONSTRAINT sla_target_severity_is_known CHECK ((severity = ANY (ARRAY['critical'::text, 'warning'::text, 'info'::text]))),
+    CONSTRAINT target_is_not_negative CHECK ((target >= (0)::numeric))
+);
+
+
+--
+-- Name: TABLE monitoring_sla_targets; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_sla_targets IS 'SLA targets. For times, target is in seconds and compliance the share of alerts that must be within it;
+for rates, target is the ratio (false positives must stay under it, success rates above it). A row naming an
+alert_type overrides one naming a severity, which overrides the default (both NULL).';
+
+
+--
+-- Name: monitoring_sla_targets_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_sla_targets ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_sla_targets_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: _monitoring_installation _monitoring_installation_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1125,6 +1514,22 @@ ALTER TABLE ONLY public.monitoring_schedules
 
 
 --
+-- Name: monitoring_sla_metrics monitoring_sla_metrics_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_sla_metrics
+    ADD CONSTRAINT monitoring_sla_metrics_pkey PRIMARY KEY (alert_id);
+
+
+--
+-- Name: monitoring_sla_targets monitoring_sla_targets_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_sla_targets
+    ADD CONSTRAINT monitoring_sla_targets_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: monitoring_deliveries one_delivery_per_alert_provider_action; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1147,6 +1552,13 @@ CREATE INDEX monitoring_deliveries_due ON public.monitoring_deliveries USING btr
 
 
 --
+-- Name: monitoring_sla_metrics_detected_at; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_sla_metrics_detected_at ON public.monitoring_sla_metrics USING btree (detected_at);
+
+
+--
 -- Name: one_open_alert_per_dedup_key; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1161,6 +1573,13 @@ CREATE UNIQUE INDEX one_route_per_type_severity_provider ON public.monitoring_ro
 
 
 --
+-- Name: one_sla_target_per_scope; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX one_sla_target_per_scope ON public.monitoring_sla_targets USING btree (metric, COALESCE(severity, ''::text), COALESCE(alert_type, ''::text));
+
+
+--
 -- Name: monitoring_alerts monitoring_alerts_deduplicate; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -1172,6 +1591,27 @@ CREATE TRIGGER monitoring_alerts_deduplicate BEFORE INSERT ON public.monitoring_
 --
 
 CREATE TRIGGER monitoring_alerts_enqueue AFTER INSERT ON public.monitoring_alerts REFERENCING NEW TABLE AS new_alerts FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_alerts_after_insert();
+
+
+--
+-- Name: monitoring_alerts monitoring_alerts_sla_insert; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_alerts_sla_insert AFTER INSERT ON public.monitoring_alerts REFERENCING NEW TABLE AS new_alerts FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_sla_on_alert_insert();
+
+
+--
+-- Name: monitoring_alerts monitoring_alerts_sla_update; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_alerts_sla_update AFTER UPDATE ON public.monitoring_alerts REFERENCING NEW TABLE AS changed_alerts FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_sla_on_alert_update();
+
+
+--
+-- Name: monitoring_deliveries monitoring_deliveries_sla_update; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_deliveries_sla_update AFTER UPDATE ON public.monitoring_deliveries REFERENCING NEW TABLE AS changed_deliveries FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_sla_on_delivery_update();
 
 
 --
@@ -1203,6 +1643,14 @@ ALTER TABLE ONLY public.monitoring_delivery_attempts
 
 ALTER TABLE ONLY public.monitoring_routes
     ADD CONSTRAINT monitoring_routes_provider_fkey FOREIGN KEY (provider) REFERENCES public.monitoring_providers(provider);
+
+
+--
+-- Name: monitoring_sla_metrics monitoring_sla_metrics_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_sla_metrics
+    ADD CONSTRAINT monitoring_sla_metrics_alert_id_fkey FOREIGN KEY (alert_id) REFERENCES public.monitoring_alerts(id) ON DELETE CASCADE;
 
 
 --
@@ -1339,6 +1787,43 @@ REVOKE ALL ON FUNCTION public._monitoring_normalize_severity(p_severity text) FR
 
 
 --
+-- Name: FUNCTION _monitoring_sla_deliveries(p_from timestamp with time zone, p_to timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_sla_deliveries(p_from timestamp with time zone, p_to timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_sla_deliveries(p_from timestamp with time zone, p_to timestamp with time zone) TO monitoring_reader;
+
+
+--
+-- Name: FUNCTION _monitoring_sla_durations(p_from timestamp with time zone, p_to timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_sla_durations(p_from timestamp with time zone, p_to timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_sla_durations(p_from timestamp with time zone, p_to timestamp with time zone) TO monitoring_reader;
+
+
+--
+-- Name: FUNCTION _monitoring_sla_on_alert_insert(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_sla_on_alert_insert() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_sla_on_alert_update(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_sla_on_alert_update() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_sla_on_delivery_update(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_sla_on_delivery_update() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION monitoring_acknowledge_alert(p_alert_id bigint, p_by text, p_note text, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
 --
 
@@ -1360,6 +1845,22 @@ GRANT ALL ON FUNCTION public.monitoring_claim_deliveries(p_dispatcher text, p_li
 
 REVOKE ALL ON FUNCTION public.monitoring_complete_deliveries(p_dispatcher text, p_results jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.monitoring_complete_deliveries(p_dispatcher text, p_results jsonb) TO monitoring_dispatcher;
+
+
+--
+-- Name: FUNCTION monitoring_get_sla_breakdown(p_dimension text, p_hours numeric, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_get_sla_breakdown(p_dimension text, p_hours numeric, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_get_sla_breakdown(p_dimension text, p_hours numeric, p_at timestamp with time zone) TO monitoring_reader;
+
+
+--
+-- Name: FUNCTION monitoring_get_sla_summary(p_hours numeric, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_get_sla_summary(p_hours numeric, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_get_sla_summary(p_hours numeric, p_at timestamp with time zone) TO monitoring_reader;
 
 
 --
@@ -1436,6 +1937,14 @@ GRANT ALL ON FUNCTION public.monitoring_route_providers(p_alert_type text, p_sev
 
 
 --
+-- Name: FUNCTION monitoring_sla_target(p_metric text, p_severity text, p_alert_type text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_sla_target(p_metric text, p_severity text, p_alert_type text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_sla_target(p_metric text, p_severity text, p_alert_type text) TO monitoring_reader;
+
+
+--
 -- Name: TABLE _monitoring_installation; Type: ACL; Schema: public; Owner: -
 --
 
@@ -1498,6 +2007,23 @@ GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_routes TO monitoring_admin
 
 GRANT SELECT ON TABLE public.monitoring_schedules TO monitoring_reader;
 GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_schedules TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_sla_metrics; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_sla_metrics TO monitoring_reader;
+GRANT SELECT ON TABLE public.monitoring_sla_metrics TO monitoring_dispatcher;
+
+
+--
+-- Name: TABLE monitoring_sla_targets; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_sla_targets TO monitoring_reader;
+GRANT SELECT ON TABLE public.monitoring_sla_targets TO monitoring_dispatcher;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_sla_targets TO monitoring_admin;
 
 
 --
