@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 import requests
 
-from bench import sla
+from bench import rules, sla
 from devtools.fake_providers import FakeProviders
 from devtools.localpg import LocalServer
 from dispatcher.migrate import migrate
@@ -203,7 +203,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="alerts per second in the latency run")
     parser.add_argument("--alerts", type=int, default=10_000, help="alerts in the throughput run")
     parser.add_argument("--port", type=int, default=55434)
-    parser.add_argument("--only", choices=["core", "sla"], help="run one part")
+    parser.add_argument("--only", choices=["core", "sla", "rules"], help="run one part")
     args = parser.parse_args()
 
     server = LocalServer("bench", args.port)
@@ -214,6 +214,9 @@ def main() -> int:
 
     if args.only in (None, "core"):
         core(server, fake, log_dir, args)
+    if args.only in (None, "rules"):
+        print("rules over 10M events ...", flush=True)
+        rules.run(lambda name: fresh_database(server, name), report, percentile)
     if args.only in (None, "sla"):
         print("SLA summary over 1M alerts ...", flush=True)
         sla.run(fresh_database(server, "pgalert_bench_sla"), report)

@@ -259,6 +259,11 @@ def sentry(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     return _json(200, {"id": event_id})
 
 
+def app(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    """A monitored application's health endpoint, for health probes."""
+    return 200, {"Content-Type": "text/plain"}, b"healthy"
+
+
 def webhook(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     if not verify(WEBHOOK_SECRET, headers.get("x-pgalert-signature", ""), body, time.time()):
         return _json(401, {"error": "bad signature"})
@@ -266,7 +271,7 @@ def webhook(path: str, query: dict, headers: dict, body: bytes) -> Reply:
 
 
 ROUTES: dict[str, Callable[[str, dict, dict, bytes], Reply]] = {
-    "pagerduty": pagerduty, "opsgenie": opsgenie, "slack": slack, "sentry": sentry, "webhook": webhook,
+    "pagerduty": pagerduty, "opsgenie": opsgenie, "slack": slack, "sentry": sentry, "webhook": webhook, "app": app,
 }
 
 
@@ -313,6 +318,8 @@ def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(reply)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up waiting (a scripted hang longer than its timeout)
+
+        do_GET = do_POST  # noqa: N815 - health probes GET
 
         def log_message(self, *args: object) -> None:
             pass

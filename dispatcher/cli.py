@@ -85,6 +85,8 @@ def migrate_command(database_url: str, migrations_dir) -> None:
               show_envvar=True, help="Serve Prometheus /metrics and /healthz on this port.")
 @click.option("--metrics-host", envvar="PGALERT_METRICS_HOST", default="127.0.0.1", show_default=True,
               show_envvar=True, help="Address for the metrics server.")
+@click.option("--health-checks/--no-health-checks", envvar="PGALERT_HEALTH_CHECKS", default=True, show_default=True,
+              show_envvar=True, help="Run the due checks of monitoring_health_checks (PRODUCTION_URL adds one).")
 @click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
               show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
 @click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -92,7 +94,7 @@ def migrate_command(database_url: str, migrations_dir) -> None:
 def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, batch_size: int, lease_seconds: float,
                      poll_seconds: float, http_timeout: float, max_attempts: int, backoff_base: float,
                      backoff_cap: float, pacing: str, shutdown_seconds: float, metrics_port: int | None,
-                     metrics_host: str, log_format: str, log_level: str) -> None:
+                     metrics_host: str, health_checks: bool, log_format: str, log_level: str) -> None:
     """Deliver alerts until SIGTERM: LISTEN for work, claim it with SKIP LOCKED, send, record every attempt.
 
     Providers are configured only from the environment: PAGERDUTY_INTEGRATION_KEY (PAGERDUTY_EVENTS_URL),
@@ -117,9 +119,11 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
         database_url=database_url, dispatcher_id=dispatcher_id, concurrency=concurrency, batch_size=batch_size,
         lease_seconds=lease_seconds, poll_seconds=poll_seconds, http_timeout=http_timeout,
         shutdown_seconds=shutdown_seconds, retry=RetryPolicy(max_attempts, backoff_base, backoff_cap),
-        pacing=paces, metrics_host=metrics_host, metrics_port=metrics_port,
+        pacing=paces, metrics_host=metrics_host, metrics_port=metrics_port, health_checks=health_checks,
+        production_url=os.environ.get("PRODUCTION_URL", "").strip(),
     )
-    logs.configure(log_format, log_level, all_secrets(providers))
+    secrets = all_secrets(providers) + ((settings.production_url,) if settings.production_url else ())
+    logs.configure(log_format, log_level, secrets)
     metrics = Metrics()
     if metrics_port is not None:
         serve(metrics, metrics_host, metrics_port, stale_after=max(poll_seconds * 3, 15))

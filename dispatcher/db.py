@@ -58,6 +58,18 @@ class DispatcherQueries:
     def queue(self) -> list[tuple[str, int, float]]:
         return self.conn.execute(queries()["queue"]).fetchall()
 
+    def claim_health_checks(self, limit: int) -> list[tuple]:
+        return self.conn.execute(queries()["claim_health_checks"], {"limit": limit}).fetchall()
+
+    def record_health_check(self, check_id: int, status: int | None, response_ms: float | None,
+                            error: str | None) -> None:
+        params = {"check_id": check_id, "status": status, "response_ms": response_ms, "error": error}
+        self.conn.execute(queries()["record_health_check"], params)
+
+    def ensure_health_check(self, name: str, url: str, interval_seconds: float) -> None:
+        params = {"name": name, "url": url, "interval_seconds": interval_seconds}
+        self.conn.execute(queries()["ensure_health_check"], params)
+
 
 def listen(conn: psycopg.Connection) -> None:
     conn.execute(queries()["listen"])

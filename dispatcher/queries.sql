@@ -27,3 +27,12 @@ SELECT extract(EPOCH FROM monitoring_next_delivery_due() - clock_timestamp())::f
 
 -- name: queue
 SELECT provider, pending + sending, oldest_age_seconds FROM monitoring_delivery_queue;
+
+-- name: claim_health_checks
+SELECT check_id, name, url, method, expected_status, timeout_seconds FROM monitoring_claim_health_checks(%(limit)s);
+
+-- name: record_health_check
+SELECT monitoring_record_health_check(%(check_id)s, %(status)s, %(response_ms)s, %(error)s);
+
+-- name: ensure_health_check
+SELECT monitoring_ensure_health_check(%(name)s, %(url)s, make_interval(secs => %(interval_seconds)s));

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import psycopg
 import requests
 
-from dispatcher import db, logs
+from dispatcher import db, logs, probes
 from dispatcher.metrics import Metrics
 from dispatcher.providers import all_secrets
 from dispatcher.providers.base import Delivery, HttpRequest, HttpResponse, Provider, Unconfigured, Verdict
@@ -95,7 +95,7 @@ class Dispatcher:
         self.settings = settings
         self.providers = dict(providers)
         self.metrics = metrics or Metrics()
-        self.secrets = all_secrets(self.providers)
+        self.secrets = all_secrets(self.providers) + ((settings.production_url,) if settings.production_url else ())
         self._connect = connect or (lambda name: db.connect(
             settings.database_url, connect_timeout=settings.connect_timeout,
             application_name=f"pgalert {name} {settings.dispatcher_id}"[:63]))
@@ -148,6 +148,8 @@ class Dispatcher:
         recorder = threading.Thread(target=self._record_forever, name="recorder", daemon=True)
         listener.start()
         recorder.start()
+        if self.settings.health_checks:
+            threading.Thread(target=self._probe_forever, name="probes", daemon=True).start()
         started_stopping = self._claim_forever()
         self._shutdown(started_stopping)
         logs.info("dispatcher stopped", dispatcher=self.settings.dispatcher_id)
@@ -328,6 +330,38 @@ class Dispatcher:
         if proxies is None:
             proxies = self._proxy_cache[key] = requests.utils.get_environ_proxies(url)
         return proxies
+
+    # ---- health probes --------------------------------------------------------------------------------------
+
+    def _probe_forever(self) -> None:
+        """Claim due health checks (one dispatcher per check) and record each result as events."""
+        backoff = Backoff()
+        session = self._session()
+        with ThreadPoolExecutor(4, thread_name_prefix="probe") as pool:
+            while not self.stopping.is_set():
+                try:
+                    with self._connect("probes") as conn:
+                        queries = db.DispatcherQueries(conn, self.settings.dispatcher_id)
+                        if self.settings.production_url:
+                            queries.ensure_health_check("production", "env:PRODUCTION_URL", 300)
+                        backoff.reset()
+                        while not self.stopping.is_set():
+                            checks = [probes.Check(*row) for row in queries.claim_health_checks(8)]
+                            for check, outcome in zip(checks, pool.map(self._probe, [session] * len(checks), checks),
+                                                      strict=True):
+                                queries.record_health_check(check.check_id, outcome.status, outcome.response_ms,
+                                                            outcome.error)
+                            self.stopping.wait(1.0)
+                except psycopg.Error as error:
+                    delay = backoff.next()
+                    logs.warning("health probes paused", error=self._clean(str(error)), retry_in=round(delay, 2))
+                    self.stopping.wait(delay)
+
+    def _probe(self, session: requests.Session, check: probes.Check) -> probes.Outcome:
+        outcome = probes.run_check(session, check, os.environ)
+        logs.info("health check", check=check.name, status=outcome.status, ms=outcome.response_ms,
+                  **({"error": outcome.error} if outcome.error else {}))
+        return outcome
 
     # ---- recorder -------------------------------------------------------------------------------------------
 

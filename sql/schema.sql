@@ -154,6 +154,189 @@ SET default_tablespace = '';
 SET default_table_access_method = heap;
 
 --
+-- Name: monitoring_alert_rules; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_alert_rules (
+    id bigint NOT NULL,
+    rule_name text NOT NULL,
+    rule_type text NOT NULL,
+    event_type text,
+    window_size interval DEFAULT '00:05:00'::interval NOT NULL,
+    aggregate text,
+    comparison text DEFAULT '>='::text NOT NULL,
+    threshold double precision,
+    min_samples integer DEFAULT 1 NOT NULL,
+    baseline_min integer DEFAULT 5 NOT NULL,
+    group_by text[] DEFAULT '{}'::text[] NOT NULL,
+    query text,
+    severity text NOT NULL,
+    clear_after interval DEFAULT '00:05:00'::interval NOT NULL,
+    evaluate_every interval DEFAULT '00:01:00'::interval NOT NULL,
+    runbook_url text,
+    description text DEFAULT ''::text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_evaluated_at timestamp with time zone,
+    last_observed double precision,
+    last_error text,
+    last_error_at timestamp with time zone,
+    CONSTRAINT aggregate_is_known CHECK ((aggregate = ANY (ARRAY['avg'::text, 'min'::text, 'max'::text, 'sum'::text, 'last'::text, 'p50'::text, 'p95'::text, 'p99'::text]))),
+    CONSTRAINT baseline_min_is_positive CHECK ((baseline_min >= 1)),
+    CONSTRAINT clear_after_is_not_negative CHECK ((clear_after >= '00:00:00'::interval)),
+    CONSTRAINT comparison_is_known CHECK ((comparison = ANY (ARRAY['>'::text, '>='::text, '<'::text, '<='::text]))),
+    CONSTRAINT evaluate_every_is_positive CHECK ((evaluate_every > '00:00:00'::interval)),
+    CONSTRAINT min_samples_is_positive CHECK ((min_samples >= 1)),
+    CONSTRAINT rule_name_is_simple CHECK ((rule_name ~ '^[a-z][a-z0-9_]{0,62}$'::text)),
+    CONSTRAINT rule_type_is_known CHECK ((rule_type = ANY (ARRAY['count'::text, 'aggregate'::text, 'spike'::text, 'absence'::text, 'sql'::text]))),
+    CONSTRAINT window_is_sensible CHECK (((window_size > '00:00:00'::interval) AND (window_size <= '7 days'::interval)))
+);
+
+
+--
+-- Name: TABLE monitoring_alert_rules; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_alert_rules IS 'Rules that turn events into alerts, one row each. rule_type:
+count: events of event_type in window_size, compared (comparison, default >=) with threshold;
+aggregate: avg|min|max|sum|last|p50|p95|p99 of value over window_size compared with threshold, once there are
+  min_samples samples;
+spike: events in window_size at least threshold percent above the previous window of the same length
+  (300 means four times), with at least min_samples now and baseline_min before; silent until a full baseline;
+absence: fewer than threshold events in window_size (heartbeats);
+sql: query returns the rows that should alert (optional columns group_key, value, message, occurred_at); it
+  runs as monitoring_rule_runner, which can read monitoring_events and monitoring_alerts only.
+A rule grouped by labels (group_by) fires one alert per group. An alert resolves itself after its condition has
+been clear for clear_after. Alerts carry alert_type = rule_name.';
+
+
+--
+-- Name: COLUMN monitoring_alert_rules.last_error; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_alert_rules.last_error IS 'Why the last evaluation failed (cleared when one succeeds).';
+
+
+--
+-- Name: _monitoring_evaluate_rule(public.monitoring_alert_rules, timestamp with time zone, boolean); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_evaluate_rule(p_rule public.monitoring_alert_rules, p_at timestamp with time zone, p_fire_only boolean DEFAULT false) RETURNS TABLE(group_key jsonb, observed double precision, fired boolean, alert_id bigint)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_obs record;
+    v_state public._monitoring_rule_state;
+    v_open boolean;
+    v_source text;
+    v_alert bigint;
+    v_true_groups jsonb[] := '{}';
+BEGIN
+    FOR v_obs IN SELECT * FROM public._monitoring_rule_observations(p_rule, p_at) LOOP
+        group_key := v_obs.group_key; observed := v_obs.observed; fired := FALSE; alert_id := NULL;
+        IF v_obs.condition THEN
+            v_true_groups := v_true_groups || v_obs.group_key;
+            SELECT * INTO v_state FROM public._monitoring_rule_state AS s
+            WHERE s.rule_id = p_rule.id AND s.group_key = v_obs.group_key FOR UPDATE;
+            v_open := FOUND AND EXISTS (
+                SELECT FROM public.monitoring_alerts AS a WHERE a.id = v_state.alert_id AND a.status <> 'resolved'
+            );
+            IF v_open THEN
+                alert_id := v_state.alert_id;
+                IF v_state.clear_since IS NOT NULL THEN
+                    UPDATE public._monitoring_rule_state AS s SET clear_since = NULL
+                    WHERE s.rule_id = p_rule.id AND s.group_key = v_obs.group_key;
+                END IF;
+            ELSE
+                v_source := CASE WHEN v_obs.group_key = '{}' THEN '' ELSE v_obs.group_key::text END;
+                v_alert := public.monitoring_raise_alert(
+                    p_rule.rule_name, p_rule.severity,
+                    left(public._monitoring_rule_alert_text(p_rule, v_obs.observed), 500),
+                    concat_ws(E'\n', nullif(p_rule.description, ''), v_obs.message,
+                              CASE WHEN v_source <> '' THEN 'group: ' || v_source END),
+                    v_source,
+                    'rule:' || p_rule.rule_name || CASE WHEN v_source <> '' THEN ':' || v_source ELSE '' END,
+                    jsonb_strip_nulls(jsonb_build_object(
+                        'rule', p_rule.rule_name, 'rule_type', p_rule.rule_type, 'group', v_obs.group_key,
+                        'observed', v_obs.observed, 'threshold', p_rule.threshold, 'comparison', p_rule.comparison,
+                        'window', p_rule.window_size::text, 'runbook_url', p_rule.runbook_url
+                    )),
+                    least(v_obs.first_at, p_at), p_at
+                );
+                INSERT INTO public._monitoring_rule_state AS s (rule_id, group_key, alert_id)
+                VALUES (p_rule.id, v_obs.group_key, v_alert)
+                ON CONFLICT ON CONSTRAINT _monitoring_rule_state_pkey
+                DO UPDATE SET alert_id = excluded.alert_id, clear_since = NULL;
+                fired := TRUE; alert_id := v_alert;
+            END IF;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    IF p_fire_only THEN
+        RETURN;
+    END IF;
+    -- groups that fired before and whose condition does not hold now
+    FOR v_state IN
+        SELECT s.* FROM public._monitoring_rule_state AS s
+        WHERE s.rule_id = p_rule.id AND NOT s.group_key = ANY (v_true_groups)
+        FOR UPDATE
+    LOOP
+        IF v_state.clear_since IS NULL THEN
+            UPDATE public._monitoring_rule_state AS s SET clear_since = p_at
+            WHERE s.rule_id = v_state.rule_id AND s.group_key = v_state.group_key;
+            v_state.clear_since := p_at;
+        END IF;
+        IF p_at - v_state.clear_since >= p_rule.clear_after THEN
+            IF EXISTS (SELECT FROM public.monitoring_alerts AS a WHERE a.id = v_state.alert_id AND a.status <> 'resolved') THEN
+                PERFORM public.monitoring_resolve_alert(
+                    v_state.alert_id, 'pgalert', format('condition clear for %s', p_at - v_state.clear_since),
+                    FALSE, p_at
+                );
+            END IF;
+            DELETE FROM public._monitoring_rule_state AS s
+            WHERE s.rule_id = v_state.rule_id AND s.group_key = v_state.group_key;
+        END IF;
+    END LOOP;
+END
+$$;
+
+
+--
+-- Name: _monitoring_events_after_insert(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_events_after_insert() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_rule public.monitoring_alert_rules;
+BEGIN
+    FOR v_rule IN
+        SELECT r.* FROM public.monitoring_alert_rules AS r
+        WHERE r.enabled AND r.rule_type = 'count' AND r.comparison IN ('>', '>=')
+          AND r.event_type IN (SELECT DISTINCT e.event_type FROM new_events AS e)
+          -- an ungrouped rule whose alert is open has nothing to add until the minute evaluation
+          AND NOT (cardinality(r.group_by) = 0 AND EXISTS (
+              SELECT FROM public._monitoring_rule_state AS s
+              JOIN public.monitoring_alerts AS a ON a.id = s.alert_id
+              WHERE s.rule_id = r.id AND a.status <> 'resolved'
+          ))
+    LOOP
+        BEGIN
+            PERFORM FROM public._monitoring_evaluate_rule(v_rule, now(), TRUE);
+        EXCEPTION WHEN OTHERS THEN
+            -- never fail the writer's INSERT: the minute evaluation records the error
+            NULL;
+        END;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+
+--
 -- Name: monitoring_alerts; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -292,6 +475,119 @@ $$;
 
 
 --
+-- Name: _monitoring_rule_alert_text(public.monitoring_alert_rules, double precision); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_rule_alert_text(p_rule public.monitoring_alert_rules, p_observed double precision) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT CASE p_rule.rule_type
+        WHEN 'count' THEN format('%s: %s %s events in %s (threshold %s %s)', p_rule.rule_name, p_observed,
+                                 p_rule.event_type, p_rule.window_size, p_rule.comparison, p_rule.threshold)
+        WHEN 'aggregate' THEN format('%s: %s of %s is %s over %s (threshold %s %s)', p_rule.rule_name,
+                                     p_rule.aggregate, p_rule.event_type, round(p_observed::numeric, 2),
+                                     p_rule.window_size, p_rule.comparison, p_rule.threshold)
+        WHEN 'spike' THEN format('%s: %s up %s%% on the previous %s (threshold %s%%)', p_rule.rule_name,
+                                 p_rule.event_type, round(p_observed::numeric), p_rule.window_size, p_rule.threshold)
+        WHEN 'absence' THEN format('%s: only %s %s events in %s (expected at least %s)', p_rule.rule_name,
+                                   coalesce(p_observed, 0), p_rule.event_type, p_rule.window_size, p_rule.threshold)
+        ELSE p_rule.rule_name
+    END
+$$;
+
+
+--
+-- Name: _monitoring_rule_observations(public.monitoring_alert_rules, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_rule_observations(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) RETURNS TABLE(group_key jsonb, observed double precision, condition boolean, first_at timestamp with time zone, message text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_group text := CASE
+        WHEN cardinality(p_rule.group_by) = 0 THEN '''{}''::jsonb'
+        ELSE 'jsonb_build_object(' || (
+            SELECT string_agg(format('%L, e.labels -> %L', k, k), ', ') FROM unnest(p_rule.group_by) AS k
+        ) || ')'
+    END;
+    v_from timestamptz := p_at - p_rule.window_size;
+    v_compare text := format('%%s %s %L::double precision', p_rule.comparison, p_rule.threshold);
+    v_value text;
+BEGIN
+    IF p_rule.rule_type = 'count' THEN
+        -- first_at: the event that made the count reach the threshold, found by an index-ordered probe and
+        -- only for groups over it (sorting every event of a busy window would cost more than the insert)
+        RETURN QUERY EXECUTE format(
+            'SELECT w.g, w.n::double precision, %s, '
+            '       CASE WHEN %s THEN (SELECT e.occurred_at FROM public.monitoring_events AS e '
+            '                         WHERE e.event_type = $1 AND e.occurred_at > $2 AND e.occurred_at <= $3 AND %s = w.g '
+            '                         ORDER BY e.occurred_at OFFSET greatest(ceil(%L::double precision)::int - 1, 0) LIMIT 1) '
+            '       END, NULL::text '
+            'FROM (SELECT %s AS g, count(*) AS n '
+            '      FROM public.monitoring_events AS e '
+            '      WHERE e.event_type = $1 AND e.occurred_at > $2 AND e.occurred_at <= $3 GROUP BY 1) AS w',
+            format(v_compare, 'w.n'), format(v_compare, 'w.n'), v_group, p_rule.threshold, v_group)
+        USING p_rule.event_type, v_from, p_at;
+    ELSIF p_rule.rule_type = 'aggregate' THEN
+        v_value := CASE p_rule.aggregate
+            WHEN 'avg' THEN 'avg(e.value)' WHEN 'min' THEN 'min(e.value)' WHEN 'max' THEN 'max(e.value)'
+            WHEN 'sum' THEN 'sum(e.value)'
+            WHEN 'last' THEN '(array_agg(e.value ORDER BY e.occurred_at DESC))[1]'
+            WHEN 'p50' THEN 'percentile_cont(0.5) WITHIN GROUP (ORDER BY e.value)'
+            WHEN 'p95' THEN 'percentile_cont(0.95) WITHIN GROUP (ORDER BY e.value)'
+            WHEN 'p99' THEN 'percentile_cont(0.99) WITHIN GROUP (ORDER BY e.value)'
+        END;
+        RETURN QUERY EXECUTE format(
+            'SELECT g, v, n >= %s AND %s, first_at, format(''%s of %%s samples'', n) '
+            'FROM (SELECT %s AS g, %s AS v, count(*) AS n, min(e.occurred_at) AS first_at '
+            '      FROM public.monitoring_events AS e '
+            '      WHERE e.event_type = $1 AND e.occurred_at > $2 AND e.occurred_at <= $3 AND e.value IS NOT NULL '
+            '      GROUP BY 1) AS w',
+            p_rule.min_samples, format(v_compare, 'v'), p_rule.aggregate, v_group, v_value)
+        USING p_rule.event_type, v_from, p_at;
+    ELSIF p_rule.rule_type = 'spike' THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT g, CASE WHEN base > 0 THEN (cur::double precision / base - 1) * 100 END, '
+            '       $4 AND base >= %s AND cur >= %s AND cur >= base * (1 + %L::double precision / 100), first_at, '
+            '       format(''%%s events against %%s in the previous window'', cur, base) '
+            'FROM (SELECT %s AS g, count(*) FILTER (WHERE e.occurred_at > $2) AS cur, '
+            '             count(*) FILTER (WHERE e.occurred_at <= $2) AS base, '
+            '             min(e.occurred_at) FILTER (WHERE e.occurred_at > $2) AS first_at '
+            '      FROM public.monitoring_events AS e '
+            '      WHERE e.event_type = $1 AND e.occurred_at > $2 - ($3 - $2) AND e.occurred_at <= $3 '
+            '      GROUP BY 1) AS w',
+            p_rule.baseline_min, p_rule.min_samples, p_rule.threshold, v_group)
+        USING p_rule.event_type, v_from, p_at, p_rule.created_at <= p_at - 2 * p_rule.window_size;
+    ELSIF p_rule.rule_type = 'absence' THEN
+        -- groups are those seen in this window or the one before, so a host that fell silent stays known
+        RETURN QUERY EXECUTE format(
+            'SELECT g, cur::double precision, cur < %L::double precision, '
+            '       coalesce(last_seen, $2), format(''%%s events in the window'', cur) '
+            'FROM (SELECT %s AS g, count(*) FILTER (WHERE e.occurred_at > $2) AS cur, max(e.occurred_at) AS last_seen '
+            '      FROM public.monitoring_events AS e '
+            '      WHERE e.event_type = $1 AND e.occurred_at > $2 - ($3 - $2) AND e.occurred_at <= $3 '
+            '      GROUP BY 1 '
+            '      UNION ALL SELECT ''{}''::jsonb, 0, NULL WHERE %L AND NOT EXISTS ('
+            '          SELECT FROM public.monitoring_events AS e '
+            '          WHERE e.event_type = $1 AND e.occurred_at > $2 AND e.occurred_at <= $3)) AS w',
+            p_rule.threshold, v_group, cardinality(p_rule.group_by) = 0)
+        USING p_rule.event_type, v_from, p_at;
+    ELSE
+        SET LOCAL ROLE monitoring_rule_runner;
+        PERFORM set_config('search_path', 'public', TRUE);  -- restored when this function returns
+        RETURN QUERY EXECUTE format(
+            'SELECT coalesce(to_jsonb(r) -> ''group_key'', ''{}''::jsonb), (to_jsonb(r) ->> ''value'')::double precision, '
+            '       TRUE, coalesce((to_jsonb(r) ->> ''occurred_at'')::timestamptz, $1), to_jsonb(r) ->> ''message'' '
+            'FROM (%s) AS r', p_rule.query)
+        USING p_at;
+        RESET ROLE;
+    END IF;
+END
+$_$;
+
+
+--
 -- Name: _monitoring_sla_deliveries(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -416,6 +712,81 @@ $$;
 
 
 --
+-- Name: _monitoring_validate_rule(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_validate_rule() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_plan jsonb;
+    v_max_cost double precision;
+BEGIN
+    NEW.severity := public._monitoring_normalize_severity(NEW.severity);
+    IF NEW.rule_type <> 'sql' AND (NEW.event_type IS NULL OR btrim(NEW.event_type) = '') THEN
+        RAISE EXCEPTION 'rule %: a % rule needs event_type', NEW.rule_name, NEW.rule_type USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.rule_type IN ('count', 'aggregate', 'spike', 'absence') AND NEW.threshold IS NULL THEN
+        RAISE EXCEPTION 'rule %: a % rule needs a threshold', NEW.rule_name, NEW.rule_type
+            USING ERRCODE = 'check_violation',
+                  HINT = CASE NEW.rule_type
+                      WHEN 'spike' THEN 'the percent increase over the previous window, e.g. 300'
+                      WHEN 'absence' THEN 'the fewest events expected in the window, e.g. 1'
+                      ELSE 'the value to compare with' END;
+    END IF;
+    IF NEW.rule_type = 'aggregate' AND NEW.aggregate IS NULL THEN
+        RAISE EXCEPTION 'rule %: an aggregate rule needs aggregate', NEW.rule_name
+            USING ERRCODE = 'check_violation', HINT = 'one of avg, min, max, sum, last, p50, p95, p99';
+    END IF;
+    IF NEW.rule_type <> 'aggregate' AND NEW.aggregate IS NOT NULL THEN
+        RAISE EXCEPTION 'rule %: aggregate applies to aggregate rules only', NEW.rule_name USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.rule_type = 'spike' AND NEW.threshold <= 0 THEN
+        RAISE EXCEPTION 'rule %: a spike threshold is a percent increase and must be positive', NEW.rule_name
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.rule_type = 'absence' AND NEW.threshold < 1 THEN
+        RAISE EXCEPTION 'rule %: an absence rule fires on fewer than threshold events; threshold must be at least 1',
+            NEW.rule_name USING ERRCODE = 'check_violation';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(NEW.group_by) AS k WHERE k IS NULL OR btrim(k) = '') THEN
+        RAISE EXCEPTION 'rule %: group_by holds label names, and one is empty', NEW.rule_name USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.rule_type = 'sql' THEN
+        IF NEW.query IS NULL OR btrim(NEW.query) = '' THEN
+            RAISE EXCEPTION 'rule %: a sql rule needs query', NEW.rule_name USING ERRCODE = 'check_violation';
+        END IF;
+        IF NEW.query ~ ';\s*\S' THEN
+            RAISE EXCEPTION 'rule %: query must be one SELECT statement', NEW.rule_name USING ERRCODE = 'check_violation';
+        END IF;
+        NEW.query := regexp_replace(NEW.query, ';\s*$', '');
+        v_max_cost := (SELECT s.value::double precision FROM public.monitoring_settings AS s WHERE s.setting = 'sql_rule_max_cost');
+        BEGIN
+            SET LOCAL ROLE monitoring_rule_runner;
+            -- rule authors write plain names; the function's pinned path is restored when it returns
+            PERFORM set_config('search_path', 'public', TRUE);
+            EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM (%s) AS rule_rows', NEW.query) INTO v_plan;
+            RESET ROLE;
+        EXCEPTION WHEN OTHERS THEN
+            RESET ROLE;
+            RAISE EXCEPTION 'rule %: query does not run as monitoring_rule_runner: %', NEW.rule_name, SQLERRM
+                USING ERRCODE = 'invalid_parameter_value';
+        END;
+        IF (v_plan -> 0 -> 'Plan' ->> 'Total Cost')::double precision > v_max_cost THEN
+            RAISE EXCEPTION 'rule %: query is planned to cost %, over the limit of % (setting sql_rule_max_cost)',
+                NEW.rule_name, v_plan -> 0 -> 'Plan' ->> 'Total Cost', v_max_cost
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'narrow it with an indexed time range';
+        END IF;
+    ELSIF NEW.query IS NOT NULL THEN
+        RAISE EXCEPTION 'rule %: query applies to sql rules only', NEW.rule_name USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END
+$_$;
+
+
+--
 -- Name: monitoring_acknowledge_alert(bigint, text, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -450,6 +821,69 @@ $$;
 
 COMMENT ON FUNCTION public.monitoring_acknowledge_alert(p_alert_id bigint, p_by text, p_note text, p_at timestamp with time zone) IS 'Someone is on it: status acknowledged, and the providers that were paged are told (PagerDuty acknowledge,
 Opsgenie acknowledge, a Slack follow-up). Acknowledging an alert that is not open changes nothing.';
+
+
+--
+-- Name: monitoring_backtest_rule(text, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_backtest_rule(p_rule_name text, p_from timestamp with time zone, p_to timestamp with time zone, p_step interval DEFAULT NULL::interval) RETURNS TABLE(would_fire_at timestamp with time zone, group_key jsonb, observed double precision, cleared_at timestamp with time zone)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_rule public.monitoring_alert_rules;
+    v_at timestamptz;
+    v_obs record;
+    v_firing jsonb := '{}';  -- group_key::text -> {"at": ..., "observed": ...}
+    v_key text;
+BEGIN
+    SELECT * INTO v_rule FROM public.monitoring_alert_rules AS r WHERE r.rule_name = p_rule_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'rule % does not exist', coalesce(quote_literal(p_rule_name), 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF p_to <= p_from OR date_part('epoch', p_to - p_from) / date_part('epoch', coalesce(p_step, v_rule.evaluate_every)) > 100000 THEN
+        RAISE EXCEPTION 'backtest range must be positive and at most 100000 steps' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_rule.created_at := '-infinity';  -- a backtest judges the events, not the rule's age
+    v_at := p_from;
+    WHILE v_at <= p_to LOOP
+        FOR v_obs IN SELECT * FROM public._monitoring_rule_observations(v_rule, v_at) AS o WHERE o.condition LOOP
+            v_key := v_obs.group_key::text;
+            IF NOT v_firing ? v_key THEN
+                v_firing := v_firing || jsonb_build_object(v_key, jsonb_build_object('at', v_at, 'observed', v_obs.observed));
+            END IF;
+        END LOOP;
+        FOR v_key IN SELECT k FROM jsonb_object_keys(v_firing) AS k LOOP
+            IF NOT EXISTS (
+                SELECT FROM public._monitoring_rule_observations(v_rule, v_at) AS o
+                WHERE o.condition AND o.group_key::text = v_key
+            ) THEN
+                would_fire_at := (v_firing -> v_key ->> 'at')::timestamptz; group_key := v_key::jsonb;
+                observed := (v_firing -> v_key ->> 'observed')::double precision; cleared_at := v_at;
+                RETURN NEXT;
+                v_firing := v_firing - v_key;
+            END IF;
+        END LOOP;
+        v_at := v_at + coalesce(p_step, v_rule.evaluate_every);
+    END LOOP;
+    FOR v_key IN SELECT k FROM jsonb_object_keys(v_firing) AS k LOOP
+        would_fire_at := (v_firing -> v_key ->> 'at')::timestamptz; group_key := v_key::jsonb;
+        observed := (v_firing -> v_key ->> 'observed')::double precision; cleared_at := NULL;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_backtest_rule(p_rule_name text, p_from timestamp with time zone, p_to timestamp with time zone, p_step interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_backtest_rule(p_rule_name text, p_from timestamp with time zone, p_to timestamp with time zone, p_step interval) IS 'What a rule would have fired over past events, stepping from p_from to p_to by p_step (default its
+evaluate_every): one row per alert it would have opened, when, for which group, the observed value then, and
+when its condition cleared (NULL: still true at p_to). Changes nothing, so thresholds can be tuned first.';
 
 
 --
@@ -507,6 +941,35 @@ $$;
 COMMENT ON FUNCTION public.monitoring_claim_deliveries(p_dispatcher text, p_limit integer, p_lease interval) IS 'Dispatchers only: claim up to p_limit due deliveries (SKIP LOCKED, so dispatchers share the work) for
 p_lease; a claim not completed by then is taken over by another dispatcher. provider_key is the stable
 per-alert key sent to providers, so a retried or taken-over send is deduplicated by the provider.';
+
+
+--
+-- Name: monitoring_claim_health_checks(integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_claim_health_checks(p_limit integer DEFAULT 10) RETURNS TABLE(check_id bigint, name text, url text, method text, expected_status integer, timeout_seconds double precision)
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    WITH due AS (
+        SELECT c.id FROM public.monitoring_health_checks AS c
+        WHERE c.enabled AND c.next_run_at <= now()
+        ORDER BY c.next_run_at
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE public.monitoring_health_checks AS c
+    SET next_run_at = now() + c.check_interval, last_run_at = now()
+    FROM due WHERE c.id = due.id
+    RETURNING c.id, c.name, c.url, c.method, c.expected_status, date_part('epoch', c.timeout)
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_claim_health_checks(p_limit integer); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_claim_health_checks(p_limit integer) IS 'Dispatchers only: take the due health checks and move each to its next run, so no other dispatcher runs it.';
 
 
 --
@@ -622,6 +1085,102 @@ error, provider_reference, retry_at, started_at, finished_at, pause}. outcome: s
 (final), retry (pending again at retry_at), deferred (not sent: pacing; the attempt is given back); pause: the
 provider asked every sender to wait until retry_at. Results for a claim
 that is no longer this dispatcher''s are recorded as attempts but do not move the delivery.';
+
+
+--
+-- Name: monitoring_ensure_health_check(text, text, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_ensure_health_check(p_name text, p_url text, p_interval interval DEFAULT '00:05:00'::interval) RETURNS void
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    INSERT INTO public.monitoring_health_checks AS c (name, url, check_interval) VALUES (p_name, p_url, p_interval)
+    ON CONFLICT (name) DO UPDATE SET url = excluded.url
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_ensure_health_check(p_name text, p_url text, p_interval interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_ensure_health_check(p_name text, p_url text, p_interval interval) IS 'Dispatchers only: create the named check, or point it at p_url (PRODUCTION_URL makes the check production
+with url env:PRODUCTION_URL).';
+
+
+--
+-- Name: monitoring_evaluate_alert_rules(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone DEFAULT now()) RETURNS TABLE(rule_name text, group_key jsonb, observed double precision, threshold double precision, fired boolean, alert_id bigint, error text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_rule public.monitoring_alert_rules;
+    v_row record;
+    v_any boolean;
+    v_max double precision;
+BEGIN
+    FOR v_rule IN
+        SELECT * FROM public.monitoring_alert_rules AS r
+        WHERE r.enabled
+          -- a second of slack: pg_cron starts a little after the minute
+          AND (r.last_evaluated_at IS NULL OR r.last_evaluated_at + r.evaluate_every <= p_at + interval '1 second')
+        ORDER BY r.rule_name
+        FOR UPDATE SKIP LOCKED  -- two evaluations at once share the rules instead of doubling them
+    LOOP
+        rule_name := v_rule.rule_name; threshold := v_rule.threshold; error := NULL;
+        BEGIN
+            v_any := FALSE;
+            v_max := NULL;
+            FOR v_row IN SELECT * FROM public._monitoring_evaluate_rule(v_rule, p_at) LOOP
+                group_key := v_row.group_key; observed := v_row.observed; fired := v_row.fired; alert_id := v_row.alert_id;
+                v_any := TRUE;
+                v_max := greatest(v_max, v_row.observed);
+                RETURN NEXT;
+            END LOOP;
+            UPDATE public.monitoring_alert_rules AS r
+            SET last_evaluated_at = p_at, last_error = NULL, last_error_at = NULL, last_observed = v_max
+            WHERE r.id = v_rule.id;
+            IF v_rule.last_error IS NOT NULL THEN
+                PERFORM public.monitoring_resolve_alert(a.id, 'pgalert', 'the rule evaluates again', FALSE, p_at)
+                FROM public.monitoring_alerts AS a
+                WHERE a.dedup_key = 'rule_evaluation_error:' || v_rule.rule_name AND a.status <> 'resolved';
+            END IF;
+            IF NOT v_any THEN
+                group_key := NULL; observed := NULL; fired := FALSE; alert_id := NULL;
+                RETURN NEXT;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RESET ROLE;
+            error := SQLERRM;
+            UPDATE public.monitoring_alert_rules AS r
+            SET last_evaluated_at = p_at, last_error = SQLERRM, last_error_at = p_at
+            WHERE r.id = v_rule.id;
+            alert_id := public.monitoring_raise_alert(
+                'rule_evaluation_error', 'warning', left('Rule ' || v_rule.rule_name || ' failed: ' || SQLERRM, 500),
+                'The rule was skipped; the other rules still ran. Fix it in monitoring_alert_rules.',
+                v_rule.rule_name, 'rule_evaluation_error:' || v_rule.rule_name,
+                jsonb_build_object('rule', v_rule.rule_name, 'error', SQLERRM), p_at, p_at
+            );
+            group_key := NULL; observed := NULL; fired := FALSE;
+            RETURN NEXT;
+        END;
+    END LOOP;
+END
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_evaluate_alert_rules(p_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone) IS 'Evaluate every enabled rule that is due (evaluate_every since its last run) at p_at: fire one alert per rule
+and group whose condition holds (deduplicated: one open alert per rule and group), resolve alerts whose
+condition has been clear for clear_after. One row per rule and group: observed value, threshold, whether it
+fired now, the alert id, and the error if the rule failed (it then raises rule_evaluation_error and the other
+rules still run). pg_cron runs it every minute.';
 
 
 --
@@ -805,6 +1364,72 @@ this database it schedules nothing, says so in a NOTICE, and returns 0.';
 
 
 --
+-- Name: monitoring_maintain_event_partitions(integer, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_maintain_event_partitions(p_days_ahead integer DEFAULT 3, p_at timestamp with time zone DEFAULT now()) RETURNS TABLE(partition_name text, action text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_day date;
+    v_name text;
+    v_keep interval := (SELECT s.value::interval FROM public.monitoring_settings AS s WHERE s.setting = 'event_retention');
+    v_partition record;
+BEGIN
+    -- create today's and the next days' partitions, moving any rows the default partition holds for them
+    FOR v_day IN
+        SELECT d::date
+        FROM generate_series(
+            date_trunc('day', p_at AT TIME ZONE 'UTC') - interval '1 day',
+            date_trunc('day', p_at AT TIME ZONE 'UTC') + make_interval(days => p_days_ahead),
+            interval '1 day'
+        ) AS d
+    LOOP
+        v_name := 'monitoring_events_' || to_char(v_day, 'YYYYMMDD');
+        CONTINUE WHEN to_regclass('public.' || v_name) IS NOT NULL;
+        CREATE TEMP TABLE IF NOT EXISTS _monitoring_moved_events (LIKE public.monitoring_events) ON COMMIT DROP;
+        WITH moved AS (
+            DELETE FROM public.monitoring_events_default AS e
+            WHERE e.occurred_at >= v_day::timestamp AT TIME ZONE 'UTC'
+              AND e.occurred_at < (v_day + 1)::timestamp AT TIME ZONE 'UTC'
+            RETURNING e.*
+        )
+        INSERT INTO _monitoring_moved_events SELECT * FROM moved;
+        EXECUTE format(
+            'CREATE TABLE public.%I PARTITION OF public.monitoring_events FOR VALUES FROM (%L) TO (%L)',
+            v_name, v_day::timestamp AT TIME ZONE 'UTC', (v_day + 1)::timestamp AT TIME ZONE 'UTC'
+        );
+        INSERT INTO public.monitoring_events SELECT * FROM _monitoring_moved_events;
+        TRUNCATE _monitoring_moved_events;
+        partition_name := v_name; action := 'created'; RETURN NEXT;
+    END LOOP;
+    -- drop whole days past retention; old rows that landed in the default partition are deleted
+    FOR v_partition IN
+        SELECT c.relname
+        FROM pg_catalog.pg_inherits AS i
+        JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'public.monitoring_events'::regclass
+          AND c.relname ~ '^monitoring_events_\d{8}$'
+          AND to_date(substr(c.relname, 19), 'YYYYMMDD') + 1 <= (p_at - v_keep)::date
+    LOOP
+        EXECUTE format('DROP TABLE public.%I', v_partition.relname);
+        partition_name := v_partition.relname; action := 'dropped'; RETURN NEXT;
+    END LOOP;
+    DELETE FROM public.monitoring_events_default AS e WHERE e.occurred_at < p_at - v_keep;
+END
+$_$;
+
+
+--
+-- Name: FUNCTION monitoring_maintain_event_partitions(p_days_ahead integer, p_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_maintain_event_partitions(p_days_ahead integer, p_at timestamp with time zone) IS 'Create day partitions of monitoring_events from yesterday to p_days_ahead days ahead, and drop those past the
+event_retention setting. Run hourly by pg_cron; safe to run any time. Returns what it created or dropped.';
+
+
+--
 -- Name: monitoring_next_delivery_due(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -920,6 +1545,48 @@ $$;
 
 COMMENT ON FUNCTION public.monitoring_raise_alert(p_alert_type text, p_severity text, p_title text, p_message text, p_source text, p_dedup_key text, p_details jsonb, p_occurred_at timestamp with time zone, p_at timestamp with time zone) IS 'INSERT an alert and return its id, or the id of the open alert it was deduplicated into. p_at backdates
 detection (imports, tests); p_occurred_at defaults to p_at.';
+
+
+--
+-- Name: monitoring_record_health_check(bigint, integer, double precision, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_record_health_check(p_check_id bigint, p_status integer, p_response_ms double precision, p_error text, p_at timestamp with time zone DEFAULT now()) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_check public.monitoring_health_checks;
+BEGIN
+    UPDATE public.monitoring_health_checks AS c
+    SET last_status = p_status, last_response_ms = p_response_ms, last_error = p_error
+    WHERE c.id = p_check_id
+    RETURNING * INTO v_check;
+    IF NOT FOUND THEN
+        RETURN;  -- deleted while it ran
+    END IF;
+    IF p_response_ms IS NOT NULL AND p_error IS NULL THEN
+        INSERT INTO public.monitoring_events (event_type, value, labels, occurred_at)
+        VALUES ('api_response_time', p_response_ms,
+                jsonb_build_object('check', v_check.name, 'status', p_status), p_at);
+    END IF;
+    IF p_error IS NOT NULL OR p_status IS DISTINCT FROM v_check.expected_status THEN
+        INSERT INTO public.monitoring_events (event_type, value, labels, occurred_at)
+        VALUES ('health_check_failure', p_response_ms,
+                jsonb_build_object('check', v_check.name,
+                                   'reason', coalesce(p_error, format('HTTP %s, expected %s', p_status, v_check.expected_status))),
+                p_at);
+    END IF;
+END
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_record_health_check(p_check_id bigint, p_status integer, p_response_ms double precision, p_error text, p_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_record_health_check(p_check_id bigint, p_status integer, p_response_ms double precision, p_error text, p_at timestamp with time zone) IS 'Dispatchers only: record one probe result as events (api_response_time, and health_check_failure when it
+failed or answered an unexpected status).';
 
 
 --
@@ -1117,6 +1784,32 @@ CREATE TABLE public._monitoring_pacing (
 
 
 --
+-- Name: _monitoring_rule_state; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public._monitoring_rule_state (
+    rule_id bigint NOT NULL,
+    group_key jsonb NOT NULL,
+    alert_id bigint,
+    clear_since timestamp with time zone
+);
+
+
+--
+-- Name: monitoring_alert_rules_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_alert_rules ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_alert_rules_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: monitoring_alerts_id_seq; Type: SEQUENCE; Schema: public; Owner: -
 --
 
@@ -1256,6 +1949,112 @@ COMMENT ON VIEW public.monitoring_delivery_queue IS 'Work not yet done, per prov
 
 
 --
+-- Name: monitoring_events; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_events (
+    event_type text NOT NULL,
+    value double precision,
+    labels jsonb DEFAULT '{}'::jsonb NOT NULL,
+    occurred_at timestamp with time zone DEFAULT now() NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT event_type_is_not_blank CHECK ((btrim(event_type) <> ''::text)),
+    CONSTRAINT labels_are_an_object CHECK ((jsonb_typeof(labels) = 'object'::text))
+)
+PARTITION BY RANGE (occurred_at);
+
+
+--
+-- Name: TABLE monitoring_events; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_events IS 'What apps and probes record: INSERT (event_type, value, labels[, occurred_at]); multi-row INSERT and COPY
+welcome. occurred_at is the event''s own time, so late or imported events count in the right window.
+Partitioned by day; partitions older than the event_retention setting are dropped.';
+
+
+--
+-- Name: COLUMN monitoring_events.value; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_events.value IS 'A measurement (ms, percent, ...) or NULL for a plain occurrence.';
+
+
+--
+-- Name: COLUMN monitoring_events.labels; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_events.labels IS 'Dimensions such as {"host": "web-2"}; rules can group by them.';
+
+
+--
+-- Name: monitoring_events_default; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_events_default (
+    event_type text NOT NULL,
+    value double precision,
+    labels jsonb DEFAULT '{}'::jsonb NOT NULL,
+    occurred_at timestamp with time zone DEFAULT now() NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT event_type_is_not_blank CHECK ((btrim(event_type) <> ''::text)),
+    CONSTRAINT labels_are_an_object CHECK ((jsonb_typeof(labels) = 'object'::text))
+);
+
+
+--
+-- Name: monitoring_health_checks; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_health_checks (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    url text NOT NULL,
+    method text DEFAULT 'GET'::text NOT NULL,
+    expected_status integer DEFAULT 200 NOT NULL,
+    timeout interval DEFAULT '00:00:05'::interval NOT NULL,
+    check_interval interval DEFAULT '00:05:00'::interval NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    next_run_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_run_at timestamp with time zone,
+    last_status integer,
+    last_response_ms double precision,
+    last_error text,
+    CONSTRAINT check_name_is_simple CHECK ((name ~ '^[a-z][a-z0-9_.-]{0,62}$'::text)),
+    CONSTRAINT expected_status_is_http CHECK (((expected_status >= 100) AND (expected_status <= 599))),
+    CONSTRAINT interval_is_sensible CHECK ((check_interval >= '00:00:01'::interval)),
+    CONSTRAINT method_is_known CHECK ((method = ANY (ARRAY['GET'::text, 'HEAD'::text, 'POST'::text]))),
+    CONSTRAINT timeout_is_sensible CHECK (((timeout > '00:00:00'::interval) AND (timeout <= '00:01:00'::interval))),
+    CONSTRAINT url_is_http_or_env CHECK (((url ~* '^https?://[^/\s]+'::text) OR (url ~ '^env:[A-Z_][A-Z0-9_]*$'::text)))
+);
+
+
+--
+-- Name: TABLE monitoring_health_checks; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_health_checks IS 'HTTP probes. Dispatchers run due checks (a check is claimed by one dispatcher only) and record each result as
+events: api_response_time (value: milliseconds, labels: check, status) and, when the status is not
+expected_status or the request fails, health_check_failure (labels: check, reason). url is http(s)://... or
+env:NAME, read from each dispatcher''s environment so a URL carrying a secret never lands here; PRODUCTION_URL
+in a dispatcher''s environment adds the check named production (url env:PRODUCTION_URL).';
+
+
+--
+-- Name: monitoring_health_checks_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_health_checks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_health_checks_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: monitoring_providers; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1341,6 +2140,24 @@ CREATE TABLE public.monitoring_schedules (
 
 COMMENT ON TABLE public.monitoring_schedules IS 'The pg_cron jobs pgalert needs. Each command is a one-line call of a tested function; edit the schedule here
 and run monitoring_install_schedules() to apply it.';
+
+
+--
+-- Name: monitoring_settings; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_settings (
+    setting text NOT NULL,
+    value text NOT NULL,
+    description text DEFAULT ''::text NOT NULL
+);
+
+
+--
+-- Name: TABLE monitoring_settings; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_settings IS 'pgalert settings kept in the database; edit value with UPDATE.';
 
 
 --
@@ -1442,6 +2259,13 @@ ALTER TABLE public.monitoring_sla_targets ALTER COLUMN id ADD GENERATED ALWAYS A
 
 
 --
+-- Name: monitoring_events_default; Type: TABLE ATTACH; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_events ATTACH PARTITION public.monitoring_events_default DEFAULT;
+
+
+--
 -- Name: _monitoring_installation _monitoring_installation_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1463,6 +2287,30 @@ ALTER TABLE ONLY public._monitoring_migrations
 
 ALTER TABLE ONLY public._monitoring_pacing
     ADD CONSTRAINT _monitoring_pacing_pkey PRIMARY KEY (provider);
+
+
+--
+-- Name: _monitoring_rule_state _monitoring_rule_state_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public._monitoring_rule_state
+    ADD CONSTRAINT _monitoring_rule_state_pkey PRIMARY KEY (rule_id, group_key);
+
+
+--
+-- Name: monitoring_alert_rules monitoring_alert_rules_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_alert_rules
+    ADD CONSTRAINT monitoring_alert_rules_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: monitoring_alert_rules monitoring_alert_rules_rule_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_alert_rules
+    ADD CONSTRAINT monitoring_alert_rules_rule_name_key UNIQUE (rule_name);
 
 
 --
@@ -1490,6 +2338,22 @@ ALTER TABLE ONLY public.monitoring_delivery_attempts
 
 
 --
+-- Name: monitoring_health_checks monitoring_health_checks_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_health_checks
+    ADD CONSTRAINT monitoring_health_checks_name_key UNIQUE (name);
+
+
+--
+-- Name: monitoring_health_checks monitoring_health_checks_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_health_checks
+    ADD CONSTRAINT monitoring_health_checks_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: monitoring_providers monitoring_providers_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1511,6 +2375,14 @@ ALTER TABLE ONLY public.monitoring_routes
 
 ALTER TABLE ONLY public.monitoring_schedules
     ADD CONSTRAINT monitoring_schedules_pkey PRIMARY KEY (job_name);
+
+
+--
+-- Name: monitoring_settings monitoring_settings_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_settings
+    ADD CONSTRAINT monitoring_settings_pkey PRIMARY KEY (setting);
 
 
 --
@@ -1552,6 +2424,20 @@ CREATE INDEX monitoring_deliveries_due ON public.monitoring_deliveries USING btr
 
 
 --
+-- Name: monitoring_events_type_time; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_events_type_time ON ONLY public.monitoring_events USING btree (event_type, occurred_at) INCLUDE (value);
+
+
+--
+-- Name: monitoring_events_default_event_type_occurred_at_value_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_events_default_event_type_occurred_at_value_idx ON public.monitoring_events_default USING btree (event_type, occurred_at) INCLUDE (value);
+
+
+--
 -- Name: monitoring_sla_metrics_detected_at; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1577,6 +2463,20 @@ CREATE UNIQUE INDEX one_route_per_type_severity_provider ON public.monitoring_ro
 --
 
 CREATE UNIQUE INDEX one_sla_target_per_scope ON public.monitoring_sla_targets USING btree (metric, COALESCE(severity, ''::text), COALESCE(alert_type, ''::text));
+
+
+--
+-- Name: monitoring_events_default_event_type_occurred_at_value_idx; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.monitoring_events_type_time ATTACH PARTITION public.monitoring_events_default_event_type_occurred_at_value_idx;
+
+
+--
+-- Name: monitoring_alert_rules monitoring_alert_rules_validate; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_alert_rules_validate BEFORE INSERT OR UPDATE ON public.monitoring_alert_rules FOR EACH ROW EXECUTE FUNCTION public._monitoring_validate_rule();
 
 
 --
@@ -1622,6 +2522,29 @@ CREATE TRIGGER monitoring_deliveries_wake_dispatchers AFTER INSERT ON public.mon
 
 
 --
+-- Name: monitoring_events monitoring_events_detect; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_events_detect AFTER INSERT ON public.monitoring_events REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_events_after_insert();
+
+
+--
+-- Name: _monitoring_rule_state _monitoring_rule_state_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public._monitoring_rule_state
+    ADD CONSTRAINT _monitoring_rule_state_alert_id_fkey FOREIGN KEY (alert_id) REFERENCES public.monitoring_alerts(id) ON DELETE SET NULL;
+
+
+--
+-- Name: _monitoring_rule_state _monitoring_rule_state_rule_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public._monitoring_rule_state
+    ADD CONSTRAINT _monitoring_rule_state_rule_id_fkey FOREIGN KEY (rule_id) REFERENCES public.monitoring_alert_rules(id) ON DELETE CASCADE;
+
+
+--
 -- Name: monitoring_deliveries monitoring_deliveries_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1661,6 +2584,7 @@ GRANT USAGE ON SCHEMA public TO monitoring_reader;
 GRANT USAGE ON SCHEMA public TO monitoring_writer;
 GRANT USAGE ON SCHEMA public TO monitoring_dispatcher;
 GRANT USAGE ON SCHEMA public TO monitoring_admin;
+GRANT USAGE ON SCHEMA public TO monitoring_rule_runner;
 
 
 --
@@ -1693,12 +2617,35 @@ GRANT ALL ON FUNCTION public._monitoring_enqueue(p_alert_id bigint, p_action tex
 
 
 --
+-- Name: TABLE monitoring_alert_rules; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_alert_rules TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_alert_rules TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION _monitoring_evaluate_rule(p_rule public.monitoring_alert_rules, p_at timestamp with time zone, p_fire_only boolean); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_evaluate_rule(p_rule public.monitoring_alert_rules, p_at timestamp with time zone, p_fire_only boolean) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_events_after_insert(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_events_after_insert() FROM PUBLIC;
+
+
+--
 -- Name: TABLE monitoring_alerts; Type: ACL; Schema: public; Owner: -
 --
 
 GRANT SELECT ON TABLE public.monitoring_alerts TO monitoring_reader;
 GRANT SELECT,INSERT ON TABLE public.monitoring_alerts TO monitoring_dispatcher;
 GRANT DELETE,UPDATE ON TABLE public.monitoring_alerts TO monitoring_admin;
+GRANT SELECT ON TABLE public.monitoring_alerts TO monitoring_rule_runner;
 
 
 --
@@ -1787,6 +2734,22 @@ REVOKE ALL ON FUNCTION public._monitoring_normalize_severity(p_severity text) FR
 
 
 --
+-- Name: FUNCTION _monitoring_rule_alert_text(p_rule public.monitoring_alert_rules, p_observed double precision); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_rule_alert_text(p_rule public.monitoring_alert_rules, p_observed double precision) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_rule_observations(p_rule public.monitoring_alert_rules, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_rule_observations(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_rule_observations(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) TO monitoring_reader;
+GRANT ALL ON FUNCTION public._monitoring_rule_observations(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) TO monitoring_admin;
+
+
+--
 -- Name: FUNCTION _monitoring_sla_deliveries(p_from timestamp with time zone, p_to timestamp with time zone); Type: ACL; Schema: public; Owner: -
 --
 
@@ -1824,11 +2787,27 @@ REVOKE ALL ON FUNCTION public._monitoring_sla_on_delivery_update() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION _monitoring_validate_rule(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_validate_rule() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION monitoring_acknowledge_alert(p_alert_id bigint, p_by text, p_note text, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
 --
 
 REVOKE ALL ON FUNCTION public.monitoring_acknowledge_alert(p_alert_id bigint, p_by text, p_note text, p_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.monitoring_acknowledge_alert(p_alert_id bigint, p_by text, p_note text, p_at timestamp with time zone) TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION monitoring_backtest_rule(p_rule_name text, p_from timestamp with time zone, p_to timestamp with time zone, p_step interval); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_backtest_rule(p_rule_name text, p_from timestamp with time zone, p_to timestamp with time zone, p_step interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_backtest_rule(p_rule_name text, p_from timestamp with time zone, p_to timestamp with time zone, p_step interval) TO monitoring_reader;
+GRANT ALL ON FUNCTION public.monitoring_backtest_rule(p_rule_name text, p_from timestamp with time zone, p_to timestamp with time zone, p_step interval) TO monitoring_admin;
 
 
 --
@@ -1840,11 +2819,35 @@ GRANT ALL ON FUNCTION public.monitoring_claim_deliveries(p_dispatcher text, p_li
 
 
 --
+-- Name: FUNCTION monitoring_claim_health_checks(p_limit integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_claim_health_checks(p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_claim_health_checks(p_limit integer) TO monitoring_dispatcher;
+
+
+--
 -- Name: FUNCTION monitoring_complete_deliveries(p_dispatcher text, p_results jsonb); Type: ACL; Schema: public; Owner: -
 --
 
 REVOKE ALL ON FUNCTION public.monitoring_complete_deliveries(p_dispatcher text, p_results jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.monitoring_complete_deliveries(p_dispatcher text, p_results jsonb) TO monitoring_dispatcher;
+
+
+--
+-- Name: FUNCTION monitoring_ensure_health_check(p_name text, p_url text, p_interval interval); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_ensure_health_check(p_name text, p_url text, p_interval interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_ensure_health_check(p_name text, p_url text, p_interval interval) TO monitoring_dispatcher;
+
+
+--
+-- Name: FUNCTION monitoring_evaluate_alert_rules(p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone) TO monitoring_admin;
 
 
 --
@@ -1869,6 +2872,14 @@ GRANT ALL ON FUNCTION public.monitoring_get_sla_summary(p_hours numeric, p_at ti
 
 REVOKE ALL ON FUNCTION public.monitoring_install_schedules() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.monitoring_install_schedules() TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION monitoring_maintain_event_partitions(p_days_ahead integer, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_maintain_event_partitions(p_days_ahead integer, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_maintain_event_partitions(p_days_ahead integer, p_at timestamp with time zone) TO monitoring_admin;
 
 
 --
@@ -1901,6 +2912,14 @@ GRANT ALL ON FUNCTION public.monitoring_purge_history(p_keep interval, p_at time
 
 REVOKE ALL ON FUNCTION public.monitoring_raise_alert(p_alert_type text, p_severity text, p_title text, p_message text, p_source text, p_dedup_key text, p_details jsonb, p_occurred_at timestamp with time zone, p_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.monitoring_raise_alert(p_alert_type text, p_severity text, p_title text, p_message text, p_source text, p_dedup_key text, p_details jsonb, p_occurred_at timestamp with time zone, p_at timestamp with time zone) TO monitoring_writer;
+
+
+--
+-- Name: FUNCTION monitoring_record_health_check(p_check_id bigint, p_status integer, p_response_ms double precision, p_error text, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_record_health_check(p_check_id bigint, p_status integer, p_response_ms double precision, p_error text, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_record_health_check(p_check_id bigint, p_status integer, p_response_ms double precision, p_error text, p_at timestamp with time zone) TO monitoring_dispatcher;
 
 
 --
@@ -1984,6 +3003,25 @@ GRANT SELECT ON TABLE public.monitoring_delivery_queue TO monitoring_dispatcher;
 
 
 --
+-- Name: TABLE monitoring_events; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT INSERT ON TABLE public.monitoring_events TO monitoring_writer;
+GRANT INSERT ON TABLE public.monitoring_events TO monitoring_dispatcher;
+GRANT SELECT ON TABLE public.monitoring_events TO monitoring_reader;
+GRANT SELECT ON TABLE public.monitoring_events TO monitoring_rule_runner;
+
+
+--
+-- Name: TABLE monitoring_health_checks; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_health_checks TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_health_checks TO monitoring_admin;
+GRANT SELECT,UPDATE ON TABLE public.monitoring_health_checks TO monitoring_dispatcher;
+
+
+--
 -- Name: TABLE monitoring_providers; Type: ACL; Schema: public; Owner: -
 --
 
@@ -2007,6 +3045,15 @@ GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_routes TO monitoring_admin
 
 GRANT SELECT ON TABLE public.monitoring_schedules TO monitoring_reader;
 GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_schedules TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_settings; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_settings TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_settings TO monitoring_admin;
+GRANT SELECT ON TABLE public.monitoring_settings TO monitoring_dispatcher;
 
 
 --

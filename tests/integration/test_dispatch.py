@@ -228,3 +228,26 @@ def _reachable(scrape):
         return scrape("/healthz")[0] == 200
     except OSError:
         return False
+
+
+def test_health_probes_record_events_and_keep_the_url_out_of_the_database(conn, fake, start_dispatcher):
+    secret_url = f"{fake.base_url}/app/health?token=s3cret-token"
+    fake.script("app", Fault(200, b"ok"), Fault(503, b"down"))
+    start_dispatcher(env={**fake.env(), "PRODUCTION_URL": secret_url})
+    wait_until(lambda: conn.execute("SELECT count(*) FROM monitoring_health_checks").fetchone()[0])
+    conn.execute("UPDATE monitoring_health_checks SET check_interval = '1 second', next_run_at = now()")
+    wait_until(lambda: conn.execute("SELECT count(*) FROM monitoring_events WHERE event_type = 'health_check_failure'").fetchone()[0])
+    assert conn.execute("SELECT url FROM monitoring_health_checks").fetchone() == ("env:PRODUCTION_URL",)
+    rows = conn.execute("SELECT event_type, labels->>'check' FROM monitoring_events ORDER BY received_at").fetchall()
+    assert rows[0] == ("api_response_time", "production") and ("health_check_failure", "production") in rows
+    stored = json.dumps(conn.execute("SELECT json_agg(e) FROM monitoring_events e").fetchone()[0])
+    stored += json.dumps(conn.execute("SELECT json_agg(c) FROM monitoring_health_checks c").fetchone()[0])
+    assert "s3cret-token" not in stored
+
+
+def test_a_probe_that_cannot_connect_is_an_event_not_a_crash(conn, fake, start_dispatcher):
+    dispatcher = start_dispatcher()
+    conn.execute("INSERT INTO monitoring_health_checks (name, url, timeout) VALUES ('gone', 'http://127.0.0.1:9/health', '1 second')")
+    wait_until(lambda: conn.execute("SELECT count(*) FROM monitoring_events WHERE event_type = 'health_check_failure'").fetchone()[0])
+    reason = conn.execute("SELECT labels->>'reason' FROM monitoring_events").fetchone()[0]
+    assert reason.startswith("ConnectionError") and dispatcher.process.poll() is None

@@ -38,6 +38,7 @@ def seconds(a, b):
 
 
 def build_history(conn):
+    conn.execute("DELETE FROM monitoring_sla_targets WHERE alert_type = 'database_connection_failure'")
     conn.execute("INSERT INTO monitoring_sla_targets (metric, alert_type, target, compliance) "
                  "VALUES ('mttd', 'database_connection_failure', 60, 0.9)")
     conn.execute("INSERT INTO monitoring_sla_targets (metric, severity, target, compliance) VALUES ('mtta', 'critical', 300, 0.9)")

@@ -1,0 +1,52 @@
+"""Health probes: run one HTTP check and say how it went. The loop that claims checks lives in worker.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import requests
+
+from dispatcher.redact import redact
+
+
+@dataclass(frozen=True)
+class Check:
+    check_id: int
+    name: str
+    url: str  # http(s)://... or env:NAME
+    method: str
+    expected_status: int
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int | None
+    response_ms: float | None
+    error: str | None
+
+
+def resolve_url(url: str, env: Mapping[str, str]) -> tuple[str | None, tuple[str, ...]]:
+    """The URL to call and the secrets to keep out of errors; None when an env: reference is unset."""
+    if not url.startswith("env:"):
+        return url, ()
+    value = (env.get(url[4:]) or "").strip()
+    return (value or None), ((value,) if value else ())
+
+
+def run_check(session: requests.Session, check: Check, env: Mapping[str, str]) -> Outcome:
+    url, secrets = resolve_url(check.url, env)
+    if url is None:
+        return Outcome(None, None, f"{check.url[4:]} is not set on this dispatcher")
+    started = time.perf_counter()
+    try:
+        with session.request(check.method, url, timeout=check.timeout_seconds, allow_redirects=False,
+                             stream=True) as reply:
+            elapsed = (time.perf_counter() - started) * 1000
+            return Outcome(reply.status_code, round(elapsed, 2), None)
+    except requests.Timeout:
+        return Outcome(None, None, f"timed out after {check.timeout_seconds:g}s")
+    except requests.RequestException as error:
+        return Outcome(None, None, redact(f"{type(error).__name__}: {error}", secrets)[:500])
