@@ -166,6 +166,34 @@ def sla_command(database_url: str, hours: float, dimension: str | None, output_f
     click.echo(render(columns, rows, output_format), nl=False)
 
 
+@cli.command("oncall")
+@database_option
+@click.option("--weeks", type=click.IntRange(1, 52), default=4, show_default=True, help="How far ahead to show.")
+@click.option("--schedule", "schedule_name", default=None, help="One schedule only (default: every schedule).")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="table for people; json or csv for tools.")
+def oncall_command(database_url: str, weeks: int, schedule_name: str | None, output_format: str) -> None:
+    """Show who is on call now and the shifts (and overrides) of the coming weeks, for each schedule."""
+    from dispatcher.report import render
+
+    with connect_or_fail(database_url) as conn:
+        names = [schedule_name] if schedule_name else [
+            n for (n,) in conn.execute("SELECT name FROM monitoring_oncall_schedules ORDER BY name").fetchall()]
+        rows = []
+        try:
+            for name in names:
+                now = conn.execute("SELECT person, is_override, shift_ends_at FROM monitoring_who_is_on_call(%s)",
+                                   (name,)).fetchone()
+                rows.append((name, "now", now[0], now[1], None, now[2]))
+                rows += [(name, "shift", person, override, starts, ends) for starts, ends, person, override in
+                         conn.execute("SELECT * FROM monitoring_oncall_timeline(%s, now(), now() + make_interval("
+                                      "days => %s))", (name, weeks * 7)).fetchall()]
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip()) from None
+    columns = ["schedule", "kind", "person", "override", "starts_at", "ends_at"]
+    click.echo(render(columns, rows, output_format), nl=False)
+
+
 def main() -> None:
     cli(prog_name="pgalert")
 

@@ -17,6 +17,20 @@ SET client_min_messages = warning;
 SET row_security = off;
 
 --
+-- Name: btree_gist; Type: EXTENSION; Schema: -; Owner: -
+--
+
+CREATE EXTENSION IF NOT EXISTS btree_gist WITH SCHEMA public;
+
+
+--
+-- Name: EXTENSION btree_gist; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON EXTENSION btree_gist IS 'support for indexing common datatypes in GiST';
+
+
+--
 -- Name: _monitoring_alert_before_insert(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -108,6 +122,96 @@ $$;
 
 
 --
+-- Name: _monitoring_announce_handoffs(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_announce_handoffs(p_at timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_schedule public.monitoring_oncall_schedules;
+    v_shift bigint;
+    v_person record;
+    v_count integer := 0;
+    v_alert bigint;
+BEGIN
+    FOR v_schedule IN
+        SELECT * FROM public.monitoring_oncall_schedules AS s WHERE s.announce_handoffs FOR UPDATE SKIP LOCKED
+    LOOP
+        v_shift := public._monitoring_shift_number(v_schedule, p_at);
+        CONTINUE WHEN v_schedule.last_announced_shift IS NOT DISTINCT FROM v_shift;
+        UPDATE public.monitoring_oncall_schedules AS s SET last_announced_shift = v_shift WHERE s.id = v_schedule.id;
+        CONTINUE WHEN v_schedule.last_announced_shift IS NULL;  -- a new schedule starts quietly
+        SELECT * INTO v_person FROM public.monitoring_who_is_on_call(v_schedule.name, p_at);
+        INSERT INTO public.monitoring_alerts (alert_type, severity, title, message, source, dedup_key, created_at, occurred_at)
+        VALUES ('oncall_handoff', 'info',
+                format('%s is now on call for %s', v_person.person, v_schedule.name),
+                format('Until %s.', v_person.shift_ends_at AT TIME ZONE v_schedule.time_zone) ||
+                CASE WHEN v_person.slack_member_id IS NOT NULL THEN format(' <@%s>', v_person.slack_member_id) ELSE '' END,
+                v_schedule.name, format('oncall_handoff:%s:%s', v_schedule.name, v_shift), p_at, p_at)
+        RETURNING id INTO v_alert;
+        -- an announcement, not an incident: closed at once, without follow-up messages
+        UPDATE public.monitoring_alerts SET status = 'resolved', resolved_at = p_at, resolved_by = 'pgalert'
+        WHERE id = v_alert;
+        v_count := v_count + 1;
+    END LOOP;
+    RETURN v_count;
+END
+$$;
+
+
+--
+-- Name: _monitoring_check_policy(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_check_policy() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_policy_id bigint := (to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END) ->> TG_ARGV[0])::bigint;
+BEGIN
+    IF EXISTS (SELECT FROM public.monitoring_escalation_policies AS p WHERE p.id = v_policy_id)
+       AND NOT EXISTS (SELECT FROM public.monitoring_escalation_steps AS s WHERE s.policy_id = v_policy_id) THEN
+        RAISE EXCEPTION 'escalation policy % has no steps', (SELECT p.name FROM public.monitoring_escalation_policies AS p WHERE p.id = v_policy_id)
+            USING ERRCODE = 'check_violation', HINT = 'insert its monitoring_escalation_steps in the same transaction';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+
+--
+-- Name: _monitoring_check_schedule(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_check_schedule() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    -- one function for both tables: TG_ARGV[0] names the column holding the schedule id
+    v_row jsonb := to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END);
+    v_schedule_id bigint := (v_row ->> TG_ARGV[0])::bigint;
+BEGIN
+    IF TG_TABLE_NAME = 'monitoring_oncall_schedules'
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names WHERE name = v_row ->> 'time_zone') THEN
+        RAISE EXCEPTION 'schedule %: unknown time zone %', v_row ->> 'name', quote_literal(v_row ->> 'time_zone')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'an IANA name such as Europe/Berlin or America/Sao_Paulo';
+    END IF;
+    IF EXISTS (SELECT FROM public.monitoring_oncall_schedules AS s WHERE s.id = v_schedule_id)
+       AND NOT EXISTS (SELECT FROM public.monitoring_oncall_participants AS p WHERE p.schedule_id = v_schedule_id) THEN
+        RAISE EXCEPTION 'schedule % has no participants', (SELECT s.name FROM public.monitoring_oncall_schedules AS s WHERE s.id = v_schedule_id)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'insert its monitoring_oncall_participants in the same transaction';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+
+--
 -- Name: _monitoring_deliveries_notify(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -146,6 +250,112 @@ CREATE FUNCTION public._monitoring_enqueue(p_alert_id bigint, p_action text, p_c
           )
       END
     ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
+$$;
+
+
+--
+-- Name: _monitoring_escalate(timestamp with time zone, bigint[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_escalate(p_at timestamp with time zone, p_alert_ids bigint[] DEFAULT NULL::bigint[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_esc public.monitoring_alert_escalations;
+    v_alert public.monitoring_alerts;
+    v_step jsonb;
+    v_steps integer;
+    v_total integer;
+    v_person public.monitoring_people;
+    v_notified integer := 0;
+    v_level integer;
+BEGIN
+    FOR v_esc IN
+        SELECT * FROM public.monitoring_alert_escalations AS e
+        WHERE e.finished_at IS NULL AND e.next_step_at <= p_at
+          AND (p_alert_ids IS NULL OR e.alert_id = ANY (p_alert_ids))
+        ORDER BY e.next_step_at
+        FOR UPDATE SKIP LOCKED  -- a cron run racing another, or racing an acknowledge, never doubles a step
+    LOOP
+        SELECT * INTO v_alert FROM public.monitoring_alerts AS a WHERE a.id = v_esc.alert_id;
+        IF v_alert.status <> 'open' THEN
+            UPDATE public.monitoring_alert_escalations AS e
+            SET finished_at = p_at, finish_reason = CASE v_alert.status WHEN 'acknowledged' THEN 'acknowledged' ELSE 'resolved' END,
+                next_step_at = NULL
+            WHERE e.alert_id = v_esc.alert_id;
+            CONTINUE;
+        END IF;
+        v_steps := jsonb_array_length(v_esc.steps);
+        v_total := v_steps * (v_esc.repeat_count + 1);
+        WHILE v_esc.next_index < v_total AND public._monitoring_step_at(v_esc, v_esc.next_index) <= p_at LOOP
+            v_step := v_esc.steps -> (v_esc.next_index % v_steps);
+            v_level := (v_esc.next_index % v_steps) + 1;
+            SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
+            WHERE pp.id = CASE v_step ->> 'target_type'
+                WHEN 'person' THEN (v_step ->> 'person_id')::bigint
+                ELSE (
+                    SELECT pp2.id FROM public.monitoring_people AS pp2
+                    WHERE pp2.name = (
+                        SELECT w.person FROM public.monitoring_who_is_on_call(
+                            (SELECT s.name FROM public.monitoring_oncall_schedules AS s WHERE s.id = (v_step ->> 'schedule_id')::bigint),
+                            CASE v_step ->> 'target_type'
+                                WHEN 'schedule_next' THEN public._monitoring_shift_start(
+                                    (SELECT s FROM public.monitoring_oncall_schedules AS s WHERE s.id = (v_step ->> 'schedule_id')::bigint),
+                                    public._monitoring_shift_number(
+                                        (SELECT s FROM public.monitoring_oncall_schedules AS s WHERE s.id = (v_step ->> 'schedule_id')::bigint),
+                                        p_at) + 1)
+                                ELSE p_at
+                            END) AS w
+                    )
+                )
+            END;
+            IF v_person.id IS NOT NULL THEN
+                -- the target names the cycle and step, so a step is notified once whatever races it
+                INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target, context)
+                SELECT v_esc.alert_id, p.provider, 'notify',
+                       format('escalation:%s:%s', v_esc.next_index / v_steps + 1, v_level),
+                       jsonb_strip_nulls(jsonb_build_object(
+                           'person', v_person.name, 'slack_member_id', v_person.slack_member_id,
+                           'email', v_person.email, 'phone', v_person.phone, 'level', v_level,
+                           'cycle', v_esc.next_index / v_steps + 1, 'policy', v_esc.policy_name,
+                           'reason', CASE WHEN v_level = 1 AND v_esc.next_index < v_steps THEN 'you are on call for this alert'
+                                          ELSE format('escalated to you (level %s): not acknowledged', v_level) END))
+                FROM public.monitoring_providers AS p
+                WHERE 'notify' = ANY (p.actions)
+                  AND (p.provider = 'slack' OR EXISTS (
+                      SELECT FROM public.monitoring_deliveries AS t
+                      WHERE t.alert_id = v_esc.alert_id AND t.provider = p.provider AND t.action = 'trigger'
+                        AND t.status <> 'skipped'))
+                ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING;
+                v_notified := v_notified + 1;
+            END IF;
+            v_esc.level_reached := greatest(v_esc.level_reached, v_level);
+            v_esc.next_index := v_esc.next_index + 1;
+        END LOOP;
+        UPDATE public.monitoring_sla_metrics AS s SET escalation_level = greatest(s.escalation_level, v_esc.level_reached)
+        WHERE s.alert_id = v_esc.alert_id;
+        IF v_esc.next_index >= v_total AND p_at >= public._monitoring_step_at(v_esc, v_total - 1) + v_esc.repeat_after THEN
+            UPDATE public.monitoring_alert_escalations AS e
+            SET next_index = v_esc.next_index, level_reached = v_esc.level_reached, next_step_at = NULL,
+                finished_at = p_at, finish_reason = 'exhausted'
+            WHERE e.alert_id = v_esc.alert_id;
+            PERFORM public.monitoring_raise_alert(
+                'pgalert_unacknowledged', 'critical', left('Nobody acknowledged: ' || v_alert.title, 500),
+                format('Alert %s went through escalation policy %s %s time(s) without an acknowledgement.',
+                       v_alert.id, v_esc.policy_name, v_esc.repeat_count + 1),
+                'pgalert', 'pgalert_unacknowledged:' || v_alert.id,
+                jsonb_build_object('unacknowledged_alert_id', v_alert.id, 'policy', v_esc.policy_name), NULL, p_at);
+        ELSE
+            UPDATE public.monitoring_alert_escalations AS e
+            SET next_index = v_esc.next_index, level_reached = v_esc.level_reached,
+                next_step_at = CASE WHEN v_esc.next_index < v_total THEN public._monitoring_step_at(v_esc, v_esc.next_index)
+                                    ELSE public._monitoring_step_at(v_esc, v_total - 1) + v_esc.repeat_after END
+            WHERE e.alert_id = v_esc.alert_id;
+        END IF;
+    END LOOP;
+    RETURN v_notified;
+END
 $$;
 
 
@@ -442,12 +652,62 @@ CREATE FUNCTION public._monitoring_get_alert_for_update(p_alert_id bigint) RETUR
 DECLARE
     v_alert public.monitoring_alerts;
 BEGIN
-    SELECT * INTO v_alert FROM public.monitoring_alerts WHERE id = p_alert_id FOR UPDATE;
+    -- NO KEY UPDATE: inserts of deliveries that reference the alert (foreign key checks) need not wait for us
+    SELECT * INTO v_alert FROM public.monitoring_alerts WHERE id = p_alert_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'alert % does not exist', coalesce(p_alert_id::text, 'NULL')
             USING ERRCODE = 'no_data_found', HINT = 'pass the id of a row in monitoring_alerts';
     END IF;
     RETURN v_alert;
+END
+$$;
+
+
+--
+-- Name: monitoring_oncall_schedules; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_oncall_schedules (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    time_zone text DEFAULT 'UTC'::text NOT NULL,
+    rotation_length interval DEFAULT '7 days'::interval NOT NULL,
+    handoff_day integer DEFAULT 1 NOT NULL,
+    handoff_time time without time zone DEFAULT '09:00:00'::time without time zone NOT NULL,
+    rotation_start date DEFAULT '2026-01-05'::date NOT NULL,
+    announce_handoffs boolean DEFAULT true NOT NULL,
+    last_announced_shift bigint,
+    CONSTRAINT handoff_day_is_iso CHECK (((handoff_day >= 1) AND (handoff_day <= 7))),
+    CONSTRAINT rotation_is_whole_days CHECK (((rotation_length >= '1 day'::interval) AND (date_part('hour'::text, rotation_length) = (0)::double precision) AND (date_part('minute'::text, rotation_length) = (0)::double precision) AND (date_part('second'::text, rotation_length) = (0)::double precision) AND (date_part('month'::text, rotation_length) = (0)::double precision))),
+    CONSTRAINT schedule_name_is_simple CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text))
+);
+
+
+--
+-- Name: TABLE monitoring_oncall_schedules; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_oncall_schedules IS 'A rotation: participants take turns for rotation_length (whole days), handing off on handoff_day (ISO: 1 =
+Monday) at handoff_time in time_zone, counting from the first such handoff on or after rotation_start.';
+
+
+--
+-- Name: _monitoring_get_schedule(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_get_schedule(p_schedule text) RETURNS public.monitoring_oncall_schedules
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_schedule public.monitoring_oncall_schedules;
+BEGIN
+    SELECT * INTO v_schedule FROM public.monitoring_oncall_schedules AS s WHERE s.name = p_schedule;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'schedule % does not exist', coalesce(quote_literal(p_schedule), 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN v_schedule;
 END
 $$;
 
@@ -471,6 +731,25 @@ BEGIN
                       HINT = 'severity must be one of critical (P0), warning (P1), info (P2)';
     END CASE;
 END
+$$;
+
+
+--
+-- Name: _monitoring_rotation_person(public.monitoring_oncall_schedules, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_rotation_person(p_schedule public.monitoring_oncall_schedules, p_shift bigint) RETURNS bigint
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT p.person_id
+    FROM public.monitoring_oncall_participants AS p
+    WHERE p.schedule_id = p_schedule.id
+    ORDER BY p.position
+    OFFSET (
+        p_shift % (SELECT count(*) FROM public.monitoring_oncall_participants AS c WHERE c.schedule_id = p_schedule.id)
+        + (SELECT count(*) FROM public.monitoring_oncall_participants AS c WHERE c.schedule_id = p_schedule.id)
+    ) % (SELECT count(*) FROM public.monitoring_oncall_participants AS c WHERE c.schedule_id = p_schedule.id)
+    LIMIT 1
 $$;
 
 
@@ -588,6 +867,36 @@ $_$;
 
 
 --
+-- Name: _monitoring_shift_number(public.monitoring_oncall_schedules, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_shift_number(p_schedule public.monitoring_oncall_schedules, p_at timestamp with time zone) RETURNS bigint
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT floor(
+        date_part('epoch', (p_at AT TIME ZONE p_schedule.time_zone) - first_handoff)
+        / date_part('epoch', p_schedule.rotation_length)
+    )::bigint
+    FROM (
+        SELECT (p_schedule.rotation_start + ((p_schedule.handoff_day - extract(ISODOW FROM p_schedule.rotation_start)::integer + 7) % 7))
+               + p_schedule.handoff_time AS first_handoff
+    ) AS epoch
+$$;
+
+
+--
+-- Name: _monitoring_shift_start(public.monitoring_oncall_schedules, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_shift_start(p_schedule public.monitoring_oncall_schedules, p_shift bigint) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT ((p_schedule.rotation_start + ((p_schedule.handoff_day - extract(ISODOW FROM p_schedule.rotation_start)::integer + 7) % 7))
+            + p_schedule.handoff_time + p_shift * p_schedule.rotation_length) AT TIME ZONE p_schedule.time_zone
+$$;
+
+
+--
 -- Name: _monitoring_sla_deliveries(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -656,7 +965,8 @@ CREATE FUNCTION public._monitoring_sla_on_alert_insert() RETURNS trigger
     AS $$
 BEGIN
     INSERT INTO public.monitoring_sla_metrics (alert_id, alert_type, severity, occurred_at, detected_at)
-    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at FROM new_alerts AS a;
+    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at FROM new_alerts AS a
+    WHERE a.alert_type <> 'oncall_handoff';
     RETURN NULL;
 END
 $$;
@@ -708,6 +1018,93 @@ BEGIN
       AND (s.first_notified_at IS NULL OR s.first_notified_at > delivered.first_at);
     RETURN NULL;
 END
+$$;
+
+
+--
+-- Name: _monitoring_start_escalations(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_start_escalations() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_batch record;
+BEGIN
+    FOR v_batch IN
+    WITH started AS (
+        INSERT INTO public.monitoring_alert_escalations
+            (alert_id, policy_name, steps, repeat_count, repeat_after, started_at, next_step_at)
+        SELECT a.id, p.name, steps.list, p.repeat_count, p.repeat_after, a.created_at,
+               a.created_at + (steps.list -> 0 ->> 'delay')::interval
+        FROM new_alerts AS a
+        CROSS JOIN LATERAL (
+            SELECT x.policy_id FROM public.monitoring_escalation_assignments AS x
+            WHERE x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
+            ORDER BY (x.alert_type IS NOT NULL) DESC, (x.severity IS NOT NULL) DESC
+            LIMIT 1
+        ) AS chosen
+        JOIN public.monitoring_escalation_policies AS p ON p.id = chosen.policy_id
+        CROSS JOIN LATERAL (
+            SELECT jsonb_agg(jsonb_build_object('step', s.step, 'delay', s.delay, 'target_type', s.target_type,
+                                                'schedule_id', s.schedule_id, 'person_id', s.person_id)
+                             ORDER BY s.delay, s.step) AS list
+            FROM public.monitoring_escalation_steps AS s WHERE s.policy_id = p.id
+        ) AS steps
+        WHERE a.alert_type NOT IN ('pgalert_unacknowledged', 'oncall_handoff')
+        RETURNING alert_id, started_at
+    )
+    SELECT st.started_at, array_agg(st.alert_id) AS ids FROM started AS st GROUP BY st.started_at
+    LOOP
+        -- a first step without delay goes out with the alert, not at the next cron minute; at the alert's own
+        -- time, so a backfilled alert does not run its whole chain at once
+        PERFORM public._monitoring_escalate(v_batch.started_at, v_batch.ids);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+
+--
+-- Name: monitoring_alert_escalations; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_alert_escalations (
+    alert_id bigint NOT NULL,
+    policy_name text NOT NULL,
+    steps jsonb NOT NULL,
+    repeat_count integer NOT NULL,
+    repeat_after interval NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    next_index integer DEFAULT 0 NOT NULL,
+    next_step_at timestamp with time zone,
+    level_reached integer DEFAULT 0 NOT NULL,
+    finished_at timestamp with time zone,
+    finish_reason text
+);
+
+
+--
+-- Name: TABLE monitoring_alert_escalations; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_alert_escalations IS 'One row per escalating alert: the policy as it was when the alert opened (steps), the next step and when it
+is due, the highest level reached, and why it finished (acknowledged, resolved, exhausted).';
+
+
+--
+-- Name: _monitoring_step_at(public.monitoring_alert_escalations, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_step_at(p_escalation public.monitoring_alert_escalations, p_index integer) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    -- p_index counts steps over all cycles; a cycle lasts the last step's delay plus repeat_after
+    SELECT p_escalation.started_at
+           + (p_index / jsonb_array_length(p_escalation.steps))
+             * ((p_escalation.steps -> -1 ->> 'delay')::interval + p_escalation.repeat_after)
+           + (p_escalation.steps -> (p_index % jsonb_array_length(p_escalation.steps)) ->> 'delay')::interval
 $$;
 
 
@@ -1463,6 +1860,43 @@ dispatcher sleeps exactly that long.';
 
 
 --
+-- Name: monitoring_oncall_timeline(text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_oncall_timeline(p_schedule text, p_from timestamp with time zone DEFAULT now(), p_to timestamp with time zone DEFAULT (now() + '28 days'::interval)) RETURNS TABLE(starts_at timestamp with time zone, ends_at timestamp with time zone, person text, is_override boolean)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_schedule public.monitoring_oncall_schedules := public._monitoring_get_schedule(p_schedule);
+BEGIN
+    RETURN QUERY
+    SELECT greatest(public._monitoring_shift_start(v_schedule, n), p_from),
+           least(public._monitoring_shift_start(v_schedule, n + 1), p_to),
+           pp.name, FALSE
+    FROM generate_series(public._monitoring_shift_number(v_schedule, p_from),
+                         public._monitoring_shift_number(v_schedule, p_to)) AS n
+    JOIN public.monitoring_people AS pp ON pp.id = public._monitoring_rotation_person(v_schedule, n)
+    WHERE public._monitoring_shift_start(v_schedule, n) < p_to
+    UNION ALL
+    SELECT greatest(lower(o.during), p_from), least(upper(o.during), p_to), pp.name, TRUE
+    FROM public.monitoring_oncall_overrides AS o
+    JOIN public.monitoring_people AS pp ON pp.id = o.person_id
+    WHERE o.schedule_id = v_schedule.id AND o.during && tstzrange(p_from, p_to)
+    ORDER BY 1, 4;
+END
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_oncall_timeline(p_schedule text, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_oncall_timeline(p_schedule text, p_from timestamp with time zone, p_to timestamp with time zone) IS 'The rotation''s shifts between p_from and p_to (default: the next 4 weeks), and the overrides within them
+(is_override; an override wins for its range).';
+
+
+--
 -- Name: monitoring_pause_provider(text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1719,6 +2153,28 @@ COMMENT ON FUNCTION public.monitoring_route_providers(p_alert_type text, p_sever
 
 
 --
+-- Name: monitoring_run_oncall(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_run_oncall(p_at timestamp with time zone DEFAULT now()) RETURNS TABLE(notifications integer, handoffs_announced integer)
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT public._monitoring_escalate(p_at) AS notifications, public._monitoring_announce_handoffs(p_at) AS handoffs_announced
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_run_oncall(p_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_run_oncall(p_at timestamp with time zone) IS 'Move every unacknowledged alert to its next escalation step whose time has come (notifying the step''s person
+through Slack and, where the alert went to it, the webhook), record the level reached, raise
+pgalert_unacknowledged after the last repetition, and announce rotation handoffs. pg_cron runs it every minute;
+p_at is for tests and backfills.';
+
+
+--
 -- Name: monitoring_sla_target(text, text, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1740,6 +2196,40 @@ $$;
 --
 
 COMMENT ON FUNCTION public.monitoring_sla_target(p_metric text, p_severity text, p_alert_type text) IS 'The target that applies to one alert: its alert type''s, else its severity''s, else the default.';
+
+
+--
+-- Name: monitoring_who_is_on_call(text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_who_is_on_call(p_schedule text, p_at timestamp with time zone DEFAULT now()) RETURNS TABLE(person text, slack_member_id text, email text, phone text, is_override boolean, shift_ends_at timestamp with time zone)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_schedule public.monitoring_oncall_schedules := public._monitoring_get_schedule(p_schedule);
+    v_shift bigint := public._monitoring_shift_number(v_schedule, p_at);
+    v_override public.monitoring_oncall_overrides;
+BEGIN
+    SELECT * INTO v_override FROM public.monitoring_oncall_overrides AS o
+    WHERE o.schedule_id = v_schedule.id AND o.during @> p_at;
+    RETURN QUERY
+    SELECT pp.name, pp.slack_member_id, pp.email, pp.phone, v_override.id IS NOT NULL,
+           CASE WHEN v_override.id IS NOT NULL THEN upper(v_override.during)
+                ELSE public._monitoring_shift_start(v_schedule, v_shift + 1) END
+    FROM public.monitoring_people AS pp
+    WHERE pp.id = coalesce(v_override.person_id, public._monitoring_rotation_person(v_schedule, v_shift));
+END
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_who_is_on_call(p_schedule text, p_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_who_is_on_call(p_schedule text, p_at timestamp with time zone) IS 'The person on call for a schedule at p_at: an override covering p_at first, else the rotation''s person for
+that shift (computed on the schedule''s local clock, so handoffs keep their local time across DST), with when
+their turn ends.';
 
 
 --
@@ -1949,6 +2439,111 @@ COMMENT ON VIEW public.monitoring_delivery_queue IS 'Work not yet done, per prov
 
 
 --
+-- Name: monitoring_escalation_assignments; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_escalation_assignments (
+    id bigint NOT NULL,
+    severity text,
+    alert_type text,
+    policy_id bigint NOT NULL,
+    CONSTRAINT assignment_names_something CHECK (((severity IS NOT NULL) OR (alert_type IS NOT NULL))),
+    CONSTRAINT assignment_severity_is_known CHECK ((severity = ANY (ARRAY['critical'::text, 'warning'::text, 'info'::text])))
+);
+
+
+--
+-- Name: TABLE monitoring_escalation_assignments; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_escalation_assignments IS 'Which policy escalates which alerts: a row naming the alert_type wins over one naming only the severity.';
+
+
+--
+-- Name: monitoring_escalation_assignments_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_escalation_assignments ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_escalation_assignments_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: monitoring_escalation_policies; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_escalation_policies (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    repeat_count integer DEFAULT 0 NOT NULL,
+    repeat_after interval DEFAULT '00:15:00'::interval NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    CONSTRAINT repeat_after_is_positive CHECK ((repeat_after > '00:00:00'::interval)),
+    CONSTRAINT repeat_count_is_not_negative CHECK ((repeat_count >= 0))
+);
+
+
+--
+-- Name: TABLE monitoring_escalation_policies; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_escalation_policies IS 'Who is notified while an alert stays unacknowledged. After the last step, the chain starts again
+repeat_after later, repeat_count times; then pgalert_unacknowledged is raised.';
+
+
+--
+-- Name: monitoring_escalation_policies_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_escalation_policies ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_escalation_policies_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: monitoring_escalation_steps; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_escalation_steps (
+    policy_id bigint NOT NULL,
+    step integer NOT NULL,
+    delay interval NOT NULL,
+    target_type text NOT NULL,
+    schedule_id bigint,
+    person_id bigint,
+    CONSTRAINT delay_is_not_negative CHECK ((delay >= '00:00:00'::interval)),
+    CONSTRAINT step_is_positive CHECK ((step >= 1)),
+    CONSTRAINT target_is_named CHECK ((((target_type = 'person'::text) AND (person_id IS NOT NULL) AND (schedule_id IS NULL)) OR ((target_type <> 'person'::text) AND (schedule_id IS NOT NULL) AND (person_id IS NULL)))),
+    CONSTRAINT target_type_is_known CHECK ((target_type = ANY (ARRAY['schedule_current'::text, 'schedule_next'::text, 'person'::text])))
+);
+
+
+--
+-- Name: TABLE monitoring_escalation_steps; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_escalation_steps IS 'The steps of a policy: delay after the alert opened (within one cycle), and whom to notify: the schedule''s
+current person, its next person (the backup), or a named person.';
+
+
+--
+-- Name: COLUMN monitoring_escalation_steps.target_type; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_escalation_steps.target_type IS 'schedule_current: who is on call; schedule_next: who is on call next shift (backup); person: person_id.';
+
+
+--
 -- Name: monitoring_events; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -2046,6 +2641,111 @@ in a dispatcher''s environment adds the check named production (url env:PRODUCTI
 
 ALTER TABLE public.monitoring_health_checks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.monitoring_health_checks_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: monitoring_oncall_overrides; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_oncall_overrides (
+    id bigint NOT NULL,
+    schedule_id bigint NOT NULL,
+    person_id bigint NOT NULL,
+    during tstzrange NOT NULL,
+    reason text,
+    CONSTRAINT override_has_a_length CHECK (((NOT isempty(during)) AND (NOT lower_inf(during)) AND (NOT upper_inf(during))))
+);
+
+
+--
+-- Name: TABLE monitoring_oncall_overrides; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_oncall_overrides IS 'Someone covers a schedule for a time range; overlapping overrides in one schedule are refused.';
+
+
+--
+-- Name: monitoring_oncall_overrides_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_oncall_overrides ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_oncall_overrides_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: monitoring_oncall_participants; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_oncall_participants (
+    schedule_id bigint NOT NULL,
+    "position" integer NOT NULL,
+    person_id bigint NOT NULL,
+    CONSTRAINT position_is_positive CHECK (("position" >= 1))
+);
+
+
+--
+-- Name: TABLE monitoring_oncall_participants; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_oncall_participants IS 'Who rotates through a schedule, in position order.';
+
+
+--
+-- Name: monitoring_oncall_schedules_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_oncall_schedules ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_oncall_schedules_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: monitoring_people; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_people (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    slack_member_id text,
+    email text,
+    phone text,
+    CONSTRAINT email_looks_right CHECK ((email ~ '^[^@\s]+@[^@\s]+$'::text)),
+    CONSTRAINT person_name_is_not_blank CHECK ((btrim(name) <> ''::text)),
+    CONSTRAINT slack_member_id_looks_right CHECK ((slack_member_id ~ '^[UW][A-Z0-9]{2,}$'::text))
+);
+
+
+--
+-- Name: TABLE monitoring_people; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_people IS 'Who can be paged. slack_member_id (U0123ABC) makes Slack notifications mention them.';
+
+
+--
+-- Name: monitoring_people_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_people ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_people_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -2298,6 +2998,14 @@ ALTER TABLE ONLY public._monitoring_rule_state
 
 
 --
+-- Name: monitoring_alert_escalations monitoring_alert_escalations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_alert_escalations
+    ADD CONSTRAINT monitoring_alert_escalations_pkey PRIMARY KEY (alert_id);
+
+
+--
 -- Name: monitoring_alert_rules monitoring_alert_rules_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2338,6 +3046,38 @@ ALTER TABLE ONLY public.monitoring_delivery_attempts
 
 
 --
+-- Name: monitoring_escalation_assignments monitoring_escalation_assignments_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_escalation_assignments
+    ADD CONSTRAINT monitoring_escalation_assignments_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: monitoring_escalation_policies monitoring_escalation_policies_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_escalation_policies
+    ADD CONSTRAINT monitoring_escalation_policies_name_key UNIQUE (name);
+
+
+--
+-- Name: monitoring_escalation_policies monitoring_escalation_policies_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_escalation_policies
+    ADD CONSTRAINT monitoring_escalation_policies_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: monitoring_escalation_steps monitoring_escalation_steps_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_escalation_steps
+    ADD CONSTRAINT monitoring_escalation_steps_pkey PRIMARY KEY (policy_id, step);
+
+
+--
 -- Name: monitoring_health_checks monitoring_health_checks_name_key; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2351,6 +3091,54 @@ ALTER TABLE ONLY public.monitoring_health_checks
 
 ALTER TABLE ONLY public.monitoring_health_checks
     ADD CONSTRAINT monitoring_health_checks_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: monitoring_oncall_overrides monitoring_oncall_overrides_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_oncall_overrides
+    ADD CONSTRAINT monitoring_oncall_overrides_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: monitoring_oncall_participants monitoring_oncall_participants_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_oncall_participants
+    ADD CONSTRAINT monitoring_oncall_participants_pkey PRIMARY KEY (schedule_id, "position");
+
+
+--
+-- Name: monitoring_oncall_schedules monitoring_oncall_schedules_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_oncall_schedules
+    ADD CONSTRAINT monitoring_oncall_schedules_name_key UNIQUE (name);
+
+
+--
+-- Name: monitoring_oncall_schedules monitoring_oncall_schedules_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_oncall_schedules
+    ADD CONSTRAINT monitoring_oncall_schedules_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: monitoring_people monitoring_people_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_people
+    ADD CONSTRAINT monitoring_people_name_key UNIQUE (name);
+
+
+--
+-- Name: monitoring_people monitoring_people_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_people
+    ADD CONSTRAINT monitoring_people_pkey PRIMARY KEY (id);
 
 
 --
@@ -2410,6 +3198,21 @@ ALTER TABLE ONLY public.monitoring_deliveries
 
 
 --
+-- Name: monitoring_oncall_overrides overrides_do_not_overlap; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_oncall_overrides
+    ADD CONSTRAINT overrides_do_not_overlap EXCLUDE USING gist (schedule_id WITH =, during WITH &&);
+
+
+--
+-- Name: monitoring_alert_escalations_due; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_alert_escalations_due ON public.monitoring_alert_escalations USING btree (next_step_at) WHERE (finished_at IS NULL);
+
+
+--
 -- Name: monitoring_alerts_created_at; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2442,6 +3245,13 @@ CREATE INDEX monitoring_events_default_event_type_occurred_at_value_idx ON publi
 --
 
 CREATE INDEX monitoring_sla_metrics_detected_at ON public.monitoring_sla_metrics USING btree (detected_at);
+
+
+--
+-- Name: one_assignment_per_scope; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX one_assignment_per_scope ON public.monitoring_escalation_assignments USING btree (COALESCE(severity, ''::text), COALESCE(alert_type, ''::text));
 
 
 --
@@ -2508,6 +3318,13 @@ CREATE TRIGGER monitoring_alerts_sla_update AFTER UPDATE ON public.monitoring_al
 
 
 --
+-- Name: monitoring_alerts monitoring_alerts_start_escalation; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_alerts_start_escalation AFTER INSERT ON public.monitoring_alerts REFERENCING NEW TABLE AS new_alerts FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_start_escalations();
+
+
+--
 -- Name: monitoring_deliveries monitoring_deliveries_sla_update; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -2529,6 +3346,34 @@ CREATE TRIGGER monitoring_events_detect AFTER INSERT ON public.monitoring_events
 
 
 --
+-- Name: monitoring_escalation_policies policy_has_steps; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER policy_has_steps AFTER INSERT OR UPDATE ON public.monitoring_escalation_policies DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public._monitoring_check_policy('id');
+
+
+--
+-- Name: monitoring_escalation_steps policy_keeps_steps; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER policy_keeps_steps AFTER DELETE OR UPDATE ON public.monitoring_escalation_steps DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public._monitoring_check_policy('policy_id');
+
+
+--
+-- Name: monitoring_oncall_schedules schedule_has_participants; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER schedule_has_participants AFTER INSERT OR UPDATE ON public.monitoring_oncall_schedules DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public._monitoring_check_schedule('id');
+
+
+--
+-- Name: monitoring_oncall_participants schedule_keeps_participants; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER schedule_keeps_participants AFTER DELETE OR UPDATE ON public.monitoring_oncall_participants DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public._monitoring_check_schedule('schedule_id');
+
+
+--
 -- Name: _monitoring_rule_state _monitoring_rule_state_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2545,6 +3390,14 @@ ALTER TABLE ONLY public._monitoring_rule_state
 
 
 --
+-- Name: monitoring_alert_escalations monitoring_alert_escalations_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_alert_escalations
+    ADD CONSTRAINT monitoring_alert_escalations_alert_id_fkey FOREIGN KEY (alert_id) REFERENCES public.monitoring_alerts(id) ON DELETE CASCADE;
+
+
+--
 -- Name: monitoring_deliveries monitoring_deliveries_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2558,6 +3411,70 @@ ALTER TABLE ONLY public.monitoring_deliveries
 
 ALTER TABLE ONLY public.monitoring_delivery_attempts
     ADD CONSTRAINT monitoring_delivery_attempts_delivery_id_fkey FOREIGN KEY (delivery_id) REFERENCES public.monitoring_deliveries(id) ON DELETE CASCADE;
+
+
+--
+-- Name: monitoring_escalation_assignments monitoring_escalation_assignments_policy_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_escalation_assignments
+    ADD CONSTRAINT monitoring_escalation_assignments_policy_id_fkey FOREIGN KEY (policy_id) REFERENCES public.monitoring_escalation_policies(id) ON DELETE CASCADE;
+
+
+--
+-- Name: monitoring_escalation_steps monitoring_escalation_steps_person_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_escalation_steps
+    ADD CONSTRAINT monitoring_escalation_steps_person_id_fkey FOREIGN KEY (person_id) REFERENCES public.monitoring_people(id);
+
+
+--
+-- Name: monitoring_escalation_steps monitoring_escalation_steps_policy_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_escalation_steps
+    ADD CONSTRAINT monitoring_escalation_steps_policy_id_fkey FOREIGN KEY (policy_id) REFERENCES public.monitoring_escalation_policies(id) ON DELETE CASCADE;
+
+
+--
+-- Name: monitoring_escalation_steps monitoring_escalation_steps_schedule_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_escalation_steps
+    ADD CONSTRAINT monitoring_escalation_steps_schedule_id_fkey FOREIGN KEY (schedule_id) REFERENCES public.monitoring_oncall_schedules(id);
+
+
+--
+-- Name: monitoring_oncall_overrides monitoring_oncall_overrides_person_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_oncall_overrides
+    ADD CONSTRAINT monitoring_oncall_overrides_person_id_fkey FOREIGN KEY (person_id) REFERENCES public.monitoring_people(id);
+
+
+--
+-- Name: monitoring_oncall_overrides monitoring_oncall_overrides_schedule_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_oncall_overrides
+    ADD CONSTRAINT monitoring_oncall_overrides_schedule_id_fkey FOREIGN KEY (schedule_id) REFERENCES public.monitoring_oncall_schedules(id) ON DELETE CASCADE;
+
+
+--
+-- Name: monitoring_oncall_participants monitoring_oncall_participants_person_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_oncall_participants
+    ADD CONSTRAINT monitoring_oncall_participants_person_id_fkey FOREIGN KEY (person_id) REFERENCES public.monitoring_people(id);
+
+
+--
+-- Name: monitoring_oncall_participants monitoring_oncall_participants_schedule_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_oncall_participants
+    ADD CONSTRAINT monitoring_oncall_participants_schedule_id_fkey FOREIGN KEY (schedule_id) REFERENCES public.monitoring_oncall_schedules(id) ON DELETE CASCADE;
 
 
 --
@@ -2588,6 +3505,90 @@ GRANT USAGE ON SCHEMA public TO monitoring_rule_runner;
 
 
 --
+-- Name: FUNCTION gbtreekey16_in(cstring); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey16_in(cstring) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey16_out(public.gbtreekey16); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey16_out(public.gbtreekey16) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey2_in(cstring); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey2_in(cstring) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey2_out(public.gbtreekey2); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey2_out(public.gbtreekey2) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey32_in(cstring); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey32_in(cstring) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey32_out(public.gbtreekey32); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey32_out(public.gbtreekey32) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey4_in(cstring); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey4_in(cstring) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey4_out(public.gbtreekey4); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey4_out(public.gbtreekey4) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey8_in(cstring); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey8_in(cstring) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey8_out(public.gbtreekey8); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey8_out(public.gbtreekey8) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey_var_in(cstring); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey_var_in(cstring) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbtreekey_var_out(public.gbtreekey_var); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbtreekey_var_out(public.gbtreekey_var) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION _monitoring_alert_before_insert(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -2599,6 +3600,28 @@ REVOKE ALL ON FUNCTION public._monitoring_alert_before_insert() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION public._monitoring_alerts_after_insert() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_announce_handoffs(p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_announce_handoffs(p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_announce_handoffs(p_at timestamp with time zone) TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION _monitoring_check_policy(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_check_policy() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_check_schedule(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_check_schedule() FROM PUBLIC;
 
 
 --
@@ -2614,6 +3637,14 @@ REVOKE ALL ON FUNCTION public._monitoring_deliveries_notify() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION public._monitoring_enqueue(p_alert_id bigint, p_action text, p_context jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public._monitoring_enqueue(p_alert_id bigint, p_action text, p_context jsonb) TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION _monitoring_escalate(p_at timestamp with time zone, p_alert_ids bigint[]); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_escalate(p_at timestamp with time zone, p_alert_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_escalate(p_at timestamp with time zone, p_alert_ids bigint[]) TO monitoring_admin;
 
 
 --
@@ -2727,10 +3758,36 @@ GRANT ALL ON FUNCTION public._monitoring_get_alert_for_update(p_alert_id bigint)
 
 
 --
+-- Name: TABLE monitoring_oncall_schedules; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_oncall_schedules TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_oncall_schedules TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION _monitoring_get_schedule(p_schedule text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_get_schedule(p_schedule text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_get_schedule(p_schedule text) TO monitoring_reader;
+GRANT ALL ON FUNCTION public._monitoring_get_schedule(p_schedule text) TO monitoring_admin;
+
+
+--
 -- Name: FUNCTION _monitoring_normalize_severity(p_severity text); Type: ACL; Schema: public; Owner: -
 --
 
 REVOKE ALL ON FUNCTION public._monitoring_normalize_severity(p_severity text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_rotation_person(p_schedule public.monitoring_oncall_schedules, p_shift bigint); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_rotation_person(p_schedule public.monitoring_oncall_schedules, p_shift bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_rotation_person(p_schedule public.monitoring_oncall_schedules, p_shift bigint) TO monitoring_reader;
+GRANT ALL ON FUNCTION public._monitoring_rotation_person(p_schedule public.monitoring_oncall_schedules, p_shift bigint) TO monitoring_admin;
 
 
 --
@@ -2747,6 +3804,24 @@ REVOKE ALL ON FUNCTION public._monitoring_rule_alert_text(p_rule public.monitori
 REVOKE ALL ON FUNCTION public._monitoring_rule_observations(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION public._monitoring_rule_observations(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) TO monitoring_reader;
 GRANT ALL ON FUNCTION public._monitoring_rule_observations(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION _monitoring_shift_number(p_schedule public.monitoring_oncall_schedules, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_shift_number(p_schedule public.monitoring_oncall_schedules, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_shift_number(p_schedule public.monitoring_oncall_schedules, p_at timestamp with time zone) TO monitoring_reader;
+GRANT ALL ON FUNCTION public._monitoring_shift_number(p_schedule public.monitoring_oncall_schedules, p_at timestamp with time zone) TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION _monitoring_shift_start(p_schedule public.monitoring_oncall_schedules, p_shift bigint); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_shift_start(p_schedule public.monitoring_oncall_schedules, p_shift bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_shift_start(p_schedule public.monitoring_oncall_schedules, p_shift bigint) TO monitoring_reader;
+GRANT ALL ON FUNCTION public._monitoring_shift_start(p_schedule public.monitoring_oncall_schedules, p_shift bigint) TO monitoring_admin;
 
 
 --
@@ -2787,10 +3862,1235 @@ REVOKE ALL ON FUNCTION public._monitoring_sla_on_delivery_update() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION _monitoring_start_escalations(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_start_escalations() FROM PUBLIC;
+
+
+--
+-- Name: TABLE monitoring_alert_escalations; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_alert_escalations TO monitoring_reader;
+
+
+--
+-- Name: FUNCTION _monitoring_step_at(p_escalation public.monitoring_alert_escalations, p_index integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_step_at(p_escalation public.monitoring_alert_escalations, p_index integer) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION _monitoring_validate_rule(); Type: ACL; Schema: public; Owner: -
 --
 
 REVOKE ALL ON FUNCTION public._monitoring_validate_rule() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION cash_dist(money, money); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.cash_dist(money, money) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION date_dist(date, date); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.date_dist(date, date) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION float4_dist(real, real); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.float4_dist(real, real) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION float8_dist(double precision, double precision); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.float8_dist(double precision, double precision) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bit_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bit_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bit_consistent(internal, bit, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bit_consistent(internal, bit, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bit_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bit_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bit_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bit_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bit_same(public.gbtreekey_var, public.gbtreekey_var, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bit_same(public.gbtreekey_var, public.gbtreekey_var, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bit_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bit_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bool_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bool_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bool_consistent(internal, boolean, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bool_consistent(internal, boolean, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bool_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bool_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bool_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bool_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bool_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bool_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bool_same(public.gbtreekey2, public.gbtreekey2, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bool_same(public.gbtreekey2, public.gbtreekey2, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bool_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bool_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bpchar_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bpchar_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bpchar_consistent(internal, character, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bpchar_consistent(internal, character, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bytea_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bytea_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bytea_consistent(internal, bytea, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bytea_consistent(internal, bytea, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bytea_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bytea_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bytea_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bytea_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bytea_same(public.gbtreekey_var, public.gbtreekey_var, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bytea_same(public.gbtreekey_var, public.gbtreekey_var, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_bytea_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_bytea_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_cash_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_cash_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_cash_consistent(internal, money, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_cash_consistent(internal, money, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_cash_distance(internal, money, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_cash_distance(internal, money, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_cash_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_cash_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_cash_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_cash_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_cash_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_cash_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_cash_same(public.gbtreekey16, public.gbtreekey16, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_cash_same(public.gbtreekey16, public.gbtreekey16, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_cash_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_cash_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_date_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_date_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_date_consistent(internal, date, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_date_consistent(internal, date, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_date_distance(internal, date, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_date_distance(internal, date, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_date_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_date_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_date_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_date_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_date_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_date_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_date_same(public.gbtreekey8, public.gbtreekey8, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_date_same(public.gbtreekey8, public.gbtreekey8, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_date_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_date_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_decompress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_decompress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_enum_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_enum_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_enum_consistent(internal, anyenum, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_enum_consistent(internal, anyenum, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_enum_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_enum_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_enum_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_enum_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_enum_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_enum_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_enum_same(public.gbtreekey8, public.gbtreekey8, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_enum_same(public.gbtreekey8, public.gbtreekey8, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_enum_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_enum_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float4_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float4_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float4_consistent(internal, real, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float4_consistent(internal, real, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float4_distance(internal, real, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float4_distance(internal, real, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float4_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float4_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float4_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float4_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float4_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float4_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float4_same(public.gbtreekey8, public.gbtreekey8, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float4_same(public.gbtreekey8, public.gbtreekey8, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float4_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float4_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float8_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float8_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float8_consistent(internal, double precision, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float8_consistent(internal, double precision, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float8_distance(internal, double precision, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float8_distance(internal, double precision, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float8_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float8_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float8_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float8_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float8_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float8_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float8_same(public.gbtreekey16, public.gbtreekey16, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float8_same(public.gbtreekey16, public.gbtreekey16, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_float8_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_float8_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_inet_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_inet_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_inet_consistent(internal, inet, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_inet_consistent(internal, inet, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_inet_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_inet_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_inet_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_inet_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_inet_same(public.gbtreekey16, public.gbtreekey16, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_inet_same(public.gbtreekey16, public.gbtreekey16, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_inet_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_inet_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int2_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int2_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int2_consistent(internal, smallint, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int2_consistent(internal, smallint, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int2_distance(internal, smallint, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int2_distance(internal, smallint, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int2_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int2_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int2_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int2_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int2_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int2_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int2_same(public.gbtreekey4, public.gbtreekey4, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int2_same(public.gbtreekey4, public.gbtreekey4, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int2_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int2_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int4_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int4_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int4_consistent(internal, integer, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int4_consistent(internal, integer, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int4_distance(internal, integer, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int4_distance(internal, integer, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int4_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int4_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int4_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int4_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int4_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int4_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int4_same(public.gbtreekey8, public.gbtreekey8, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int4_same(public.gbtreekey8, public.gbtreekey8, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int4_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int4_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int8_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int8_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int8_consistent(internal, bigint, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int8_consistent(internal, bigint, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int8_distance(internal, bigint, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int8_distance(internal, bigint, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int8_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int8_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int8_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int8_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int8_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int8_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int8_same(public.gbtreekey16, public.gbtreekey16, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int8_same(public.gbtreekey16, public.gbtreekey16, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_int8_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_int8_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_intv_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_intv_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_intv_consistent(internal, interval, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_intv_consistent(internal, interval, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_intv_decompress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_intv_decompress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_intv_distance(internal, interval, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_intv_distance(internal, interval, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_intv_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_intv_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_intv_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_intv_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_intv_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_intv_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_intv_same(public.gbtreekey32, public.gbtreekey32, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_intv_same(public.gbtreekey32, public.gbtreekey32, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_intv_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_intv_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad8_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad8_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad8_consistent(internal, macaddr8, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad8_consistent(internal, macaddr8, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad8_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad8_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad8_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad8_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad8_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad8_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad8_same(public.gbtreekey16, public.gbtreekey16, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad8_same(public.gbtreekey16, public.gbtreekey16, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad8_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad8_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad_consistent(internal, macaddr, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad_consistent(internal, macaddr, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad_same(public.gbtreekey16, public.gbtreekey16, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad_same(public.gbtreekey16, public.gbtreekey16, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_macad_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_macad_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_numeric_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_numeric_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_numeric_consistent(internal, numeric, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_numeric_consistent(internal, numeric, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_numeric_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_numeric_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_numeric_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_numeric_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_numeric_same(public.gbtreekey_var, public.gbtreekey_var, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_numeric_same(public.gbtreekey_var, public.gbtreekey_var, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_numeric_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_numeric_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_oid_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_oid_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_oid_consistent(internal, oid, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_oid_consistent(internal, oid, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_oid_distance(internal, oid, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_oid_distance(internal, oid, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_oid_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_oid_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_oid_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_oid_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_oid_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_oid_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_oid_same(public.gbtreekey8, public.gbtreekey8, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_oid_same(public.gbtreekey8, public.gbtreekey8, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_oid_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_oid_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_text_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_text_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_text_consistent(internal, text, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_text_consistent(internal, text, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_text_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_text_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_text_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_text_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_text_same(public.gbtreekey_var, public.gbtreekey_var, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_text_same(public.gbtreekey_var, public.gbtreekey_var, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_text_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_text_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_time_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_time_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_time_consistent(internal, time without time zone, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_time_consistent(internal, time without time zone, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_time_distance(internal, time without time zone, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_time_distance(internal, time without time zone, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_time_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_time_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_time_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_time_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_time_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_time_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_time_same(public.gbtreekey16, public.gbtreekey16, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_time_same(public.gbtreekey16, public.gbtreekey16, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_time_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_time_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_timetz_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_timetz_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_timetz_consistent(internal, time with time zone, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_timetz_consistent(internal, time with time zone, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_ts_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_ts_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_ts_consistent(internal, timestamp without time zone, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_ts_consistent(internal, timestamp without time zone, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_ts_distance(internal, timestamp without time zone, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_ts_distance(internal, timestamp without time zone, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_ts_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_ts_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_ts_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_ts_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_ts_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_ts_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_ts_same(public.gbtreekey16, public.gbtreekey16, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_ts_same(public.gbtreekey16, public.gbtreekey16, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_ts_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_ts_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_tstz_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_tstz_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_tstz_consistent(internal, timestamp with time zone, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_tstz_consistent(internal, timestamp with time zone, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_tstz_distance(internal, timestamp with time zone, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_tstz_distance(internal, timestamp with time zone, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_uuid_compress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_uuid_compress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_uuid_consistent(internal, uuid, smallint, oid, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_uuid_consistent(internal, uuid, smallint, oid, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_uuid_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_uuid_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_uuid_penalty(internal, internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_uuid_penalty(internal, internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_uuid_picksplit(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_uuid_picksplit(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_uuid_same(public.gbtreekey32, public.gbtreekey32, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_uuid_same(public.gbtreekey32, public.gbtreekey32, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_uuid_union(internal, internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_uuid_union(internal, internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_var_decompress(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_var_decompress(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION gbt_var_fetch(internal); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.gbt_var_fetch(internal) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION int2_dist(smallint, smallint); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.int2_dist(smallint, smallint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION int4_dist(integer, integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.int4_dist(integer, integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION int8_dist(bigint, bigint); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.int8_dist(bigint, bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION interval_dist(interval, interval); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.interval_dist(interval, interval) FROM PUBLIC;
 
 
 --
@@ -2891,6 +5191,15 @@ GRANT ALL ON FUNCTION public.monitoring_next_delivery_due() TO monitoring_dispat
 
 
 --
+-- Name: FUNCTION monitoring_oncall_timeline(p_schedule text, p_from timestamp with time zone, p_to timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_oncall_timeline(p_schedule text, p_from timestamp with time zone, p_to timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_oncall_timeline(p_schedule text, p_from timestamp with time zone, p_to timestamp with time zone) TO monitoring_reader;
+GRANT ALL ON FUNCTION public.monitoring_oncall_timeline(p_schedule text, p_from timestamp with time zone, p_to timestamp with time zone) TO monitoring_admin;
+
+
+--
 -- Name: FUNCTION monitoring_pause_provider(p_provider text, p_until timestamp with time zone); Type: ACL; Schema: public; Owner: -
 --
 
@@ -2956,11 +5265,56 @@ GRANT ALL ON FUNCTION public.monitoring_route_providers(p_alert_type text, p_sev
 
 
 --
+-- Name: FUNCTION monitoring_run_oncall(p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_run_oncall(p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_run_oncall(p_at timestamp with time zone) TO monitoring_admin;
+
+
+--
 -- Name: FUNCTION monitoring_sla_target(p_metric text, p_severity text, p_alert_type text); Type: ACL; Schema: public; Owner: -
 --
 
 REVOKE ALL ON FUNCTION public.monitoring_sla_target(p_metric text, p_severity text, p_alert_type text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.monitoring_sla_target(p_metric text, p_severity text, p_alert_type text) TO monitoring_reader;
+
+
+--
+-- Name: FUNCTION monitoring_who_is_on_call(p_schedule text, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_who_is_on_call(p_schedule text, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_who_is_on_call(p_schedule text, p_at timestamp with time zone) TO monitoring_reader;
+GRANT ALL ON FUNCTION public.monitoring_who_is_on_call(p_schedule text, p_at timestamp with time zone) TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION oid_dist(oid, oid); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.oid_dist(oid, oid) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION time_dist(time without time zone, time without time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.time_dist(time without time zone, time without time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION ts_dist(timestamp without time zone, timestamp without time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.ts_dist(timestamp without time zone, timestamp without time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION tstz_dist(timestamp with time zone, timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.tstz_dist(timestamp with time zone, timestamp with time zone) FROM PUBLIC;
 
 
 --
@@ -3003,6 +5357,30 @@ GRANT SELECT ON TABLE public.monitoring_delivery_queue TO monitoring_dispatcher;
 
 
 --
+-- Name: TABLE monitoring_escalation_assignments; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_escalation_assignments TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_escalation_assignments TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_escalation_policies; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_escalation_policies TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_escalation_policies TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_escalation_steps; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_escalation_steps TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_escalation_steps TO monitoring_admin;
+
+
+--
 -- Name: TABLE monitoring_events; Type: ACL; Schema: public; Owner: -
 --
 
@@ -3019,6 +5397,30 @@ GRANT SELECT ON TABLE public.monitoring_events TO monitoring_rule_runner;
 GRANT SELECT ON TABLE public.monitoring_health_checks TO monitoring_reader;
 GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_health_checks TO monitoring_admin;
 GRANT SELECT,UPDATE ON TABLE public.monitoring_health_checks TO monitoring_dispatcher;
+
+
+--
+-- Name: TABLE monitoring_oncall_overrides; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_oncall_overrides TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_oncall_overrides TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_oncall_participants; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_oncall_participants TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_oncall_participants TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_people; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_people TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_people TO monitoring_admin;
 
 
 --

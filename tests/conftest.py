@@ -39,6 +39,16 @@ def db_url(postgresql: psycopg.Connection) -> str:
     return f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}"
 
 
+@pytest.fixture(autouse=True)
+def _escalation_only_where_asked(request: pytest.FixtureRequest) -> None:
+    """Core tests assert the core's deliveries exactly; the seed's on-call escalation would add a notify to
+    every critical alert. Tests marked `escalation` (test_oncall.py) keep it."""
+    if "db_url" not in request.fixturenames or request.node.get_closest_marker("escalation"):
+        return
+    with psycopg.connect(request.getfixturevalue("db_url"), autocommit=True) as connection:
+        connection.execute("DELETE FROM monitoring_escalation_assignments")
+
+
 @pytest.fixture
 def conn(db_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit superuser connection to this test's freshly migrated database."""

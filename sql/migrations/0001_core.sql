@@ -425,7 +425,8 @@ AS $$
 DECLARE
     v_alert public.monitoring_alerts;
 BEGIN
-    SELECT * INTO v_alert FROM public.monitoring_alerts WHERE id = p_alert_id FOR UPDATE;
+    -- NO KEY UPDATE: inserts of deliveries that reference the alert (foreign key checks) need not wait for us
+    SELECT * INTO v_alert FROM public.monitoring_alerts WHERE id = p_alert_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'alert % does not exist', coalesce(p_alert_id::text, 'NULL')
             USING ERRCODE = 'no_data_found', HINT = 'pass the id of a row in monitoring_alerts';

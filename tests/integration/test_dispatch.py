@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import psycopg
+import pytest
 
 from devtools.fake_providers import PAGERDUTY_KEY, SLACK_PATH, Fault
 from tests.conftest import SEED_CRITICAL
@@ -251,3 +252,13 @@ def test_a_probe_that_cannot_connect_is_an_event_not_a_crash(conn, fake, start_d
     wait_until(lambda: conn.execute("SELECT count(*) FROM monitoring_events WHERE event_type = 'health_check_failure'").fetchone()[0])
     reason = conn.execute("SELECT labels->>'reason' FROM monitoring_events").fetchone()[0]
     assert reason.startswith("ConnectionError") and dispatcher.process.poll() is None
+
+
+@pytest.mark.escalation
+def test_the_on_call_person_is_mentioned_in_slack(conn, fake, start_dispatcher):
+    conn.execute("UPDATE monitoring_people SET slack_member_id = 'U0PRIMARY1' WHERE name IN ('primary_engineer_1', 'primary_engineer_2')")
+    start_dispatcher()
+    conn.execute(SEED_CRITICAL)
+    wait_until(lambda: all_final(conn) and len(fake.requests_for("slack")) == 2)
+    texts = [r.json["text"] for r in fake.requests_for("slack")]
+    assert any(t.startswith(":rotating_light: <@U0PRIMARY1> you are on call for this alert: Test") for t in texts)

@@ -41,6 +41,7 @@ def build_history(conn):
     conn.execute("DELETE FROM monitoring_sla_targets WHERE alert_type = 'database_connection_failure'")
     conn.execute("INSERT INTO monitoring_sla_targets (metric, alert_type, target, compliance) "
                  "VALUES ('mttd', 'database_connection_failure', 60, 0.9)")
+    conn.execute("DELETE FROM monitoring_sla_targets WHERE metric = 'mtta' AND severity = 'critical'")
     conn.execute("INSERT INTO monitoring_sla_targets (metric, severity, target, compliance) VALUES ('mtta', 'critical', 300, 0.9)")
     ids = []
     for alert_type, severity, occurred, detected, acked, resolved, fp in HISTORY:

@@ -35,3 +35,14 @@ def test_sla_command_against_a_database(db_url, conn):
     assert rows["false_positive_rate"]["mean"] == 1.0 and rows["false_positive_rate"]["target_met"] is False
     by = CliRunner().invoke(cli, ["sla", "--database-url", db_url, "--by", "severity"])
     assert by.exit_code == 0 and "false_positive_rate" in by.output and "info" in by.output
+
+
+def test_oncall_command_lists_now_and_the_coming_shifts(db_url):
+    result = CliRunner().invoke(cli, ["oncall", "--database-url", db_url, "--format", "json", "--weeks", "4"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows[0]["kind"] == "now" and rows[0]["schedule"] == "primary"
+    shifts = [r for r in rows if r["kind"] == "shift"]
+    assert 4 <= len(shifts) <= 5 and {r["person"] for r in shifts} == {"primary_engineer_1", "primary_engineer_2"}
+    missing = CliRunner().invoke(cli, ["oncall", "--database-url", db_url, "--schedule", "nope"])
+    assert missing.exit_code != 0 and "schedule 'nope' does not exist" in missing.output
