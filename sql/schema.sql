@@ -109,6 +109,8 @@ CREATE FUNCTION public._monitoring_alerts_after_insert() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+DECLARE
+    v_batch record;
 BEGIN
     INSERT INTO public.monitoring_deliveries (alert_id, provider, action)
     SELECT a.id, r.provider, 'trigger'
@@ -116,6 +118,48 @@ BEGIN
     CROSS JOIN LATERAL public.monitoring_route_providers(a.alert_type, a.severity) AS r (provider)
     -- a later row of the same INSERT may have deduplicated into this one and enqueued already
     ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING;
+
+    -- handoff announcements are not incidents: kept out of the SLA figures
+    INSERT INTO public.monitoring_sla_metrics (alert_id, alert_type, severity, occurred_at, detected_at)
+    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at FROM new_alerts AS a
+    WHERE a.alert_type <> 'oncall_handoff';
+
+    IF NOT EXISTS (
+        SELECT FROM new_alerts AS a
+        JOIN public.monitoring_escalation_assignments AS x
+            ON x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
+    ) THEN
+        RETURN NULL;  -- most alerts escalate nowhere: skip the rest
+    END IF;
+    FOR v_batch IN
+    WITH started AS (
+        INSERT INTO public.monitoring_alert_escalations
+            (alert_id, policy_name, steps, repeat_count, repeat_after, started_at, next_step_at)
+        SELECT a.id, p.name, steps.list, p.repeat_count, p.repeat_after, a.created_at,
+               a.created_at + (steps.list -> 0 ->> 'delay')::interval
+        FROM new_alerts AS a
+        CROSS JOIN LATERAL (
+            SELECT x.policy_id FROM public.monitoring_escalation_assignments AS x
+            WHERE x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
+            ORDER BY (x.alert_type IS NOT NULL) DESC, (x.severity IS NOT NULL) DESC
+            LIMIT 1
+        ) AS chosen
+        JOIN public.monitoring_escalation_policies AS p ON p.id = chosen.policy_id
+        CROSS JOIN LATERAL (
+            SELECT jsonb_agg(jsonb_build_object('step', s.step, 'delay', s.delay, 'target_type', s.target_type,
+                                                'schedule_id', s.schedule_id, 'person_id', s.person_id)
+                             ORDER BY s.delay, s.step) AS list
+            FROM public.monitoring_escalation_steps AS s WHERE s.policy_id = p.id
+        ) AS steps
+        WHERE a.alert_type NOT IN ('pgalert_unacknowledged', 'oncall_handoff')
+        RETURNING alert_id, started_at
+    )
+    SELECT st.started_at, array_agg(st.alert_id) AS ids FROM started AS st GROUP BY st.started_at
+    LOOP
+        -- a first step without delay goes out with the alert, not at the next cron minute; at the alert's own
+        -- time, so a backfilled alert does not run its whole chain at once
+        PERFORM public._monitoring_escalate(v_batch.started_at, v_batch.ids);
+    END LOOP;
     RETURN NULL;
 END
 $$;
@@ -270,6 +314,7 @@ DECLARE
     v_person public.monitoring_people;
     v_notified integer := 0;
     v_level integer;
+    v_person_of_step jsonb := '{}';  -- within one call p_at is fixed, so each step names the same person
 BEGIN
     FOR v_esc IN
         SELECT * FROM public.monitoring_alert_escalations AS e
@@ -291,6 +336,10 @@ BEGIN
         WHILE v_esc.next_index < v_total AND public._monitoring_step_at(v_esc, v_esc.next_index) <= p_at LOOP
             v_step := v_esc.steps -> (v_esc.next_index % v_steps);
             v_level := (v_esc.next_index % v_steps) + 1;
+            IF v_person_of_step ? v_step::text THEN
+                SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
+                WHERE pp.id = (v_person_of_step ->> v_step::text)::bigint;
+            ELSE
             SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
             WHERE pp.id = CASE v_step ->> 'target_type'
                 WHEN 'person' THEN (v_step ->> 'person_id')::bigint
@@ -310,6 +359,8 @@ BEGIN
                     )
                 )
             END;
+            v_person_of_step := v_person_of_step || jsonb_build_object(v_step::text, v_person.id);
+            END IF;
             IF v_person.id IS NOT NULL THEN
                 -- the target names the cycle and step, so a step is notified once whatever races it
                 INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target, context)
@@ -956,23 +1007,6 @@ $$;
 
 
 --
--- Name: _monitoring_sla_on_alert_insert(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public._monitoring_sla_on_alert_insert() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-BEGIN
-    INSERT INTO public.monitoring_sla_metrics (alert_id, alert_type, severity, occurred_at, detected_at)
-    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at FROM new_alerts AS a
-    WHERE a.alert_type <> 'oncall_handoff';
-    RETURN NULL;
-END
-$$;
-
-
---
 -- Name: _monitoring_sla_on_alert_update(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1016,51 +1050,6 @@ BEGIN
     ) AS delivered
     WHERE s.alert_id = delivered.alert_id
       AND (s.first_notified_at IS NULL OR s.first_notified_at > delivered.first_at);
-    RETURN NULL;
-END
-$$;
-
-
---
--- Name: _monitoring_start_escalations(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public._monitoring_start_escalations() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-DECLARE
-    v_batch record;
-BEGIN
-    FOR v_batch IN
-    WITH started AS (
-        INSERT INTO public.monitoring_alert_escalations
-            (alert_id, policy_name, steps, repeat_count, repeat_after, started_at, next_step_at)
-        SELECT a.id, p.name, steps.list, p.repeat_count, p.repeat_after, a.created_at,
-               a.created_at + (steps.list -> 0 ->> 'delay')::interval
-        FROM new_alerts AS a
-        CROSS JOIN LATERAL (
-            SELECT x.policy_id FROM public.monitoring_escalation_assignments AS x
-            WHERE x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
-            ORDER BY (x.alert_type IS NOT NULL) DESC, (x.severity IS NOT NULL) DESC
-            LIMIT 1
-        ) AS chosen
-        JOIN public.monitoring_escalation_policies AS p ON p.id = chosen.policy_id
-        CROSS JOIN LATERAL (
-            SELECT jsonb_agg(jsonb_build_object('step', s.step, 'delay', s.delay, 'target_type', s.target_type,
-                                                'schedule_id', s.schedule_id, 'person_id', s.person_id)
-                             ORDER BY s.delay, s.step) AS list
-            FROM public.monitoring_escalation_steps AS s WHERE s.policy_id = p.id
-        ) AS steps
-        WHERE a.alert_type NOT IN ('pgalert_unacknowledged', 'oncall_handoff')
-        RETURNING alert_id, started_at
-    )
-    SELECT st.started_at, array_agg(st.alert_id) AS ids FROM started AS st GROUP BY st.started_at
-    LOOP
-        -- a first step without delay goes out with the alert, not at the next cron minute; at the alert's own
-        -- time, so a backfilled alert does not run its whole chain at once
-        PERFORM public._monitoring_escalate(v_batch.started_at, v_batch.ids);
-    END LOOP;
     RETURN NULL;
 END
 $$;
@@ -3304,24 +3293,10 @@ CREATE TRIGGER monitoring_alerts_enqueue AFTER INSERT ON public.monitoring_alert
 
 
 --
--- Name: monitoring_alerts monitoring_alerts_sla_insert; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER monitoring_alerts_sla_insert AFTER INSERT ON public.monitoring_alerts REFERENCING NEW TABLE AS new_alerts FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_sla_on_alert_insert();
-
-
---
 -- Name: monitoring_alerts monitoring_alerts_sla_update; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER monitoring_alerts_sla_update AFTER UPDATE ON public.monitoring_alerts REFERENCING NEW TABLE AS changed_alerts FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_sla_on_alert_update();
-
-
---
--- Name: monitoring_alerts monitoring_alerts_start_escalation; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER monitoring_alerts_start_escalation AFTER INSERT ON public.monitoring_alerts REFERENCING NEW TABLE AS new_alerts FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_start_escalations();
 
 
 --
@@ -3841,13 +3816,6 @@ GRANT ALL ON FUNCTION public._monitoring_sla_durations(p_from timestamp with tim
 
 
 --
--- Name: FUNCTION _monitoring_sla_on_alert_insert(); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public._monitoring_sla_on_alert_insert() FROM PUBLIC;
-
-
---
 -- Name: FUNCTION _monitoring_sla_on_alert_update(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -3859,13 +3827,6 @@ REVOKE ALL ON FUNCTION public._monitoring_sla_on_alert_update() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION public._monitoring_sla_on_delivery_update() FROM PUBLIC;
-
-
---
--- Name: FUNCTION _monitoring_start_escalations(); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public._monitoring_start_escalations() FROM PUBLIC;
 
 
 --

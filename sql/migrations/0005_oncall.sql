@@ -317,6 +317,7 @@ DECLARE
     v_person public.monitoring_people;
     v_notified integer := 0;
     v_level integer;
+    v_person_of_step jsonb := '{}';  -- within one call p_at is fixed, so each step names the same person
 BEGIN
     FOR v_esc IN
         SELECT * FROM public.monitoring_alert_escalations AS e
@@ -338,6 +339,10 @@ BEGIN
         WHILE v_esc.next_index < v_total AND public._monitoring_step_at(v_esc, v_esc.next_index) <= p_at LOOP
             v_step := v_esc.steps -> (v_esc.next_index % v_steps);
             v_level := (v_esc.next_index % v_steps) + 1;
+            IF v_person_of_step ? v_step::text THEN
+                SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
+                WHERE pp.id = (v_person_of_step ->> v_step::text)::bigint;
+            ELSE
             SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
             WHERE pp.id = CASE v_step ->> 'target_type'
                 WHEN 'person' THEN (v_step ->> 'person_id')::bigint
@@ -357,6 +362,8 @@ BEGIN
                     )
                 )
             END;
+            v_person_of_step := v_person_of_step || jsonb_build_object(v_step::text, v_person.id);
+            END IF;
             IF v_person.id IS NOT NULL THEN
                 -- the target names the cycle and step, so a step is notified once whatever races it
                 INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target, context)
@@ -405,7 +412,12 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION _monitoring_start_escalations()
+-- One AFTER INSERT trigger on monitoring_alerts instead of three: each invocation has a fixed cost that a
+-- single-row INSERT pays in full. It writes the outbox (0001), the SLA row (0003) and starts escalations.
+DROP TRIGGER monitoring_alerts_sla_insert ON monitoring_alerts;
+DROP FUNCTION _monitoring_sla_on_alert_insert();
+
+CREATE OR REPLACE FUNCTION _monitoring_alerts_after_insert()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -414,6 +426,25 @@ AS $$
 DECLARE
     v_batch record;
 BEGIN
+    INSERT INTO public.monitoring_deliveries (alert_id, provider, action)
+    SELECT a.id, r.provider, 'trigger'
+    FROM new_alerts AS a
+    CROSS JOIN LATERAL public.monitoring_route_providers(a.alert_type, a.severity) AS r (provider)
+    -- a later row of the same INSERT may have deduplicated into this one and enqueued already
+    ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING;
+
+    -- handoff announcements are not incidents: kept out of the SLA figures
+    INSERT INTO public.monitoring_sla_metrics (alert_id, alert_type, severity, occurred_at, detected_at)
+    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at FROM new_alerts AS a
+    WHERE a.alert_type <> 'oncall_handoff';
+
+    IF NOT EXISTS (
+        SELECT FROM new_alerts AS a
+        JOIN public.monitoring_escalation_assignments AS x
+            ON x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
+    ) THEN
+        RETURN NULL;  -- most alerts escalate nowhere: skip the rest
+    END IF;
     FOR v_batch IN
     WITH started AS (
         INSERT INTO public.monitoring_alert_escalations
@@ -446,11 +477,6 @@ BEGIN
     RETURN NULL;
 END
 $$;
-
-CREATE TRIGGER monitoring_alerts_start_escalation
-AFTER INSERT ON monitoring_alerts
-REFERENCING NEW TABLE AS new_alerts
-FOR EACH STATEMENT EXECUTE FUNCTION _monitoring_start_escalations();
 
 -- Handoffs: a Slack message naming who is now on call, once per schedule and shift.
 CREATE FUNCTION _monitoring_announce_handoffs(p_at timestamptz)
@@ -501,21 +527,6 @@ COMMENT ON FUNCTION monitoring_run_oncall(timestamptz) IS
 through Slack and, where the alert went to it, the webhook), record the level reached, raise
 pgalert_unacknowledged after the last repetition, and announce rotation handoffs. pg_cron runs it every minute;
 p_at is for tests and backfills.';
-
--- Handoff announcements are not incidents: keep them out of the SLA figures.
-CREATE OR REPLACE FUNCTION _monitoring_sla_on_alert_insert()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    INSERT INTO public.monitoring_sla_metrics (alert_id, alert_type, severity, occurred_at, detected_at)
-    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at FROM new_alerts AS a
-    WHERE a.alert_type <> 'oncall_handoff';
-    RETURN NULL;
-END
-$$;
 
 ------------------------------------------------------------------------------------------------------------
 -- The seed's chain: Primary, then Backup after 15 minutes, Manager after 30, then the CTO, for critical alerts.
