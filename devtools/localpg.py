@@ -16,6 +16,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -105,7 +106,14 @@ class LocalServer:
     def start(self) -> None:
         self.init()
         if not self.is_running():
-            self._run(PG_BIN / "pg_ctl", "start", "-w", "-D", self.data_dir, "-l", self.log_file)
+            if _port_in_use(self.port):
+                raise RuntimeError(
+                    f"port {self.port} is taken by another server (another checkout's {self.name} server?); "
+                    f"stop it, or choose another port (PGALERT_TEST_PORT / PGALERT_DEMO_PORT)")
+            result = self._run(PG_BIN / "pg_ctl", "start", "-w", "-D", self.data_dir, "-l", self.log_file, check=False)
+            if result.returncode != 0:
+                log = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+                raise RuntimeError(f"PostgreSQL did not start ({self.data_dir}):\n{result.stderr}{log}")
         self._ensure_cron_database()
 
     def stop(self) -> None:
@@ -136,6 +144,11 @@ class LocalServer:
                 time.sleep(0.2)
         with psycopg.connect(self.url(CRON_DATABASE), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -598,6 +598,47 @@ $$;
 
 
 --
+-- Name: monitoring_oncall_schedules; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_oncall_schedules (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    time_zone text DEFAULT 'UTC'::text NOT NULL,
+    rotation_length interval DEFAULT '7 days'::interval NOT NULL,
+    handoff_day integer DEFAULT 1 NOT NULL,
+    handoff_time time without time zone DEFAULT '09:00:00'::time without time zone NOT NULL,
+    rotation_start date DEFAULT '2026-01-05'::date NOT NULL,
+    announce_handoffs boolean DEFAULT true NOT NULL,
+    last_announced_shift bigint,
+    CONSTRAINT handoff_day_is_iso CHECK (((handoff_day >= 1) AND (handoff_day <= 7))),
+    CONSTRAINT rotation_is_whole_days CHECK (((rotation_length >= '1 day'::interval) AND (date_part('hour'::text, rotation_length) = (0)::double precision) AND (date_part('minute'::text, rotation_length) = (0)::double precision) AND (date_part('second'::text, rotation_length) = (0)::double precision) AND (date_part('month'::text, rotation_length) = (0)::double precision))),
+    CONSTRAINT schedule_name_is_simple CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text))
+);
+
+
+--
+-- Name: TABLE monitoring_oncall_schedules; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_oncall_schedules IS 'A rotation: participants take turns for rotation_length (whole days), handing off on handoff_day (ISO: 1 =
+Monday) at handoff_time in time_zone, counting from the first such handoff on or after rotation_start.';
+
+
+--
+-- Name: _monitoring_first_handoff(public.monitoring_oncall_schedules); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_first_handoff(p_schedule public.monitoring_oncall_schedules) RETURNS timestamp without time zone
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT (p_schedule.rotation_start
+            + (p_schedule.handoff_day - extract(ISODOW FROM p_schedule.rotation_start)::integer + 7) % 7)
+           + p_schedule.handoff_time
+$$;
+
+
+--
 -- Name: monitoring_alerts; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -712,34 +753,6 @@ BEGIN
     RETURN v_alert;
 END
 $$;
-
-
---
--- Name: monitoring_oncall_schedules; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.monitoring_oncall_schedules (
-    id bigint NOT NULL,
-    name text NOT NULL,
-    time_zone text DEFAULT 'UTC'::text NOT NULL,
-    rotation_length interval DEFAULT '7 days'::interval NOT NULL,
-    handoff_day integer DEFAULT 1 NOT NULL,
-    handoff_time time without time zone DEFAULT '09:00:00'::time without time zone NOT NULL,
-    rotation_start date DEFAULT '2026-01-05'::date NOT NULL,
-    announce_handoffs boolean DEFAULT true NOT NULL,
-    last_announced_shift bigint,
-    CONSTRAINT handoff_day_is_iso CHECK (((handoff_day >= 1) AND (handoff_day <= 7))),
-    CONSTRAINT rotation_is_whole_days CHECK (((rotation_length >= '1 day'::interval) AND (date_part('hour'::text, rotation_length) = (0)::double precision) AND (date_part('minute'::text, rotation_length) = (0)::double precision) AND (date_part('second'::text, rotation_length) = (0)::double precision) AND (date_part('month'::text, rotation_length) = (0)::double precision))),
-    CONSTRAINT schedule_name_is_simple CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text))
-);
-
-
---
--- Name: TABLE monitoring_oncall_schedules; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON TABLE public.monitoring_oncall_schedules IS 'A rotation: participants take turns for rotation_length (whole days), handing off on handoff_day (ISO: 1 =
-Monday) at handoff_time in time_zone, counting from the first such handoff on or after rotation_start.';
 
 
 --
@@ -925,13 +938,9 @@ CREATE FUNCTION public._monitoring_shift_number(p_schedule public.monitoring_onc
     LANGUAGE sql STABLE
     AS $$
     SELECT floor(
-        date_part('epoch', (p_at AT TIME ZONE p_schedule.time_zone) - first_handoff)
+        date_part('epoch', (p_at AT TIME ZONE p_schedule.time_zone) - public._monitoring_first_handoff(p_schedule))
         / date_part('epoch', p_schedule.rotation_length)
     )::bigint
-    FROM (
-        SELECT (p_schedule.rotation_start + ((p_schedule.handoff_day - extract(ISODOW FROM p_schedule.rotation_start)::integer + 7) % 7))
-               + p_schedule.handoff_time AS first_handoff
-    ) AS epoch
 $$;
 
 
@@ -942,8 +951,8 @@ $$;
 CREATE FUNCTION public._monitoring_shift_start(p_schedule public.monitoring_oncall_schedules, p_shift bigint) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
     AS $$
-    SELECT ((p_schedule.rotation_start + ((p_schedule.handoff_day - extract(ISODOW FROM p_schedule.rotation_start)::integer + 7) % 7))
-            + p_schedule.handoff_time + p_shift * p_schedule.rotation_length) AT TIME ZONE p_schedule.time_zone
+    SELECT (public._monitoring_first_handoff(p_schedule) + p_shift * p_schedule.rotation_length)
+           AT TIME ZONE p_schedule.time_zone
 $$;
 
 
@@ -3645,6 +3654,23 @@ REVOKE ALL ON FUNCTION public._monitoring_events_after_insert() FROM PUBLIC;
 
 
 --
+-- Name: TABLE monitoring_oncall_schedules; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_oncall_schedules TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_oncall_schedules TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION _monitoring_first_handoff(p_schedule public.monitoring_oncall_schedules); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_first_handoff(p_schedule public.monitoring_oncall_schedules) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_first_handoff(p_schedule public.monitoring_oncall_schedules) TO monitoring_reader;
+GRANT ALL ON FUNCTION public._monitoring_first_handoff(p_schedule public.monitoring_oncall_schedules) TO monitoring_admin;
+
+
+--
 -- Name: TABLE monitoring_alerts; Type: ACL; Schema: public; Owner: -
 --
 
@@ -3730,14 +3756,6 @@ GRANT INSERT(created_at) ON TABLE public.monitoring_alerts TO monitoring_writer;
 
 REVOKE ALL ON FUNCTION public._monitoring_get_alert_for_update(p_alert_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION public._monitoring_get_alert_for_update(p_alert_id bigint) TO monitoring_admin;
-
-
---
--- Name: TABLE monitoring_oncall_schedules; Type: ACL; Schema: public; Owner: -
---
-
-GRANT SELECT ON TABLE public.monitoring_oncall_schedules TO monitoring_reader;
-GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_oncall_schedules TO monitoring_admin;
 
 
 --

@@ -91,27 +91,34 @@ AFTER DELETE OR UPDATE ON monitoring_oncall_participants
 DEFERRABLE INITIALLY DEFERRED
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_schedule('schedule_id');
 
+-- The first handoff, on the schedule's local wall clock: handoff_day at handoff_time, on or after rotation_start.
+CREATE FUNCTION _monitoring_first_handoff(p_schedule monitoring_oncall_schedules)
+RETURNS timestamp
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT (p_schedule.rotation_start
+            + (p_schedule.handoff_day - extract(ISODOW FROM p_schedule.rotation_start)::integer + 7) % 7)
+           + p_schedule.handoff_time
+$$;
+
 -- The shift number at a moment: whole rotations since the first handoff, on the local wall clock.
 CREATE FUNCTION _monitoring_shift_number(p_schedule monitoring_oncall_schedules, p_at timestamptz)
 RETURNS bigint
 LANGUAGE sql STABLE
 AS $$
     SELECT floor(
-        date_part('epoch', (p_at AT TIME ZONE p_schedule.time_zone) - first_handoff)
+        date_part('epoch', (p_at AT TIME ZONE p_schedule.time_zone) - public._monitoring_first_handoff(p_schedule))
         / date_part('epoch', p_schedule.rotation_length)
     )::bigint
-    FROM (
-        SELECT (p_schedule.rotation_start + ((p_schedule.handoff_day - extract(ISODOW FROM p_schedule.rotation_start)::integer + 7) % 7))
-               + p_schedule.handoff_time AS first_handoff
-    ) AS epoch
 $$;
 
+-- When a shift begins: the local wall-clock time, converted in the schedule's zone (so DST is honoured).
 CREATE FUNCTION _monitoring_shift_start(p_schedule monitoring_oncall_schedules, p_shift bigint)
 RETURNS timestamptz
 LANGUAGE sql STABLE
 AS $$
-    SELECT ((p_schedule.rotation_start + ((p_schedule.handoff_day - extract(ISODOW FROM p_schedule.rotation_start)::integer + 7) % 7))
-            + p_schedule.handoff_time + p_shift * p_schedule.rotation_length) AT TIME ZONE p_schedule.time_zone
+    SELECT (public._monitoring_first_handoff(p_schedule) + p_shift * p_schedule.rotation_length)
+           AT TIME ZONE p_schedule.time_zone
 $$;
 
 CREATE FUNCTION _monitoring_rotation_person(p_schedule monitoring_oncall_schedules, p_shift bigint)
@@ -594,6 +601,7 @@ monitoring_escalation_assignments TO monitoring_admin;
 GRANT EXECUTE ON FUNCTION monitoring_who_is_on_call(text, timestamptz),
 monitoring_oncall_timeline(text, timestamptz, timestamptz),
 _monitoring_get_schedule(text), _monitoring_shift_number(monitoring_oncall_schedules, timestamptz),
+_monitoring_first_handoff(monitoring_oncall_schedules),
 _monitoring_shift_start(monitoring_oncall_schedules, bigint),
 _monitoring_rotation_person(monitoring_oncall_schedules, bigint) TO monitoring_reader, monitoring_admin;
 GRANT EXECUTE ON FUNCTION monitoring_run_oncall(timestamptz), _monitoring_announce_handoffs(timestamptz),
