@@ -19,7 +19,7 @@ import psycopg
 
 from devtools.fake_providers import FakeProviders, describe
 from devtools.localpg import LocalServer
-from dispatcher.migrate import migrate
+from dispatcher.migrate import MigrationError, migrate
 from dispatcher.providers import PROVIDER_ENV
 
 SEED = [
@@ -62,7 +62,12 @@ def main() -> int:
     server.start()
     url = server.url()
     with psycopg.connect(url, autocommit=True) as conn:
-        migrate(conn, log=lambda line: say(f"  {line}"))
+        try:
+            migrate(conn, log=lambda line: say(f"  {line}"))
+        except MigrationError as error:
+            say(f"\n{error}\nThe demo database predates these migrations; start it afresh with\n"
+                f"  {sys.executable} -m devtools.localpg destroy --name demo --port {server.port}")
+            return 1
         jobs = conn.execute("SELECT jobname, schedule FROM cron.job ORDER BY jobname").fetchall()
     say(f"Database ready: {url}  (pg_cron jobs: {', '.join(f'{j} [{s}]' for j, s in jobs) or 'none'})")
 
