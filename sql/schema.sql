@@ -1297,11 +1297,14 @@ BEGIN
         FROM public.monitoring_deliveries AS d
         WHERE d.status IN ('pending', 'sending')
           AND d.next_attempt_at <= now()
-          -- an alert's actions reach a provider in order: no acknowledge before its trigger went out
-          AND NOT EXISTS (
-              SELECT FROM public.monitoring_deliveries AS earlier
-              WHERE earlier.alert_id = d.alert_id AND earlier.provider = d.provider AND earlier.id < d.id
-                AND earlier.status IN ('pending', 'sending')
+          -- an alert's actions reach a provider in order: no acknowledge before its trigger went out.
+          -- A correlated scalar subquery stays a per-row index probe; as NOT EXISTS the planner may turn it
+          -- into an anti-join over every pending row, which stale statistics after a burst make quadratic.
+          AND d.id = (
+              SELECT min(unfinished.id)
+              FROM public.monitoring_deliveries AS unfinished
+              WHERE unfinished.alert_id = d.alert_id AND unfinished.provider = d.provider
+                AND unfinished.status IN ('pending', 'sending')
           )
         ORDER BY d.next_attempt_at, d.id
         LIMIT p_limit
@@ -1837,10 +1840,11 @@ BEGIN
         SELECT d.next_attempt_at
         FROM public.monitoring_deliveries AS d
         WHERE d.status IN ('pending', 'sending')
-          AND NOT EXISTS (
-              SELECT FROM public.monitoring_deliveries AS earlier
-              WHERE earlier.alert_id = d.alert_id AND earlier.provider = d.provider AND earlier.id < d.id
-                AND earlier.status IN ('pending', 'sending')
+          AND d.id = (
+              SELECT min(unfinished.id)
+              FROM public.monitoring_deliveries AS unfinished
+              WHERE unfinished.alert_id = d.alert_id AND unfinished.provider = d.provider
+                AND unfinished.status IN ('pending', 'sending')
           )
         ORDER BY d.next_attempt_at
         LIMIT 1
