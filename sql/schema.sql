@@ -336,31 +336,12 @@ BEGIN
         WHILE v_esc.next_index < v_total AND public._monitoring_step_at(v_esc, v_esc.next_index) <= p_at LOOP
             v_step := v_esc.steps -> (v_esc.next_index % v_steps);
             v_level := (v_esc.next_index % v_steps) + 1;
-            IF v_person_of_step ? v_step::text THEN
-                SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
-                WHERE pp.id = (v_person_of_step ->> v_step::text)::bigint;
-            ELSE
-            SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
-            WHERE pp.id = CASE v_step ->> 'target_type'
-                WHEN 'person' THEN (v_step ->> 'person_id')::bigint
-                ELSE (
-                    SELECT pp2.id FROM public.monitoring_people AS pp2
-                    WHERE pp2.name = (
-                        SELECT w.person FROM public.monitoring_who_is_on_call(
-                            (SELECT s.name FROM public.monitoring_oncall_schedules AS s WHERE s.id = (v_step ->> 'schedule_id')::bigint),
-                            CASE v_step ->> 'target_type'
-                                WHEN 'schedule_next' THEN public._monitoring_shift_start(
-                                    (SELECT s FROM public.monitoring_oncall_schedules AS s WHERE s.id = (v_step ->> 'schedule_id')::bigint),
-                                    public._monitoring_shift_number(
-                                        (SELECT s FROM public.monitoring_oncall_schedules AS s WHERE s.id = (v_step ->> 'schedule_id')::bigint),
-                                        p_at) + 1)
-                                ELSE p_at
-                            END) AS w
-                    )
-                )
-            END;
-            v_person_of_step := v_person_of_step || jsonb_build_object(v_step::text, v_person.id);
+            IF NOT v_person_of_step ? v_step::text THEN
+                v_person_of_step := v_person_of_step
+                    || jsonb_build_object(v_step::text, public._monitoring_step_person(v_step, p_at));
             END IF;
+            SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
+            WHERE pp.id = (v_person_of_step ->> v_step::text)::bigint;
             IF v_person.id IS NOT NULL THEN
                 -- the target names the cycle and step, so a step is notified once whatever races it
                 INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target, context)
@@ -1107,6 +1088,33 @@ $$;
 
 
 --
+-- Name: _monitoring_step_person(jsonb, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_step_person(p_step jsonb, p_at timestamp with time zone) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_schedule public.monitoring_oncall_schedules;
+    v_at timestamptz := p_at;
+BEGIN
+    IF p_step ->> 'target_type' = 'person' THEN
+        RETURN (p_step ->> 'person_id')::bigint;
+    END IF;
+    SELECT * INTO v_schedule FROM public.monitoring_oncall_schedules AS s WHERE s.id = (p_step ->> 'schedule_id')::bigint;
+    IF p_step ->> 'target_type' = 'schedule_next' THEN
+        v_at := public._monitoring_shift_start(v_schedule, public._monitoring_shift_number(v_schedule, p_at) + 1);
+    END IF;
+    RETURN (
+        SELECT pp.id FROM public.monitoring_who_is_on_call(v_schedule.name, v_at) AS w
+        JOIN public.monitoring_people AS pp ON pp.name = w.person
+    );
+END
+$$;
+
+
+--
 -- Name: _monitoring_validate_rule(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1377,7 +1385,7 @@ COMMENT ON FUNCTION public.monitoring_claim_health_checks(p_limit integer) IS 'D
 CREATE FUNCTION public.monitoring_complete_deliveries(p_dispatcher text, p_results jsonb) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    AS $_$
 DECLARE
     v_recorded integer;
     v_unblocked boolean;
@@ -1433,12 +1441,15 @@ BEGIN
     INTO v_recorded, v_unblocked, v_failed_alert_ids
     FROM moved AS m;
 
-    -- the provider said wait (429): every dispatcher holds its sends to it until then
-    PERFORM public.monitoring_pause_provider(d.provider, max(r.retry_at))
-    FROM jsonb_to_recordset(p_results) AS r (delivery_id bigint, retry_at timestamptz, pause boolean)
-    JOIN public.monitoring_deliveries AS d ON d.id = r.delivery_id
-    WHERE r.pause AND r.retry_at IS NOT NULL
-    GROUP BY d.provider;
+    -- the provider said wait (429): every dispatcher holds its sends to it until then. Rare, so the results
+    -- are read a second time only when one asks for it.
+    IF jsonb_path_exists(p_results, '$[*] ? (@.pause == true)') THEN
+        PERFORM public.monitoring_pause_provider(d.provider, max(r.retry_at))
+        FROM jsonb_to_recordset(p_results) AS r (delivery_id bigint, retry_at timestamptz, pause boolean)
+        JOIN public.monitoring_deliveries AS d ON d.id = r.delivery_id
+        WHERE r.pause AND r.retry_at IS NOT NULL
+        GROUP BY d.provider;
+    END IF;
 
     -- a follow-up (acknowledge after trigger) waited for this one: wake every dispatcher for it
     IF v_unblocked THEN
@@ -1471,7 +1482,7 @@ BEGIN
     END LOOP;
     RETURN v_recorded;
 END
-$$;
+$_$;
 
 
 --
@@ -3863,6 +3874,13 @@ GRANT SELECT ON TABLE public.monitoring_alert_escalations TO monitoring_reader;
 --
 
 REVOKE ALL ON FUNCTION public._monitoring_step_at(p_escalation public.monitoring_alert_escalations, p_index integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_step_person(p_step jsonb, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_step_person(p_step jsonb, p_at timestamp with time zone) FROM PUBLIC;
 
 
 --

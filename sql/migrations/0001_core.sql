@@ -632,12 +632,15 @@ BEGIN
     INTO v_recorded, v_unblocked, v_failed_alert_ids
     FROM moved AS m;
 
-    -- the provider said wait (429): every dispatcher holds its sends to it until then
-    PERFORM public.monitoring_pause_provider(d.provider, max(r.retry_at))
-    FROM jsonb_to_recordset(p_results) AS r (delivery_id bigint, retry_at timestamptz, pause boolean)
-    JOIN public.monitoring_deliveries AS d ON d.id = r.delivery_id
-    WHERE r.pause AND r.retry_at IS NOT NULL
-    GROUP BY d.provider;
+    -- the provider said wait (429): every dispatcher holds its sends to it until then. Rare, so the results
+    -- are read a second time only when one asks for it.
+    IF jsonb_path_exists(p_results, '$[*] ? (@.pause == true)') THEN
+        PERFORM public.monitoring_pause_provider(d.provider, max(r.retry_at))
+        FROM jsonb_to_recordset(p_results) AS r (delivery_id bigint, retry_at timestamptz, pause boolean)
+        JOIN public.monitoring_deliveries AS d ON d.id = r.delivery_id
+        WHERE r.pause AND r.retry_at IS NOT NULL
+        GROUP BY d.provider;
+    END IF;
 
     -- a follow-up (acknowledge after trigger) waited for this one: wake every dispatcher for it
     IF v_unblocked THEN

@@ -308,6 +308,31 @@ AS $$
            + (p_escalation.steps -> (p_index % jsonb_array_length(p_escalation.steps)) ->> 'delay')::interval
 $$;
 
+-- Whom one escalation step pages at p_at: the named person, or the schedule's person now (schedule_current) or
+-- at the start of the next shift (schedule_next, the backup); overrides count either way.
+CREATE FUNCTION _monitoring_step_person(p_step jsonb, p_at timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_schedule public.monitoring_oncall_schedules;
+    v_at timestamptz := p_at;
+BEGIN
+    IF p_step ->> 'target_type' = 'person' THEN
+        RETURN (p_step ->> 'person_id')::bigint;
+    END IF;
+    SELECT * INTO v_schedule FROM public.monitoring_oncall_schedules AS s WHERE s.id = (p_step ->> 'schedule_id')::bigint;
+    IF p_step ->> 'target_type' = 'schedule_next' THEN
+        v_at := public._monitoring_shift_start(v_schedule, public._monitoring_shift_number(v_schedule, p_at) + 1);
+    END IF;
+    RETURN (
+        SELECT pp.id FROM public.monitoring_who_is_on_call(v_schedule.name, v_at) AS w
+        JOIN public.monitoring_people AS pp ON pp.name = w.person
+    );
+END
+$$;
+
 -- Run the due steps of the given escalations (all when p_alert_ids is NULL).
 CREATE FUNCTION _monitoring_escalate(p_at timestamptz, p_alert_ids bigint[] DEFAULT NULL)
 RETURNS integer
@@ -346,31 +371,12 @@ BEGIN
         WHILE v_esc.next_index < v_total AND public._monitoring_step_at(v_esc, v_esc.next_index) <= p_at LOOP
             v_step := v_esc.steps -> (v_esc.next_index % v_steps);
             v_level := (v_esc.next_index % v_steps) + 1;
-            IF v_person_of_step ? v_step::text THEN
-                SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
-                WHERE pp.id = (v_person_of_step ->> v_step::text)::bigint;
-            ELSE
-            SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
-            WHERE pp.id = CASE v_step ->> 'target_type'
-                WHEN 'person' THEN (v_step ->> 'person_id')::bigint
-                ELSE (
-                    SELECT pp2.id FROM public.monitoring_people AS pp2
-                    WHERE pp2.name = (
-                        SELECT w.person FROM public.monitoring_who_is_on_call(
-                            (SELECT s.name FROM public.monitoring_oncall_schedules AS s WHERE s.id = (v_step ->> 'schedule_id')::bigint),
-                            CASE v_step ->> 'target_type'
-                                WHEN 'schedule_next' THEN public._monitoring_shift_start(
-                                    (SELECT s FROM public.monitoring_oncall_schedules AS s WHERE s.id = (v_step ->> 'schedule_id')::bigint),
-                                    public._monitoring_shift_number(
-                                        (SELECT s FROM public.monitoring_oncall_schedules AS s WHERE s.id = (v_step ->> 'schedule_id')::bigint),
-                                        p_at) + 1)
-                                ELSE p_at
-                            END) AS w
-                    )
-                )
-            END;
-            v_person_of_step := v_person_of_step || jsonb_build_object(v_step::text, v_person.id);
+            IF NOT v_person_of_step ? v_step::text THEN
+                v_person_of_step := v_person_of_step
+                    || jsonb_build_object(v_step::text, public._monitoring_step_person(v_step, p_at));
             END IF;
+            SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
+            WHERE pp.id = (v_person_of_step ->> v_step::text)::bigint;
             IF v_person.id IS NOT NULL THEN
                 -- the target names the cycle and step, so a step is notified once whatever races it
                 INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target, context)
