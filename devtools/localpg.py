@@ -85,27 +85,37 @@ class LocalServer:
             PG_BIN / "initdb", "-D", self.data_dir, "-U", SUPERUSER, "--auth=trust",
             "--encoding=UTF8", "--locale=C.UTF-8",
         )
+
+    def _write_settings(self) -> None:
+        """Rewritten before every start, so a cluster made by an older checkout gets today's settings."""
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(self.port),
             "unix_socket_directories": f"'{self.base_dir}'",
             "shared_preload_libraries": "'pg_cron'",
             "cron.database_name": f"'{CRON_DATABASE}'",
-            # background workers need no libpq login, so cron jobs work whatever pg_hba says
-            "cron.use_background_workers": "on",
+            # libpq mode, pg_cron's default: each job is a client session, so the SET statement_timeout that
+            # opens a SQL rule's job is enforced (background workers never arm the timer); the socket needs no
+            # password under the trust auth initdb set up
+            "cron.use_background_workers": "off",
+            "cron.host": f"'{self.base_dir}'",
             "max_worker_processes": "32",
             "max_connections": "200",
             "fsync": "off" if self.name == "test" else "on",
             "log_min_messages": "warning",
         }
-        conf = "".join(f"{key} = {value}\n" for key, value in settings.items())
+        conf = "# written by devtools/localpg.py at every start\n"
+        conf += "".join(f"{key} = {value}\n" for key, value in settings.items())
         conf_path = self.data_dir / "postgresql.auto.conf"
-        with open(conf_path, "a") as handle:
-            handle.write(conf)
+        conf_path.write_text(conf)
+        if self.as_root:
+            account = pwd.getpwnam("postgres")
+            os.chown(conf_path, account.pw_uid, account.pw_gid)
 
     def start(self) -> None:
         self.init()
         if not self.is_running():
+            self._write_settings()
             if _port_in_use(self.port):
                 raise RuntimeError(
                     f"port {self.port} is taken by another server (another checkout's {self.name} server?); "

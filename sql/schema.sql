@@ -423,12 +423,14 @@ CREATE TABLE public.monitoring_alert_rules (
     last_observed double precision,
     last_error text,
     last_error_at timestamp with time zone,
+    query_timeout interval DEFAULT '00:00:05'::interval NOT NULL,
     CONSTRAINT aggregate_is_known CHECK ((aggregate = ANY (ARRAY['avg'::text, 'min'::text, 'max'::text, 'sum'::text, 'last'::text, 'p50'::text, 'p95'::text, 'p99'::text]))),
     CONSTRAINT baseline_min_is_positive CHECK ((baseline_min >= 1)),
     CONSTRAINT clear_after_is_not_negative CHECK ((clear_after >= '00:00:00'::interval)),
     CONSTRAINT comparison_is_known CHECK ((comparison = ANY (ARRAY['>'::text, '>='::text, '<'::text, '<='::text]))),
     CONSTRAINT evaluate_every_is_positive CHECK ((evaluate_every > '00:00:00'::interval)),
     CONSTRAINT min_samples_is_positive CHECK ((min_samples >= 1)),
+    CONSTRAINT query_timeout_is_sensible CHECK (((query_timeout >= '00:00:00.01'::interval) AND (query_timeout <= '00:10:00'::interval))),
     CONSTRAINT rule_name_is_simple CHECK ((rule_name ~ '^[a-z][a-z0-9_]{0,62}$'::text)),
     CONSTRAINT rule_type_is_known CHECK ((rule_type = ANY (ARRAY['count'::text, 'aggregate'::text, 'spike'::text, 'absence'::text, 'sql'::text]))),
     CONSTRAINT window_is_sensible CHECK (((window_size > '00:00:00'::interval) AND (window_size <= '7 days'::interval)))
@@ -457,6 +459,13 @@ been clear for clear_after. Alerts carry alert_type = rule_name.';
 --
 
 COMMENT ON COLUMN public.monitoring_alert_rules.last_error IS 'Why the last evaluation failed (cleared when one succeeds).';
+
+
+--
+-- Name: COLUMN monitoring_alert_rules.query_timeout; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_alert_rules.query_timeout IS 'sql rules: how long the query may run in its pg_cron job before it is canceled and recorded as an error.';
 
 
 --
@@ -545,29 +554,116 @@ $$;
 
 
 --
+-- Name: _monitoring_evaluate_rule_isolated(public.monitoring_alert_rules, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_evaluate_rule_isolated(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) RETURNS TABLE(group_key jsonb, observed double precision, fired boolean, alert_id bigint, error text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_row record;
+    v_any boolean := FALSE;
+    v_max double precision;
+    v_error text;
+BEGIN
+    BEGIN
+        FOR v_row IN SELECT * FROM public._monitoring_evaluate_rule(p_rule, p_at) LOOP
+            group_key := v_row.group_key; observed := v_row.observed; fired := v_row.fired;
+            alert_id := v_row.alert_id; error := NULL;
+            v_any := TRUE;
+            v_max := greatest(v_max, v_row.observed);
+            RETURN NEXT;
+        END LOOP;
+        UPDATE public.monitoring_alert_rules AS r
+        SET last_evaluated_at = p_at, last_error = NULL, last_error_at = NULL, last_observed = v_max
+        WHERE r.id = p_rule.id;
+        IF p_rule.last_error IS NOT NULL THEN
+            PERFORM public.monitoring_resolve_alert(a.id, 'pgalert', 'the rule evaluates again', FALSE, p_at)
+            FROM public.monitoring_alerts AS a
+            WHERE a.dedup_key = 'rule_evaluation_error:' || p_rule.rule_name AND a.status <> 'resolved';
+        END IF;
+        IF NOT v_any THEN
+            group_key := NULL; observed := NULL; fired := FALSE; alert_id := NULL; error := NULL;
+            RETURN NEXT;
+        END IF;
+        RETURN;
+    EXCEPTION
+        WHEN query_canceled THEN
+            RESET ROLE;
+            -- a sql rule's own statement_timeout; any other cancel belongs to the caller
+            IF p_rule.rule_type <> 'sql' THEN
+                RAISE;
+            END IF;
+            v_error := format('query canceled after running longer than its query_timeout (%s)', p_rule.query_timeout);
+        WHEN OTHERS THEN
+            RESET ROLE;
+            v_error := SQLERRM;
+    END;
+    UPDATE public.monitoring_alert_rules AS r
+    SET last_evaluated_at = p_at, last_error = v_error, last_error_at = p_at
+    WHERE r.id = p_rule.id;
+    alert_id := public.monitoring_raise_alert(
+        'rule_evaluation_error', 'warning', left('Rule ' || p_rule.rule_name || ' failed: ' || v_error, 500),
+        'The rule was skipped; the other rules still ran. Fix it in monitoring_alert_rules.',
+        p_rule.rule_name, 'rule_evaluation_error:' || p_rule.rule_name,
+        jsonb_build_object('rule', p_rule.rule_name, 'error', v_error), p_at, p_at
+    );
+    group_key := NULL; observed := NULL; fired := FALSE; error := v_error;
+    RETURN NEXT;
+END
+$$;
+
+
+--
 -- Name: _monitoring_events_after_insert(); Type: FUNCTION; Schema: public; Owner: -
 --
 
 CREATE FUNCTION public._monitoring_events_after_insert() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    AS $_$
 DECLARE
     v_rule public.monitoring_alert_rules;
+    v_at timestamptz := now();
+    v_group text;
+    v_needed bigint;
+    v_crossed boolean;
 BEGIN
     FOR v_rule IN
         SELECT r.* FROM public.monitoring_alert_rules AS r
         WHERE r.enabled AND r.rule_type = 'count' AND r.comparison IN ('>', '>=')
           AND r.event_type IN (SELECT DISTINCT e.event_type FROM new_events AS e)
-          -- an ungrouped rule whose alert is open has nothing to add until the minute evaluation
-          AND NOT (cardinality(r.group_by) = 0 AND EXISTS (
-              SELECT FROM public._monitoring_rule_state AS s
-              JOIN public.monitoring_alerts AS a ON a.id = s.alert_id
-              WHERE s.rule_id = r.id AND a.status <> 'resolved'
-          ))
     LOOP
+        v_group := CASE
+            WHEN cardinality(v_rule.group_by) = 0 THEN '''{}''::jsonb'
+            ELSE 'jsonb_build_object(' || (
+                SELECT string_agg(format('%L, e.labels -> %L', k, k), ', ') FROM unnest(v_rule.group_by) AS k
+            ) || ')'
+        END;
         BEGIN
-            PERFORM FROM public._monitoring_evaluate_rule(v_rule, now(), TRUE);
+            -- the fewest events that meet the threshold: no count needs to go further
+            v_needed := CASE v_rule.comparison
+                WHEN '>' THEN floor(least(v_rule.threshold, 1e15))::bigint + 1
+                ELSE greatest(ceil(least(v_rule.threshold, 1e15))::bigint, 1)
+            END;
+            EXECUTE format(
+                'SELECT EXISTS ('
+                '  SELECT FROM (SELECT DISTINCT %1$s AS g FROM new_events AS e '
+                '               WHERE e.event_type = $1 AND e.occurred_at > $2 AND e.occurred_at <= $3) AS touched '
+                '  WHERE NOT EXISTS (SELECT FROM public._monitoring_rule_state AS s '
+                '                    JOIN public.monitoring_alerts AS a ON a.id = s.alert_id '
+                '                    WHERE s.rule_id = $4 AND s.group_key = touched.g AND a.status <> ''resolved'') '
+                '    AND (SELECT count(*) FROM (SELECT FROM public.monitoring_events AS e '
+                '                               WHERE e.event_type = $1 AND e.occurred_at > $2 AND e.occurred_at <= $3 '
+                '                                 AND %1$s = touched.g LIMIT $5) AS seen) >= $5)',
+                v_group)
+            INTO v_crossed
+            USING v_rule.event_type, v_at - v_rule.window_size, v_at, v_rule.id, v_needed;
+            IF v_crossed THEN
+                -- rare (once per alert opened): the exact evaluation decides, for every group of the rule
+                PERFORM FROM public._monitoring_evaluate_rule(v_rule, v_at, TRUE);
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             -- never fail the writer's INSERT: the minute evaluation records the error
             NULL;
@@ -575,7 +671,7 @@ BEGIN
     END LOOP;
     RETURN NULL;
 END
-$$;
+$_$;
 
 
 --
@@ -1115,6 +1211,38 @@ $$;
 
 
 --
+-- Name: _monitoring_sync_sql_rule_job(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_sync_sql_rule_job() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM public.monitoring_schedules AS s WHERE s.rule_name = OLD.rule_name;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- a rename has already cascaded to the row, so it may carry either name
+        DELETE FROM public.monitoring_schedules AS s WHERE s.rule_name IN (OLD.rule_name, NEW.rule_name);
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.rule_type = 'sql' AND NEW.enabled THEN
+        INSERT INTO public.monitoring_schedules (job_name, schedule, command, description, rule_name)
+        VALUES (
+            'pgalert_rule_' || NEW.rule_name, '* * * * *',
+            format('SET statement_timeout = ''%sms''; SELECT monitoring_evaluate_sql_rule(%L)',
+                   round(extract(epoch FROM NEW.query_timeout) * 1000)::bigint, NEW.rule_name),
+            format('Every minute: the sql rule %s, due every %s, canceled after %s.',
+                   NEW.rule_name, NEW.evaluate_every, NEW.query_timeout),
+            NEW.rule_name
+        );
+    END IF;
+    PERFORM public.monitoring_install_schedules();
+    RETURN NULL;
+END
+$$;
+
+
+--
 -- Name: _monitoring_validate_rule(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1518,78 +1646,82 @@ with url env:PRODUCTION_URL).';
 
 
 --
--- Name: monitoring_evaluate_alert_rules(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+-- Name: monitoring_evaluate_alert_rules(timestamp with time zone, boolean); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone DEFAULT now()) RETURNS TABLE(rule_name text, group_key jsonb, observed double precision, threshold double precision, fired boolean, alert_id bigint, error text)
+CREATE FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone DEFAULT now(), p_sql_rules boolean DEFAULT true) RETURNS TABLE(rule_name text, group_key jsonb, observed double precision, threshold double precision, fired boolean, alert_id bigint, error text)
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
     v_rule public.monitoring_alert_rules;
-    v_row record;
-    v_any boolean;
-    v_max double precision;
 BEGIN
     FOR v_rule IN
         SELECT * FROM public.monitoring_alert_rules AS r
         WHERE r.enabled
+          AND (p_sql_rules OR r.rule_type <> 'sql')
           -- a second of slack: pg_cron starts a little after the minute
           AND (r.last_evaluated_at IS NULL OR r.last_evaluated_at + r.evaluate_every <= p_at + interval '1 second')
         ORDER BY r.rule_name
         FOR UPDATE SKIP LOCKED  -- two evaluations at once share the rules instead of doubling them
     LOOP
-        rule_name := v_rule.rule_name; threshold := v_rule.threshold; error := NULL;
-        BEGIN
-            v_any := FALSE;
-            v_max := NULL;
-            FOR v_row IN SELECT * FROM public._monitoring_evaluate_rule(v_rule, p_at) LOOP
-                group_key := v_row.group_key; observed := v_row.observed; fired := v_row.fired; alert_id := v_row.alert_id;
-                v_any := TRUE;
-                v_max := greatest(v_max, v_row.observed);
-                RETURN NEXT;
-            END LOOP;
-            UPDATE public.monitoring_alert_rules AS r
-            SET last_evaluated_at = p_at, last_error = NULL, last_error_at = NULL, last_observed = v_max
-            WHERE r.id = v_rule.id;
-            IF v_rule.last_error IS NOT NULL THEN
-                PERFORM public.monitoring_resolve_alert(a.id, 'pgalert', 'the rule evaluates again', FALSE, p_at)
-                FROM public.monitoring_alerts AS a
-                WHERE a.dedup_key = 'rule_evaluation_error:' || v_rule.rule_name AND a.status <> 'resolved';
-            END IF;
-            IF NOT v_any THEN
-                group_key := NULL; observed := NULL; fired := FALSE; alert_id := NULL;
-                RETURN NEXT;
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            RESET ROLE;
-            error := SQLERRM;
-            UPDATE public.monitoring_alert_rules AS r
-            SET last_evaluated_at = p_at, last_error = SQLERRM, last_error_at = p_at
-            WHERE r.id = v_rule.id;
-            alert_id := public.monitoring_raise_alert(
-                'rule_evaluation_error', 'warning', left('Rule ' || v_rule.rule_name || ' failed: ' || SQLERRM, 500),
-                'The rule was skipped; the other rules still ran. Fix it in monitoring_alert_rules.',
-                v_rule.rule_name, 'rule_evaluation_error:' || v_rule.rule_name,
-                jsonb_build_object('rule', v_rule.rule_name, 'error', SQLERRM), p_at, p_at
-            );
-            group_key := NULL; observed := NULL; fired := FALSE;
-            RETURN NEXT;
-        END;
+        RETURN QUERY
+        SELECT v_rule.rule_name, i.group_key, i.observed, v_rule.threshold, i.fired, i.alert_id, i.error
+        FROM public._monitoring_evaluate_rule_isolated(v_rule, p_at) AS i;
     END LOOP;
 END
 $$;
 
 
 --
--- Name: FUNCTION monitoring_evaluate_alert_rules(p_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+-- Name: FUNCTION monitoring_evaluate_alert_rules(p_at timestamp with time zone, p_sql_rules boolean); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone) IS 'Evaluate every enabled rule that is due (evaluate_every since its last run) at p_at: fire one alert per rule
+COMMENT ON FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone, p_sql_rules boolean) IS 'Evaluate every enabled rule that is due (evaluate_every since its last run) at p_at: fire one alert per rule
 and group whose condition holds (deduplicated: one open alert per rule and group), resolve alerts whose
 condition has been clear for clear_after. One row per rule and group: observed value, threshold, whether it
 fired now, the alert id, and the error if the rule failed (it then raises rule_evaluation_error and the other
-rules still run). pg_cron runs it every minute.';
+rules still run). pg_cron runs it every minute with p_sql_rules => FALSE, because each sql rule has its own job
+(monitoring_evaluate_sql_rule); called by hand it runs sql rules too, under the session''s statement_timeout.';
+
+
+--
+-- Name: monitoring_evaluate_sql_rule(text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_evaluate_sql_rule(p_rule_name text, p_at timestamp with time zone DEFAULT now()) RETURNS TABLE(rule_name text, group_key jsonb, observed double precision, fired boolean, alert_id bigint, error text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_rule public.monitoring_alert_rules;
+BEGIN
+    SELECT * INTO v_rule FROM public.monitoring_alert_rules AS r WHERE r.rule_name = p_rule_name;
+    IF NOT FOUND OR v_rule.rule_type <> 'sql' THEN
+        RAISE EXCEPTION 'no sql rule named %', coalesce(quote_literal(p_rule_name), 'NULL')
+            USING ERRCODE = 'no_data_found', HINT = 'SELECT rule_name FROM monitoring_alert_rules WHERE rule_type = ''sql''';
+    END IF;
+    SELECT * INTO v_rule FROM public.monitoring_alert_rules AS r
+    WHERE r.id = v_rule.id AND r.enabled
+      AND (r.last_evaluated_at IS NULL OR r.last_evaluated_at + r.evaluate_every <= p_at + interval '1 second')
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;  -- disabled, not due, or being evaluated right now
+    END IF;
+    RETURN QUERY
+    SELECT v_rule.rule_name, i.group_key, i.observed, i.fired, i.alert_id, i.error
+    FROM public._monitoring_evaluate_rule_isolated(v_rule, p_at) AS i;
+END
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_evaluate_sql_rule(p_rule_name text, p_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_evaluate_sql_rule(p_rule_name text, p_at timestamp with time zone) IS 'Evaluate one sql rule if it is enabled and due, as its pg_cron job does after SET statement_timeout (the
+rule''s query_timeout): a query canceled by the timeout is recorded on the rule and raised as
+rule_evaluation_error, like any other failure. Rows as monitoring_evaluate_alert_rules.';
 
 
 --
@@ -1759,6 +1891,18 @@ BEGIN
         PERFORM cron.schedule(v_job.job_name, v_job.schedule, v_job.command);
         v_count := v_count + 1;
     END LOOP;
+    -- the jobs of sql rules deleted, disabled or turned into another type
+    PERFORM cron.unschedule(j.jobid)
+    FROM cron.job AS j
+    WHERE j.jobname LIKE 'pgalert\_rule\_%'
+      AND j.database = current_database()
+      AND NOT EXISTS (SELECT FROM public.monitoring_schedules AS s WHERE s.job_name = j.jobname);
+    IF current_setting('cron.use_background_workers', TRUE) = 'on'
+       AND EXISTS (SELECT FROM public.monitoring_schedules AS s WHERE s.rule_name IS NOT NULL) THEN
+        RAISE WARNING 'pg_cron runs jobs in background workers here, which never arm statement_timeout: '
+                      'sql rules run in their own jobs, but their query_timeout is not enforced'
+            USING HINT = 'set cron.use_background_workers = off (libpq mode) and let cron.host reach this server';
+    END IF;
     RETURN v_count;
 END
 $$;
@@ -1768,8 +1912,9 @@ $$;
 -- Name: FUNCTION monitoring_install_schedules(); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.monitoring_install_schedules() IS 'Create or update a pg_cron job for every row of monitoring_schedules; returns how many. Without pg_cron in
-this database it schedules nothing, says so in a NOTICE, and returns 0.';
+COMMENT ON FUNCTION public.monitoring_install_schedules() IS 'Create or update a pg_cron job for every row of monitoring_schedules, and remove the jobs of sql rules that no
+longer have a row; returns how many jobs it scheduled. Without pg_cron in this database it schedules nothing,
+says so in a NOTICE, and returns 0.';
 
 
 --
@@ -2843,7 +2988,8 @@ CREATE TABLE public.monitoring_schedules (
     schedule text NOT NULL,
     command text NOT NULL,
     description text DEFAULT ''::text NOT NULL,
-    CONSTRAINT command_is_one_select CHECK ((command ~ '^SELECT [a-z_]+\(.*\)$'::text))
+    rule_name text,
+    CONSTRAINT command_is_one_call CHECK ((command ~ '^(SET statement_timeout = ''[0-9]+ms''; )?SELECT [a-z_]+\(.*\)$'::text))
 );
 
 
@@ -2853,6 +2999,13 @@ CREATE TABLE public.monitoring_schedules (
 
 COMMENT ON TABLE public.monitoring_schedules IS 'The pg_cron jobs pgalert needs. Each command is a one-line call of a tested function; edit the schedule here
 and run monitoring_install_schedules() to apply it.';
+
+
+--
+-- Name: COLUMN monitoring_schedules.rule_name; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_schedules.rule_name IS 'Set on the job of a sql rule; kept by pgalert as the rule is written, so edit the rule, not this row.';
 
 
 --
@@ -3179,6 +3332,14 @@ ALTER TABLE ONLY public.monitoring_schedules
 
 
 --
+-- Name: monitoring_schedules monitoring_schedules_rule_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_schedules
+    ADD CONSTRAINT monitoring_schedules_rule_name_key UNIQUE (rule_name);
+
+
+--
 -- Name: monitoring_settings monitoring_settings_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -3293,6 +3454,13 @@ CREATE UNIQUE INDEX one_sla_target_per_scope ON public.monitoring_sla_targets US
 --
 
 ALTER INDEX public.monitoring_events_type_time ATTACH PARTITION public.monitoring_events_default_event_type_occurred_at_value_idx;
+
+
+--
+-- Name: monitoring_alert_rules monitoring_alert_rules_sql_job; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_alert_rules_sql_job AFTER INSERT OR DELETE OR UPDATE OF rule_name, rule_type, enabled, query_timeout, evaluate_every ON public.monitoring_alert_rules FOR EACH ROW EXECUTE FUNCTION public._monitoring_sync_sql_rule_job();
 
 
 --
@@ -3485,6 +3653,14 @@ ALTER TABLE ONLY public.monitoring_routes
 
 
 --
+-- Name: monitoring_schedules monitoring_schedules_rule_name_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_schedules
+    ADD CONSTRAINT monitoring_schedules_rule_name_fkey FOREIGN KEY (rule_name) REFERENCES public.monitoring_alert_rules(rule_name) ON UPDATE CASCADE ON DELETE CASCADE;
+
+
+--
 -- Name: monitoring_sla_metrics monitoring_sla_metrics_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -3659,6 +3835,13 @@ GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_alert_rules TO monitoring_
 --
 
 REVOKE ALL ON FUNCTION public._monitoring_evaluate_rule(p_rule public.monitoring_alert_rules, p_at timestamp with time zone, p_fire_only boolean) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_evaluate_rule_isolated(p_rule public.monitoring_alert_rules, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_evaluate_rule_isolated(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) FROM PUBLIC;
 
 
 --
@@ -3881,6 +4064,13 @@ REVOKE ALL ON FUNCTION public._monitoring_step_at(p_escalation public.monitoring
 --
 
 REVOKE ALL ON FUNCTION public._monitoring_step_person(p_step jsonb, p_at timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_sync_sql_rule_job(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_sync_sql_rule_job() FROM PUBLIC;
 
 
 --
@@ -5144,11 +5334,19 @@ GRANT ALL ON FUNCTION public.monitoring_ensure_health_check(p_name text, p_url t
 
 
 --
--- Name: FUNCTION monitoring_evaluate_alert_rules(p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION monitoring_evaluate_alert_rules(p_at timestamp with time zone, p_sql_rules boolean); Type: ACL; Schema: public; Owner: -
 --
 
-REVOKE ALL ON FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone) TO monitoring_admin;
+REVOKE ALL ON FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone, p_sql_rules boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_evaluate_alert_rules(p_at timestamp with time zone, p_sql_rules boolean) TO monitoring_admin;
+
+
+--
+-- Name: FUNCTION monitoring_evaluate_sql_rule(p_rule_name text, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_evaluate_sql_rule(p_rule_name text, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_evaluate_sql_rule(p_rule_name text, p_at timestamp with time zone) TO monitoring_admin;
 
 
 --

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import time
 import uuid
 
 import psycopg
@@ -119,13 +120,44 @@ def test_without_pg_cron_jobs_are_listed_and_a_notice_says_so(conn):
     assert conn.execute("SELECT count(*) > 0 FROM monitoring_schedules").fetchone() == (True,)
 
 
-def test_with_pg_cron_the_migrations_schedule_their_jobs():
-    """Runs in the server's cron.database_name, recreated empty so the jobs can only come from this run."""
-    with psycopg.connect(SERVER.url("postgres"), autocommit=True) as admin:
-        admin.execute('DROP DATABASE IF EXISTS pgalert WITH (FORCE)')
-        admin.execute('CREATE DATABASE pgalert')
+@pytest.fixture
+def cron_db():
+    """The server's cron.database_name, emptied so its jobs can only come from the test. Emptied in place:
+    dropping the database stops pg_cron's scheduler, and recreating the extension leaves it reading a stale
+    job list, both until the server restarts."""
     with psycopg.connect(SERVER.url("pgalert"), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pg_cron")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")  # it lives in schema public, so public stays
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+        conn.execute("""
+            DO $$
+            DECLARE v_drop text;
+            BEGIN
+                FOR v_drop IN
+                    SELECT format('DROP EXTENSION %I CASCADE', extname) FROM pg_extension
+                    WHERE extname NOT IN ('pg_cron', 'plpgsql')
+                    UNION ALL
+                    SELECT format('DROP %s IF EXISTS %s CASCADE', CASE relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, oid::regclass)
+                    FROM pg_class
+                    WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v') AND NOT relispartition
+                      AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = pg_class.oid AND deptype = 'e')
+                LOOP
+                    EXECUTE v_drop;
+                END LOOP;
+                FOR v_drop IN
+                    SELECT format('DROP ROUTINE IF EXISTS %s CASCADE', oid::regprocedure) FROM pg_proc
+                    WHERE pronamespace = 'public'::regnamespace
+                      AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = pg_proc.oid AND deptype = 'e')
+                LOOP
+                    EXECUTE v_drop;
+                END LOOP;
+            END
+            $$""")
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace").fetchone() == (0,)
+    return SERVER.url("pgalert")
+
+
+def test_with_pg_cron_the_migrations_schedule_their_jobs(cron_db):
+    with psycopg.connect(cron_db, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM cron.job").fetchone() == (0,)
         migrate(conn, log=lambda *_: None)
         jobs = dict(conn.execute("SELECT jobname, command FROM cron.job").fetchall())
@@ -133,3 +165,25 @@ def test_with_pg_cron_the_migrations_schedule_their_jobs():
         assert jobs == expected and expected
         assert conn.execute("SELECT monitoring_install_schedules()").fetchone() == (len(expected),)
         assert conn.execute("SELECT count(*) FROM cron.job").fetchone() == (len(expected),)  # replaced, not added
+
+
+def test_pg_cron_runs_a_sql_rule_in_its_own_job_and_cancels_it_at_its_query_timeout(cron_db):
+    """The real thing, once: pg_cron (libpq mode) starts the job at the next minute; up to 70 s."""
+    with psycopg.connect(cron_db, autocommit=True) as conn:
+        migrate(conn, log=lambda *_: None)
+        conn.execute("""INSERT INTO monitoring_alert_rules (rule_name, rule_type, query, query_timeout, severity)
+                        VALUES ('sleepy', 'sql', 'SELECT 1 AS value FROM pg_sleep(30)', '1 second', 'info')""")
+        job = conn.execute("SELECT jobid FROM cron.job WHERE jobname = 'pgalert_rule_sleepy'").fetchone()
+        assert job is not None
+        deadline = time.monotonic() + 70
+        while time.monotonic() < deadline:
+            run = conn.execute("SELECT status, return_message FROM cron.job_run_details "
+                               "WHERE jobid = %s AND status IN ('succeeded', 'failed')", job).fetchone()
+            if run:
+                break
+            time.sleep(0.5)
+        assert run == ("succeeded", "1 row")  # the cancel was caught and recorded, not a failed job
+        error = conn.execute("SELECT last_error FROM monitoring_alert_rules WHERE rule_name = 'sleepy'").fetchone()[0]
+        assert error == "query canceled after running longer than its query_timeout (00:00:01)"
+        conn.execute("DELETE FROM monitoring_alert_rules WHERE rule_name = 'sleepy'")
+        assert conn.execute("SELECT count(*) FROM cron.job WHERE jobname = 'pgalert_rule_sleepy'").fetchone() == (0,)

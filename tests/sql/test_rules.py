@@ -157,6 +157,48 @@ def test_sql_rule_fires_per_row_as_the_restricted_role(conn):
     assert conn.execute("SELECT message FROM monitoring_alerts").fetchone()[0].startswith("refund over 1000")
 
 
+SLEEPY_RULE = """INSERT INTO monitoring_alert_rules (rule_name, rule_type, query, query_timeout, severity)
+                   VALUES ('sleepy', 'sql', 'SELECT 1 AS value FROM pg_sleep(3)', '200 ms', 'info')"""
+
+
+def test_a_sql_rule_gets_its_own_job_which_enforces_its_query_timeout(conn):
+    conn.execute(SLEEPY_RULE)
+    command, rule = conn.execute("SELECT command, rule_name FROM monitoring_schedules "
+                                 "WHERE job_name = 'pgalert_rule_sleepy'").fetchone()
+    assert (command, rule) == ("SET statement_timeout = '200ms'; SELECT monitoring_evaluate_sql_rule('sleepy')", "sleepy")
+    conn.execute(command)  # no parameters: one simple query, as pg_cron sends it in libpq mode
+    error = conn.execute("SELECT last_error FROM monitoring_alert_rules WHERE rule_name = 'sleepy'").fetchone()[0]
+    assert error == "query canceled after running longer than its query_timeout (00:00:00.2)"
+    assert ("rule_evaluation_error", "warning", "open", "sleepy") in alerts(conn)
+    assert conn.execute("SELECT count(*) FROM monitoring_alerts WHERE alert_type = 'sleepy'").fetchone() == (0,)
+
+
+def test_the_minute_job_leaves_sql_rules_to_their_own_jobs(conn):
+    conn.execute("""INSERT INTO monitoring_alert_rules (rule_name, rule_type, query, severity)
+                    VALUES ('quick', 'sql', 'SELECT 1 AS value', 'info')""")
+    minute_job = conn.execute("SELECT command FROM monitoring_schedules WHERE job_name = 'pgalert_evaluate_rules'").fetchone()[0]
+    names = [r[0] for r in conn.execute(minute_job.replace("SELECT ", "SELECT * FROM ", 1)).fetchall()]
+    assert names == SEED_RULES
+    assert [r[0] for r in conn.execute("SELECT * FROM monitoring_evaluate_sql_rule('quick')").fetchall()] == ["quick"]
+    assert conn.execute("SELECT count(*) FROM monitoring_alerts WHERE alert_type = 'quick'").fetchone() == (1,)
+    # by hand, every due rule runs, sql rules included
+    assert "quick" in [r[0] for r in evaluate(conn, dt.datetime.now(dt.UTC) + 2 * M)]
+
+
+def test_a_sql_rule_job_follows_its_rule(conn):
+    conn.execute(SLEEPY_RULE)
+    jobs = lambda: conn.execute("SELECT job_name, rule_name FROM monitoring_schedules WHERE rule_name IS NOT NULL").fetchall()  # noqa: E731
+    conn.execute("UPDATE monitoring_alert_rules SET rule_name = 'drowsy' WHERE rule_name = 'sleepy'")
+    assert jobs() == [("pgalert_rule_drowsy", "drowsy")]
+    conn.execute("UPDATE monitoring_alert_rules SET enabled = FALSE")
+    assert jobs() == []
+    conn.execute("UPDATE monitoring_alert_rules SET enabled = TRUE")
+    conn.execute("UPDATE monitoring_alert_rules SET last_evaluated_at = now()")  # evaluation leaves jobs alone
+    assert jobs() == [("pgalert_rule_drowsy", "drowsy")]
+    conn.execute("DELETE FROM monitoring_alert_rules WHERE rule_name = 'drowsy'")
+    assert jobs() == []
+
+
 @pytest.mark.parametrize(("values", "message"), [
     ("('r', 'count', NULL, 3, NULL, 'critical')", "a count rule needs event_type"),
     ("('r', 'count', 'x', NULL, NULL, 'critical')", "a count rule needs a threshold"),
