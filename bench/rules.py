@@ -113,7 +113,16 @@ def run(fresh_database, report, percentile) -> None:
                f"no triggers {plain:,.0f}/s = {with_rules / plain:.2f}", "goal >= 0.7")
         conn.execute("UPDATE monitoring_alert_rules SET enabled = TRUE")
         with_rules, plain = ingest(conn)
-        report(f"event ingest, all {rules} rules (22 count rules on these types)", f"{with_rules:,.0f} events/s",
+        report(f"event ingest, all {rules} rules (22 count rules here, firing)", f"{with_rules:,.0f} events/s",
+               f"no triggers {plain:,.0f}/s = {with_rules / plain:.2f}", "goal >= 0.7")
+        # before running counts, the worst case: no count rule near its threshold, so every statement counted
+        # each rule's whole window (thousands of events per type by now)
+        conn.execute("SELECT monitoring_resolve_alert(id, 'bench', NULL, FALSE, "
+                     "greatest(now(), created_at, acknowledged_at)) FROM monitoring_alerts WHERE status <> 'resolved'")
+        conn.execute("UPDATE monitoring_alert_rules SET threshold = 1e6 "
+                     "WHERE rule_type = 'count' AND rule_name LIKE 'bench%'")
+        with_rules, plain = ingest(conn)
+        report(f"event ingest, all {rules} rules, none near its threshold", f"{with_rules:,.0f} events/s",
                f"no triggers {plain:,.0f}/s = {with_rules / plain:.2f}", "goal >= 0.7")
         latencies = detection(conn, observer)
         report("detection: crossing INSERT -> alert row, p50", f"{percentile(latencies, 50):.1f} ms", "", "")

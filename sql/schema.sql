@@ -256,6 +256,17 @@ $$;
 
 
 --
+-- Name: _monitoring_count_cell(interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_count_cell(p_window interval) RETURNS interval
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT make_interval(secs => greatest(10, floor(extract(EPOCH FROM p_window) / 60)))
+$$;
+
+
+--
 -- Name: _monitoring_deliveries_notify(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -622,56 +633,85 @@ $$;
 CREATE FUNCTION public._monitoring_events_after_insert() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $_$
+    AS $$
 DECLARE
-    v_rule public.monitoring_alert_rules;
     v_at timestamptz := now();
-    v_group text;
-    v_needed bigint;
-    v_crossed boolean;
+    v_rule_ids bigint[] := '{}';
+    v_groups jsonb[] := '{}';
+    v_rule public.monitoring_alert_rules;
 BEGIN
+    BEGIN
+        WITH added AS MATERIALIZED (
+            -- events of one type, label set and second first: a statement holds few of those, and the group key
+            -- is then computed once for each rather than once per event and rule
+            SELECT r.id AS rule_id, public._monitoring_group_key(r.group_by, e.labels) AS group_key, e.second,
+                   sum(e.events)::bigint AS events
+            FROM (
+                SELECT n.event_type, n.labels, date_trunc('second', n.occurred_at) AS second, count(*) AS events
+                FROM new_events AS n
+                WHERE n.occurred_at <= v_at
+                GROUP BY 1, 2, 3
+            ) AS e
+            JOIN public.monitoring_alert_rules AS r ON r.event_type = e.event_type
+            WHERE r.enabled AND r.rule_type = 'count' AND r.comparison IN ('>', '>=')
+              AND e.second + interval '1 second' > v_at - r.window_size  -- the cell reaches into the window
+            GROUP BY 1, 2, 3
+        ),
+        free AS MATERIALIZED (
+            -- a second's rows that no other open transaction holds; those it holds are skipped, never waited on
+            SELECT c.ctid AS row_id, a.rule_id, a.group_key, a.second, a.events
+            FROM added AS a
+            JOIN public._monitoring_rule_counts AS c
+                ON c.rule_id = a.rule_id AND c.group_key = a.group_key
+                AND c.until_at = a.second + interval '1 second' AND c.from_at = a.second
+            FOR UPDATE OF c SKIP LOCKED
+        ),
+        updated AS (
+            UPDATE public._monitoring_rule_counts AS c SET events = c.events + f.events
+            FROM (SELECT DISTINCT ON (f.rule_id, f.group_key, f.second) f.* FROM free AS f) AS f
+            WHERE c.ctid = f.row_id
+            RETURNING f.rule_id, f.group_key, f.second
+        ),
+        inserted AS (
+            INSERT INTO public._monitoring_rule_counts (rule_id, group_key, from_at, until_at, events)
+            SELECT a.rule_id, a.group_key, a.second, a.second + interval '1 second', a.events
+            FROM added AS a
+            WHERE NOT EXISTS (
+                SELECT FROM updated AS u
+                WHERE u.rule_id = a.rule_id AND u.group_key = a.group_key AND u.second = a.second
+            )
+        )
+        SELECT coalesce(array_agg(a.rule_id), '{}'), coalesce(array_agg(a.group_key), '{}')
+        INTO v_rule_ids, v_groups
+        FROM added AS a;
+    EXCEPTION WHEN OTHERS THEN
+        -- never fail the writer's INSERT: the minute evaluation still counts the events themselves
+        RETURN NULL;
+    END;
     FOR v_rule IN
         SELECT r.* FROM public.monitoring_alert_rules AS r
-        WHERE r.enabled AND r.rule_type = 'count' AND r.comparison IN ('>', '>=')
-          AND r.event_type IN (SELECT DISTINCT e.event_type FROM new_events AS e)
+        WHERE r.id IN (SELECT DISTINCT t.rule_id FROM unnest(v_rule_ids, v_groups) AS t (rule_id, group_key))
+          AND EXISTS (
+              SELECT FROM (SELECT DISTINCT t.group_key FROM unnest(v_rule_ids, v_groups) AS t (rule_id, group_key)
+                           WHERE t.rule_id = r.id) AS touched
+              WHERE NOT EXISTS (SELECT FROM public._monitoring_rule_state AS s
+                                JOIN public.monitoring_alerts AS a ON a.id = s.alert_id
+                                WHERE s.rule_id = r.id AND s.group_key = touched.group_key AND a.status <> 'resolved')
+                AND (SELECT CASE r.comparison WHEN '>' THEN sum(c.events) > r.threshold ELSE sum(c.events) >= r.threshold END
+                     FROM public._monitoring_rule_counts AS c
+                     WHERE c.rule_id = r.id AND c.group_key = touched.group_key AND c.until_at > v_at - r.window_size)
+          )
     LOOP
-        v_group := CASE
-            WHEN cardinality(v_rule.group_by) = 0 THEN '''{}''::jsonb'
-            ELSE 'jsonb_build_object(' || (
-                SELECT string_agg(format('%L, e.labels -> %L', k, k), ', ') FROM unnest(v_rule.group_by) AS k
-            ) || ')'
-        END;
         BEGIN
-            -- the fewest events that meet the threshold: no count needs to go further
-            v_needed := CASE v_rule.comparison
-                WHEN '>' THEN floor(least(v_rule.threshold, 1e15))::bigint + 1
-                ELSE greatest(ceil(least(v_rule.threshold, 1e15))::bigint, 1)
-            END;
-            EXECUTE format(
-                'SELECT EXISTS ('
-                '  SELECT FROM (SELECT DISTINCT %1$s AS g FROM new_events AS e '
-                '               WHERE e.event_type = $1 AND e.occurred_at > $2 AND e.occurred_at <= $3) AS touched '
-                '  WHERE NOT EXISTS (SELECT FROM public._monitoring_rule_state AS s '
-                '                    JOIN public.monitoring_alerts AS a ON a.id = s.alert_id '
-                '                    WHERE s.rule_id = $4 AND s.group_key = touched.g AND a.status <> ''resolved'') '
-                '    AND (SELECT count(*) FROM (SELECT FROM public.monitoring_events AS e '
-                '                               WHERE e.event_type = $1 AND e.occurred_at > $2 AND e.occurred_at <= $3 '
-                '                                 AND %1$s = touched.g LIMIT $5) AS seen) >= $5)',
-                v_group)
-            INTO v_crossed
-            USING v_rule.event_type, v_at - v_rule.window_size, v_at, v_rule.id, v_needed;
-            IF v_crossed THEN
-                -- rare (once per alert opened): the exact evaluation decides, for every group of the rule
-                PERFORM FROM public._monitoring_evaluate_rule(v_rule, v_at, TRUE);
-            END IF;
+            -- rare (once per alert opened): the exact evaluation counts the events and decides
+            PERFORM FROM public._monitoring_evaluate_rule(v_rule, v_at, TRUE);
         EXCEPTION WHEN OTHERS THEN
-            -- never fail the writer's INSERT: the minute evaluation records the error
             NULL;
         END;
     END LOOP;
     RETURN NULL;
 END
-$_$;
+$$;
 
 
 --
@@ -854,6 +894,18 @@ $$;
 
 
 --
+-- Name: _monitoring_group_key(text[], jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_group_key(p_group_by text[], p_labels jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN cardinality(p_group_by) = 0 THEN '{}'::jsonb
+                ELSE (SELECT jsonb_object_agg(k, p_labels -> k) FROM unnest(p_group_by) AS k) END
+$$;
+
+
+--
 -- Name: _monitoring_normalize_severity(text); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -871,6 +923,35 @@ BEGIN
                 USING ERRCODE = 'check_violation',
                       HINT = 'severity must be one of critical (P0), warning (P1), info (P2)';
     END CASE;
+END
+$$;
+
+
+--
+-- Name: _monitoring_rebuild_rule_counts(public.monitoring_alert_rules, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_rebuild_rule_counts(p_rule public.monitoring_alert_rules, p_at timestamp with time zone DEFAULT now()) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_cell double precision := extract(EPOCH FROM public._monitoring_count_cell(p_rule.window_size));
+BEGIN
+    DELETE FROM public._monitoring_rule_counts AS c WHERE c.rule_id = p_rule.id;
+    IF NOT (p_rule.enabled AND p_rule.rule_type = 'count') THEN
+        RETURN;
+    END IF;
+    INSERT INTO public._monitoring_rule_counts (rule_id, group_key, from_at, until_at, events)
+    SELECT p_rule.id, w.group_key, w.cell, w.cell + make_interval(secs => v_cell), w.events
+    FROM (
+        SELECT public._monitoring_group_key(p_rule.group_by, e.labels) AS group_key,
+               to_timestamp(floor(extract(EPOCH FROM e.occurred_at) / v_cell) * v_cell) AS cell,
+               count(*) AS events
+        FROM public.monitoring_events AS e
+        WHERE e.event_type = p_rule.event_type AND e.occurred_at > p_at - p_rule.window_size AND e.occurred_at <= p_at
+        GROUP BY 1, 2
+    ) AS w;
 END
 $$;
 
@@ -913,6 +994,21 @@ CREATE FUNCTION public._monitoring_rule_alert_text(p_rule public.monitoring_aler
                                    coalesce(p_observed, 0), p_rule.event_type, p_rule.window_size, p_rule.threshold)
         ELSE p_rule.rule_name
     END
+$$;
+
+
+--
+-- Name: _monitoring_rule_counts_follow_rule(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_rule_counts_follow_rule() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM public._monitoring_rebuild_rule_counts(NEW);
+    RETURN NULL;
+END
 $$;
 
 
@@ -1504,6 +1600,58 @@ $$;
 --
 
 COMMENT ON FUNCTION public.monitoring_claim_health_checks(p_limit integer) IS 'Dispatchers only: take the due health checks and move each to its next run, so no other dispatcher runs it.';
+
+
+--
+-- Name: monitoring_compact_rule_counts(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.monitoring_compact_rule_counts(p_at timestamp with time zone DEFAULT now()) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    -- rows a writer still holds are left for the next run: compaction never waits on an app's transaction
+    DELETE FROM public._monitoring_rule_counts AS c
+    USING public.monitoring_alert_rules AS r
+    WHERE c.rule_id = r.id
+      AND c.until_at <= p_at - r.window_size
+      AND c.ctid IN (SELECT c2.ctid FROM public._monitoring_rule_counts AS c2 WHERE c2.rule_id = r.id FOR UPDATE SKIP LOCKED);
+    WITH cells AS (
+        SELECT r.id, extract(EPOCH FROM public._monitoring_count_cell(r.window_size)) AS secs
+        FROM public.monitoring_alert_rules AS r
+    ),
+    folded AS (
+        DELETE FROM public._monitoring_rule_counts AS c
+        USING cells
+        WHERE c.rule_id = cells.id
+          AND c.until_at <= p_at - interval '1 minute'
+          AND c.until_at - c.from_at < make_interval(secs => cells.secs)
+          AND c.ctid IN (SELECT c2.ctid FROM public._monitoring_rule_counts AS c2 WHERE c2.rule_id = cells.id FOR UPDATE SKIP LOCKED)
+        RETURNING c.rule_id, c.group_key, c.from_at, c.events, cells.secs
+    )
+    INSERT INTO public._monitoring_rule_counts (rule_id, group_key, from_at, until_at, events)
+    SELECT f.rule_id, f.group_key, f.cell, f.cell + make_interval(secs => f.secs), sum(f.events)
+    FROM (
+        SELECT folded.*, to_timestamp(floor(extract(EPOCH FROM folded.from_at) / folded.secs) * folded.secs) AS cell
+        FROM folded
+    ) AS f
+    GROUP BY f.rule_id, f.group_key, f.cell, f.secs;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+
+
+--
+-- Name: FUNCTION monitoring_compact_rule_counts(p_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.monitoring_compact_rule_counts(p_at timestamp with time zone) IS 'Keep the running counts of count rules small: fold rows older than a minute into cells of 1/60 of the rule''s
+window (at least 10 s) and drop rows no window reaches; returns how many folded rows it wrote. pg_cron runs it
+every minute. Rows held by an open transaction are left for the next run.';
 
 
 --
@@ -2429,6 +2577,20 @@ CREATE TABLE public._monitoring_pacing (
     provider text NOT NULL,
     theoretical_arrival timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL
 );
+
+
+--
+-- Name: _monitoring_rule_counts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public._monitoring_rule_counts (
+    rule_id bigint NOT NULL,
+    group_key jsonb NOT NULL,
+    from_at timestamp with time zone NOT NULL,
+    until_at timestamp with time zone NOT NULL,
+    events bigint NOT NULL
+)
+WITH (fillfactor='70');
 
 
 --
@@ -3380,6 +3542,13 @@ ALTER TABLE ONLY public.monitoring_oncall_overrides
 
 
 --
+-- Name: _monitoring_rule_counts_window; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX _monitoring_rule_counts_window ON public._monitoring_rule_counts USING btree (rule_id, group_key, until_at);
+
+
+--
 -- Name: monitoring_alert_escalations_due; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -3454,6 +3623,13 @@ CREATE UNIQUE INDEX one_sla_target_per_scope ON public.monitoring_sla_targets US
 --
 
 ALTER INDEX public.monitoring_events_type_time ATTACH PARTITION public.monitoring_events_default_event_type_occurred_at_value_idx;
+
+
+--
+-- Name: monitoring_alert_rules monitoring_alert_rules_counts; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_alert_rules_counts AFTER INSERT OR UPDATE OF rule_type, event_type, group_by, window_size, enabled ON public.monitoring_alert_rules FOR EACH ROW EXECUTE FUNCTION public._monitoring_rule_counts_follow_rule();
 
 
 --
@@ -3538,6 +3714,14 @@ CREATE CONSTRAINT TRIGGER schedule_has_participants AFTER INSERT OR UPDATE ON pu
 --
 
 CREATE CONSTRAINT TRIGGER schedule_keeps_participants AFTER DELETE OR UPDATE ON public.monitoring_oncall_participants DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public._monitoring_check_schedule('schedule_id');
+
+
+--
+-- Name: _monitoring_rule_counts _monitoring_rule_counts_rule_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public._monitoring_rule_counts
+    ADD CONSTRAINT _monitoring_rule_counts_rule_id_fkey FOREIGN KEY (rule_id) REFERENCES public.monitoring_alert_rules(id) ON DELETE CASCADE;
 
 
 --
@@ -3800,6 +3984,13 @@ REVOKE ALL ON FUNCTION public._monitoring_check_schedule() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION _monitoring_count_cell(p_window interval); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_count_cell(p_window interval) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION _monitoring_deliveries_notify(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -3966,10 +4157,24 @@ GRANT ALL ON FUNCTION public._monitoring_get_schedule(p_schedule text) TO monito
 
 
 --
+-- Name: FUNCTION _monitoring_group_key(p_group_by text[], p_labels jsonb); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_group_key(p_group_by text[], p_labels jsonb) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION _monitoring_normalize_severity(p_severity text); Type: ACL; Schema: public; Owner: -
 --
 
 REVOKE ALL ON FUNCTION public._monitoring_normalize_severity(p_severity text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_rebuild_rule_counts(p_rule public.monitoring_alert_rules, p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_rebuild_rule_counts(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) FROM PUBLIC;
 
 
 --
@@ -3986,6 +4191,13 @@ GRANT ALL ON FUNCTION public._monitoring_rotation_person(p_schedule public.monit
 --
 
 REVOKE ALL ON FUNCTION public._monitoring_rule_alert_text(p_rule public.monitoring_alert_rules, p_observed double precision) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_rule_counts_follow_rule(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_rule_counts_follow_rule() FROM PUBLIC;
 
 
 --
@@ -5315,6 +5527,14 @@ GRANT ALL ON FUNCTION public.monitoring_claim_deliveries(p_dispatcher text, p_li
 
 REVOKE ALL ON FUNCTION public.monitoring_claim_health_checks(p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.monitoring_claim_health_checks(p_limit integer) TO monitoring_dispatcher;
+
+
+--
+-- Name: FUNCTION monitoring_compact_rule_counts(p_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.monitoring_compact_rule_counts(p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.monitoring_compact_rule_counts(p_at timestamp with time zone) TO monitoring_admin;
 
 
 --

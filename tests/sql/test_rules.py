@@ -57,6 +57,48 @@ def test_a_count_rule_fires_from_the_insert_that_crosses_it(conn, connect):
     assert conn.execute("SELECT count(*) FROM monitoring_alerts").fetchone() == (1,)  # one open alert per rule
 
 
+def test_writers_adding_to_the_same_counts_never_wait_for_each_other(connect):
+    first, second = connect("monitoring_writer"), connect("monitoring_writer")
+    first.autocommit = second.autocommit = False
+    first.execute("INSERT INTO monitoring_events (event_type) VALUES ('payment_failure')")  # holds its counts
+    second.execute("SET lock_timeout = '2s'")
+    second.execute("INSERT INTO monitoring_events (event_type) SELECT 'payment_failure' FROM generate_series(1, 3)")
+    second.commit()
+    first.commit()
+    observer = connect()
+    assert observer.execute("SELECT count(*) FROM monitoring_alerts WHERE alert_type = 'payment_failure_critical'").fetchone() == (1,)
+    counted = observer.execute("SELECT sum(events) FROM _monitoring_rule_counts c JOIN monitoring_alert_rules r ON r.id = c.rule_id "
+                               "WHERE r.rule_name = 'payment_failure_critical'").fetchone()
+    assert counted == (4,)
+
+
+def test_compacting_counts_keeps_every_sum(conn):
+    conn.execute("""INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, threshold, group_by, severity)
+                    VALUES ('busy_hosts', 'count', 'request', 1e9, '{host}', 'info')""")
+    conn.execute("""INSERT INTO monitoring_events (event_type, labels, occurred_at)
+                    SELECT 'request', jsonb_build_object('host', 'web-' || g % 3), now() - make_interval(secs => g % 280)
+                    FROM generate_series(1, 900) AS g""")
+    sums = """SELECT c.group_key, sum(c.events), count(*) FROM _monitoring_rule_counts c
+              JOIN monitoring_alert_rules r ON r.id = c.rule_id WHERE r.rule_name = 'busy_hosts' GROUP BY 1 ORDER BY 1"""
+    before = conn.execute(sums).fetchall()
+    assert [(g["host"], n) for g, n, _ in before] == [("web-0", 300), ("web-1", 300), ("web-2", 300)]
+    assert conn.execute("SELECT monitoring_compact_rule_counts()").fetchone()[0] > 0
+    after = conn.execute(sums).fetchall()
+    assert [(g, n) for g, n, _ in after] == [(g, n) for g, n, _ in before]
+    assert all(rows_after < rows_before / 2 for (_, _, rows_after), (_, _, rows_before) in zip(after, before, strict=True))
+    # nothing the window still reaches is dropped; everything it no longer reaches is
+    conn.execute("SELECT monitoring_compact_rule_counts(now() + interval '10 minutes')")
+    assert conn.execute(sums).fetchall() == []
+
+
+def test_a_new_count_rule_counts_the_events_already_in_its_window(conn):
+    events(conn, "login_failure", [dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)] * 2)
+    conn.execute("""INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, threshold, severity)
+                    VALUES ('login_failures', 'count', 'login_failure', 3, 'warning')""")
+    conn.execute("INSERT INTO monitoring_events (event_type) VALUES ('login_failure')")
+    assert conn.execute("SELECT count(*) FROM monitoring_alerts WHERE alert_type = 'login_failures'").fetchone() == (1,)
+
+
 def test_fired_alerts_resolve_themselves_once_clear_for_clear_after(conn):
     only(conn, "payment_failure_critical")
     events(conn, "payment_failure", [T - 3 * M, T - 2 * M, T - M])
