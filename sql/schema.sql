@@ -1315,6 +1315,9 @@ CREATE FUNCTION public._monitoring_sync_sql_rule_job() RETURNS trigger
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
+    IF (TG_OP = 'INSERT' OR OLD.rule_type <> 'sql') AND (TG_OP = 'DELETE' OR NEW.rule_type <> 'sql') THEN
+        RETURN NULL;  -- only sql rules have jobs
+    END IF;
     IF TG_OP = 'DELETE' THEN
         DELETE FROM public.monitoring_schedules AS s WHERE s.rule_name = OLD.rule_name;
     ELSIF TG_OP = 'UPDATE' THEN
@@ -1332,7 +1335,9 @@ BEGIN
             NEW.rule_name
         );
     END IF;
-    PERFORM public.monitoring_install_schedules();
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        PERFORM public.monitoring_install_schedules();
+    END IF;
     RETURN NULL;
 END
 $$;

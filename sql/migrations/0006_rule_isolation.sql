@@ -211,6 +211,9 @@ SECURITY DEFINER  -- rule authors need no rights on pg_cron: they can only cause
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF (TG_OP = 'INSERT' OR OLD.rule_type <> 'sql') AND (TG_OP = 'DELETE' OR NEW.rule_type <> 'sql') THEN
+        RETURN NULL;  -- only sql rules have jobs
+    END IF;
     IF TG_OP = 'DELETE' THEN
         DELETE FROM public.monitoring_schedules AS s WHERE s.rule_name = OLD.rule_name;
     ELSIF TG_OP = 'UPDATE' THEN
@@ -228,7 +231,9 @@ BEGIN
             NEW.rule_name
         );
     END IF;
-    PERFORM public.monitoring_install_schedules();
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        PERFORM public.monitoring_install_schedules();
+    END IF;
     RETURN NULL;
 END
 $$;
