@@ -249,18 +249,35 @@ class Dispatcher:
         for delivery in deliveries:
             by_provider[delivery.provider].append(delivery)
         for provider, batch in by_provider.items():
-            pace = self.settings.pacing.get(provider)
-            configured = not isinstance(self.providers.get(provider), Unconfigured | None)
-            if pace and configured:
-                granted, wait = queries.reserve_slots(provider, len(batch), pace.interval, pace.burst)
-                for position, delivery in enumerate(batch[granted:]):
-                    self._defer(delivery, wait + position * pace.interval)
-                batch = batch[:granted]
-            for delivery in batch:
+            for group in self._pace(queries, provider, batch):
                 with self._lock:
-                    self._sending.add(delivery.delivery_id)
-                self._pool.submit(self._send, delivery)
+                    self._sending.update(d.delivery_id for d in group)
+                self._pool.submit(self._send, group)
         return len(deliveries)
+
+    def _pace(self, queries: db.DispatcherQueries, provider: str, batch: list[Delivery]) -> list[list[Delivery]]:
+        """What to send now, one list per request; what the pace does not allow now is deferred, never dropped.
+
+        A provider that can send a digest (Slack) folds what exceeds its pace into the last granted message,
+        and defers the rest together to its next slot, where they make the next digest."""
+        pace = self.settings.pacing.get(provider)
+        sender = self.providers.get(provider)
+        if not pace or isinstance(sender, Unconfigured | None):
+            return [[delivery] for delivery in batch]
+        granted, wait = queries.reserve_slots(provider, len(batch), pace.interval, pace.burst)
+        digest_max = getattr(sender, "digest_max", 1)
+        if granted >= len(batch) or digest_max <= 1:
+            for position, delivery in enumerate(batch[granted:]):
+                self._defer(delivery, wait + position * pace.interval)
+            return [[delivery] for delivery in batch[:granted]]
+        if not granted:
+            for delivery in batch:
+                self._defer(delivery, wait)
+            return []
+        singles, rest = batch[:granted - 1], batch[granted - 1:]
+        for delivery in rest[digest_max:]:
+            self._defer(delivery, wait)
+        return [*([delivery] for delivery in singles), rest[:digest_max]]
 
     def _defer(self, delivery: Delivery, seconds: float) -> None:
         now = utcnow()
@@ -269,44 +286,48 @@ class Dispatcher:
 
     # ---- senders --------------------------------------------------------------------------------------------
 
-    def _send(self, delivery: Delivery) -> None:
+    def _send(self, deliveries: list[Delivery]) -> None:
+        """One request for one delivery, or a digest for several; then a result for each."""
         started = utcnow()
         http_status = None
         try:
-            verdict, http_status = self._attempt(delivery)
+            verdict, http_status = self._attempt(deliveries)
         except Exception as error:  # noqa: BLE001 - a bug in one payload must not kill the sender pool
             verdict = Verdict("retry", f"internal error: {type(error).__name__}: {error}")
-            logs.error("send crashed", delivery_id=delivery.delivery_id, error=self._clean(repr(error)))
+            logs.error("send crashed", delivery_id=deliveries[0].delivery_id, error=self._clean(repr(error)))
         finished = utcnow()
-        verdict, retry_at = decide(delivery, verdict, self.settings, finished)
-        verdict = Verdict(verdict.outcome, self._clean(verdict.error), verdict.reference, verdict.retry_after,
-                          verdict.pause_provider)
-        self.metrics.deliveries.labels(delivery.provider, delivery.action, verdict.outcome).inc()
-        logs.info("delivery", delivery_id=delivery.delivery_id, alert_id=delivery.alert.get("id"),
-                  provider=delivery.provider, action=delivery.action, attempt=delivery.attempt,
-                  outcome=verdict.outcome, http_status=http_status,
-                  ms=round((finished - started).total_seconds() * 1000, 1),
-                  **({"error": verdict.error} if verdict.error else {}))
-        self.results.put(result_row(delivery, verdict, started, finished, http_status, retry_at))
+        digest = {"digest_of": len(deliveries), "digest_id": deliveries[0].delivery_id} if len(deliveries) > 1 else {}
+        for delivery in deliveries:
+            outcome, retry_at = decide(delivery, verdict, self.settings, finished)
+            outcome = Verdict(outcome.outcome, self._clean(outcome.error), outcome.reference, outcome.retry_after,
+                              outcome.pause_provider)
+            self.metrics.deliveries.labels(delivery.provider, delivery.action, outcome.outcome).inc()
+            logs.info("delivery", delivery_id=delivery.delivery_id, alert_id=delivery.alert.get("id"),
+                      provider=delivery.provider, action=delivery.action, attempt=delivery.attempt,
+                      outcome=outcome.outcome, http_status=http_status,
+                      ms=round((finished - started).total_seconds() * 1000, 1), **digest,
+                      **({"error": outcome.error} if outcome.error else {}))
+            self.results.put(result_row(delivery, outcome, started, finished, http_status, retry_at))
         with self._lock:
-            self._sending.discard(delivery.delivery_id)
+            self._sending.difference_update(d.delivery_id for d in deliveries)
 
-    def _attempt(self, delivery: Delivery) -> tuple[Verdict, int | None]:
-        provider = self.providers.get(delivery.provider)
+    def _attempt(self, deliveries: list[Delivery]) -> tuple[Verdict, int | None]:
+        first = deliveries[0]
+        provider = self.providers.get(first.provider)
         if provider is None:
-            return Verdict("skipped", f"this dispatcher has no provider named {delivery.provider}"), None
+            return Verdict("skipped", f"this dispatcher has no provider named {first.provider}"), None
         if isinstance(provider, Unconfigured):
             return Verdict("skipped", provider.reason), None
-        request = provider.build(delivery)
+        request = provider.build(first) if len(deliveries) == 1 else provider.build_digest(deliveries)
         if request is None:
-            return Verdict("skipped", f"{delivery.provider} has nothing to send for {delivery.action}"), None
+            return Verdict("skipped", f"{first.provider} has nothing to send for {first.action}"), None
         try:
-            response = self._http(delivery.provider, request)
+            response = self._http(first.provider, request)
         except requests.Timeout:
             return Verdict("retry", f"timed out after {self.settings.http_timeout:g}s"), None
         except requests.RequestException as error:
             return Verdict("retry", f"{type(error).__name__}: {error}"), None
-        return provider.judge(delivery, response), response.status
+        return provider.judge(first, response), response.status
 
     def _http(self, provider: str, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()

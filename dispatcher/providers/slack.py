@@ -1,6 +1,8 @@
 """Slack incoming webhook: a readable Block Kit message per alert, and follow-ups on acknowledge and resolve.
 
 A Slack post has no idempotency key, so this is the one provider where a retried send can show twice.
+Slack takes about one message a second per webhook, so during a storm the dispatcher folds what is waiting
+into one digest message (a line per delivery) instead of queueing a message per alert for hours.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ FALLBACK_TEXT_MAX = 4000
 BLOCKS_MAX = 50
 BUTTONS_MAX = 5
 SEVERITY_MARK = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
+DIGEST_MAX = 100  # deliveries in one digest: a line each, well inside Slack's 50 blocks of 3,000 characters
+DIGEST_LINE_MAX = 280
+ACTION_MARK = {"trigger": "", "acknowledge": ":eyes: acknowledged", "resolve": ":white_check_mark: resolved",
+               "notify": ":rotating_light: paging"}
 
 
 def escape(text: str) -> str:
@@ -38,6 +44,7 @@ def escape(text: str) -> str:
 class Slack:
     webhook_url: str
     name: str = "slack"
+    digest_max: int = DIGEST_MAX
 
     def secrets(self) -> tuple[str, ...]:
         parts = urlsplit(self.webhook_url)
@@ -49,6 +56,10 @@ class Slack:
         if message is None:
             return None
         return HttpRequest("POST", self.webhook_url, {"Content-Type": "application/json"}, json_body(message))
+
+    def build_digest(self, deliveries: list[Delivery]) -> HttpRequest:
+        return HttpRequest("POST", self.webhook_url, {"Content-Type": "application/json"},
+                           json_body(build_digest(deliveries)))
 
     def judge(self, delivery: Delivery, response: HttpResponse) -> Verdict:
         verdict = judge_by_status(response)
@@ -119,3 +130,41 @@ def _trigger_message(alert: dict) -> dict:
     fallback = f"{mark} [{alert['severity']}] {alert['title']}: {alert.get('message') or ''}"
     fallback = truncate(fallback, FALLBACK_TEXT_MAX)
     return {"text": fallback, "blocks": blocks[:BLOCKS_MAX]}
+
+
+def build_digest(deliveries: list[Delivery]) -> dict:
+    """One message for many deliveries: a header that counts them by severity, then a line per delivery."""
+    if not 0 < len(deliveries) <= DIGEST_MAX:
+        raise ValueError(f"a digest holds 1 to {DIGEST_MAX} deliveries, not {len(deliveries)}")
+    counts: dict[str, int] = {}
+    for delivery in deliveries:
+        counts[delivery.alert["severity"]] = counts.get(delivery.alert["severity"], 0) + 1
+    summary = ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=lambda s: (list(SEVERITY_MARK) + [s]).index(s)))
+    header = truncate(f"{len(deliveries)} alert updates ({summary})", HEADER_TEXT_MAX)
+    sections: list[str] = []
+    for delivery in deliveries:
+        line = _digest_line(delivery)
+        if sections and len(sections[-1]) + 1 + len(line) <= SECTION_TEXT_MAX:
+            sections[-1] += "\n" + line
+        else:
+            sections.append(line)
+    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}]
+    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in sections]
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
+        "pgalert sent these together because Slack takes about one message a second")}]})
+    return {"text": truncate(header, FALLBACK_TEXT_MAX), "blocks": blocks[:BLOCKS_MAX]}
+
+
+def _digest_line(delivery: Delivery) -> str:
+    alert = delivery.alert
+    mark = SEVERITY_MARK.get(alert["severity"], "")
+    action = ACTION_MARK.get(delivery.action, delivery.action)
+    if delivery.action in ("acknowledge", "resolve"):
+        action += f" by {escape(who(delivery))}"
+    elif delivery.action == "notify":
+        person = delivery.context.get("slack_member_id")
+        action += " " + (f"<@{person}>" if person else escape(str(delivery.context.get("person") or delivery.target)))
+    kind = f"`{truncate(escape(alert['alert_type']), 60)}`"
+    prefix = " ".join(p for p in (mark, f"#{alert['id']}", action, kind) if p)
+    # the title goes last and alone is shortened, so the id and type always show
+    return f"{prefix} *{truncate(escape(alert['title']), max(DIGEST_LINE_MAX - len(prefix) - 3, 20))}*"

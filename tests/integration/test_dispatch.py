@@ -198,12 +198,28 @@ def test_survives_a_postgresql_restart(conn, fake, start_dispatcher, db_url):
 
 
 def test_pacing_queues_rather_than_trips_the_rate_limit(conn, fake, start_dispatcher):
-    fake.slack_rate_per_second = 1 / 0.9  # Slack's ~1 message a second, with a little clock slack
-    start_dispatcher("--pacing", "slack=1/1:1")
-    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'p' || g, 'info', 't' FROM generate_series(1, 4) g")
+    start_dispatcher("--pacing", "pagerduty=1/0.3:1")
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'p' || g, 'critical', 't' FROM generate_series(1, 4) g")
     wait_until(lambda: all_final(conn), timeout=30)
-    assert [r.status for r in fake.requests_for("slack")] == [200, 200, 200, 200]
+    pages = fake.requests_for("pagerduty")
+    assert [r.status for r in pages] == [202, 202, 202, 202]
+    assert min(b.at - a.at for a, b in zip(pages, pages[1:], strict=False)) >= 0.25  # one per 0.3 s, give or take the clock
     assert conn.execute("SELECT max(attempts) FROM monitoring_deliveries").fetchone() == (1,)
+
+
+def test_a_storm_reaches_slack_as_digests_not_hours_of_single_messages(conn, fake, start_dispatcher):
+    fake.slack_rate_per_second = 1 / 0.9
+    start_dispatcher("--pacing", "slack=1/1:1")
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) "
+                 "SELECT 'storm_' || g, 'info', 'storm ' || g FROM generate_series(1, 150) g")
+    wait_until(lambda: all_final(conn), timeout=30)
+    posts = fake.requests_for("slack")
+    assert all(r.status == 200 for r in posts) and len(posts) < 10  # not 150 messages over 150 s
+    mentioned = sorted(int(line.split("#", 1)[1].split()[0]) for post in posts for block in post.json["blocks"]
+                       if block["type"] == "section" for line in block["text"]["text"].split("\n"))
+    ids = [i for (i,) in conn.execute("SELECT id FROM monitoring_alerts ORDER BY id").fetchall()]
+    assert mentioned == ids  # every alert, once
+    assert conn.execute("SELECT count(*), max(attempts) FROM monitoring_deliveries WHERE status = 'succeeded'").fetchone() == (150, 1)
 
 
 def test_metrics_and_health(conn, fake, start_dispatcher):

@@ -130,6 +130,22 @@ def test_slack_limits_hold_for_huge_alerts():
     assert all(len((b.get("text") or {}).get("text", "")) <= 3000 for b in message["blocks"])
 
 
+def test_slack_digest_has_a_line_per_delivery_within_slack_limits():
+    many = [Delivery(n, 1, "slack", ("trigger", "acknowledge", "resolve", "notify")[n % 4], "", {"by": "ana"}, "k",
+                     alert(id=n, severity=("critical", "warning")[n % 2], **({"title": HUGE["title"]} if n % 7 else {})))
+            for n in range(1, 101)]
+    body = SLACK.build_digest(many).body
+    assert fake.slack(fake.SLACK_PATH.removeprefix("/slack"), {}, {}, body)[0] == 200  # the fake checks the limits
+    message = json.loads(body)
+    assert message["blocks"][0]["text"]["text"] == "100 alert updates (50 critical, 50 warning)"
+    lines = [line for block in message["blocks"][1:-1] for line in block["text"]["text"].split("\n")]
+    assert [int(line.split("#", 1)[1].split()[0]) for line in lines] == list(range(1, 101))
+    assert all(len(line) <= 300 for line in lines)
+    assert all(len(b["text"]["text"]) <= 3000 for b in message["blocks"][1:-1]) and len(message["blocks"]) <= 50
+    with pytest.raises(ValueError, match="1 to 100"):
+        SLACK.build_digest([*many, many[0]])
+
+
 @pytest.mark.parametrize(("action", "context", "expected"), [
     ("acknowledge", {"by": "alice", "note": "on it"}, ":eyes: *Acknowledged* by alice: Payments failing (alert #7)\n>on it"),
     ("resolve", {"by": "bob"}, ":white_check_mark: *Resolved* by bob: Payments failing (alert #7)"),
