@@ -102,6 +102,56 @@ $$;
 
 
 --
+-- Name: _monitoring_alert_history_insert(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_alert_history_insert() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF NEW.alert_type IS NULL OR btrim(NEW.alert_type) = '' THEN
+        RAISE EXCEPTION 'alert_type is required' USING ERRCODE = 'not_null_violation';
+    END IF;
+    IF NEW.title IS NULL OR btrim(NEW.title) = '' THEN
+        RAISE EXCEPTION 'title is required' USING ERRCODE = 'not_null_violation';
+    END IF;
+    IF NEW.resolved_at IS NULL THEN
+        RAISE EXCEPTION 'an alert inserted as resolved is history and needs resolved_at'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'give created_at (detected), resolved_at and optionally occurred_at and acknowledged_at';
+    END IF;
+    IF NEW.resolved_at > now() THEN
+        RAISE EXCEPTION 'resolved_at % is in the future; history is the past', NEW.resolved_at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.created_at > NEW.resolved_at OR NEW.acknowledged_at NOT BETWEEN NEW.created_at AND NEW.resolved_at THEN
+        RAISE EXCEPTION 'history needs created_at <= acknowledged_at <= resolved_at (got %, %, %)',
+            NEW.created_at, NEW.acknowledged_at, NEW.resolved_at
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'created_at is when the alert was detected; it defaults to now(), so give it';
+    END IF;
+    NEW.severity := public._monitoring_normalize_severity(NEW.severity);
+    NEW.message := coalesce(NEW.message, '');
+    NEW.source := coalesce(NEW.source, '');
+    NEW.details := coalesce(NEW.details, '{}');
+    NEW.dedup_key := coalesce(
+        nullif(NEW.dedup_key, ''),
+        NEW.alert_type || CASE WHEN NEW.source = '' THEN '' ELSE ':' || NEW.source END
+    );
+    NEW.occurred_at := least(NEW.occurred_at, NEW.created_at);
+    NEW.occurrence_count := greatest(coalesce(NEW.occurrence_count, 1), 1);
+    NEW.last_seen_at := least(greatest(coalesce(NEW.last_seen_at, NEW.created_at), NEW.created_at), NEW.resolved_at);
+    NEW.resolved_by := coalesce(NEW.resolved_by, 'import');
+    IF NEW.acknowledged_at IS NOT NULL THEN
+        NEW.acknowledged_by := coalesce(NEW.acknowledged_by, 'import');
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+
+--
 -- Name: _monitoring_alerts_after_insert(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -116,18 +166,25 @@ BEGIN
     SELECT a.id, r.provider, 'trigger'
     FROM new_alerts AS a
     CROSS JOIN LATERAL public.monitoring_route_providers(a.alert_type, a.severity) AS r (provider)
+    WHERE a.status <> 'resolved'
     -- a later row of the same INSERT may have deduplicated into this one and enqueued already
     ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING;
 
     -- handoff announcements are not incidents: kept out of the SLA figures
-    INSERT INTO public.monitoring_sla_metrics (alert_id, alert_type, severity, occurred_at, detected_at)
-    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at FROM new_alerts AS a
+    INSERT INTO public.monitoring_sla_metrics (
+        alert_id, alert_type, severity, occurred_at, detected_at,
+        acknowledged_at, acknowledged_by, resolved_at, resolved_by, false_positive
+    )
+    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at,
+           a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.false_positive
+    FROM new_alerts AS a
     WHERE a.alert_type <> 'oncall_handoff';
 
     IF NOT EXISTS (
         SELECT FROM new_alerts AS a
         JOIN public.monitoring_escalation_assignments AS x
             ON x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
+        WHERE a.status <> 'resolved'
     ) THEN
         RETURN NULL;  -- most alerts escalate nowhere: skip the rest
     END IF;
@@ -151,7 +208,7 @@ BEGIN
                              ORDER BY s.delay, s.step) AS list
             FROM public.monitoring_escalation_steps AS s WHERE s.policy_id = p.id
         ) AS steps
-        WHERE a.alert_type NOT IN ('pgalert_unacknowledged', 'oncall_handoff')
+        WHERE a.alert_type NOT IN ('pgalert_unacknowledged', 'oncall_handoff') AND a.status <> 'resolved'
         RETURNING alert_id, started_at
     )
     SELECT st.started_at, array_agg(st.alert_id) AS ids FROM started AS st GROUP BY st.started_at
@@ -826,7 +883,9 @@ COMMENT ON COLUMN public.monitoring_alerts.dedup_key IS 'Alerts with the same ke
 -- Name: COLUMN monitoring_alerts.status; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON COLUMN public.monitoring_alerts.status IS 'open: nobody has acknowledged it; acknowledged: someone is on it; resolved: over (a new INSERT opens a new alert).';
+COMMENT ON COLUMN public.monitoring_alerts.status IS 'open, acknowledged or resolved. An INSERT always opens a current alert, except one with status resolved: that
+is history (with created_at, resolved_at and optionally occurred_at and acknowledged_at), stored as given,
+counted in the SLA figures, and sent to no provider.';
 
 
 --
@@ -3655,7 +3714,7 @@ CREATE TRIGGER monitoring_alert_rules_validate BEFORE INSERT OR UPDATE ON public
 -- Name: monitoring_alerts monitoring_alerts_deduplicate; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER monitoring_alerts_deduplicate BEFORE INSERT ON public.monitoring_alerts FOR EACH ROW EXECUTE FUNCTION public._monitoring_alert_before_insert();
+CREATE TRIGGER monitoring_alerts_deduplicate BEFORE INSERT ON public.monitoring_alerts FOR EACH ROW WHEN ((new.status IS DISTINCT FROM 'resolved'::text)) EXECUTE FUNCTION public._monitoring_alert_before_insert();
 
 
 --
@@ -3663,6 +3722,13 @@ CREATE TRIGGER monitoring_alerts_deduplicate BEFORE INSERT ON public.monitoring_
 --
 
 CREATE TRIGGER monitoring_alerts_enqueue AFTER INSERT ON public.monitoring_alerts REFERENCING NEW TABLE AS new_alerts FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_alerts_after_insert();
+
+
+--
+-- Name: monitoring_alerts monitoring_alerts_history; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_alerts_history BEFORE INSERT ON public.monitoring_alerts FOR EACH ROW WHEN ((new.status = 'resolved'::text)) EXECUTE FUNCTION public._monitoring_alert_history_insert();
 
 
 --
@@ -3960,6 +4026,13 @@ REVOKE ALL ON FUNCTION public._monitoring_alert_before_insert() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION _monitoring_alert_history_insert(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_alert_history_insert() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION _monitoring_alerts_after_insert(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -4070,7 +4143,7 @@ GRANT ALL ON FUNCTION public._monitoring_first_handoff(p_schedule public.monitor
 
 GRANT SELECT ON TABLE public.monitoring_alerts TO monitoring_reader;
 GRANT SELECT,INSERT ON TABLE public.monitoring_alerts TO monitoring_dispatcher;
-GRANT DELETE,UPDATE ON TABLE public.monitoring_alerts TO monitoring_admin;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_alerts TO monitoring_admin;
 GRANT SELECT ON TABLE public.monitoring_alerts TO monitoring_rule_runner;
 
 
@@ -4079,6 +4152,7 @@ GRANT SELECT ON TABLE public.monitoring_alerts TO monitoring_rule_runner;
 --
 
 GRANT SELECT(id) ON TABLE public.monitoring_alerts TO monitoring_writer;
+GRANT SELECT(id) ON TABLE public.monitoring_alerts TO monitoring_admin;
 
 
 --

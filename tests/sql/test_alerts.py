@@ -167,3 +167,43 @@ def test_raise_alert_returns_the_open_alert_id(conn):
 def test_a_client_clock_ahead_cannot_make_detection_negative(conn):
     conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, occurred_at) VALUES ('x', 'info', 't', now() + interval '1 hour')")
     assert conn.execute("SELECT occurred_at = created_at FROM monitoring_alerts").fetchone()[0]
+
+
+HISTORY_ROW = """INSERT INTO monitoring_alerts (alert_type, severity, title, occurred_at, created_at, acknowledged_at, resolved_at,
+                                              false_positive, status)
+                 VALUES ('payment_failure', 'critical', 'Last year''s outage', now() - interval '3 hours 2 minutes',
+                         now() - interval '3 hours', now() - interval '170 minutes', now() - interval '2 hours',
+                         %s, 'resolved')"""
+
+
+def test_an_alert_inserted_as_resolved_is_history_that_pages_nobody(connect):
+    writer, importer, admin = connect("monitoring_writer"), connect("monitoring_admin"), connect()
+    writer.execute(SEED_CRITICAL)  # a current problem with the same key
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        writer.execute(HISTORY_ROW, (False,))  # apps cannot write lifecycle columns
+    importer.execute(HISTORY_ROW, (False,))
+    rows = admin.execute("SELECT status, occurrence_count, resolved_by, acknowledged_by FROM monitoring_alerts ORDER BY id").fetchall()
+    assert rows == [("open", 1, None, None), ("resolved", 1, "import", "import")]  # not merged into the open one
+    assert [(a, p) for a, p, _ in admin.execute(
+        "SELECT alert_id, provider, status FROM monitoring_deliveries ORDER BY id").fetchall()] == [
+        (1, "pagerduty"), (1, "slack"), (1, "sentry")]
+    assert admin.execute("SELECT count(*) FROM monitoring_alert_escalations WHERE alert_id = 2").fetchone() == (0,)
+    sla = admin.execute("SELECT extract(epoch FROM detected_at - occurred_at), extract(epoch FROM acknowledged_at - detected_at), "
+                        "extract(epoch FROM resolved_at - detected_at) FROM monitoring_sla_metrics WHERE alert_id = 2").fetchone()
+    assert [float(v) for v in sla] == [120, 600, 3600]
+    mttr = admin.execute("SELECT samples, mean FROM monitoring_get_sla_summary(24) WHERE metric = 'mttr'").fetchone()
+    assert (mttr[0], float(mttr[1])) == (1, 3600)
+
+
+@pytest.mark.parametrize(("columns", "values", "message"), [
+    ("status", "'resolved'", "needs resolved_at"),
+    ("status, resolved_at", "'resolved', now() + interval '1 hour'", "in the future"),
+    ("status, resolved_at", "'resolved', now() - interval '1 hour'", "created_at <= acknowledged_at <= resolved_at"),
+    ("status, created_at, acknowledged_at, resolved_at",
+     "'resolved', now() - interval '2 hours', now() - interval '10 minutes', now() - interval '1 hour'",
+     "created_at <= acknowledged_at <= resolved_at"),
+])
+def test_history_with_impossible_times_is_refused(conn, columns, values, message):
+    with pytest.raises(psycopg.Error, match=message):
+        conn.execute(f"INSERT INTO monitoring_alerts (alert_type, severity, title, {columns}) VALUES ('x', 'info', 't', {values})")
+    assert conn.execute("SELECT count(*) FROM monitoring_alerts").fetchone() == (0,)
