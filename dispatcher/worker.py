@@ -20,12 +20,12 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import psycopg
 import requests
 
 from dispatcher import db, logs, probes
+from dispatcher.http import HttpClient, SendFailed, SendTimeout
 from dispatcher.metrics import Metrics
 from dispatcher.providers import all_secrets
 from dispatcher.providers.base import Delivery, HttpRequest, HttpResponse, Provider, Unconfigured, Verdict
@@ -105,19 +105,20 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._outstanding: set[int] = set()  # claimed, result not yet recorded
         self._sending: set[int] = set()  # handed to a sender that has not returned
-        self._sessions = {name: self._session() for name in self.providers}
+        self._client = HttpClient(settings.concurrency, settings.connect_timeout, settings.http_timeout,
+                                  RESPONSE_BODY_MAX)
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="send")
         self._recorder_done = threading.Event()
-        self._proxy_cache: dict[tuple[str, str], dict[str, str]] = {}
 
     def _session(self) -> requests.Session:
+        """For health probes; deliveries go through self._client."""
         session = requests.Session()
         # requests re-reads the whole environment for proxies on every call; read it once instead (_proxies_for)
         session.trust_env = False
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         if bundle:
             session.verify = bundle
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=self.settings.concurrency)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
@@ -323,34 +324,18 @@ class Dispatcher:
             return Verdict("skipped", f"{first.provider} has nothing to send for {first.action}"), None
         try:
             response = self._http(first.provider, request)
-        except requests.Timeout:
+        except SendTimeout:
             return Verdict("retry", f"timed out after {self.settings.http_timeout:g}s"), None
-        except requests.RequestException as error:
-            return Verdict("retry", f"{type(error).__name__}: {error}"), None
+        except SendFailed as error:
+            return Verdict("retry", str(error)), None
         return provider.judge(first, response), response.status
 
     def _http(self, provider: str, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         try:
-            with self._sessions[provider].request(
-                request.method, request.url, headers=request.headers, data=request.body,
-                proxies=self._proxies_for(request.url),
-                timeout=(self.settings.connect_timeout, self.settings.http_timeout), allow_redirects=False,
-                stream=True,
-            ) as reply:
-                body = reply.raw.read(RESPONSE_BODY_MAX, decode_content=True) or b""
-                return HttpResponse(reply.status_code, {k.lower(): v for k, v in reply.headers.items()}, body)
+            return self._client.send(request)
         finally:
             self.metrics.send_seconds.labels(provider).observe(time.perf_counter() - started)
-
-    def _proxies_for(self, url: str) -> dict[str, str]:
-        """HTTP(S)_PROXY and NO_PROXY, resolved once per scheme and host."""
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        proxies = self._proxy_cache.get(key)
-        if proxies is None:
-            proxies = self._proxy_cache[key] = requests.utils.get_environ_proxies(url)
-        return proxies
 
     # ---- health probes --------------------------------------------------------------------------------------
 

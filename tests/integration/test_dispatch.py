@@ -169,13 +169,16 @@ def test_sigterm_releases_in_flight_work_and_exits_zero(conn, fake, start_dispat
 
 def test_secrets_never_reach_the_database_or_the_logs(conn, fake, start_dispatcher):
     env = fake.env()
-    env["SLACK_WEBHOOK_URL"] = "http://127.0.0.1:9" + SLACK_PATH  # nothing listens: the error quotes the URL path
+    env["SLACK_WEBHOOK_URL"] = "http://127.0.0.1:9" + SLACK_PATH  # nothing listens
+    # a provider that quotes the key back in its error, as PagerDuty's "Invalid routing key" can
+    fake.script("pagerduty", Fault(400, json.dumps({"status": "invalid event", "message": "Event object is invalid",
+                                                    "errors": [f"Invalid routing key: {PAGERDUTY_KEY}"]}).encode()))
     dispatcher = start_dispatcher("--max-attempts", "1", "--log-format", "json", env=env)
     conn.execute(SEED_CRITICAL)
     wait_until(lambda: all_final(conn))
     stored = json.dumps(conn.execute("SELECT json_agg(d) FROM monitoring_deliveries d").fetchone()[0])
     stored += json.dumps(conn.execute("SELECT json_agg(a) FROM monitoring_delivery_attempts a").fetchone()[0])
-    assert "ConnectionError" in stored and "[redacted]" in stored
+    assert "ConnectionError" in stored and "Invalid routing key: [redacted]" in stored
     dispatcher.stop()
     for secret in (SLACK_PATH, PAGERDUTY_KEY, env["OPSGENIE_API_KEY"], env["PGALERT_WEBHOOK_SECRET"]):
         assert secret not in stored
