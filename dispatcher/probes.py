@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,20 @@ def resolve_url(url: str, env: Mapping[str, str]) -> tuple[str | None, tuple[str
         return url, ()
     value = (env.get(url[4:]) or "").strip()
     return (value or None), ((value,) if value else ())
+
+
+def session() -> requests.Session:
+    """The probes' keep-alive session (deliveries use dispatcher.http). It reads no proxy settings from the
+    environment (trust_env off), as before deliveries moved to urllib3; only the CA bundle."""
+    probe_session = requests.Session()
+    probe_session.trust_env = False
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        probe_session.verify = bundle
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4)
+    probe_session.mount("http://", adapter)
+    probe_session.mount("https://", adapter)
+    return probe_session
 
 
 def run_check(session: requests.Session, check: Check, env: Mapping[str, str]) -> Outcome:

@@ -110,19 +110,6 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="send")
         self._recorder_done = threading.Event()
 
-    def _session(self) -> requests.Session:
-        """For health probes; deliveries go through self._client."""
-        session = requests.Session()
-        # requests re-reads the whole environment for proxies on every call; read it once instead (_proxies_for)
-        session.trust_env = False
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            session.verify = bundle
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return session
-
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
@@ -342,7 +329,7 @@ class Dispatcher:
     def _probe_forever(self) -> None:
         """Claim due health checks (one dispatcher per check) and record each result as events."""
         backoff = Backoff()
-        session = self._session()
+        session = probes.session()
         with ThreadPoolExecutor(4, thread_name_prefix="probe") as pool:
             while not self.stopping.is_set():
                 try:
