@@ -38,8 +38,8 @@ def resolve_url(url: str, env: Mapping[str, str]) -> tuple[str | None, tuple[str
 
 
 def session() -> requests.Session:
-    """The probes' keep-alive session (deliveries use dispatcher.http). It reads no proxy settings from the
-    environment (trust_env off), as before deliveries moved to urllib3; only the CA bundle."""
+    """The probes' keep-alive session (deliveries use dispatcher.http). trust_env is off so that no .netrc
+    password is ever sent to a probed URL; proxies are passed per request instead, as deliveries find them."""
     probe_session = requests.Session()
     probe_session.trust_env = False
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
@@ -58,7 +58,7 @@ def run_check(session: requests.Session, check: Check, env: Mapping[str, str]) -
     started = time.perf_counter()
     try:
         with session.request(check.method, url, timeout=check.timeout_seconds, allow_redirects=False,
-                             stream=True) as reply:
+                             stream=True, proxies=requests.utils.get_environ_proxies(url)) as reply:
             elapsed = (time.perf_counter() - started) * 1000
             return Outcome(reply.status_code, round(elapsed, 2), None)
     except requests.Timeout:
