@@ -35,13 +35,15 @@ WEBHOOK_SECRET = "whsec_local_test_secret"
 
 @dataclass(frozen=True)
 class Fault:
-    """A scripted reply: status/body/headers, or `hang` seconds before answering, or `drop` the connection."""
+    """A scripted reply: status/body/headers, or `hang` seconds before answering, or `drop` the connection
+    before any reply, or `cut` it after the headers and half the body."""
 
     status: int = 500
     body: bytes = b'{"status":"error","message":"Internal Server Error"}'
     headers: tuple[tuple[str, str], ...] = ()
     hang: float = 0.0
     drop: bool = False
+    cut: bool = False
 
 
 @dataclass
@@ -75,8 +77,7 @@ class FakeProviders:
 
     def start(self) -> FakeProviders:
         handler = _handler_for(self)
-        self.server = ThreadingHTTPServer((self.host, self.port), handler)
-        self.server.daemon_threads = True
+        self.server = _Server((self.host, self.port), handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, name="fake-providers", daemon=True).start()
         return self
@@ -275,6 +276,13 @@ ROUTES: dict[str, Callable[[str, dict, dict, bytes], Reply]] = {
 }
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog of 5 drops the SYNs of a client that opens a dozen connections at once
+    # (the client then waits a second to retry); the vendors' front ends take thousands
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like the real endpoints
@@ -315,6 +323,12 @@ def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
+                if fault and fault.cut:
+                    self.wfile.write(reply[: len(reply) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 self.wfile.write(reply)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up waiting (a scripted hang longer than its timeout)

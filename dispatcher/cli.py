@@ -70,7 +70,7 @@ def migrate_command(database_url: str, migrations_dir) -> None:
 @click.option("--poll-seconds", envvar="PGALERT_POLL_SECONDS", type=click.FloatRange(0.05), default=5.0,
               show_default=True, show_envvar=True, help="Look for work at least this often, NOTIFY or not.")
 @click.option("--http-timeout", envvar="PGALERT_HTTP_TIMEOUT", type=click.FloatRange(0.1), default=10.0,
-              show_default=True, show_envvar=True, help="Seconds to wait for a provider's reply.")
+              show_default=True, show_envvar=True, help="Seconds a send may take, connecting included.")
 @click.option("--max-attempts", envvar="PGALERT_MAX_ATTEMPTS", type=click.IntRange(1), default=10,
               show_default=True, show_envvar=True, help="Attempts before a delivery is failed.")
 @click.option("--backoff-base", envvar="PGALERT_BACKOFF_BASE", type=click.FloatRange(0.0), default=1.0,

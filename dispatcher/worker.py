@@ -2,9 +2,10 @@
 
 Three threads talk to PostgreSQL, each on its own connection:
 - the listener LISTENs and sets `wake`; NOTIFY is only a hint, so a missed one costs at most a poll interval;
-- the claimer (the main thread) claims due deliveries, applies pacing, and hands them to the sender pool;
+- the claimer (the main thread) claims due deliveries, applies pacing, and hands them to the HTTP loop;
 - the recorder writes results back in batches, never dropping one while the database is away.
-Senders do HTTP only, outside any transaction.
+Requests go to the HTTP loop (dispatcher.http), outside any transaction, and their replies are judged on its
+thread.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dispatcher import db, logs, probes
 from dispatcher.http import HttpClient, SendFailed, SendTimeout
 from dispatcher.metrics import Metrics
 from dispatcher.providers import all_secrets
-from dispatcher.providers.base import Delivery, HttpRequest, HttpResponse, Provider, Unconfigured, Verdict
+from dispatcher.providers.base import Delivery, HttpResponse, Provider, Unconfigured, Verdict
 from dispatcher.redact import redact
 from dispatcher.settings import Settings
 
@@ -108,7 +109,6 @@ class Dispatcher:
         self._sending: set[int] = set()  # handed to a sender that has not returned
         self._client = HttpClient(settings.concurrency, settings.connect_timeout, settings.http_timeout,
                                   RESPONSE_BODY_MAX)
-        self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="send")
         self._recorder_done = threading.Event()
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ class Dispatcher:
                 logs.warning("released unfinished deliveries", count=released)
             except psycopg.Error as error:
                 logs.error("could not release deliveries; their lease will expire", error=self._clean(str(error)))
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
 
     # ---- listener -------------------------------------------------------------------------------------------
 
@@ -246,7 +246,7 @@ class Dispatcher:
             for group in self._pace(queries, provider, batch):
                 with self._lock:
                     self._sending.update(d.delivery_id for d in group)
-                self._pool.submit(self._send, group)
+                self._send(group)
         return len(deliveries)
 
     def _pace(self, queries: db.DispatcherQueries, provider: str, batch: list[Delivery]) -> list[list[Delivery]]:
@@ -281,14 +281,49 @@ class Dispatcher:
     # ---- senders --------------------------------------------------------------------------------------------
 
     def _send(self, deliveries: list[Delivery]) -> None:
-        """One request for one delivery, or a digest for several; then a result for each."""
+        """One request for one delivery, or a digest for several, handed to the HTTP loop; a result for each
+        comes back through _on_reply. What needs no request (skipped, or a payload that will not build) is
+        finished here."""
         started = utcnow()
-        http_status = None
+        first = deliveries[0]
+        provider = self.providers.get(first.provider)
         try:
-            verdict, http_status = self._attempt(deliveries)
-        except Exception as error:  # noqa: BLE001 - a bug in one payload must not kill the sender pool
-            verdict = Verdict("retry", f"internal error: {type(error).__name__}: {error}")
-            logs.error("send crashed", delivery_id=deliveries[0].delivery_id, error=self._clean(repr(error)))
+            if provider is None:
+                return self._finish(deliveries, started, Verdict(
+                    "skipped", f"this dispatcher has no provider named {first.provider}"), None)
+            if isinstance(provider, Unconfigured):
+                return self._finish(deliveries, started, Verdict("skipped", provider.reason), None)
+            request = provider.build(first) if len(deliveries) == 1 else provider.build_digest(deliveries)
+            if request is None:
+                return self._finish(deliveries, started, Verdict(
+                    "skipped", f"{first.provider} has nothing to send for {first.action}"), None)
+        except Exception as error:  # noqa: BLE001 - a bug in one payload must not stop the claimer
+            logs.error("building a request failed", delivery_id=first.delivery_id, error=self._clean(repr(error)))
+            return self._finish(deliveries, started, Verdict(
+                "retry", f"internal error: {type(error).__name__}: {error}"), None)
+        self._client.submit(request, lambda reply, seconds: self._on_reply(deliveries, provider, started, reply,
+                                                                           seconds))
+
+    def _on_reply(self, deliveries: list[Delivery], provider: Provider, started: dt.datetime,
+                  reply: HttpResponse | SendTimeout | SendFailed, seconds: float) -> None:
+        first = deliveries[0]
+        self.metrics.send_seconds.labels(first.provider).observe(seconds)
+        http_status = None
+        if isinstance(reply, SendTimeout):
+            verdict = Verdict("retry", f"timed out after {self.settings.http_timeout:g}s")
+        elif isinstance(reply, SendFailed):
+            verdict = Verdict("retry", str(reply))
+        else:
+            http_status = reply.status
+            try:
+                verdict = provider.judge(first, reply)
+            except Exception as error:  # noqa: BLE001 - an odd reply must not lose the result
+                logs.error("judging a reply failed", delivery_id=first.delivery_id, error=self._clean(repr(error)))
+                verdict = Verdict("retry", f"internal error: {type(error).__name__}: {error}")
+        self._finish(deliveries, started, verdict, http_status)
+
+    def _finish(self, deliveries: list[Delivery], started: dt.datetime, verdict: Verdict,
+                http_status: int | None) -> None:
         finished = utcnow()
         digest = {"digest_of": len(deliveries), "digest_id": deliveries[0].delivery_id} if len(deliveries) > 1 else {}
         for delivery in deliveries:
@@ -304,31 +339,6 @@ class Dispatcher:
             self.results.put(result_row(delivery, outcome, started, finished, http_status, retry_at))
         with self._lock:
             self._sending.difference_update(d.delivery_id for d in deliveries)
-
-    def _attempt(self, deliveries: list[Delivery]) -> tuple[Verdict, int | None]:
-        first = deliveries[0]
-        provider = self.providers.get(first.provider)
-        if provider is None:
-            return Verdict("skipped", f"this dispatcher has no provider named {first.provider}"), None
-        if isinstance(provider, Unconfigured):
-            return Verdict("skipped", provider.reason), None
-        request = provider.build(first) if len(deliveries) == 1 else provider.build_digest(deliveries)
-        if request is None:
-            return Verdict("skipped", f"{first.provider} has nothing to send for {first.action}"), None
-        try:
-            response = self._http(first.provider, request)
-        except SendTimeout:
-            return Verdict("retry", f"timed out after {self.settings.http_timeout:g}s"), None
-        except SendFailed as error:
-            return Verdict("retry", str(error)), None
-        return provider.judge(first, response), response.status
-
-    def _http(self, provider: str, request: HttpRequest) -> HttpResponse:
-        started = time.perf_counter()
-        try:
-            return self._client.send(request)
-        finally:
-            self.metrics.send_seconds.labels(provider).observe(time.perf_counter() - started)
 
     # ---- health probes --------------------------------------------------------------------------------------
 

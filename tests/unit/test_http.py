@@ -1,0 +1,164 @@
+"""The send path's HTTP client against a real local server: what reaches the wire and what comes back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from dispatcher import probes
+from dispatcher.http import HttpClient, SendFailed, SendTimeout
+from dispatcher.providers.base import HttpRequest
+
+
+class Server:
+    """Records each request line, headers and body; answers as `reply` says for the path."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.client_ports: list[int] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                server.client_ports.append(self.client_address[1])
+                if self.path.endswith("/slow"):
+                    time.sleep(2)
+                if self.path.endswith("/drop"):
+                    self.close_connection = True
+                    return
+                status, headers, reply = 200, {"Content-Type": "text/plain"}, b"ok"
+                if self.path.endswith("/limited"):
+                    status, headers = 429, {"Retry-After": "7", "Content-Type": "text/plain"}
+                if self.path.endswith("/moved"):
+                    status, headers = 302, {"Location": "/elsewhere"}
+                if self.path.endswith("/huge"):
+                    reply = b"x" * 1_000_000
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_PUT = do_POST  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    running = Server()
+    yield running
+    running.httpd.shutdown()
+    running.httpd.server_close()
+
+
+@pytest.fixture
+def client() -> Iterator[HttpClient]:
+    running = HttpClient(4, 3, 5, 1024)
+    yield running
+    running.close()
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def post(url: str, body: bytes = b'{"a":1}', **headers: str) -> HttpRequest:
+    return HttpRequest("POST", url, {"Content-Type": "application/json", **headers}, body)
+
+
+def test_a_post_arrives_whole_with_its_headers_and_the_reply_comes_back(server, client):
+    body = "é€😀 \x00 binary".encode() * 5000  # larger than libcurl's 100-continue threshold, with a NUL
+    reply = client.send(post(server.url + "/p/limited", body, Authorization="Token t"))
+    method, path, headers, received = server.seen[0]
+    assert (method, path, received) == ("POST", "/p/limited", body)
+    assert headers["authorization"] == "Token t" and headers["content-type"] == "application/json"
+    assert "expect" not in headers and headers["user-agent"].startswith("pgalert/")
+    assert reply.status == 429 and reply.headers["retry-after"] == "7" and reply.body == b"ok"
+
+
+def test_connections_are_kept_alive_across_sends(server, client):
+    for _ in range(3):
+        client.send(post(server.url + "/p"))
+    assert len(server.client_ports) == 3 and len(set(server.client_ports)) == 1
+
+
+def test_other_methods_and_redirects_are_not_followed(server, client):
+    reply = client.send(HttpRequest("PUT", server.url + "/p/moved", {}, b"x"))
+    assert [(m, p) for m, p, _, _ in server.seen] == [("PUT", "/p/moved")]
+    assert reply.status == 302 and reply.headers["location"] == "/elsewhere"
+
+
+def test_a_huge_reply_is_read_but_only_its_start_kept(server, client):
+    reply = client.send(post(server.url + "/p/huge"))
+    assert reply.status == 200 and reply.body == b"x" * 1024
+
+
+def test_a_slow_reply_times_out_and_a_closed_port_or_dropped_connection_fails(server, client):
+    impatient = HttpClient(4, 3, 0.5, 1024)
+    with pytest.raises(SendTimeout):
+        impatient.send(post(server.url + "/p/slow"))
+    impatient.close()
+    closed = server.url.rsplit(":", 1)[0] + ":9"
+    with pytest.raises(SendFailed, match="Failed to connect"):
+        client.send(post(closed + "/p"))
+    with pytest.raises(SendFailed, match="Empty reply"):  # on a fresh connection, so libcurl does not resend
+        client.send(post(server.url + "/p/drop"))
+    assert [path for _, path, _, _ in server.seen].count("/p/drop") == 1
+
+
+def test_many_requests_at_once_each_get_their_own_reply(server, client):
+    replies: dict[int, int] = {}
+    finished = threading.Event()
+
+    def done(number: int):
+        def record(reply, _seconds):
+            replies[number] = reply.status if not isinstance(reply, Exception) else -1
+            if len(replies) == 40:
+                finished.set()
+        return record
+
+    for number in range(40):
+        client.submit(post(server.url + ("/p/limited" if number % 2 else "/p"), str(number).encode()), done(number))
+    assert finished.wait(10)
+    assert replies == {number: 429 if number % 2 else 200 for number in range(40)}
+    assert sorted(int(body) for _, _, _, body in server.seen) == list(range(40))
+
+
+def test_http_proxy_from_the_environment_is_used_and_no_proxy_is_honoured(server, client, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", server.url)  # our server plays the proxy: it sees absolute URIs
+    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    assert client.send(post("http://provider.invalid/v2/enqueue")).status == 200
+    assert server.seen[0][1] == "http://provider.invalid/v2/enqueue"
+    with pytest.raises(SendFailed):  # not sent to the proxy, so the unresolvable name fails
+        client.send(post("http://direct.invalid/v2/enqueue"))
+    assert len(server.seen) == 1
+
+
+def test_health_probes_go_through_the_same_proxy(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    check = probes.Check(1, "production", "http://production.invalid/health", "POST", 200, 2.0)
+    outcome = probes.run_check(probes.session(), check, {})
+    assert outcome.status == 200 and outcome.error is None
+    assert server.seen[0][:2] == ("POST", "http://production.invalid/health")
