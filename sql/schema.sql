@@ -1016,6 +1016,29 @@ $$;
 
 
 --
+-- Name: _monitoring_result_rows(jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public._monitoring_result_rows(p_results jsonb) RETURNS TABLE(delivery_id bigint, attempt integer, outcome text, http_status integer, error text, provider_reference text, retry_at timestamp with time zone, started_at timestamp with time zone, finished_at timestamp with time zone, pause boolean)
+    LANGUAGE sql IMMUTABLE ROWS 10
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT * FROM jsonb_to_recordset(p_results) AS r (
+        delivery_id bigint, attempt integer, outcome text, http_status integer, error text,
+        provider_reference text, retry_at timestamptz, started_at timestamptz, finished_at timestamptz,
+        pause boolean
+    )
+$$;
+
+
+--
+-- Name: FUNCTION _monitoring_result_rows(p_results jsonb); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public._monitoring_result_rows(p_results jsonb) IS 'Internal: the dispatcher''s result objects as rows, estimated as the small batch they usually are.';
+
+
+--
 -- Name: _monitoring_rotation_person(public.monitoring_oncall_schedules, bigint); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1584,7 +1607,11 @@ when its condition cleared (NULL: still true at p_to). Changes nothing, so thres
 CREATE FUNCTION public.monitoring_claim_deliveries(p_dispatcher text, p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:01:00'::interval) RETURNS TABLE(delivery_id bigint, attempt integer, provider text, action text, target text, context jsonb, provider_key text, alert jsonb)
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET plan_cache_mode TO 'force_custom_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_hashjoin TO 'off'
+    SET enable_mergejoin TO 'off'
+    SET jit TO 'off'
     AS $$
 BEGIN
     RETURN QUERY
@@ -1593,14 +1620,11 @@ BEGIN
         FROM public.monitoring_deliveries AS d
         WHERE d.status IN ('pending', 'sending')
           AND d.next_attempt_at <= now()
-          -- an alert's actions reach a provider in order: no acknowledge before its trigger went out.
-          -- A correlated scalar subquery stays a per-row index probe; as NOT EXISTS the planner may turn it
-          -- into an anti-join over every pending row, which stale statistics after a burst make quadratic.
-          AND d.id = (
-              SELECT min(unfinished.id)
-              FROM public.monitoring_deliveries AS unfinished
-              WHERE unfinished.alert_id = d.alert_id AND unfinished.provider = d.provider
-                AND unfinished.status IN ('pending', 'sending')
+          -- an alert's actions reach a provider in order: no acknowledge before its trigger went out
+          AND NOT EXISTS (
+              SELECT FROM public.monitoring_deliveries AS earlier
+              WHERE earlier.alert_id = d.alert_id AND earlier.provider = d.provider
+                AND earlier.id < d.id AND earlier.completed_at IS NULL
           )
         ORDER BY d.next_attempt_at, d.id
         LIMIT p_limit
@@ -1633,8 +1657,9 @@ $$;
 --
 
 COMMENT ON FUNCTION public.monitoring_claim_deliveries(p_dispatcher text, p_limit integer, p_lease interval) IS 'Dispatchers only: claim up to p_limit due deliveries (SKIP LOCKED, so dispatchers share the work) for
-p_lease; a claim not completed by then is taken over by another dispatcher. provider_key is the stable
-per-alert key sent to providers, so a retried or taken-over send is deduplicated by the provider.';
+p_lease; a claim not completed by then is taken over by another dispatcher. An alert''s actions to one
+provider go out in order. provider_key is the stable per-alert key sent to providers, so a retried or
+taken-over send is deduplicated by the provider.';
 
 
 --
@@ -1725,6 +1750,11 @@ every minute. Rows held by an open transaction are left for the next run.';
 CREATE FUNCTION public.monitoring_complete_deliveries(p_dispatcher text, p_results jsonb) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_hashjoin TO 'off'
+    SET enable_mergejoin TO 'off'
+    SET jit TO 'off'
     AS $_$
 DECLARE
     v_recorded integer;
@@ -1733,12 +1763,7 @@ DECLARE
     v_failed public.monitoring_alerts;
 BEGIN
     WITH results AS (
-        SELECT *
-        FROM jsonb_to_recordset(p_results) AS r (
-            delivery_id bigint, attempt integer, outcome text, http_status integer, error text,
-            provider_reference text, retry_at timestamptz, started_at timestamptz, finished_at timestamptz,
-            pause boolean
-        )
+        SELECT * FROM public._monitoring_result_rows(p_results)
     ),
     -- every real attempt is recorded, even one whose lease another dispatcher has since taken over
     recorded_attempts AS (
@@ -1764,15 +1789,16 @@ BEGIN
             provider_reference = coalesce(r.provider_reference, d.provider_reference),
             completed_at = CASE WHEN r.outcome IN ('succeeded', 'failed', 'skipped') THEN r.finished_at END
         FROM results AS r
-        WHERE d.id = r.delivery_id AND d.status = 'sending' AND d.claimed_by = p_dispatcher
-          AND d.attempts = r.attempt
+        -- claimed_by is set exactly while sending (CHECK claimed_only_while_sending); testing status here
+        -- too would let the planner walk the due index instead of looking each result up by id
+        WHERE d.id = r.delivery_id AND d.claimed_by = p_dispatcher AND d.attempts = r.attempt
         RETURNING d.id, d.alert_id, d.status, d.action, d.provider
     )
     SELECT count(*)::integer,
            bool_or(m.status IN ('succeeded', 'failed', 'skipped') AND EXISTS (
                SELECT FROM public.monitoring_deliveries AS later
                WHERE later.alert_id = m.alert_id AND later.provider = m.provider AND later.id > m.id
-                 AND later.status = 'pending'
+                 AND later.completed_at IS NULL AND later.status <> 'sending'  -- pending, not via the due index
            )),
            array_agg(DISTINCT m.alert_id) FILTER (
                WHERE m.status = 'failed' AND m.action = 'trigger'
@@ -1785,7 +1811,7 @@ BEGIN
     -- are read a second time only when one asks for it.
     IF jsonb_path_exists(p_results, '$[*] ? (@.pause == true)') THEN
         PERFORM public.monitoring_pause_provider(d.provider, max(r.retry_at))
-        FROM jsonb_to_recordset(p_results) AS r (delivery_id bigint, retry_at timestamptz, pause boolean)
+        FROM public._monitoring_result_rows(p_results) AS r
         JOIN public.monitoring_deliveries AS d ON d.id = r.delivery_id
         WHERE r.pause AND r.retry_at IS NOT NULL
         GROUP BY d.provider;
@@ -2202,19 +2228,23 @@ event_retention setting. Run hourly by pg_cron; safe to run any time. Returns wh
 CREATE FUNCTION public.monitoring_next_delivery_due() RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_hashjoin TO 'off'
+    SET enable_mergejoin TO 'off'
+    SET jit TO 'off'
     AS $$
 BEGIN
     RETURN (
         SELECT d.next_attempt_at
         FROM public.monitoring_deliveries AS d
         WHERE d.status IN ('pending', 'sending')
-          AND d.id = (
-              SELECT min(unfinished.id)
-              FROM public.monitoring_deliveries AS unfinished
-              WHERE unfinished.alert_id = d.alert_id AND unfinished.provider = d.provider
-                AND unfinished.status IN ('pending', 'sending')
+          AND NOT EXISTS (
+              SELECT FROM public.monitoring_deliveries AS earlier
+              WHERE earlier.alert_id = d.alert_id AND earlier.provider = d.provider
+                AND earlier.id < d.id AND earlier.completed_at IS NULL
           )
-        ORDER BY d.next_attempt_at
+        ORDER BY d.next_attempt_at, d.id
         LIMIT 1
     );
 END
@@ -2719,6 +2749,7 @@ CREATE TABLE public.monitoring_deliveries (
     first_attempt_at timestamp with time zone,
     completed_at timestamp with time zone,
     CONSTRAINT action_is_known CHECK ((action = ANY (ARRAY['trigger'::text, 'acknowledge'::text, 'resolve'::text, 'notify'::text]))),
+    CONSTRAINT claimed_only_while_sending CHECK (((status = 'sending'::text) = (claimed_by IS NOT NULL))),
     CONSTRAINT completed_when_final CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'skipped'::text])) = (completed_at IS NOT NULL))),
     CONSTRAINT delivery_status_is_known CHECK ((status = ANY (ARRAY['pending'::text, 'sending'::text, 'succeeded'::text, 'failed'::text, 'skipped'::text])))
 );
@@ -4254,6 +4285,14 @@ REVOKE ALL ON FUNCTION public._monitoring_normalize_severity(p_severity text) FR
 --
 
 REVOKE ALL ON FUNCTION public._monitoring_rebuild_rule_counts(p_rule public.monitoring_alert_rules, p_at timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _monitoring_result_rows(p_results jsonb); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public._monitoring_result_rows(p_results jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public._monitoring_result_rows(p_results jsonb) TO monitoring_dispatcher;
 
 
 --

@@ -164,3 +164,29 @@ def test_the_dispatchers_result_rows_are_understood_by_sql(conn):
     stored = conn.execute("SELECT status, last_http_status, last_error, provider_reference, completed_at = %s "
                           "FROM monitoring_deliveries", (now,)).fetchone()
     assert stored == ("failed", 404, "HTTP 404: channel_not_found", "ref-1", True)
+
+
+def test_claiming_and_recording_read_only_their_rows_even_when_statistics_are_stale(conn):
+    # statistics taken while the queue was nearly empty, then a burst: the state the queue is in after every
+    # storm until autovacuum catches up. A plan chosen from those statistics once walked the whole queue.
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'calm' || g, 'critical', 't' FROM generate_series(1, 30) g")
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', completed_at = now()")
+    conn.execute("ANALYZE monitoring_deliveries")
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'storm' || g, 'critical', 't' FROM generate_series(1, 5000) g")
+    queued = conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE completed_at IS NULL").fetchone()[0]
+
+    def rows_read() -> int:  # this session's statistics, flushed when it goes idle after the first statement
+        conn.execute("SELECT pg_stat_force_next_flush()")
+
+        return conn.execute("SELECT seq_tup_read + idx_tup_fetch FROM pg_stat_user_tables "
+                            "WHERE relid = 'monitoring_deliveries'::regclass").fetchone()[0]
+
+    before = rows_read()
+    claimed = claim(conn, limit=24)
+    read = rows_read() - before
+    assert len(claimed) == 24 and queued >= 15000
+    assert 24 <= read < 500, f"one claim of 24 read {read} rows of a queue of {queued}"
+    before = rows_read()
+    assert complete(conn, [result(d, "succeeded") for d, *_ in claimed]) == 24
+    read = rows_read() - before
+    assert 24 <= read < 500, f"recording 24 results read {read} rows of a queue of {queued}"

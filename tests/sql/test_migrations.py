@@ -132,22 +132,23 @@ def cron_db():
             DO $$
             DECLARE v_drop text;
             BEGIN
-                FOR v_drop IN
-                    SELECT format('DROP EXTENSION %I CASCADE', extname) FROM pg_extension
+                -- every name is rendered before the first drop: a CASCADE may take later ones with it
+                FOREACH v_drop IN ARRAY ARRAY(
+                    SELECT format('DROP EXTENSION IF EXISTS %I CASCADE', extname) FROM pg_extension
                     WHERE extname NOT IN ('pg_cron', 'plpgsql')
                     UNION ALL
                     SELECT format('DROP %s IF EXISTS %s CASCADE', CASE relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, oid::regclass)
                     FROM pg_class
                     WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v') AND NOT relispartition
                       AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = pg_class.oid AND deptype = 'e')
-                LOOP
+                ) LOOP
                     EXECUTE v_drop;
                 END LOOP;
-                FOR v_drop IN
+                FOREACH v_drop IN ARRAY ARRAY(
                     SELECT format('DROP ROUTINE IF EXISTS %s CASCADE', oid::regprocedure) FROM pg_proc
                     WHERE pronamespace = 'public'::regnamespace
                       AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = pg_proc.oid AND deptype = 'e')
-                LOOP
+                ) LOOP
                     EXECUTE v_drop;
                 END LOOP;
             END
