@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import psycopg
-import requests
+import pycurl
 
 from bench import rules, sla
 from devtools.fake_providers import FakeProviders
@@ -85,7 +85,8 @@ def paced(count: int, rate: float):
 
 
 def measure_floor(url: str, fake: FakeProviders, samples: int, rate: float) -> list[float]:
-    """NOTIFY from a trigger -> a LISTEN connection -> one keep-alive POST to the fake PagerDuty."""
+    """NOTIFY from a trigger -> a LISTEN connection -> one keep-alive POST to the fake PagerDuty, with the
+    dispatcher's HTTP library (libcurl) on the listening thread: the least any design could do."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("""
             CREATE TABLE bench_floor (id bigint PRIMARY KEY);
@@ -94,7 +95,7 @@ def measure_floor(url: str, fake: FakeProviders, samples: int, rate: float) -> l
             CREATE TRIGGER bench_floor_notify AFTER INSERT ON bench_floor
             FOR EACH STATEMENT EXECUTE FUNCTION bench_floor_notify();
         """)
-    session = requests.Session()
+    handle = pycurl.Curl()
     target = fake.env()["PAGERDUTY_EVENTS_URL"]
     body = b'{"routing_key":"x","event_action":"trigger","dedup_key":"floor","payload":{}}'
     ready, done = threading.Event(), threading.Event()
@@ -105,7 +106,11 @@ def measure_floor(url: str, fake: FakeProviders, samples: int, rate: float) -> l
             ready.set()
             while not done.is_set():
                 for _ in listener.notifies(timeout=0.2):
-                    session.post(target, data=body, headers={"Content-Type": "application/json"}, timeout=5)
+                    handle.setopt(pycurl.URL, target)
+                    handle.setopt(pycurl.POSTFIELDS, body)
+                    handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json"])
+                    handle.setopt(pycurl.WRITEFUNCTION, len)  # the reply is not needed
+                    handle.perform()
 
     thread = threading.Thread(target=listen, daemon=True)
     thread.start()
