@@ -198,6 +198,10 @@ class Dispatcher:
         while not self.stopping.is_set():
             try:
                 with self._connect("claim") as conn:
+                    # A claim need not survive a PostgreSQL crash: a lost claim, like a lost result, ends in one
+                    # more send (provider dedup keys absorb it). Not waiting for the WAL flush took 0.13 ms off
+                    # the latency p50 (1.00 against 1.13 ms, alternating runs). Results stay synchronous.
+                    conn.execute("SET synchronous_commit = off")
                     queries = db.DispatcherQueries(conn, self.settings.dispatcher_id)
                     backoff.reset()
                     while not self.stopping.is_set():
