@@ -135,32 +135,37 @@ class HttpClient:
     # ---- the loop -------------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        poller = select.poll()
-        registered: set[int] = set()
         while not self._closed:
-            self._start_waiting()
-            while self._multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
-                pass
-            self._finish_completed()
-            if self._waiting and self._idle:
-                continue  # handles freed up: start the next requests before sleeping
-            timeout_ms = self._multi.timeout() if self._running else -1
-            if timeout_ms < 0:
-                timeout_ms = 1000 if self._running else None
-            readable, writable, broken = self._multi.fdset()
-            wanted: dict[int, int] = {self._wake_read: select.POLLIN}
-            for fd in readable:
-                wanted[fd] = wanted.get(fd, 0) | select.POLLIN
-            for fd in writable:
-                wanted[fd] = wanted.get(fd, 0) | select.POLLOUT
-            for fd in broken:
-                wanted[fd] = wanted.get(fd, 0) | select.POLLPRI
-            for fd in registered - wanted.keys():
-                poller.unregister(fd)
-            for fd, mask in wanted.items():
-                poller.register(fd, mask)  # registering again modifies
-            registered = set(wanted)
-            poller.poll(timeout_ms)
+            try:
+                self._turn()
+            except Exception as error:  # noqa: BLE001 - a dead loop would strand every later delivery
+                logs.error("http loop error; going on", error=f"{type(error).__name__}: {error}")
+                time.sleep(0.1)
+
+    def _turn(self) -> None:
+        """Start what waits, let libcurl work, hand out what finished, then sleep until a socket or a
+        submission needs us (or libcurl's own timer runs out)."""
+        self._start_waiting()
+        while self._multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        self._finish_completed()
+        if self._waiting and self._idle:
+            return  # handles freed up: start the next requests before sleeping
+        timeout_ms = self._multi.timeout() if self._running else -1
+        if timeout_ms < 0:
+            timeout_ms = 1000 if self._running else None
+        readable, writable, broken = self._multi.fdset()
+        wanted: dict[int, int] = {self._wake_read: select.POLLIN}
+        for fd in readable:
+            wanted[fd] = wanted.get(fd, 0) | select.POLLIN
+        for fd in writable:
+            wanted[fd] = wanted.get(fd, 0) | select.POLLOUT
+        for fd in broken:
+            wanted[fd] = wanted.get(fd, 0) | select.POLLPRI
+        poller = select.poll()  # built afresh: libcurl opens and closes connections between turns
+        for fd, mask in wanted.items():
+            poller.register(fd, mask)
+        poller.poll(timeout_ms)
 
     def _start_waiting(self) -> None:
         self._woken = False

@@ -162,3 +162,15 @@ def test_health_probes_go_through_the_same_proxy(server, monkeypatch):
     outcome = probes.run_check(probes.session(), check, {})
     assert outcome.status == 200 and outcome.error is None
     assert server.seen[0][:2] == ("POST", "http://production.invalid/health")
+
+
+def test_a_request_libcurl_refuses_fails_alone_and_the_loop_goes_on(server, client):
+    with pytest.raises(SendFailed, match="request not accepted"):
+        client.send(post(server.url + "/p/\x00"))
+
+    def broken_callback(_reply, _seconds):
+        raise RuntimeError("a bug in whoever handles the reply")
+
+    client.submit(post(server.url + "/p/first"), broken_callback)
+    assert client.send(post(server.url + "/p/second")).status == 200
+    assert [path for _, path, _, _ in server.seen] == ["/p/first", "/p/second"]
