@@ -174,6 +174,7 @@ class HttpClient:
                 pass
         while self._inbox:
             self._waiting.append(self._inbox.popleft())
+        started = 0
         while self._waiting and self._idle:
             request, done = self._waiting.popleft()
             handle = self._idle.pop()
@@ -186,6 +187,13 @@ class HttpClient:
                 self._call(done, SendFailed(f"request not accepted: {type(error).__name__}: {error}"), 0.0)
                 continue
             self._running[handle] = transfer
+            started += 1
+            if started == 1:
+                # the first request goes out now, before the rest of its batch is prepared (measured: latency
+                # p50 0.93 against 1.02 ms, eight alternating runs); once per turn, as each call to perform
+                # visits every running transfer
+                while self._multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                    pass
 
     def _finish_completed(self) -> None:
         while True:
