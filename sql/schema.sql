@@ -158,6 +158,7 @@ $$;
 CREATE FUNCTION public._monitoring_alerts_after_insert() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_batch record;
