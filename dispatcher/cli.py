@@ -131,8 +131,8 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
     dispatcher = Dispatcher(settings, providers, metrics)
     dispatcher.install_signal_handlers()
     code = dispatcher.run()
-    # A send stuck in a hung socket would hold interpreter exit (the executor joins its threads);
-    # its claim is already released, so leave without waiting for it.
+    # A health probe stuck in a hung socket would hold interpreter exit (the probes' executor joins its
+    # threads), and unfinished sends have already been released, so leave without waiting.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
