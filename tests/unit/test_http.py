@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ from dispatcher.providers.base import HttpRequest
 class Server:
     """Records each request line, headers and body; answers as `reply` says for the path."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
         self.client_ports: list[int] = []
         server = self
@@ -58,7 +61,9 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
@@ -174,3 +179,33 @@ def test_a_request_libcurl_refuses_fails_alone_and_the_loop_goes_on(server, clie
     client.submit(post(server.url + "/p/first"), broken_callback)
     assert client.send(post(server.url + "/p/second")).status == 200
     assert [path for _, path, _, _ in server.seen] == ["/p/first", "/p/second"]
+
+
+@pytest.fixture
+def tls_server(tmp_path) -> Iterator[tuple[Server, str]]:
+    """A server with a certificate of its own; the path of that certificate, to trust it as a CA bundle."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    running = Server(context)
+    yield running, str(cert)
+    running.httpd.shutdown()
+    running.httpd.server_close()
+
+
+def test_https_is_verified_against_the_configured_ca_bundle(tls_server, monkeypatch):
+    server, bundle = tls_server
+    default = HttpClient(4, 3, 5, 1024)  # certifi's bundle does not know this certificate
+    with pytest.raises(SendFailed, match="certificate"):
+        default.send(post(server.url + "/p"))
+    default.close()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
+    trusting = HttpClient(4, 3, 5, 1024)
+    assert trusting.send(post(server.url + "/p/tls")).status == 200
+    trusting.close()
+    assert [path for _, path, _, _ in server.seen] == ["/p/tls"]
