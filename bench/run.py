@@ -95,9 +95,11 @@ def measure_floor(url: str, fake: FakeProviders, samples: int, rate: float) -> l
             CREATE TRIGGER bench_floor_notify AFTER INSERT ON bench_floor
             FOR EACH STATEMENT EXECUTE FUNCTION bench_floor_notify();
         """)
-    handle = pycurl.Curl()
-    target = fake.env()["PAGERDUTY_EVENTS_URL"]
-    body = b'{"routing_key":"x","event_action":"trigger","dedup_key":"floor","payload":{}}'
+    handle = pycurl.Curl()  # the same request every time, so set once; perform() reuses the connection
+    handle.setopt(pycurl.URL, fake.env()["PAGERDUTY_EVENTS_URL"])
+    handle.setopt(pycurl.POSTFIELDS, b'{"routing_key":"x","event_action":"trigger","dedup_key":"floor","payload":{}}')
+    handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json"])
+    handle.setopt(pycurl.WRITEFUNCTION, len)  # the reply is not needed
     ready, done = threading.Event(), threading.Event()
 
     def listen() -> None:
@@ -106,10 +108,6 @@ def measure_floor(url: str, fake: FakeProviders, samples: int, rate: float) -> l
             ready.set()
             while not done.is_set():
                 for _ in listener.notifies(timeout=0.2):
-                    handle.setopt(pycurl.URL, target)
-                    handle.setopt(pycurl.POSTFIELDS, body)
-                    handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json"])
-                    handle.setopt(pycurl.WRITEFUNCTION, len)  # the reply is not needed
                     handle.perform()
 
     thread = threading.Thread(target=listen, daemon=True)

@@ -90,8 +90,8 @@ class HttpClient:
         self._multi = pycurl.CurlMulti()
         self._idle = [pycurl.Curl() for _ in range(concurrency)]
         self._running: dict[pycurl.Curl, _Transfer] = {}
+        # submitted, not yet started: appended by any thread, taken only by the loop (deque ops are atomic)
         self._inbox: collections.deque[tuple[HttpRequest, Done]] = collections.deque()
-        self._waiting: collections.deque[tuple[HttpRequest, Done]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -145,11 +145,11 @@ class HttpClient:
     def _turn(self) -> None:
         """Start what waits, let libcurl work, hand out what finished, then sleep until a socket or a
         submission needs us (or libcurl's own timer runs out)."""
-        self._start_waiting()
+        self._start_submitted()
         while self._multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
             pass
         self._finish_completed()
-        if self._waiting and self._idle:
+        if self._inbox and self._idle:
             return  # handles freed up: start the next requests before sleeping
         timeout_ms = self._multi.timeout() if self._running else -1
         if timeout_ms < 0:
@@ -167,16 +167,14 @@ class HttpClient:
             poller.register(fd, mask)
         poller.poll(timeout_ms)
 
-    def _start_waiting(self) -> None:
+    def _start_submitted(self) -> None:
         self._woken = False
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_read, 4096):
                 pass
-        while self._inbox:
-            self._waiting.append(self._inbox.popleft())
         started = 0
-        while self._waiting and self._idle:
-            request, done = self._waiting.popleft()
+        while self._inbox and self._idle:
+            request, done = self._inbox.popleft()
             handle = self._idle.pop()
             transfer = _Transfer(done, self._body_max)
             try:

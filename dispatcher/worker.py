@@ -29,7 +29,7 @@ from dispatcher import db, logs, probes
 from dispatcher.http import HttpClient, SendFailed, SendTimeout
 from dispatcher.metrics import Metrics
 from dispatcher.providers import all_secrets
-from dispatcher.providers.base import Delivery, HttpResponse, Provider, Unconfigured, Verdict
+from dispatcher.providers.base import Delivery, HttpRequest, HttpResponse, Provider, Unconfigured, Verdict
 from dispatcher.redact import redact
 from dispatcher.settings import Settings
 
@@ -106,7 +106,7 @@ class Dispatcher:
         self.results: queue.Queue[dict] = queue.Queue()
         self._lock = threading.Lock()
         self._outstanding: set[int] = set()  # claimed, result not yet recorded
-        self._sending: set[int] = set()  # handed to a sender that has not returned
+        self._sending: set[int] = set()  # handed to the HTTP loop, reply not yet judged
         self._client = HttpClient(settings.concurrency, settings.connect_timeout, settings.http_timeout,
                                   RESPONSE_BODY_MAX)
         self._recorder_done = threading.Event()
@@ -286,27 +286,31 @@ class Dispatcher:
 
     def _send(self, deliveries: list[Delivery]) -> None:
         """One request for one delivery, or a digest for several, handed to the HTTP loop; a result for each
-        comes back through _on_reply. What needs no request (skipped, or a payload that will not build) is
-        finished here."""
+        comes back through _on_reply. What needs no request is finished here."""
         started = utcnow()
-        first = deliveries[0]
-        provider = self.providers.get(first.provider)
-        try:
-            if provider is None:
-                return self._finish(deliveries, started, Verdict(
-                    "skipped", f"this dispatcher has no provider named {first.provider}"), None)
-            if isinstance(provider, Unconfigured):
-                return self._finish(deliveries, started, Verdict("skipped", provider.reason), None)
-            request = provider.build(first) if len(deliveries) == 1 else provider.build_digest(deliveries)
-            if request is None:
-                return self._finish(deliveries, started, Verdict(
-                    "skipped", f"{first.provider} has nothing to send for {first.action}"), None)
-        except Exception as error:  # noqa: BLE001 - a bug in one payload must not stop the claimer
-            logs.error("building a request failed", delivery_id=first.delivery_id, error=self._clean(repr(error)))
-            return self._finish(deliveries, started, Verdict(
-                "retry", f"internal error: {type(error).__name__}: {error}"), None)
+        provider = self.providers.get(deliveries[0].provider)
+        request = self._request_for(deliveries, provider)
+        if isinstance(request, Verdict):
+            self._finish(deliveries, started, request, None)
+            return
         self._client.submit(request, lambda reply, seconds: self._on_reply(deliveries, provider, started, reply,
                                                                            seconds))
+
+    def _request_for(self, deliveries: list[Delivery], provider: Provider | None) -> HttpRequest | Verdict:
+        """The request to send, or why there is none: skipped, or a payload that will not build."""
+        first = deliveries[0]
+        if provider is None:
+            return Verdict("skipped", f"this dispatcher has no provider named {first.provider}")
+        if isinstance(provider, Unconfigured):
+            return Verdict("skipped", provider.reason)
+        try:
+            request = provider.build(first) if len(deliveries) == 1 else provider.build_digest(deliveries)
+        except Exception as error:  # noqa: BLE001 - a bug in one payload must not stop the claimer
+            logs.error("building a request failed", delivery_id=first.delivery_id, error=self._clean(repr(error)))
+            return Verdict("retry", f"internal error: {type(error).__name__}: {error}")
+        if request is None:
+            return Verdict("skipped", f"{first.provider} has nothing to send for {first.action}")
+        return request
 
     def _on_reply(self, deliveries: list[Delivery], provider: Provider, started: dt.datetime,
                   reply: HttpResponse | SendTimeout | SendFailed, seconds: float) -> None:
