@@ -375,85 +375,110 @@ CREATE FUNCTION public._monitoring_escalate(p_at timestamp with time zone, p_ale
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    v_esc public.monitoring_alert_escalations;
-    v_alert public.monitoring_alerts;
-    v_step jsonb;
-    v_steps integer;
-    v_total integer;
-    v_person public.monitoring_people;
-    v_notified integer := 0;
-    v_level integer;
-    v_person_of_step jsonb := '{}';  -- within one call p_at is fixed, so each step names the same person
+    v_notified integer;
+    v_exhausted jsonb;
+    v_alert jsonb;
 BEGIN
-    FOR v_esc IN
-        SELECT * FROM public.monitoring_alert_escalations AS e
+    WITH due AS (
+        SELECT e AS escalation, e.alert_id, e.next_index, e.level_reached, e.policy_name, e.repeat_count,
+               e.repeat_after, a.status AS alert_status, a.title AS alert_title,
+               jsonb_array_length(e.steps) AS step_count,
+               jsonb_array_length(e.steps) * (e.repeat_count + 1) AS total
+        FROM public.monitoring_alert_escalations AS e
+        JOIN public.monitoring_alerts AS a ON a.id = e.alert_id
         WHERE e.finished_at IS NULL AND e.next_step_at <= p_at
           AND (p_alert_ids IS NULL OR e.alert_id = ANY (p_alert_ids))
-        ORDER BY e.next_step_at
-        FOR UPDATE SKIP LOCKED  -- a cron run racing another, or racing an acknowledge, never doubles a step
-    LOOP
-        SELECT * INTO v_alert FROM public.monitoring_alerts AS a WHERE a.id = v_esc.alert_id;
-        IF v_alert.status <> 'open' THEN
-            UPDATE public.monitoring_alert_escalations AS e
-            SET finished_at = p_at, finish_reason = CASE v_alert.status WHEN 'acknowledged' THEN 'acknowledged' ELSE 'resolved' END,
-                next_step_at = NULL
-            WHERE e.alert_id = v_esc.alert_id;
-            CONTINUE;
-        END IF;
-        v_steps := jsonb_array_length(v_esc.steps);
-        v_total := v_steps * (v_esc.repeat_count + 1);
-        WHILE v_esc.next_index < v_total AND public._monitoring_step_at(v_esc, v_esc.next_index) <= p_at LOOP
-            v_step := v_esc.steps -> (v_esc.next_index % v_steps);
-            v_level := (v_esc.next_index % v_steps) + 1;
-            IF NOT v_person_of_step ? v_step::text THEN
-                v_person_of_step := v_person_of_step
-                    || jsonb_build_object(v_step::text, public._monitoring_step_person(v_step, p_at));
-            END IF;
-            SELECT pp.* INTO v_person FROM public.monitoring_people AS pp
-            WHERE pp.id = (v_person_of_step ->> v_step::text)::bigint;
-            IF v_person.id IS NOT NULL THEN
-                -- the target names the cycle and step, so a step is notified once whatever races it
-                INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target, context)
-                SELECT v_esc.alert_id, p.provider, 'notify',
-                       format('escalation:%s:%s', v_esc.next_index / v_steps + 1, v_level),
-                       jsonb_strip_nulls(jsonb_build_object(
-                           'person', v_person.name, 'slack_member_id', v_person.slack_member_id,
-                           'email', v_person.email, 'phone', v_person.phone, 'level', v_level,
-                           'cycle', v_esc.next_index / v_steps + 1, 'policy', v_esc.policy_name,
-                           'reason', CASE WHEN v_level = 1 AND v_esc.next_index < v_steps THEN 'you are on call for this alert'
-                                          ELSE format('escalated to you (level %s): not acknowledged', v_level) END))
-                FROM public.monitoring_providers AS p
-                WHERE 'notify' = ANY (p.actions)
-                  AND (p.provider = 'slack' OR EXISTS (
-                      SELECT FROM public.monitoring_deliveries AS t
-                      WHERE t.alert_id = v_esc.alert_id AND t.provider = p.provider AND t.action = 'trigger'
-                        AND t.status <> 'skipped'))
-                ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING;
-                v_notified := v_notified + 1;
-            END IF;
-            v_esc.level_reached := greatest(v_esc.level_reached, v_level);
-            v_esc.next_index := v_esc.next_index + 1;
-        END LOOP;
-        UPDATE public.monitoring_sla_metrics AS s SET escalation_level = greatest(s.escalation_level, v_esc.level_reached)
-        WHERE s.alert_id = v_esc.alert_id;
-        IF v_esc.next_index >= v_total AND p_at >= public._monitoring_step_at(v_esc, v_total - 1) + v_esc.repeat_after THEN
-            UPDATE public.monitoring_alert_escalations AS e
-            SET next_index = v_esc.next_index, level_reached = v_esc.level_reached, next_step_at = NULL,
-                finished_at = p_at, finish_reason = 'exhausted'
-            WHERE e.alert_id = v_esc.alert_id;
-            PERFORM public.monitoring_raise_alert(
-                'pgalert_unacknowledged', 'critical', left('Nobody acknowledged: ' || v_alert.title, 500),
-                format('Alert %s went through escalation policy %s %s time(s) without an acknowledgement.',
-                       v_alert.id, v_esc.policy_name, v_esc.repeat_count + 1),
-                'pgalert', 'pgalert_unacknowledged:' || v_alert.id,
-                jsonb_build_object('unacknowledged_alert_id', v_alert.id, 'policy', v_esc.policy_name), NULL, p_at);
-        ELSE
-            UPDATE public.monitoring_alert_escalations AS e
-            SET next_index = v_esc.next_index, level_reached = v_esc.level_reached,
-                next_step_at = CASE WHEN v_esc.next_index < v_total THEN public._monitoring_step_at(v_esc, v_esc.next_index)
-                                    ELSE public._monitoring_step_at(v_esc, v_total - 1) + v_esc.repeat_after END
-            WHERE e.alert_id = v_esc.alert_id;
-        END IF;
+        FOR UPDATE OF e SKIP LOCKED  -- a cron run racing another, or racing an acknowledge, never doubles a step
+    ),
+    due_steps AS (
+        SELECT d.alert_id, i AS step_index, d.step_count, d.policy_name,
+               (d.escalation).steps -> (i % d.step_count) AS step,
+               i % d.step_count + 1 AS level,
+               i / d.step_count + 1 AS cycle
+        FROM due AS d
+        CROSS JOIN LATERAL generate_series(d.next_index, d.total - 1) AS i
+        WHERE d.alert_status = 'open' AND public._monitoring_step_at(d.escalation, i) <= p_at
+    ),
+    step_people AS MATERIALIZED (  -- materialized: asked once per distinct step, not once per alert
+        SELECT s.step, public._monitoring_step_person(s.step, p_at) AS person_id
+        FROM (SELECT DISTINCT ds.step FROM due_steps AS ds) AS s
+    ),
+    notifications AS (
+        SELECT ds.*, pp.name, pp.slack_member_id, pp.email, pp.phone
+        FROM due_steps AS ds
+        JOIN step_people AS sp ON sp.step = ds.step
+        JOIN public.monitoring_people AS pp ON pp.id = sp.person_id
+    ),
+    sent AS (
+        INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target, context)
+        SELECT n.alert_id, p.provider, 'notify', format('escalation:%s:%s', n.cycle, n.level),
+               jsonb_strip_nulls(jsonb_build_object(
+                   'person', n.name, 'slack_member_id', n.slack_member_id, 'email', n.email, 'phone', n.phone,
+                   'level', n.level, 'cycle', n.cycle, 'policy', n.policy_name,
+                   'reason', CASE WHEN n.level = 1 AND n.step_index < n.step_count THEN 'you are on call for this alert'
+                                  ELSE format('escalated to you (level %s): not acknowledged', n.level) END))
+        FROM notifications AS n
+        JOIN public.monitoring_providers AS p
+            ON 'notify' = ANY (p.actions)
+           AND (p.provider = 'slack' OR EXISTS (
+                SELECT FROM public.monitoring_deliveries AS t
+                WHERE t.alert_id = n.alert_id AND t.provider = p.provider AND t.action = 'trigger'
+                  AND t.status <> 'skipped'))
+        ORDER BY n.alert_id, n.step_index  -- delivery ids follow the steps, so the chain reads in order
+        ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
+    ),
+    progress AS (
+        SELECT d.*,
+               d.next_index + coalesce(moved.steps, 0) AS new_index,
+               greatest(d.level_reached, moved.top_level) AS new_level,
+               d.alert_status = 'open'
+                   AND d.next_index + coalesce(moved.steps, 0) >= d.total
+                   AND p_at >= public._monitoring_step_at(d.escalation, d.total - 1) + d.repeat_after AS exhausted
+        FROM due AS d
+        LEFT JOIN (
+            SELECT ds.alert_id, count(*)::integer AS steps, max(ds.level) AS top_level
+            FROM due_steps AS ds GROUP BY ds.alert_id
+        ) AS moved ON moved.alert_id = d.alert_id
+    ),
+    levels AS (
+        UPDATE public.monitoring_sla_metrics AS s SET escalation_level = pr.new_level
+        FROM progress AS pr
+        WHERE s.alert_id = pr.alert_id AND pr.new_level > s.escalation_level
+    ),
+    moved AS (
+        UPDATE public.monitoring_alert_escalations AS e
+        SET next_index = pr.new_index,
+            level_reached = pr.new_level,
+            next_step_at = CASE
+                WHEN pr.alert_status <> 'open' OR pr.exhausted THEN NULL
+                WHEN pr.new_index < pr.total THEN public._monitoring_step_at(pr.escalation, pr.new_index)
+                ELSE public._monitoring_step_at(pr.escalation, pr.total - 1) + pr.repeat_after
+            END,
+            finished_at = CASE WHEN pr.alert_status <> 'open' OR pr.exhausted THEN p_at END,
+            finish_reason = CASE
+                WHEN pr.alert_status = 'acknowledged' THEN 'acknowledged'
+                WHEN pr.alert_status <> 'open' THEN 'resolved'
+                WHEN pr.exhausted THEN 'exhausted'
+            END
+        FROM progress AS pr
+        WHERE e.alert_id = pr.alert_id
+    )
+    SELECT (SELECT count(*) FROM notifications),
+           (SELECT jsonb_agg(jsonb_build_object('id', pr.alert_id, 'title', pr.alert_title,
+                                                'policy', pr.policy_name, 'cycles', pr.repeat_count + 1)
+                             ORDER BY pr.alert_id)
+            FROM progress AS pr WHERE pr.exhausted)
+    INTO v_notified, v_exhausted;
+
+    -- rare (nobody answered a whole policy), and each is an alert of its own with its own triggers
+    FOR v_alert IN SELECT jsonb_array_elements(coalesce(v_exhausted, '[]')) LOOP
+        PERFORM public.monitoring_raise_alert(
+            'pgalert_unacknowledged', 'critical', left('Nobody acknowledged: ' || (v_alert ->> 'title'), 500),
+            format('Alert %s went through escalation policy %s %s time(s) without an acknowledgement.',
+                   v_alert ->> 'id', v_alert ->> 'policy', v_alert ->> 'cycles'),
+            'pgalert', 'pgalert_unacknowledged:' || (v_alert ->> 'id'),
+            jsonb_build_object('unacknowledged_alert_id', (v_alert ->> 'id')::bigint, 'policy', v_alert ->> 'policy'),
+            NULL, p_at);
     END LOOP;
     RETURN v_notified;
 END

@@ -210,6 +210,39 @@ def test_repeats_then_raises_unacknowledged(chain):
     assert chain.execute("SELECT finish_reason FROM monitoring_alert_escalations WHERE alert_id = %s", (alert,)).fetchone() == ("exhausted",)
 
 
+def test_one_run_moves_each_alert_by_its_own_clock(chain):
+    early = raise_critical(chain)
+    late = chain.execute("SELECT monitoring_raise_alert('disk_full', 'critical', 'Disk full', p_at => %s)",
+                         (T + 10 * M,)).fetchone()[0]
+    acked = chain.execute("SELECT monitoring_raise_alert('queue_stuck', 'critical', 'Queue stuck', p_at => %s)",
+                          (T + 1 * M,)).fetchone()[0]
+    chain.execute("SELECT monitoring_acknowledge_alert(%s, 'ana', NULL, %s)", (acked, T + 2 * M))
+    # early: backup (15) and manager (30) are due; late: backup (25) is due; acked: finished, nobody paged
+    assert run(chain, T + 31 * M) == 3
+    assert notified(chain, early) == [("ana",), ("bruno",), ("manager",)]
+    assert notified(chain, late) == [("ana",), ("bruno",)]
+    assert notified(chain, acked) == [("ana",)]
+    rows = chain.execute("SELECT alert_id, next_index, level_reached, next_step_at, finish_reason "
+                         "FROM monitoring_alert_escalations").fetchall()
+    assert {row[0]: row[1:] for row in rows} == {early: (3, 3, T + 45 * M, None), late: (2, 2, T + 40 * M, None),
+                                                 acked: (1, 1, None, "acknowledged")}
+    levels = dict(chain.execute("SELECT alert_id, escalation_level FROM monitoring_sla_metrics").fetchall())
+    assert levels == {early: 3, late: 2, acked: 1}
+
+
+def test_a_storm_in_one_insert_pages_the_primary_once_per_alert(chain):
+    chain.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, created_at) "
+                  "SELECT 'storm_' || g, 'critical', 'Storm', %s FROM generate_series(1, 200) AS g", (T,))
+    pages = chain.execute("SELECT context->>'person', count(*), count(DISTINCT alert_id) FROM monitoring_deliveries "
+                          "WHERE action = 'notify' AND provider = 'slack' GROUP BY 1").fetchall()
+    assert pages == [("ana", 200, 200)]
+    assert chain.execute("SELECT count(*) FROM monitoring_alert_escalations "
+                         "WHERE next_index = 1 AND next_step_at = %s", (T + 15 * M,)).fetchone() == (200,)
+    assert run(chain, T + 15 * M) == 200
+    assert chain.execute("SELECT count(*) FROM monitoring_deliveries WHERE context->>'person' = 'bruno' "
+                         "AND provider = 'slack'").fetchone() == (200,)
+
+
 def test_only_assigned_alerts_escalate_and_type_beats_severity(conn):
     conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('disk', 'warning', 't')")
     assert conn.execute("SELECT count(*) FROM monitoring_alert_escalations").fetchone() == (0,)
