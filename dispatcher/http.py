@@ -45,6 +45,8 @@ class SendFailed(Exception):
 
 # what a request's `done` receives: the reply, or the reason there is none; and the seconds it took
 Done = Callable[[HttpResponse | SendTimeout | SendFailed, float], None]
+# a request to be built on the client's thread; None when, after all, there is nothing to send
+Build = Callable[[], HttpRequest | None]
 
 
 class _Transfer:
@@ -91,7 +93,7 @@ class HttpClient:
         self._idle = [pycurl.Curl() for _ in range(concurrency)]
         self._running: dict[pycurl.Curl, _Transfer] = {}
         # submitted, not yet started: appended by any thread, taken only by the loop (deque ops are atomic)
-        self._inbox: collections.deque[tuple[HttpRequest, Done]] = collections.deque()
+        self._inbox: collections.deque[tuple[HttpRequest | Build, Done]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -100,8 +102,13 @@ class HttpClient:
         self._thread = threading.Thread(target=self._loop, name="http", daemon=True)
         self._thread.start()
 
-    def submit(self, request: HttpRequest, done: Done) -> None:
-        """Send `request`; `done(reply or error, seconds)` is then called on the client's thread."""
+    def submit(self, request: HttpRequest | Build, done: Done) -> None:
+        """Send `request`; `done(reply or error, seconds)` is then called on the client's thread.
+
+        `request` may instead be a function that builds it: it runs on the client's thread when a connection is
+        free, and the submitting thread goes back to its own work at once. That matters under the interpreter
+        lock: a thread that goes on building the rest of a batch holds the lock the client needs to send the
+        first request. When the function returns None, nothing is sent and `done` is not called."""
         self._inbox.append((request, done))
         if not self._woken:  # one wake-up byte per batch of submissions is enough
             self._wake()
@@ -175,6 +182,14 @@ class HttpClient:
         started = 0
         while self._inbox and self._idle:
             request, done = self._inbox.popleft()
+            if callable(request):
+                try:
+                    request = request()
+                except Exception as error:  # noqa: BLE001 - one bad build must not stop the loop
+                    self._call(done, SendFailed(f"request not built: {type(error).__name__}: {error}"), 0.0)
+                    continue
+                if request is None:
+                    continue
             handle = self._idle.pop()
             transfer = _Transfer(done, self._body_max)
             try:

@@ -4,8 +4,8 @@ Three threads talk to PostgreSQL, each on its own connection:
 - the listener LISTENs and sets `wake`; NOTIFY is only a hint, so a missed one costs at most a poll interval;
 - the claimer (the main thread) claims due deliveries, applies pacing, and hands them to the HTTP loop;
 - the recorder writes results back in batches, never dropping one while the database is away.
-Requests go to the HTTP loop (dispatcher.http), outside any transaction, and their replies are judged on its
-thread.
+Requests are built, sent and their replies judged on the HTTP loop's thread (dispatcher.http), outside any
+transaction.
 """
 
 from __future__ import annotations
@@ -285,16 +285,21 @@ class Dispatcher:
     # ---- senders --------------------------------------------------------------------------------------------
 
     def _send(self, deliveries: list[Delivery]) -> None:
-        """One request for one delivery, or a digest for several, handed to the HTTP loop; a result for each
-        comes back through _on_reply. What needs no request is finished here."""
+        """One request for one delivery, or a digest for several, handed to the HTTP loop, which builds it on its
+        own thread (so the claimer does not hold the interpreter lock the first send needs); a result for each
+        comes back through _on_reply. What needs no request is finished without one."""
         started = utcnow()
         provider = self.providers.get(deliveries[0].provider)
-        request = self._request_for(deliveries, provider)
-        if isinstance(request, Verdict):
-            self._finish(deliveries, started, request, None)
-            return
-        self._client.submit(request, lambda reply, seconds: self._on_reply(deliveries, provider, started, reply,
-                                                                           seconds))
+
+        def build() -> HttpRequest | None:
+            request = self._request_for(deliveries, provider)
+            if isinstance(request, Verdict):
+                self._finish(deliveries, started, request, None)
+                return None
+            return request
+
+        self._client.submit(build, lambda reply, seconds: self._on_reply(deliveries, provider, started, reply,
+                                                                         seconds))
 
     def _request_for(self, deliveries: list[Delivery], provider: Provider | None) -> HttpRequest | Verdict:
         """The request to send, or why there is none: skipped, or a payload that will not build."""

@@ -181,6 +181,38 @@ def test_a_request_libcurl_refuses_fails_alone_and_the_loop_goes_on(server, clie
     assert [path for _, path, _, _ in server.seen] == ["/p/first", "/p/second"]
 
 
+def test_a_request_built_on_the_loop_is_sent_skipped_or_failed_alone(server, client):
+    built_on: list[str] = []
+    outcomes: dict[str | None, object] = {}
+    finished = threading.Event()
+
+    def build(path: str | None):
+        def make():
+            built_on.append(threading.current_thread().name)
+            if path is None:
+                return None  # nothing to send after all: no request, and no call to done
+            if path == "boom":
+                raise ValueError("payload would not build")
+            return post(server.url + path)
+        return make
+
+    def done(path: str | None):
+        def record(reply, _seconds):
+            outcomes[path] = reply
+            if len(outcomes) == 2:
+                finished.set()
+        return record
+
+    for path in ("/p/built", None, "boom"):
+        client.submit(build(path), done(path))
+    assert finished.wait(10)
+    assert built_on == ["http", "http", "http"]
+    assert set(outcomes) == {"/p/built", "boom"} and outcomes["/p/built"].status == 200
+    assert isinstance(outcomes["boom"], SendFailed) and "request not built: ValueError" in str(outcomes["boom"])
+    assert client.send(post(server.url + "/p/after")).status == 200
+    assert [path for _, path, _, _ in server.seen] == ["/p/built", "/p/after"]
+
+
 @pytest.fixture
 def tls_server(tmp_path) -> Iterator[tuple[Server, str]]:
     """A server with a certificate of its own; the path of that certificate, to trust it as a CA bundle."""
