@@ -175,38 +175,43 @@ class HttpClient:
         poller.poll(timeout_ms)
 
     def _start_submitted(self) -> None:
-        self._woken = False
+        # Drained, then the flag cleared, then the inbox read: a submission either is read below or sees the flag
+        # clear and writes a byte that wakes the next poll. Clearing first could eat the only byte of a
+        # submission made in between, and leave a later one, which saw the flag still set, waiting.
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_read, 4096):
                 pass
-        started = 0
+        self._woken = False
+        first = True
         while self._inbox and self._idle:
-            request, done = self._inbox.popleft()
-            if callable(request):
-                try:
-                    request = request()
-                except Exception as error:  # noqa: BLE001 - one bad build must not stop the loop
-                    self._call(done, SendFailed(f"request not built: {type(error).__name__}: {error}"), 0.0)
-                    continue
-                if request is None:
-                    continue
-            handle = self._idle.pop()
-            transfer = _Transfer(done, self._body_max)
-            try:
-                self._configure(handle, request, transfer)
-                self._multi.add_handle(handle)
-            except Exception as error:  # noqa: BLE001 - a request libcurl refuses must not stop the loop
-                self._idle.append(handle)
-                self._call(done, SendFailed(f"request not accepted: {type(error).__name__}: {error}"), 0.0)
-                continue
-            self._running[handle] = transfer
-            started += 1
-            if started == 1:
+            self._start(*self._inbox.popleft())
+            if first:
                 # the first request goes out now, before the rest of its batch is prepared (measured: latency
                 # p50 0.93 against 1.02 ms, eight alternating runs); once per turn, as each call to perform
                 # visits every running transfer
+                first = False
                 while self._multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
                     pass
+
+    def _start(self, request: HttpRequest | Build, done: Done) -> None:
+        if callable(request):
+            try:
+                request = request()
+            except Exception as error:  # noqa: BLE001 - one bad build must not stop the loop
+                self._call(done, SendFailed(f"request not built: {type(error).__name__}: {error}"), 0.0)
+                return
+            if request is None:
+                return
+        handle = self._idle.pop()
+        transfer = _Transfer(done, self._body_max)
+        try:
+            self._configure(handle, request, transfer)
+            self._multi.add_handle(handle)
+        except Exception as error:  # noqa: BLE001 - a request libcurl refuses must not stop the loop
+            self._idle.append(handle)
+            self._call(done, SendFailed(f"request not accepted: {type(error).__name__}: {error}"), 0.0)
+            return
+        self._running[handle] = transfer
 
     def _finish_completed(self) -> None:
         while True:
