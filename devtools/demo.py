@@ -89,8 +89,12 @@ def main() -> int:
         time.sleep(1.0)
         with psycopg.connect(url, autocommit=True) as conn:
             # a second run starts clean: earlier demo alerts would deduplicate the new ones
-            conn.execute("SELECT monitoring_resolve_alert(id, 'demo') FROM monitoring_alerts "
-                         "WHERE status <> 'resolved' AND alert_type = ANY(%s)", ([a for a, *_ in SEED],))
+            leftover = conn.execute("SELECT monitoring_resolve_alert(id, 'demo') FROM monitoring_alerts "
+                                    "WHERE status <> 'resolved' AND alert_type = ANY(%s)",
+                                    ([a for a, *_ in SEED],)).rowcount
+            if leftover:
+                say(f"\n0. Resolved {leftover} alert(s) an earlier demo left open (their follow-ups go out too).")
+                time.sleep(0.5)
             say("\n1. The seed's alerts, INSERTed as an app would:")
             ids = []
             for alert_type, severity, title, message in SEED:
