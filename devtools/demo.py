@@ -57,7 +57,8 @@ def show_deliveries(conn: psycopg.Connection, alert_ids: list[int]) -> None:
 
 
 def main() -> int:
-    server = LocalServer("demo", int(os.environ.get("PGALERT_DEMO_PORT", "55432")))
+    # the name and port are for the test that runs the demo beside a user's own
+    server = LocalServer(os.environ.get("PGALERT_DEMO_NAME", "demo"), int(os.environ.get("PGALERT_DEMO_PORT", "55432")))
     say(f"Starting PostgreSQL 15 with pg_cron (data in {server.data_dir}) ...")
     server.start()
     url = server.url()
@@ -66,7 +67,7 @@ def main() -> int:
             migrate(conn, log=lambda line: say(f"  {line}"))
         except MigrationError as error:
             say(f"\n{error}\nThe demo database predates these migrations; start it afresh with\n"
-                f"  {sys.executable} -m devtools.localpg destroy --name demo --port {server.port}")
+                f"  {sys.executable} -m devtools.localpg destroy --name {server.name} --port {server.port}")
             return 1
         jobs = conn.execute("SELECT jobname, schedule FROM cron.job ORDER BY jobname").fetchall()
     say(f"Database ready: {url}  (pg_cron jobs: {', '.join(f'{j} [{s}]' for j, s in jobs) or 'none'})")
@@ -136,7 +137,7 @@ Press Ctrl-C to stop.""")
         if receiver:
             receiver.stop()
     say(f"Stopped. PostgreSQL keeps running on port {server.port}; "
-        "`python -m devtools.localpg stop --name demo` stops it.")
+        f"`python -m devtools.localpg stop --name {server.name}` stops it.")
     return 0
 
 

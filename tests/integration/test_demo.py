@@ -1,0 +1,72 @@
+"""`make demo` as a new user runs it: its own PostgreSQL, the seed routed, acknowledged and resolved, then Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from devtools.localpg import LocalServer
+from dispatcher.providers import PROVIDER_ENV
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_demo_routes_acknowledges_and_resolves_the_seed_then_stops_on_ctrl_c():
+    port = free_port()
+    env = {name: value for name, value in os.environ.items()
+           if name not in {variable for variables in PROVIDER_ENV.values() for variable in variables}}
+    env.update(PGALERT_DEMO_NAME="demo-test", PGALERT_DEMO_PORT=str(port), PYTHONUNBUFFERED="1")
+    demo = subprocess.Popen([sys.executable, "-m", "devtools.demo"], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("Press Ctrl-C to stop."):
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(120), "".join(lines)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) == 0
+        reader.join(5)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        LocalServer("demo-test", port).destroy()
+    output = "".join(lines)
+
+    assert "No provider configured: local receivers" in output
+    for seed in ("'payment_failure', 'critical', 'Test', 'Test PagerDuty'",
+                 "'api_response_degradation', 'warning', 'Test', 'Test Opsgenie'",
+                 "'deploy_finished', 'info', 'Test', 'Test Slack'"):
+        assert f"VALUES ({seed});" in output
+    for received in ("[pagerduty <- 202] trigger", "[pagerduty <- 202] acknowledge", "[pagerduty <- 202] resolve",
+                     "[ opsgenie <- 202] create", "[ opsgenie <- 202] close", "[   sentry <- 200] level=fatal",
+                     "[    slack <- 200] :red_circle: [critical] Test: Test PagerDuty"):
+        assert received in output
+    table = output.split("4. Every delivery, as recorded in monitoring_deliveries:")[1].split("pgalert is running")[0]
+    rows = [line.split() for line in table.strip().splitlines()[1:]]
+    assert {(row[1], row[2]) for row in rows} == {
+        ("pagerduty", "trigger"), ("pagerduty", "acknowledge"), ("pagerduty", "resolve"), ("slack", "trigger"),
+        ("slack", "notify"), ("slack", "acknowledge"), ("slack", "resolve"), ("sentry", "trigger"),
+        ("opsgenie", "trigger"), ("opsgenie", "resolve")}
+    assert {row[3] for row in rows} == {"succeeded"}
+    assert re.search(rf"psql postgresql://\S+:{port}/pgalert -c \"INSERT INTO monitoring_alerts", output)
+    assert "Stopped." in output
