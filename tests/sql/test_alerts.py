@@ -164,6 +164,15 @@ def test_raise_alert_returns_the_open_alert_id(conn):
     assert first == again != other
 
 
+def test_a_deduplicated_insert_returns_no_row_and_raise_alert_names_the_open_one(conn):
+    insert = "INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('disk', 'warning', 'Disk full') RETURNING id"
+    opened = conn.execute(insert).fetchall()
+    repeat = conn.execute(insert)
+    assert len(opened) == 1 and repeat.rowcount == 0 and repeat.fetchall() == []  # as the README says: INSERT 0 0
+    assert conn.execute("SELECT monitoring_raise_alert('disk', 'warning', 'Disk full')").fetchone()[0] == opened[0][0]
+    assert conn.execute("SELECT occurrence_count FROM monitoring_alerts").fetchall() == [(3,)]
+
+
 def test_a_client_clock_ahead_cannot_make_detection_negative(conn):
     conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, occurred_at) VALUES ('x', 'info', 't', now() + interval '1 hour')")
     assert conn.execute("SELECT occurred_at = created_at FROM monitoring_alerts").fetchone()[0]
