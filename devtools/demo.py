@@ -40,8 +40,10 @@ def say(text: str = "") -> None:
 def wait_for_deliveries(conn: psycopg.Connection, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        left = conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE status IN ('pending', 'sending') "
-                            "AND next_attempt_at < now() + interval '5 seconds'").fetchone()[0]
+        # in flight, or due soon; a retry or a paced send minutes away is not waited for (a claimed delivery's
+        # next_attempt_at is its lease expiry, so it is counted by status alone)
+        left = conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE status = 'sending' "
+                            "OR (status = 'pending' AND next_attempt_at < now() + interval '5 seconds')").fetchone()[0]
         if not left:
             return
         time.sleep(0.1)
