@@ -60,7 +60,7 @@ def migrate_command(database_url: str, migrations_dir) -> None:
 @database_option
 @click.option("--dispatcher-id", envvar="PGALERT_DISPATCHER_ID", default=default_dispatcher_id, show_envvar=True,
               help="Name recorded on every attempt. [default: host:pid]")
-@click.option("--concurrency", envvar="PGALERT_CONCURRENCY", type=click.IntRange(1, 256), default=16,
+@click.option("--concurrency", envvar="PGALERT_CONCURRENCY", type=click.IntRange(1, 256), default=64,
               show_default=True, show_envvar=True, help="Sends in flight at once.")
 @click.option("--batch-size", envvar="PGALERT_BATCH_SIZE", type=click.IntRange(1, 5000), default=100,
               show_default=True, show_envvar=True, help="Deliveries claimed per query.")

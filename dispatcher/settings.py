@@ -49,7 +49,7 @@ def default_dispatcher_id() -> str:
 class Settings:
     database_url: str = ""  # empty: libpq's PG* variables decide
     dispatcher_id: str = field(default_factory=default_dispatcher_id)
-    concurrency: int = 16
+    concurrency: int = 64
     batch_size: int = 100
     lease_seconds: float = 60.0
     poll_seconds: float = 5.0
