@@ -49,6 +49,11 @@ Done = Callable[[HttpResponse | SendTimeout | SendFailed, float], None]
 Build = Callable[[], HttpRequest | None]
 
 
+def ca_bundle() -> str:
+    """The CA bundle TLS is verified against: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else certifi's."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or requests.certs.where()
+
+
 class _Transfer:
     """One request on one libcurl handle: where its reply goes as it arrives."""
 
@@ -86,8 +91,7 @@ class HttpClient:
         self._connect_ms = max(int(min(connect_timeout, timeout) * 1000), 1)
         self._timeout_ms = max(int(timeout * 1000), 1)
         self._body_max = response_body_max
-        self._ca_bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                           or requests.certs.where())
+        self._ca_bundle = ca_bundle()
         self._proxy_for: dict[tuple[str, str], str] = {}  # (scheme, host:port) -> proxy URL, "" for none
         self._multi = pycurl.CurlMulti()
         self._idle = [pycurl.Curl() for _ in range(concurrency)]
@@ -112,21 +116,6 @@ class HttpClient:
         self._inbox.append((request, done))
         if not self._woken:  # one wake-up byte per batch of submissions is enough
             self._wake()
-
-    def send(self, request: HttpRequest) -> HttpResponse:
-        """Send and wait: for callers that have one request and nothing else to do."""
-        finished = threading.Event()
-        outcome: list[HttpResponse | SendTimeout | SendFailed] = []
-
-        def done(result: HttpResponse | SendTimeout | SendFailed, _seconds: float) -> None:
-            outcome.append(result)
-            finished.set()
-
-        self.submit(request, done)
-        finished.wait()
-        if isinstance(outcome[0], Exception):
-            raise outcome[0]
-        return outcome[0]
 
     def close(self) -> None:
         """Stop the loop; requests still running are abandoned (their deliveries' leases cover them)."""

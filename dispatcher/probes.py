@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import requests
 
+from dispatcher.http import ca_bundle
 from dispatcher.redact import redact
 
 
@@ -42,9 +42,7 @@ def session() -> requests.Session:
     password is ever sent to a probed URL; proxies are passed per request instead, as deliveries find them."""
     probe_session = requests.Session()
     probe_session.trust_env = False
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        probe_session.verify = bundle
+    probe_session.verify = ca_bundle()  # the same bundle as deliveries
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4)
     probe_session.mount("http://", adapter)
     probe_session.mount("https://", adapter)

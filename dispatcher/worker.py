@@ -313,7 +313,7 @@ class Dispatcher:
             return Verdict("skipped", provider.reason)
         try:
             request = provider.build(first) if len(deliveries) == 1 else provider.build_digest(deliveries)
-        except Exception as error:  # noqa: BLE001 - a bug in one payload must not stop the claimer
+        except Exception as error:  # noqa: BLE001 - a bug in one payload must not stop the HTTP loop
             logs.error("building a request failed", delivery_id=first.delivery_id, error=self._clean(repr(error)))
             return Verdict("retry", f"internal error: {type(error).__name__}: {error}")
         if request is None:

@@ -14,7 +14,24 @@ import pytest
 
 from dispatcher import probes
 from dispatcher.http import HttpClient, SendFailed, SendTimeout
-from dispatcher.providers.base import HttpRequest
+from dispatcher.providers.base import HttpRequest, HttpResponse
+
+
+def send(client: HttpClient, request: HttpRequest) -> HttpResponse:
+    """Submit and wait for the reply; raise what came back instead of one."""
+    finished = threading.Event()
+    outcome: list[HttpResponse | SendTimeout | SendFailed] = []
+
+    def done(result: HttpResponse | SendTimeout | SendFailed, _seconds: float) -> None:
+        outcome.append(result)
+        finished.set()
+
+    client.submit(request, done)
+    assert finished.wait(30)
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
 
 
 class Server:
@@ -95,7 +112,7 @@ def post(url: str, body: bytes = b'{"a":1}', **headers: str) -> HttpRequest:
 
 def test_a_post_arrives_whole_with_its_headers_and_the_reply_comes_back(server, client):
     body = "é€😀 \x00 binary".encode() * 5000  # larger than libcurl's 100-continue threshold, with a NUL
-    reply = client.send(post(server.url + "/p/limited", body, Authorization="Token t"))
+    reply = send(client, post(server.url + "/p/limited", body, Authorization="Token t"))
     method, path, headers, received = server.seen[0]
     assert (method, path, received) == ("POST", "/p/limited", body)
     assert headers["authorization"] == "Token t" and headers["content-type"] == "application/json"
@@ -105,31 +122,31 @@ def test_a_post_arrives_whole_with_its_headers_and_the_reply_comes_back(server, 
 
 def test_connections_are_kept_alive_across_sends(server, client):
     for _ in range(3):
-        client.send(post(server.url + "/p"))
+        send(client, post(server.url + "/p"))
     assert len(server.client_ports) == 3 and len(set(server.client_ports)) == 1
 
 
 def test_other_methods_and_redirects_are_not_followed(server, client):
-    reply = client.send(HttpRequest("PUT", server.url + "/p/moved", {}, b"x"))
+    reply = send(client, HttpRequest("PUT", server.url + "/p/moved", {}, b"x"))
     assert [(m, p) for m, p, _, _ in server.seen] == [("PUT", "/p/moved")]
     assert reply.status == 302 and reply.headers["location"] == "/elsewhere"
 
 
 def test_a_huge_reply_is_read_but_only_its_start_kept(server, client):
-    reply = client.send(post(server.url + "/p/huge"))
+    reply = send(client, post(server.url + "/p/huge"))
     assert reply.status == 200 and reply.body == b"x" * 1024
 
 
 def test_a_slow_reply_times_out_and_a_closed_port_or_dropped_connection_fails(server, client):
     impatient = HttpClient(4, 3, 0.5, 1024)
     with pytest.raises(SendTimeout):
-        impatient.send(post(server.url + "/p/slow"))
+        send(impatient, post(server.url + "/p/slow"))
     impatient.close()
     closed = server.url.rsplit(":", 1)[0] + ":9"
     with pytest.raises(SendFailed, match="Failed to connect"):
-        client.send(post(closed + "/p"))
+        send(client, post(closed + "/p"))
     with pytest.raises(SendFailed, match="Empty reply"):  # on a fresh connection, so libcurl does not resend
-        client.send(post(server.url + "/p/drop"))
+        send(client, post(server.url + "/p/drop"))
     assert [path for _, path, _, _ in server.seen].count("/p/drop") == 1
 
 
@@ -154,10 +171,10 @@ def test_many_requests_at_once_each_get_their_own_reply(server, client):
 def test_http_proxy_from_the_environment_is_used_and_no_proxy_is_honoured(server, client, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", server.url)  # our server plays the proxy: it sees absolute URIs
     monkeypatch.setenv("NO_PROXY", "direct.invalid")
-    assert client.send(post("http://provider.invalid/v2/enqueue")).status == 200
+    assert send(client, post("http://provider.invalid/v2/enqueue")).status == 200
     assert server.seen[0][1] == "http://provider.invalid/v2/enqueue"
     with pytest.raises(SendFailed):  # not sent to the proxy, so the unresolvable name fails
-        client.send(post("http://direct.invalid/v2/enqueue"))
+        send(client, post("http://direct.invalid/v2/enqueue"))
     assert len(server.seen) == 1
 
 
@@ -171,13 +188,13 @@ def test_health_probes_go_through_the_same_proxy(server, monkeypatch):
 
 def test_a_request_libcurl_refuses_fails_alone_and_the_loop_goes_on(server, client):
     with pytest.raises(SendFailed, match="request not accepted"):
-        client.send(post(server.url + "/p/\x00"))
+        send(client, post(server.url + "/p/\x00"))
 
     def broken_callback(_reply, _seconds):
         raise RuntimeError("a bug in whoever handles the reply")
 
     client.submit(post(server.url + "/p/first"), broken_callback)
-    assert client.send(post(server.url + "/p/second")).status == 200
+    assert send(client, post(server.url + "/p/second")).status == 200
     assert [path for _, path, _, _ in server.seen] == ["/p/first", "/p/second"]
 
 
@@ -209,7 +226,7 @@ def test_a_request_built_on_the_loop_is_sent_skipped_or_failed_alone(server, cli
     assert built_on == ["http", "http", "http"]
     assert set(outcomes) == {"/p/built", "boom"} and outcomes["/p/built"].status == 200
     assert isinstance(outcomes["boom"], SendFailed) and "request not built: ValueError" in str(outcomes["boom"])
-    assert client.send(post(server.url + "/p/after")).status == 200
+    assert send(client, post(server.url + "/p/after")).status == 200
     assert [path for _, path, _, _ in server.seen] == ["/p/built", "/p/after"]
 
 
@@ -234,10 +251,10 @@ def test_https_is_verified_against_the_configured_ca_bundle(tls_server, monkeypa
     server, bundle = tls_server
     default = HttpClient(4, 3, 5, 1024)  # certifi's bundle does not know this certificate
     with pytest.raises(SendFailed, match="certificate"):
-        default.send(post(server.url + "/p"))
+        send(default, post(server.url + "/p"))
     default.close()
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
     trusting = HttpClient(4, 3, 5, 1024)
-    assert trusting.send(post(server.url + "/p/tls")).status == 200
+    assert send(trusting, post(server.url + "/p/tls")).status == 200
     trusting.close()
     assert [path for _, path, _, _ in server.seen] == ["/p/tls"]
