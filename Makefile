@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PG_BIN := /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps system-deps test lint demo bench schema psql clean
+.PHONY: deps system-deps test lint demo bench install-script wheel-smoke clean
 
 system-deps:
 	@if [ ! -x $(PG_BIN)/postgres ] || [ ! -f /usr/lib/postgresql/15/lib/pg_cron.so ] || ! command -v runuser >/dev/null; then \
@@ -25,10 +25,13 @@ deps: system-deps $(VENV)/.installed
 
 lint: deps
 	$(VENV)/bin/ruff check dispatcher devtools tests bench
-	$(VENV)/bin/sqlfluff lint sql/migrations
+	$(VENV)/bin/sqlfluff lint sql
 
+# Every test (the installed wheel's included); then the SQL tests again on a database built by pgalert 0.1.0
+# and upgraded, which must behave exactly as a fresh one.
 test: lint
 	$(PY) -m pytest
+	PGALERT_TEST_UPGRADE=1 $(PY) -m pytest tests/sql
 
 demo: deps
 	$(PY) -m devtools.demo
@@ -36,12 +39,12 @@ demo: deps
 bench: deps
 	$(PY) -m bench.run
 
-# Regenerate sql/schema.sql from the migrations (a test proves the two agree).
-schema: deps
-	$(PY) -m devtools.schema --write
+# Regenerate sql/install.psql (the psql-only install path) after adding a migration or a definitions file.
+install-script: deps
+	$(PY) -m devtools.install_script --write
 
 clean:
-	-$(PY) -m devtools.localpg destroy --name test --port 55433
+	-$(PY) -m devtools.localpg destroy --name test
 	-$(PY) -m devtools.localpg destroy --name demo --port 55432
 	-$(PY) -m devtools.localpg destroy --name bench --port 55434
 	rm -rf $(VENV)

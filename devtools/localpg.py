@@ -5,7 +5,7 @@ user and lives in a directory it owns (outside the checkout, which that user may
 as an ordinary user it lives in `.pg/` inside the checkout. Authentication is `trust` on 127.0.0.1 only:
 this server exists for local development and is never a production recipe.
 
-    python -m devtools.localpg start --name test --port 55433
+    python -m devtools.localpg start --name demo --port 55432
     python -m devtools.localpg stop  --name test
 """
 
@@ -112,8 +112,16 @@ class LocalServer:
             account = pwd.getpwnam("postgres")
             os.chown(conf_path, account.pw_uid, account.pw_gid)
 
+    def _running_port(self) -> int | None:
+        try:  # postmaster.pid: pid, data directory, start time, port, ...
+            return int((self.data_dir / "postmaster.pid").read_text().split("\n")[3])
+        except (OSError, IndexError, ValueError):
+            return None
+
     def start(self) -> None:
         self.init()
+        if self.is_running() and self._running_port() != self.port:
+            self.stop()  # started by a run that chose another port: come back on ours
         if not self.is_running():
             self._write_settings()
             if _port_in_use(self.port):
@@ -154,6 +162,11 @@ class LocalServer:
                 time.sleep(0.2)
         with psycopg.connect(self.url(CRON_DATABASE), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+
+
+def checkout_port(base: int, span: int) -> int:
+    """A port of its own for this checkout, so two clones' servers never meet on one fixed port."""
+    return base + int(hashlib.sha256(str(REPO).encode()).hexdigest()[:8], 16) % span
 
 
 def _port_in_use(port: int) -> bool:

@@ -1,3 +1,3 @@
 """pgalert's dispatcher: the one process that does network I/O for alerts decided in PostgreSQL."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -10,7 +10,7 @@ import click
 import psycopg
 
 from dispatcher import db, logs
-from dispatcher.migrate import MIGRATIONS_DIR, MigrationError, migrate
+from dispatcher.migrate import MigrationError, migrate
 from dispatcher.providers import ProviderConfigError, all_secrets, providers_from_env
 from dispatcher.retry import RetryPolicy
 from dispatcher.settings import DEFAULT_PACING, Settings, default_dispatcher_id, parse_pacing
@@ -39,21 +39,33 @@ def cli() -> None:
 
 @cli.command("migrate")
 @database_option
-@click.option("--migrations-dir", type=click.Path(exists=True, file_okay=False, path_type=type(MIGRATIONS_DIR)),
-              default=MIGRATIONS_DIR, show_default=True, help="Where the NNNN_name.sql files are.")
-def migrate_command(database_url: str, migrations_dir) -> None:
-    """Apply the SQL migrations that are missing, each in its own transaction.
+@click.option("--check", is_flag=True,
+              help="Change nothing: list what a migrate would apply and exit 1 if anything is pending "
+                   "(for init containers and deploy pipelines), 0 if the database is up to date.")
+def migrate_command(database_url: str, check: bool) -> None:
+    """Install or upgrade the schema: new migrations, then the changed files of current definitions.
 
-    Safe to run from several places at once (an advisory lock serializes them); a second run does nothing.
-    A migration edited after it was applied is refused."""
+    One transaction under an advisory lock: several at once are safe, a second run does nothing, and a
+    failure leaves the database as it was. A migration edited after it was applied is refused. The SQL is
+    the one shipped with this pgalert; `psql -f sql/install.psql` does the same without Python."""
     with connect_or_fail(database_url) as conn:
         try:
-            applied = migrate(conn, migrations_dir, log=click.echo)
+            plan = migrate(conn, log=click.echo, check_only=check)
         except MigrationError as error:
             raise click.ClickException(str(error)) from None
         except psycopg.Error as error:
             raise click.ClickException(f"migration failed and was rolled back: {str(error).strip()}") from None
-    click.echo(f"{len(applied)} migration(s) applied" if applied else "database is up to date")
+    if check:
+        for name in plan.migrations:
+            click.echo(f"pending: migrations/{name}")
+        for name in plan.definitions:
+            click.echo(f"pending: {name}")
+        if plan.pending:
+            raise SystemExit(1)
+        click.echo("database is up to date")
+        return
+    click.echo(f"{len(plan.migrations)} migration(s) and {len(plan.definitions)} definition file(s) applied"
+               if plan.pending else "database is up to date")
 
 
 @cli.command("dispatch")

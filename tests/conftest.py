@@ -1,29 +1,49 @@
 """Tests run against a real PostgreSQL 15 with pg_cron loaded: the project-owned `test` server.
 
 A template database is migrated once per session and cloned for each test (pytest-postgresql's `load=`).
+With PGALERT_TEST_UPGRADE=1 the template is a database built by pgalert 0.1.0 and then upgraded, so the same
+tests prove that an upgraded database behaves as a fresh one (`make test` runs tests/sql both ways).
+
+The server listens on a port chosen per checkout (PGALERT_TEST_PORT overrides it) and a run stops the server
+it started, so two checkouts can run `make test` one after the other or side by side.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from pytest_postgresql import factories
 
-from devtools.localpg import LocalServer
+from devtools.localpg import LocalServer, checkout_port
 from dispatcher.migrate import migrate
 
-SERVER = LocalServer("test", int(os.environ.get("PGALERT_TEST_PORT", "55433")))
+SERVER = LocalServer("test", int(os.environ.get("PGALERT_TEST_PORT", checkout_port(55500, 400))))
+UPGRADE = os.environ.get("PGALERT_TEST_UPGRADE") == "1"
+LEGACY_MIGRATIONS = Path(__file__).resolve().parent / "fixtures" / "pgalert-0.1.0" / "migrations"
+_started_here: list[bool] = []
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    _started_here.append(not SERVER.is_running())
     SERVER.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _started_here and _started_here[0] and not os.environ.get("PGALERT_TEST_KEEP_SERVER"):
+        SERVER.stop()
 
 
 def migrate_template(host: str, port: int, user: str, dbname: str, password: str | None = None, **_: object) -> None:
     with psycopg.connect(host=host, port=port, user=user, dbname=dbname, password=password, autocommit=True) as conn:
+        if UPGRADE:
+            for path in sorted(LEGACY_MIGRATIONS.glob("*.sql")):  # as 0.1.0's `pgalert migrate` applied them
+                with conn.transaction():
+                    conn.execute(path.read_text())
         migrate(conn, log=lambda *_: None)
 
 
@@ -31,6 +51,16 @@ postgresql_server = factories.postgresql_noproc(
     host="127.0.0.1", port=SERVER.port, user="postgres", dbname="pgalert_tests", load=[migrate_template]
 )
 postgresql = factories.postgresql("postgresql_server")
+
+
+@pytest.fixture
+def empty_db() -> Iterator[str]:
+    """A database of its own that nothing has migrated yet; dropped afterwards."""
+    name = f"pgalert_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(SERVER.url("postgres"), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        yield SERVER.url(name)
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -58,19 +88,33 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture
 def connect(db_url: str) -> Iterator:
-    """More autocommit connections to the same database, for racing sessions; all closed afterwards."""
+    """More autocommit connections to the same database, for racing sessions; all closed afterwards.
+
+    connect("monitoring_writer") logs in as a LOGIN role made for this test that holds only that role, as an
+    app, analyst, dispatcher or admin would: not a superuser session under SET ROLE, which RESET ROLE undoes."""
     opened: list[psycopg.Connection] = []
+    logins: list[str] = []
 
     def open_connection(role: str | None = None) -> psycopg.Connection:
-        connection = psycopg.connect(db_url, autocommit=True)
+        url = db_url
         if role:
-            connection.execute(f"SET ROLE {role}")
+            login = f"pgalert_login_{role.removeprefix('monitoring_')}_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(db_url, autocommit=True) as admin:
+                admin.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{role}"')
+            logins.append(login)
+            url = db_url.replace("postgresql://postgres@", f"postgresql://{login}@", 1)
+        connection = psycopg.connect(url, autocommit=True)
         opened.append(connection)
         return connection
 
     yield open_connection
     for connection in opened:
         connection.close()
+    if logins:
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            for login in logins:
+                admin.execute(f'DROP OWNED BY "{login}"')
+                admin.execute(f'DROP ROLE "{login}"')
 
 
 SEED_CRITICAL = (

@@ -1,36 +1,85 @@
-"""Migrations: ordered, immutable, idempotent, safe to race, and equal to sql/schema.sql."""
+"""Migrations and definitions: ordered, immutable, idempotent, safe to race, one transaction, two install
+paths (pgalert migrate and psql) that keep the same books, and upgrades from 0.1.0."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
+import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from devtools.schema import SCHEMA_FILE, dump
-from dispatcher.migrate import MIGRATIONS_DIR, MigrationError, discover, migrate
+from devtools.install_script import INSTALL_SCRIPT, render
+from devtools.localpg import PG_BIN
+from dispatcher.migrate import SQL_ROOT, MigrationError, discover_definitions, discover_migrations, migrate, statements
 from tests.conftest import SERVER
+
+SQL_DIR = Path(str(SQL_ROOT))
+LEGACY = Path(__file__).resolve().parent.parent / "fixtures" / "pgalert-0.1.0" / "migrations"
+QUIET = {"log": lambda *_: None}
 
 
 @pytest.fixture
-def empty_db():
-    name = f"pgalert_empty_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(SERVER.url("postgres"), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        yield SERVER.url(name)
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+def sql_copy(tmp_path) -> Path:
+    """A copy of sql/ to edit, as a developer or a careless hand would."""
+    copy = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def psql(url: str, *args: str, cwd: Path = SQL_DIR.parent) -> subprocess.CompletedProcess:
+    return subprocess.run([str(PG_BIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-d", url, *args],
+                          cwd=cwd, capture_output=True, text=True)
+
+
+def apply_legacy(url: str) -> None:
+    """A database as pgalert 0.1.0 left it: its eleven migrations, applied with psql as its README said."""
+    for path in sorted(LEGACY.glob("*.sql")):
+        result = psql(url, "-q", "-1", "-f", str(path))
+        assert result.returncode == 0, result.stderr
+
+
+def schema_dump(url: str) -> dict[str, str]:
+    """pg_dump --schema-only, as {object: definition}. The ACLs of btree_gist's own functions are left out:
+    0.1.0 revoked EXECUTE on every function in the schema, the extension's included, after installing it."""
+    out = subprocess.run([str(PG_BIN / "pg_dump"), "--schema-only", "--no-owner", url],
+                         capture_output=True, text=True, check=True).stdout
+    objects = {}
+    for part in re.split(r"\n--\n-- Name: ", out)[1:]:
+        head, _, body = part.partition("\n--\n")
+        key = re.sub(r"; Owner: .*", "", head)
+        if "Type: ACL" in key and not re.match(r"(FUNCTION |TABLE |VIEW )?_?monitoring", key):
+            continue
+        objects[key] = re.sub(r"\\(un)?restrict \S+", "", body).strip()
+    return objects
 
 
 def test_second_run_is_a_no_op(empty_db):
     with psycopg.connect(empty_db, autocommit=True) as conn:
-        assert migrate(conn, log=lambda *_: None) == [m.version for m in discover()]
-        assert migrate(conn, log=lambda *_: None) == []
+        first = migrate(conn, **QUIET)
+        assert first.migrations == [m.name for m in discover_migrations()]
+        assert first.definitions == [d.name for d in discover_definitions()]
+        assert not migrate(conn, **QUIET).pending
         rows = conn.execute("SELECT version, checksum FROM _monitoring_migrations ORDER BY version").fetchall()
-    assert [(v, c) for v, c in rows] == [(m.version, m.checksum) for m in discover()]
+    assert rows == [(m.version, m.checksum) for m in discover_migrations()]
+
+
+def test_check_reports_what_is_pending_and_changes_nothing(empty_db, sql_copy):
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert migrate(conn, sql_copy, check_only=True).migrations == [m.name for m in discover_migrations()]
+        assert conn.execute("SELECT to_regclass('monitoring_alerts')").fetchone() == (None,)
+        migrate(conn, sql_copy, **QUIET)
+        (sql_copy / "routing.sql").write_text((sql_copy / "routing.sql").read_text() + "\n-- reworded\n")
+        plan = migrate(conn, sql_copy, check_only=True)
+        assert (plan.migrations, plan.definitions) == ([], ["routing.sql"])
+        assert migrate(conn, sql_copy, **QUIET).definitions == ["routing.sql"]
+        assert not migrate(conn, sql_copy, check_only=True).pending
 
 
 def test_racing_migrations_apply_each_file_once(empty_db):
@@ -41,7 +90,7 @@ def test_racing_migrations_apply_each_file_once(empty_db):
         with psycopg.connect(empty_db, autocommit=True) as conn:
             barrier.wait()
             try:
-                outcomes.append(migrate(conn, log=lambda *_: None))
+                outcomes.append(migrate(conn, **QUIET).migrations)
             except Exception as error:  # noqa: BLE001 - asserted below
                 outcomes.append(error)
 
@@ -50,53 +99,190 @@ def test_racing_migrations_apply_each_file_once(empty_db):
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes, key=len) == [[], [], [], [m.version for m in discover()]]
+    assert sorted(outcomes, key=len) == [[], [], [], [m.name for m in discover_migrations()]]
 
 
-def test_an_edited_applied_migration_is_refused(empty_db, tmp_path):
-    copy = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS_DIR, copy)
+def test_an_edited_applied_migration_is_refused(empty_db, sql_copy):
     with psycopg.connect(empty_db, autocommit=True) as conn:
-        migrate(conn, copy, log=lambda *_: None)
-        first = sorted(copy.glob("*.sql"))[0]
+        migrate(conn, sql_copy, **QUIET)
+        first = sorted((sql_copy / "migrations").glob("*.sql"))[0]
         first.write_text(first.read_text() + "\n-- a harmless-looking edit\n")
         with pytest.raises(MigrationError, match=f"{first.name} was changed after it was applied"):
-            migrate(conn, copy, log=lambda *_: None)
+            migrate(conn, sql_copy, **QUIET)
 
 
-def test_a_failing_migration_leaves_nothing_behind(empty_db, tmp_path):
-    copy = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS_DIR, copy)
-    (copy / "9999_broken.sql").write_text("CREATE TABLE half_done (x int);\nSELECT 1/0;\n")
+def test_a_failing_run_leaves_nothing_behind(empty_db, sql_copy):
+    (sql_copy / "migrations" / "9999_broken.sql").write_text("CREATE TABLE half_done (x int);\nSELECT 1/0;\n")
     with psycopg.connect(empty_db, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.DivisionByZero):
-            migrate(conn, copy, log=lambda *_: None)
-        assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
-        assert conn.execute("SELECT max(version) FROM _monitoring_migrations").fetchone() < ("9999",)
+            migrate(conn, sql_copy, **QUIET)
+        # one transaction: not the broken file, nor anything applied before it in the same run
+        assert conn.execute("SELECT to_regclass('half_done'), to_regclass('monitoring_alerts')").fetchone() == (None, None)
 
 
-def test_psql_applied_files_are_adopted(empty_db):
+@pytest.mark.parametrize("statement", ["COMMIT;", "commit ;", "-- done\nROLLBACK;", "BEGIN;", "END;"])
+def test_a_migration_that_ends_its_transaction_is_refused_before_anything_runs(empty_db, sql_copy, statement):
+    (sql_copy / "migrations" / "9999_commits.sql").write_text(f"CREATE TABLE half_done (x int);\n{statement}\n")
     with psycopg.connect(empty_db, autocommit=True) as conn:
-        for migration in discover():  # what `psql -1 -f` does: the file alone, in one transaction
-            with conn.transaction():
-                conn.execute(migration.sql)
-        assert conn.execute("SELECT count(*) FROM _monitoring_migrations WHERE checksum IS NULL").fetchone() == (len(discover()),)
-        assert migrate(conn, log=lambda *_: None) == []
-        assert conn.execute("SELECT count(*) FROM _monitoring_migrations WHERE checksum IS NULL").fetchone() == (0,)
+        with pytest.raises(MigrationError, match="9999_commits.sql contains .* must not end or nest its transaction"):
+            migrate(conn, sql_copy, **QUIET)
+        assert conn.execute("SELECT to_regclass('half_done'), to_regclass('_monitoring_migrations')").fetchone() == (None, None)
+
+
+def test_transaction_words_inside_bodies_strings_and_comments_are_not_transaction_control(empty_db, sql_copy):
+    (sql_copy / "migrations" / "9999_words.sql").write_text(
+        "-- COMMIT; in a comment\n"
+        "DO $$ BEGIN PERFORM 1; END $$;\n"
+        "SELECT 'COMMIT;' AS text, $q$ ROLLBACK; $q$ AS quoted;\n"
+        "INSERT INTO _monitoring_migrations (version, name) VALUES ('9999', 'words');\n"
+    )
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert migrate(conn, sql_copy, **QUIET).migrations[-1] == "9999_words.sql"
+
+
+def test_a_migration_that_does_not_record_itself_is_refused(empty_db, sql_copy):
+    (sql_copy / "migrations" / "9999_silent.sql").write_text("CREATE TABLE silent (x int);\n")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        with pytest.raises(MigrationError, match="9999_silent.sql does not record itself"):
+            migrate(conn, sql_copy, **QUIET)
+        assert conn.execute("SELECT to_regclass('silent')").fetchone() == (None,)
 
 
 def test_every_migration_records_itself():
-    for migration in discover():
+    for migration in discover_migrations():
         assert re.search(
-            rf"INSERT INTO _monitoring_migrations \(version, name\) VALUES \('{migration.version}', '{migration.name}'\);\s*$",
-            migration.sql,
-        ), migration.path.name
+            rf"INSERT INTO _monitoring_migrations \(version, name\) VALUES \('{migration.version}', '{migration.name[5:-4]}'\);\s*$",
+            migration.text,
+        ), migration.name
 
 
-def test_schema_file_equals_what_the_migrations_produce(empty_db):
+# --- the psql path ---------------------------------------------------------------------------------------
+
+def test_install_script_is_current():
+    assert INSTALL_SCRIPT.read_text() == render(), "run `make install-script` and commit sql/install.psql"
+
+
+def test_psql_path_records_the_checksums_pgalert_migrate_checks(empty_db):
+    result = psql(empty_db, "-f", "sql/install.psql")
+    assert result.returncode == 0, result.stderr
     with psycopg.connect(empty_db, autocommit=True) as conn:
-        migrate(conn, log=lambda *_: None)
-    assert dump(empty_db) == SCHEMA_FILE.read_text(), "run `make schema` and commit sql/schema.sql"
+        rows = conn.execute("SELECT version, checksum FROM _monitoring_migrations ORDER BY version").fetchall()
+        assert rows == [(m.version, m.checksum) for m in discover_migrations()]
+        assert not migrate(conn, **QUIET).pending  # nothing to adopt, nothing to redo
+    second = psql(empty_db, "-f", "sql/install.psql")
+    assert second.returncode == 0 and "applied" not in second.stdout
+
+
+def test_a_file_edited_after_psql_applied_it_is_refused_by_both_paths(empty_db, sql_copy):
+    assert psql(empty_db, "-f", "sql/install.psql", cwd=sql_copy.parent).returncode == 0
+    first = sorted((sql_copy / "migrations").glob("*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- edited after it was applied\n")
+    with psycopg.connect(empty_db, autocommit=True) as conn, \
+            pytest.raises(MigrationError, match="was changed after it was applied"):
+        migrate(conn, sql_copy, **QUIET)
+    result = psql(empty_db, "-f", "sql/install.psql", cwd=sql_copy.parent)
+    assert result.returncode != 0 and "was changed after it was applied" in result.stderr
+
+
+def test_psql_path_stops_at_a_migration_that_commits_on_its_own(empty_db, sql_copy):
+    (sql_copy / "migrations" / "9999_commits.sql").write_text(
+        "CREATE TABLE half_done (x int);\nCOMMIT;\nINSERT INTO _monitoring_migrations (version, name) VALUES ('9999', 'commits');\n")
+    (sql_copy / "install.psql").write_text(render().replace(
+        "\\set file routing.sql", "\\set version 9999\n\\set file 9999_commits.sql\n\\ir psql/migration.psql\n\\set file routing.sql", 1))
+    result = psql(empty_db, "-f", "sql/install.psql", cwd=sql_copy.parent)
+    assert result.returncode != 0
+    assert "9999_commits.sql ended the transaction it was applied in" in result.stderr
+
+
+def test_psql_path_refuses_to_run_where_it_cannot_read_its_files(empty_db, tmp_path):
+    result = psql(empty_db, "-f", str(SQL_DIR / "install.psql"), cwd=tmp_path)
+    assert result.returncode != 0 and "reads its files from sql/" in result.stderr
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('_monitoring_migrations')").fetchone() == (None,)
+
+
+# --- one body per object, and upgrades -------------------------------------------------------------------
+
+DEFINED = re.compile(
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:CONSTRAINT\s+)?(FUNCTION|TRIGGER|VIEW)\s+(\w+)(?:.*?\sON\s+(\w+))?",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def test_every_function_trigger_and_view_has_one_body_in_one_file(conn):
+    homes: dict[tuple[str, str], list[str]] = {}
+    for migration in discover_migrations():
+        for statement in statements(migration.text):
+            assert not DEFINED.match(re.sub(r"^(\s*--[^\n]*\n)*", "", statement + "\n")), \
+                f"{migration.name} defines a function, trigger or view: it belongs in sql/<concern>.sql"
+    for definition in discover_definitions():
+        for statement in statements(definition.text):
+            match = DEFINED.match(re.sub(r"^(\s*--[^\n]*\n)*", "", statement + "\n"))
+            if match:
+                kind, name, table = match[1].upper(), match[2], match[3] if match[1].upper() == "TRIGGER" else ""
+                homes.setdefault((kind, f"{table}.{name}" if table else name), []).append(definition.name)
+    assert {k: v for k, v in homes.items() if len(v) > 1} == {}
+    in_database = conn.execute("""
+        SELECT 'FUNCTION', proname FROM pg_proc
+        WHERE pronamespace = 'public'::regnamespace AND proname LIKE '%monitoring%'
+          AND proname NOT IN (SELECT unnest(ARRAY['_monitoring_migration_is_pending', '_monitoring_record_migration',
+                                                  '_monitoring_definitions_are_current', '_monitoring_record_definitions']))
+        UNION ALL
+        SELECT 'TRIGGER', tgrelid::regclass::text || '.' || tgname FROM pg_trigger WHERE NOT tgisinternal
+        UNION ALL
+        SELECT 'VIEW', relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'v'
+    """).fetchall()
+    assert set(homes) == set(in_database)
+
+
+def test_released_checksums_are_mapped_to_todays_files():
+    text = (SQL_DIR / "bookkeeping.sql").read_text()
+    today = dict(re.findall(r"\('(\d{4})', '[0-9a-f]{64}', '([0-9a-f]{64})'\)", text))
+    assert today == {m.version: m.checksum for m in discover_migrations() if m.version <= "0011"}
+    released = dict(re.findall(r"\('(\d{4})', '([0-9a-f]{64})', '[0-9a-f]{64}'\)", text))
+    # what 0.1.0's migrator recorded: the SHA-256 of each whole file
+    assert released == {p.name[:4]: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(LEGACY.glob("*.sql"))}
+
+
+def test_a_database_built_by_0_1_0_upgrades_to_exactly_the_schema_of_a_fresh_one(empty_db):
+    name = f"pgalert_fresh_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(SERVER.url("postgres"), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(SERVER.url(name), autocommit=True) as conn:
+            migrate(conn, **QUIET)
+        apply_legacy(empty_db)
+        with psycopg.connect(empty_db, autocommit=True) as conn:
+            plan = migrate(conn, **QUIET)
+        assert plan.migrations == [] and plan.definitions == [d.name for d in discover_definitions()]
+        fresh, upgraded = schema_dump(SERVER.url(name)), schema_dump(empty_db)
+        assert {k for k in fresh if fresh[k] != upgraded.get(k)} | (upgraded.keys() - fresh.keys()) == set()
+    finally:
+        with psycopg.connect(SERVER.url("postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_an_upgrade_from_0_1_0_keeps_alerts_deliveries_rules_schedules_and_sla_rows(empty_db):
+    apply_legacy(empty_db)
+    tables = ["monitoring_alerts", "monitoring_deliveries", "monitoring_delivery_attempts", "monitoring_alert_rules",
+              "monitoring_schedules", "monitoring_sla_metrics", "monitoring_alert_escalations", "monitoring_events",
+              "_monitoring_installation"]
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, message) "
+                     "VALUES ('payment_failure', 'critical', 'Test', 'Test PagerDuty')")
+        conn.execute("SELECT monitoring_raise_alert('db_down', 'warning', 'Primary down')")
+        conn.execute("SELECT monitoring_acknowledge_alert(1, 'alice', 'looking')")
+        conn.execute("INSERT INTO monitoring_events (event_type, value) VALUES ('api_response_time', 2350)")
+        conn.execute("INSERT INTO monitoring_alert_rules (rule_name, rule_type, query, severity) "
+                     "VALUES ('custom_sql', 'sql', 'SELECT 1 AS value WHERE false', 'info')")
+        before = {t: conn.execute(f"SELECT to_jsonb(t) FROM {t} AS t ORDER BY 1::text").fetchall() for t in tables}
+        assert all(before[t] for t in tables if t != "monitoring_delivery_attempts"), before
+        migrate(conn, **QUIET)
+        after = {t: conn.execute(f"SELECT to_jsonb(t) FROM {t} AS t ORDER BY 1::text").fetchall() for t in tables}
+        assert after == before
+        # and the upgraded database works: a resolve reaches the providers that heard of the alert
+        conn.execute("SELECT monitoring_resolve_alert(1, 'alice')")
+        assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE alert_id = 1 AND action = 'resolve'").fetchone()[0] > 0
 
 
 def test_every_public_object_is_documented(conn):

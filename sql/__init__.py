@@ -1,0 +1,1 @@
+"""pgalert's SQL, shipped inside the wheel as package data (`importlib.resources.files("dispatcher.sql")`)."""

@@ -1,0 +1,8 @@
+-- Run by both install paths after anything was applied: put in place what the schema's data asks for and
+-- only functions can create. Each statement is idempotent.
+
+-- the jobs of monitoring_schedules, into pg_cron where it is installed (a NOTICE elsewhere)
+SELECT monitoring_install_schedules();
+
+-- today's and the coming days' partitions of monitoring_events
+SELECT count(*) AS event_partitions FROM monitoring_maintain_event_partitions();

@@ -1,0 +1,112 @@
+-- Lifecycle: acknowledge and resolve (each tells the providers that heard of the alert), and purging history.
+
+CREATE OR REPLACE FUNCTION _monitoring_get_alert_for_update(p_alert_id bigint)
+RETURNS monitoring_alerts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert public.monitoring_alerts;
+BEGIN
+    -- NO KEY UPDATE: inserts of deliveries that reference the alert (foreign key checks) need not wait for us
+    SELECT * INTO v_alert FROM public.monitoring_alerts WHERE id = p_alert_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'alert % does not exist', coalesce(p_alert_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found', HINT = 'pass the id of a row in monitoring_alerts';
+    END IF;
+    RETURN v_alert;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_get_alert_for_update(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_get_alert_for_update(bigint) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_acknowledge_alert(
+    p_alert_id bigint,
+    p_by text DEFAULT session_user,
+    p_note text DEFAULT NULL,
+    p_at timestamptz DEFAULT now()
+)
+RETURNS monitoring_alerts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert public.monitoring_alerts := public._monitoring_get_alert_for_update(p_alert_id);
+BEGIN
+    IF v_alert.status <> 'open' THEN
+        RAISE NOTICE 'alert % is already %; nothing to acknowledge', p_alert_id, v_alert.status;
+        RETURN v_alert;
+    END IF;
+    IF p_at < v_alert.created_at THEN
+        RAISE EXCEPTION 'cannot acknowledge alert % at %, before it was created at %', p_alert_id, p_at, v_alert.created_at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE public.monitoring_alerts
+    SET status = 'acknowledged', acknowledged_at = p_at, acknowledged_by = p_by, acknowledge_note = p_note
+    WHERE id = p_alert_id
+    RETURNING * INTO v_alert;
+    PERFORM public._monitoring_enqueue(p_alert_id, 'acknowledge', jsonb_build_object('by', p_by, 'note', p_note, 'at', p_at));
+    RETURN v_alert;
+END
+$$;
+COMMENT ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) IS
+'Someone is on it: status acknowledged, and the providers that were paged are told (PagerDuty acknowledge,
+Opsgenie acknowledge, a Slack follow-up). Acknowledging an alert that is not open changes nothing.';
+REVOKE ALL ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_resolve_alert(
+    p_alert_id bigint,
+    p_by text DEFAULT session_user,
+    p_note text DEFAULT NULL,
+    p_false_positive boolean DEFAULT FALSE,
+    p_at timestamptz DEFAULT now()
+)
+RETURNS monitoring_alerts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert public.monitoring_alerts := public._monitoring_get_alert_for_update(p_alert_id);
+BEGIN
+    IF v_alert.status = 'resolved' THEN
+        RAISE NOTICE 'alert % is already resolved', p_alert_id;
+        RETURN v_alert;
+    END IF;
+    IF p_at < greatest(v_alert.created_at, v_alert.acknowledged_at) THEN
+        RAISE EXCEPTION 'cannot resolve alert % at %, before it was created or acknowledged', p_alert_id, p_at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE public.monitoring_alerts
+    SET status = 'resolved', resolved_at = p_at, resolved_by = p_by, resolve_note = p_note,
+        false_positive = coalesce(p_false_positive, false)
+    WHERE id = p_alert_id
+    RETURNING * INTO v_alert;
+    PERFORM public._monitoring_enqueue(p_alert_id, 'resolve',
+        jsonb_build_object('by', p_by, 'note', p_note, 'at', p_at, 'false_positive', coalesce(p_false_positive, false)));
+    RETURN v_alert;
+END
+$$;
+COMMENT ON FUNCTION monitoring_resolve_alert(bigint, text, text, boolean, timestamptz) IS
+'It is over: status resolved (false_positive marks an alert that should not have fired), and the providers are
+told (PagerDuty resolve, Opsgenie close, a Slack follow-up). The next INSERT with the same dedup_key opens a new alert.';
+REVOKE ALL ON FUNCTION monitoring_resolve_alert(bigint, text, text, boolean, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_resolve_alert(bigint, text, text, boolean, timestamptz) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_purge_history(p_keep interval DEFAULT '90 days', p_at timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH purged AS (
+        DELETE FROM public.monitoring_alerts
+        WHERE status = 'resolved' AND resolved_at < p_at - p_keep
+        RETURNING 1
+    )
+    SELECT count(*) FROM purged
+$$;
+COMMENT ON FUNCTION monitoring_purge_history(interval, timestamptz) IS
+'Delete alerts resolved more than p_keep ago, with their deliveries and attempts; returns how many alerts.
+Open and acknowledged alerts are never purged.';
+REVOKE ALL ON FUNCTION monitoring_purge_history(interval, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_purge_history(interval, timestamptz) TO monitoring_admin;

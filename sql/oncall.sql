@@ -1,0 +1,211 @@
+-- On-call: who is on call, from rotations on the schedule's local wall clock and overrides; handoff messages.
+--
+-- Rotations are computed on the local wall clock, so a Monday 09:00 handoff in Berlin or Sao Paulo stays at
+-- 09:00 local across daylight-saving changes.
+
+CREATE OR REPLACE FUNCTION _monitoring_check_schedule()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- one function for both tables: TG_ARGV[0] names the column holding the schedule id
+    v_row jsonb := to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END);
+    v_schedule_id bigint := (v_row ->> TG_ARGV[0])::bigint;
+BEGIN
+    IF TG_TABLE_NAME = 'monitoring_oncall_schedules'
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names WHERE name = v_row ->> 'time_zone') THEN
+        RAISE EXCEPTION 'schedule %: unknown time zone %', v_row ->> 'name', quote_literal(v_row ->> 'time_zone')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'an IANA name such as Europe/Berlin or America/Sao_Paulo';
+    END IF;
+    IF EXISTS (SELECT FROM public.monitoring_oncall_schedules AS s WHERE s.id = v_schedule_id)
+       AND NOT EXISTS (SELECT FROM public.monitoring_oncall_participants AS p WHERE p.schedule_id = v_schedule_id) THEN
+        RAISE EXCEPTION 'schedule % has no participants', (SELECT s.name FROM public.monitoring_oncall_schedules AS s WHERE s.id = v_schedule_id)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'insert its monitoring_oncall_participants in the same transaction';
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_check_schedule() FROM PUBLIC;
+
+-- checked at commit, so a schedule and its participants can be written in one transaction
+DROP TRIGGER IF EXISTS schedule_has_participants ON monitoring_oncall_schedules;
+CREATE CONSTRAINT TRIGGER schedule_has_participants
+AFTER INSERT OR UPDATE ON monitoring_oncall_schedules
+DEFERRABLE INITIALLY DEFERRED
+FOR EACH ROW EXECUTE FUNCTION _monitoring_check_schedule('id');
+
+DROP TRIGGER IF EXISTS schedule_keeps_participants ON monitoring_oncall_participants;
+CREATE CONSTRAINT TRIGGER schedule_keeps_participants
+AFTER DELETE OR UPDATE ON monitoring_oncall_participants
+DEFERRABLE INITIALLY DEFERRED
+FOR EACH ROW EXECUTE FUNCTION _monitoring_check_schedule('schedule_id');
+
+-- The first handoff, on the schedule's local wall clock: handoff_day at handoff_time, on or after rotation_start.
+CREATE OR REPLACE FUNCTION _monitoring_first_handoff(p_schedule monitoring_oncall_schedules)
+RETURNS timestamp
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT (p_schedule.rotation_start
+            + (p_schedule.handoff_day - extract(ISODOW FROM p_schedule.rotation_start)::integer + 7) % 7)
+           + p_schedule.handoff_time
+$$;
+REVOKE ALL ON FUNCTION _monitoring_first_handoff(monitoring_oncall_schedules) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_first_handoff(monitoring_oncall_schedules) TO monitoring_reader, monitoring_admin;
+
+-- The shift number at a moment: whole rotations since the first handoff, on the local wall clock.
+CREATE OR REPLACE FUNCTION _monitoring_shift_number(p_schedule monitoring_oncall_schedules, p_at timestamptz)
+RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT floor(
+        date_part('epoch', (p_at AT TIME ZONE p_schedule.time_zone) - public._monitoring_first_handoff(p_schedule))
+        / date_part('epoch', p_schedule.rotation_length)
+    )::bigint
+$$;
+REVOKE ALL ON FUNCTION _monitoring_shift_number(monitoring_oncall_schedules, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_shift_number(monitoring_oncall_schedules, timestamptz) TO monitoring_reader, monitoring_admin;
+
+-- When a shift begins: the local wall-clock time, converted in the schedule's zone (so DST is honoured).
+CREATE OR REPLACE FUNCTION _monitoring_shift_start(p_schedule monitoring_oncall_schedules, p_shift bigint)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+AS $$
+    SELECT (public._monitoring_first_handoff(p_schedule) + p_shift * p_schedule.rotation_length)
+           AT TIME ZONE p_schedule.time_zone
+$$;
+REVOKE ALL ON FUNCTION _monitoring_shift_start(monitoring_oncall_schedules, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_shift_start(monitoring_oncall_schedules, bigint) TO monitoring_reader, monitoring_admin;
+
+CREATE OR REPLACE FUNCTION _monitoring_rotation_person(p_schedule monitoring_oncall_schedules, p_shift bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT p.person_id
+    FROM public.monitoring_oncall_participants AS p
+    WHERE p.schedule_id = p_schedule.id
+    ORDER BY p.position
+    OFFSET (
+        p_shift % (SELECT count(*) FROM public.monitoring_oncall_participants AS c WHERE c.schedule_id = p_schedule.id)
+        + (SELECT count(*) FROM public.monitoring_oncall_participants AS c WHERE c.schedule_id = p_schedule.id)
+    ) % (SELECT count(*) FROM public.monitoring_oncall_participants AS c WHERE c.schedule_id = p_schedule.id)
+    LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION _monitoring_rotation_person(monitoring_oncall_schedules, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_rotation_person(monitoring_oncall_schedules, bigint) TO monitoring_reader, monitoring_admin;
+
+CREATE OR REPLACE FUNCTION _monitoring_get_schedule(p_schedule text)
+RETURNS monitoring_oncall_schedules
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_schedule public.monitoring_oncall_schedules;
+BEGIN
+    SELECT * INTO v_schedule FROM public.monitoring_oncall_schedules AS s WHERE s.name = p_schedule;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'schedule % does not exist', coalesce(quote_literal(p_schedule), 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN v_schedule;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_get_schedule(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_get_schedule(text) TO monitoring_reader, monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_who_is_on_call(p_schedule text, p_at timestamptz DEFAULT now())
+RETURNS TABLE (person text, slack_member_id text, email text, phone text, is_override boolean, shift_ends_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_schedule public.monitoring_oncall_schedules := public._monitoring_get_schedule(p_schedule);
+    v_shift bigint := public._monitoring_shift_number(v_schedule, p_at);
+    v_override public.monitoring_oncall_overrides;
+BEGIN
+    SELECT * INTO v_override FROM public.monitoring_oncall_overrides AS o
+    WHERE o.schedule_id = v_schedule.id AND o.during @> p_at;
+    RETURN QUERY
+    SELECT pp.name, pp.slack_member_id, pp.email, pp.phone, v_override.id IS NOT NULL,
+           CASE WHEN v_override.id IS NOT NULL THEN upper(v_override.during)
+                ELSE public._monitoring_shift_start(v_schedule, v_shift + 1) END
+    FROM public.monitoring_people AS pp
+    WHERE pp.id = coalesce(v_override.person_id, public._monitoring_rotation_person(v_schedule, v_shift));
+END
+$$;
+COMMENT ON FUNCTION monitoring_who_is_on_call(text, timestamptz) IS
+'The person on call for a schedule at p_at: an override covering p_at first, else the rotation''s person for
+that shift (computed on the schedule''s local clock, so handoffs keep their local time across DST), with when
+their turn ends.';
+REVOKE ALL ON FUNCTION monitoring_who_is_on_call(text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_who_is_on_call(text, timestamptz) TO monitoring_reader, monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_oncall_timeline(p_schedule text, p_from timestamptz DEFAULT now(), p_to timestamptz DEFAULT now() + interval '28 days')
+RETURNS TABLE (starts_at timestamptz, ends_at timestamptz, person text, is_override boolean)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_schedule public.monitoring_oncall_schedules := public._monitoring_get_schedule(p_schedule);
+BEGIN
+    RETURN QUERY
+    SELECT greatest(public._monitoring_shift_start(v_schedule, n), p_from),
+           least(public._monitoring_shift_start(v_schedule, n + 1), p_to),
+           pp.name, FALSE
+    FROM generate_series(public._monitoring_shift_number(v_schedule, p_from),
+                         public._monitoring_shift_number(v_schedule, p_to)) AS n
+    JOIN public.monitoring_people AS pp ON pp.id = public._monitoring_rotation_person(v_schedule, n)
+    WHERE public._monitoring_shift_start(v_schedule, n) < p_to
+    UNION ALL
+    SELECT greatest(lower(o.during), p_from), least(upper(o.during), p_to), pp.name, TRUE
+    FROM public.monitoring_oncall_overrides AS o
+    JOIN public.monitoring_people AS pp ON pp.id = o.person_id
+    WHERE o.schedule_id = v_schedule.id AND o.during && tstzrange(p_from, p_to)
+    ORDER BY 1, 4;
+END
+$$;
+COMMENT ON FUNCTION monitoring_oncall_timeline(text, timestamptz, timestamptz) IS
+'The rotation''s shifts between p_from and p_to (default: the next 4 weeks), and the overrides within them
+(is_override; an override wins for its range).';
+REVOKE ALL ON FUNCTION monitoring_oncall_timeline(text, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_oncall_timeline(text, timestamptz, timestamptz) TO monitoring_reader, monitoring_admin;
+
+-- Handoffs: a Slack message naming who is now on call, once per schedule and shift.
+CREATE OR REPLACE FUNCTION _monitoring_announce_handoffs(p_at timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_schedule public.monitoring_oncall_schedules;
+    v_shift bigint;
+    v_person record;
+    v_count integer := 0;
+    v_alert bigint;
+BEGIN
+    FOR v_schedule IN
+        SELECT * FROM public.monitoring_oncall_schedules AS s WHERE s.announce_handoffs FOR UPDATE SKIP LOCKED
+    LOOP
+        v_shift := public._monitoring_shift_number(v_schedule, p_at);
+        CONTINUE WHEN v_schedule.last_announced_shift IS NOT DISTINCT FROM v_shift;
+        UPDATE public.monitoring_oncall_schedules AS s SET last_announced_shift = v_shift WHERE s.id = v_schedule.id;
+        CONTINUE WHEN v_schedule.last_announced_shift IS NULL;  -- a new schedule starts quietly
+        SELECT * INTO v_person FROM public.monitoring_who_is_on_call(v_schedule.name, p_at);
+        INSERT INTO public.monitoring_alerts (alert_type, severity, title, message, source, dedup_key, created_at, occurred_at)
+        VALUES ('oncall_handoff', 'info',
+                format('%s is now on call for %s', v_person.person, v_schedule.name),
+                format('Until %s.', v_person.shift_ends_at AT TIME ZONE v_schedule.time_zone) ||
+                CASE WHEN v_person.slack_member_id IS NOT NULL THEN format(' <@%s>', v_person.slack_member_id) ELSE '' END,
+                v_schedule.name, format('oncall_handoff:%s:%s', v_schedule.name, v_shift), p_at, p_at)
+        RETURNING id INTO v_alert;
+        -- an announcement, not an incident: closed at once, without follow-up messages
+        UPDATE public.monitoring_alerts SET status = 'resolved', resolved_at = p_at, resolved_by = 'pgalert'
+        WHERE id = v_alert;
+        v_count := v_count + 1;
+    END LOOP;
+    RETURN v_count;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_announce_handoffs(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_announce_handoffs(timestamptz) TO monitoring_admin;
