@@ -22,6 +22,62 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_normalize_severity(text) FROM PUBLIC;
+-- rules are validated as the admin who writes them, and rules take severities in every spelling alerts do
+GRANT EXECUTE ON FUNCTION _monitoring_normalize_severity(text) TO monitoring_admin;
+
+-- The documented limits of an alert, with a clear message before the table's constraints would refuse it
+-- with their names. They fit every provider once truncated and keep a row from growing without bound.
+CREATE OR REPLACE FUNCTION _monitoring_check_alert_sizes(p_alert monitoring_alerts)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_limit record;
+BEGIN
+    FOR v_limit IN
+        SELECT * FROM (VALUES
+            ('alert_type', char_length(p_alert.alert_type), 200, 'characters'),
+            ('title', char_length(p_alert.title), 1024, 'characters'),
+            ('message', char_length(p_alert.message), 20000, 'characters'),
+            ('source', char_length(p_alert.source), 500, 'characters'),
+            ('dedup_key', char_length(p_alert.dedup_key), 500, 'characters'),
+            ('details', octet_length(p_alert.details::text), 65536, 'bytes of JSON')
+        ) AS l (field, size, max_size, unit)
+        WHERE l.size > l.max_size
+    LOOP
+        RAISE EXCEPTION '% is % % long, over the limit of %', v_limit.field, v_limit.size, v_limit.unit, v_limit.max_size
+            USING ERRCODE = 'string_data_right_truncation',
+                  HINT = 'put long output in a link (details.runbook_url, a log URL) rather than in the alert';
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_check_alert_sizes(monitoring_alerts) FROM PUBLIC;
+
+-- Only the lifecycle functions change an alert's status: they also tell the providers, stop the escalation and
+-- keep the SLA row. A plain UPDATE would leave an incident open at PagerDuty and pending triggers going out.
+CREATE OR REPLACE FUNCTION _monitoring_alert_status_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF coalesce(current_setting('pgalert.lifecycle', TRUE), '') <> 'on' THEN
+        RAISE EXCEPTION 'alert %: status changes through monitoring_acknowledge_alert() and monitoring_resolve_alert(), '
+                        'not UPDATE', OLD.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'they also tell the providers, stop the escalation and keep the SLA figures, e.g. '
+                         'SELECT monitoring_resolve_alert(' || OLD.id || ', ''alice'', ''why'')';
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_alert_status_guard() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER monitoring_alerts_status_by_lifecycle
+BEFORE UPDATE OF status ON monitoring_alerts
+FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status)
+EXECUTE FUNCTION _monitoring_alert_status_guard();
 
 CREATE OR REPLACE FUNCTION _monitoring_alert_before_insert()
 RETURNS trigger
@@ -32,6 +88,7 @@ AS $$
 DECLARE
     v_open public.monitoring_alerts;
     v_new_severity text;
+    v_horizon interval;
 BEGIN
     IF NEW.alert_type IS NULL OR btrim(NEW.alert_type) = '' THEN
         RAISE EXCEPTION 'alert_type is required'
@@ -44,7 +101,13 @@ BEGIN
     NEW.severity := public._monitoring_normalize_severity(NEW.severity);
     NEW.message := coalesce(NEW.message, '');
     NEW.source := coalesce(NEW.source, '');
-    NEW.details := coalesce(NEW.details, '{}');
+    -- an app's details of any JSON kind still page: providers expect an object
+    NEW.details := CASE coalesce(jsonb_typeof(NEW.details), 'null')
+        WHEN 'object' THEN NEW.details
+        WHEN 'null' THEN '{}'
+        ELSE jsonb_build_object('value', NEW.details)
+    END;
+    PERFORM public._monitoring_check_alert_sizes(NEW);
     NEW.dedup_key := coalesce(
         nullif(NEW.dedup_key, ''),
         NEW.alert_type || CASE WHEN NEW.source = '' THEN '' ELSE ':' || NEW.source END
@@ -58,6 +121,31 @@ BEGIN
     NEW.false_positive := false;
     IF NEW.occurred_at > NEW.created_at THEN
         NEW.occurred_at := NEW.created_at;  -- a clock ahead of the database's cannot make MTTD negative
+    END IF;
+    -- The database's clock decides unless an admin backfills: an app's time could park an alert in the future
+    -- (never resolvable, swallowing every repeat of its key) or so far back that its escalation runs at once.
+    -- The login decides (session_user): this function runs as its owner.
+    IF NEW.created_at > now() + interval '1 minute' THEN
+        RAISE EXCEPTION 'created_at % is in the future', NEW.created_at
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'leave created_at (p_at) out: it defaults to now()';
+    END IF;
+    IF NOT pg_has_role(session_user, 'monitoring_admin', 'USAGE') THEN
+        IF NEW.created_at < now() - interval '1 minute' THEN
+            RAISE EXCEPTION 'created_at % is not now: writers cannot backdate when an alert was detected', NEW.created_at
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'leave created_at (p_at) out; say when the problem started with occurred_at, or import '
+                             'history as monitoring_admin';
+        END IF;
+        v_horizon := coalesce(
+            (SELECT s.value::interval FROM public.monitoring_settings AS s WHERE s.setting = 'alert_time_horizon'),
+            interval '7 days'
+        );
+        IF NEW.occurred_at < NEW.created_at - v_horizon THEN
+            RAISE EXCEPTION 'occurred_at % is further back than the horizon of % that writers may report',
+                NEW.occurred_at, v_horizon
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'an older problem is history: import it as monitoring_admin (setting alert_time_horizon)';
+        END IF;
     END IF;
 
     -- Serialize writers of one key so concurrent INSERTs see each other's open alert instead of racing the
@@ -80,7 +168,9 @@ BEGIN
         last_seen_at = greatest(last_seen_at, NEW.created_at),
         title = NEW.title,
         message = NEW.message,
-        details = details || NEW.details,
+        -- merged, but never past the size limit: then the latest details win
+        details = CASE WHEN octet_length((details || NEW.details)::text) <= 65536 THEN details || NEW.details
+                       ELSE NEW.details END,
         severity = v_new_severity
     WHERE id = v_open.id;
     -- a repeat that raises the severity reaches the providers of the new severity; the others already know
@@ -258,11 +348,16 @@ BEGIN
     NEW.severity := public._monitoring_normalize_severity(NEW.severity);
     NEW.message := coalesce(NEW.message, '');
     NEW.source := coalesce(NEW.source, '');
-    NEW.details := coalesce(NEW.details, '{}');
+    NEW.details := CASE coalesce(jsonb_typeof(NEW.details), 'null')
+        WHEN 'object' THEN NEW.details
+        WHEN 'null' THEN '{}'
+        ELSE jsonb_build_object('value', NEW.details)
+    END;
     NEW.dedup_key := coalesce(
         nullif(NEW.dedup_key, ''),
         NEW.alert_type || CASE WHEN NEW.source = '' THEN '' ELSE ':' || NEW.source END
     );
+    PERFORM public._monitoring_check_alert_sizes(NEW);
     NEW.occurred_at := least(NEW.occurred_at, NEW.created_at);
     NEW.occurrence_count := greatest(coalesce(NEW.occurrence_count, 1), 1);
     NEW.last_seen_at := least(greatest(coalesce(NEW.last_seen_at, NEW.created_at), NEW.created_at), NEW.resolved_at);

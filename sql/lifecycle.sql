@@ -41,10 +41,12 @@ BEGIN
         RAISE EXCEPTION 'cannot acknowledge alert % at %, before it was created at %', p_alert_id, p_at, v_alert.created_at
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
     UPDATE public.monitoring_alerts
     SET status = 'acknowledged', acknowledged_at = p_at, acknowledged_by = p_by, acknowledge_note = p_note
     WHERE id = p_alert_id
     RETURNING * INTO v_alert;
+    PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
     PERFORM public._monitoring_enqueue(p_alert_id, 'acknowledge', jsonb_build_object('by', p_by, 'note', p_note, 'at', p_at));
     RETURN v_alert;
 END
@@ -77,11 +79,13 @@ BEGIN
         RAISE EXCEPTION 'cannot resolve alert % at %, before it was created or acknowledged', p_alert_id, p_at
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
     UPDATE public.monitoring_alerts
     SET status = 'resolved', resolved_at = p_at, resolved_by = p_by, resolve_note = p_note,
         false_positive = coalesce(p_false_positive, false)
     WHERE id = p_alert_id
     RETURNING * INTO v_alert;
+    PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
     PERFORM public._monitoring_enqueue(p_alert_id, 'resolve',
         jsonb_build_object('by', p_by, 'note', p_note, 'at', p_at, 'false_positive', coalesce(p_false_positive, false)));
     RETURN v_alert;

@@ -200,8 +200,10 @@ BEGIN
                 v_schedule.name, format('oncall_handoff:%s:%s', v_schedule.name, v_shift), p_at, p_at)
         RETURNING id INTO v_alert;
         -- an announcement, not an incident: closed at once, without follow-up messages
+        PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
         UPDATE public.monitoring_alerts SET status = 'resolved', resolved_at = p_at, resolved_by = 'pgalert'
         WHERE id = v_alert;
+        PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
         v_count := v_count + 1;
     END LOOP;
     RETURN v_count;

@@ -10,6 +10,55 @@
 -- background-worker mode pg_cron never arms the timer: the jobs still keep rules apart, and installing them
 -- says, in a WARNING, that the timeouts are not enforced.
 
+-- A sql rule's query is untrusted code, and it runs only through the two functions below. They are SECURITY
+-- DEFINER and owned by monitoring_rule_runner (NOLOGIN, NOINHERIT, no other rights than reading
+-- monitoring_events and monitoring_alerts), so PostgreSQL runs the query as that role, and inside a
+-- security-definer function it refuses SET ROLE, RESET ROLE and SET SESSION AUTHORIZATION in every form
+-- (set_config included, and in whatever the query calls): nothing can climb back to the rights of the session
+-- that runs the rule, a pg_cron job owner's superuser included. Callers need no membership in the role.
+
+CREATE OR REPLACE FUNCTION _monitoring_rule_query_plan(p_query text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_plan jsonb;
+BEGIN
+    -- rule authors write plain names; the pinned path comes back when this function returns
+    PERFORM set_config('search_path', 'public, pg_temp', TRUE);
+    EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM (%s) AS rule_rows', p_query) INTO v_plan;
+    RETURN v_plan;
+END
+$$;
+ALTER FUNCTION _monitoring_rule_query_plan(text) OWNER TO monitoring_rule_runner;
+COMMENT ON FUNCTION _monitoring_rule_query_plan(text) IS
+'Internal: the plan of a sql rule''s query, planned as monitoring_rule_runner (validation when a rule is saved).';
+REVOKE ALL ON FUNCTION _monitoring_rule_query_plan(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_rule_query_plan(text) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION _monitoring_rule_query_rows(p_query text, p_at timestamptz)
+RETURNS TABLE (group_key jsonb, observed double precision, condition boolean, first_at timestamptz, message text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM set_config('search_path', 'public, pg_temp', TRUE);
+    RETURN QUERY EXECUTE format(
+        'SELECT coalesce(to_jsonb(r) -> ''group_key'', ''{}''::jsonb), (to_jsonb(r) ->> ''value'')::double precision, '
+        '       TRUE, coalesce((to_jsonb(r) ->> ''occurred_at'')::timestamptz, $1), to_jsonb(r) ->> ''message'' '
+        'FROM (%s) AS r', p_query)
+    USING p_at;
+END
+$$;
+ALTER FUNCTION _monitoring_rule_query_rows(text, timestamptz) OWNER TO monitoring_rule_runner;
+COMMENT ON FUNCTION _monitoring_rule_query_rows(text, timestamptz) IS
+'Internal: the rows of a sql rule''s query, run as monitoring_rule_runner (evaluation and backtests).';
+REVOKE ALL ON FUNCTION _monitoring_rule_query_rows(text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_rule_query_rows(text, timestamptz) TO monitoring_admin, monitoring_reader;
+
 -- A clear message for every way a rule can be wrong, before it is saved.
 CREATE OR REPLACE FUNCTION _monitoring_validate_rule()
 RETURNS trigger
@@ -60,13 +109,8 @@ BEGIN
         NEW.query := regexp_replace(NEW.query, ';\s*$', '');
         v_max_cost := (SELECT s.value::double precision FROM public.monitoring_settings AS s WHERE s.setting = 'sql_rule_max_cost');
         BEGIN
-            SET LOCAL ROLE monitoring_rule_runner;
-            -- rule authors write plain names; the function's pinned path is restored when it returns
-            PERFORM set_config('search_path', 'public', TRUE);
-            EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM (%s) AS rule_rows', NEW.query) INTO v_plan;
-            RESET ROLE;
+            v_plan := public._monitoring_rule_query_plan(NEW.query);
         EXCEPTION WHEN OTHERS THEN
-            RESET ROLE;
             RAISE EXCEPTION 'rule %: query does not run as monitoring_rule_runner: %', NEW.rule_name, SQLERRM
                 USING ERRCODE = 'invalid_parameter_value';
         END;
@@ -164,14 +208,7 @@ BEGIN
             p_rule.threshold, v_group, cardinality(p_rule.group_by) = 0)
         USING p_rule.event_type, v_from, p_at;
     ELSE
-        SET LOCAL ROLE monitoring_rule_runner;
-        PERFORM set_config('search_path', 'public', TRUE);  -- restored when this function returns
-        RETURN QUERY EXECUTE format(
-            'SELECT coalesce(to_jsonb(r) -> ''group_key'', ''{}''::jsonb), (to_jsonb(r) ->> ''value'')::double precision, '
-            '       TRUE, coalesce((to_jsonb(r) ->> ''occurred_at'')::timestamptz, $1), to_jsonb(r) ->> ''message'' '
-            'FROM (%s) AS r', p_rule.query)
-        USING p_at;
-        RESET ROLE;
+        RETURN QUERY SELECT * FROM public._monitoring_rule_query_rows(p_rule.query, p_at);
     END IF;
 END
 $$;
@@ -292,6 +329,9 @@ RETURNS TABLE (
     error text
 )
 LANGUAGE plpgsql
+-- an admin evaluates by hand what pg_cron evaluates: rule state and alerts are written on their behalf (a sql
+-- rule's query still runs as monitoring_rule_runner, whose function it cannot leave)
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -324,7 +364,7 @@ GRANT EXECUTE ON FUNCTION monitoring_evaluate_alert_rules(timestamptz, boolean) 
 
 CREATE OR REPLACE FUNCTION monitoring_backtest_rule(p_rule_name text, p_from timestamptz, p_to timestamptz, p_step interval DEFAULT NULL)
 RETURNS TABLE (would_fire_at timestamptz, group_key jsonb, observed double precision, cleared_at timestamptz)
-LANGUAGE plpgsql  -- not STABLE: a sql rule switches to monitoring_rule_runner, which needs SET
+LANGUAGE plpgsql  -- not STABLE: a sql rule's query runs through a function that sets its search_path
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -412,14 +452,12 @@ BEGIN
         RETURN;
     EXCEPTION
         WHEN query_canceled THEN
-            RESET ROLE;
             -- a sql rule's own statement_timeout; any other cancel belongs to the caller
             IF p_rule.rule_type <> 'sql' THEN
                 RAISE;
             END IF;
             v_error := format('query canceled after running longer than its query_timeout (%s)', p_rule.query_timeout);
         WHEN OTHERS THEN
-            RESET ROLE;
             v_error := SQLERRM;
     END;
     UPDATE public.monitoring_alert_rules AS r
@@ -447,6 +485,9 @@ RETURNS TABLE (
     error text
 )
 LANGUAGE plpgsql
+-- an admin evaluates by hand what pg_cron evaluates: rule state and alerts are written on their behalf (a sql
+-- rule's query still runs as monitoring_rule_runner, whose function it cannot leave)
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -56,6 +56,9 @@ def schema_dump(url: str) -> dict[str, str]:
         key = re.sub(r"; Owner: .*", "", head)
         if "Type: ACL" in key and not re.match(r"(FUNCTION |TABLE |VIEW )?_?monitoring", key):
             continue
+        if re.search(r"monitoring_events_\d{8}", key):
+            continue  # daily partitions: made by the clock (after_migrate.sql), not by the schema
+        body = re.sub(r" NOT VALID;$", ";", body)  # added to existing rows in an upgrade, validated for new ones
         objects[key] = re.sub(r"\\(un)?restrict \S+", "", body).strip()
     return objects
 
@@ -254,7 +257,8 @@ def test_a_database_built_by_0_1_0_upgrades_to_exactly_the_schema_of_a_fresh_one
         apply_legacy(empty_db)
         with psycopg.connect(empty_db, autocommit=True) as conn:
             plan = migrate(conn, **QUIET)
-        assert plan.migrations == [] and plan.definitions == [d.name for d in discover_definitions()]
+        newer = [m.name for m in discover_migrations() if m.version > "0011"]
+        assert plan.migrations == newer and plan.definitions == [d.name for d in discover_definitions()]
         fresh, upgraded = schema_dump(SERVER.url(name)), schema_dump(empty_db)
         assert {k for k in fresh if fresh[k] != upgraded.get(k)} | (upgraded.keys() - fresh.keys()) == set()
     finally:

@@ -1,0 +1,227 @@
+"""Hardening: no role escapes its rights, a writer does not control the alert's clock, bad input never stops
+a page, every size is bounded. Each test is written as the attacker or the careless app would act."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.conftest import SEED_CRITICAL
+
+# --- a sql rule's query is untrusted code --------------------------------------------------------------
+
+# Each query tries to climb from monitoring_rule_runner back to the session's own rights (pg_cron runs the
+# job as its owner, a superuser) and then reads pg_authid through a query string run at execution time.
+READ_SECRETS = "query_to_xml('SELECT count(*) AS n FROM pg_authid', TRUE, FALSE, '')::text"
+ESCAPES = {
+    "set_config_role": f"SELECT {READ_SECRETS} AS message FROM (SELECT set_config('role', 'none', TRUE)) AS e",
+    "set_config_session_authorization":
+        f"SELECT {READ_SECRETS} AS message FROM (SELECT set_config('session_authorization', 'postgres', TRUE)) AS e",
+    "set_role_in_a_function": f"SELECT {READ_SECRETS} AS message FROM (SELECT careless_set_role()) AS e",
+    "reset_role_in_a_function": f"SELECT {READ_SECRETS} AS message FROM (SELECT careless_reset_role()) AS e",
+}
+
+
+@pytest.fixture
+def careless_helpers(conn):
+    """Functions a DBA might have left behind, executable by anyone: they change the role when called."""
+    conn.execute("""
+        CREATE FUNCTION careless_set_role() RETURNS int LANGUAGE plpgsql AS $$
+        BEGIN EXECUTE 'SET ROLE postgres'; RETURN 1; END $$;
+        CREATE FUNCTION careless_reset_role() RETURNS int LANGUAGE plpgsql AS $$
+        BEGIN EXECUTE 'RESET ROLE'; RETURN 1; END $$;
+        GRANT EXECUTE ON FUNCTION careless_set_role(), careless_reset_role() TO PUBLIC;
+    """)
+
+
+def add_sql_rule(conn, name: str, query: str) -> None:
+    conn.execute("INSERT INTO monitoring_alert_rules (rule_name, rule_type, query, severity) VALUES (%s, 'sql', %s, 'info')",
+                 (name, query))
+
+
+@pytest.mark.parametrize("escape", sorted(ESCAPES))
+def test_a_sql_rule_cannot_regain_the_rights_of_the_session_that_runs_it(conn, careless_helpers, escape):
+    add_sql_rule(conn, escape, ESCAPES[escape])
+    # as pg_cron runs it: a superuser session calling the rule's own job command
+    conn.execute("SELECT monitoring_evaluate_sql_rule(%s)", (escape,))
+    error = conn.execute("SELECT last_error FROM monitoring_alert_rules WHERE rule_name = %s", (escape,)).fetchone()[0]
+    assert error and ("cannot set parameter" in error or "permission denied" in error), error
+    leaked = conn.execute("SELECT count(*) FROM monitoring_alerts WHERE message LIKE '%<n>%'").fetchone()[0]
+    assert leaked == 0
+
+
+@pytest.mark.parametrize("escape", sorted(ESCAPES))
+def test_every_way_of_running_a_sql_rule_keeps_it_in_its_role(conn, connect, careless_helpers, escape):
+    add_sql_rule(conn, escape, ESCAPES[escape])
+    conn.execute("SELECT * FROM monitoring_evaluate_alert_rules()")
+    with pytest.raises(psycopg.Error, match="cannot set parameter|permission denied"):
+        conn.execute("SELECT * FROM monitoring_backtest_rule(%s, now() - interval '1 hour', now())", (escape,))
+    assert conn.execute("SELECT count(*) FROM monitoring_alerts WHERE message LIKE '%<n>%'").fetchone() == (0,)
+
+
+def test_a_sql_rule_runs_as_monitoring_rule_runner_and_reads_what_it_may(conn):
+    add_sql_rule(conn, "who_am_i", "SELECT current_user || ' reads ' || count(*) || ' events' AS message FROM monitoring_events")
+    conn.execute("SELECT monitoring_evaluate_sql_rule('who_am_i')")
+    assert conn.execute("SELECT message FROM monitoring_alerts WHERE alert_type = 'who_am_i'").fetchone()[0].startswith(
+        "monitoring_rule_runner reads 0 events")
+
+
+def test_monitoring_rule_runner_holds_no_other_rights(conn):
+    role = conn.execute("""SELECT rolsuper, rolinherit, rolcanlogin, rolcreaterole, rolcreatedb, rolbypassrls
+                           FROM pg_roles WHERE rolname = 'monitoring_rule_runner'""").fetchone()
+    assert role == (False, False, False, False, False, False)
+    assert conn.execute("""SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+                           WHERE r.rolname = 'monitoring_rule_runner'
+                              OR m.member = 'monitoring_rule_runner'::regrole""").fetchone() == (0,)
+
+
+# --- admins manage every rule ----------------------------------------------------------------------------
+
+RULES = {
+    "count": "INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, threshold, severity) "
+             "VALUES ('r_count', 'count', 'login_failure', 5, 'warning')",
+    "aggregate": "INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, aggregate, threshold, severity) "
+                 "VALUES ('r_aggregate', 'aggregate', 'latency', 'p95', 900, 'P1')",
+    "spike": "INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, threshold, severity) "
+             "VALUES ('r_spike', 'spike', 'signup', 300, 'info')",
+    "absence": "INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, threshold, severity) "
+               "VALUES ('r_absence', 'absence', 'heartbeat', 1, 'critical')",
+    "sql": "INSERT INTO monitoring_alert_rules (rule_name, rule_type, query, severity) "
+           "VALUES ('r_sql', 'sql', 'SELECT 1 AS value FROM monitoring_events WHERE false', 'info')",
+}
+
+
+@pytest.mark.parametrize("rule_type", sorted(RULES))
+def test_an_admin_adds_changes_disables_and_deletes_every_rule_type(connect, rule_type):
+    admin = connect("monitoring_admin")
+    admin.execute(RULES[rule_type])
+    name = f"r_{rule_type}"
+    admin.execute("UPDATE monitoring_alert_rules SET description = 'tuned', clear_after = '10 minutes' WHERE rule_name = %s", (name,))
+    if rule_type != "sql":
+        admin.execute("UPDATE monitoring_alert_rules SET threshold = threshold + 1, window_size = '10 minutes' WHERE rule_name = %s", (name,))
+    admin.execute("UPDATE monitoring_alert_rules SET enabled = FALSE WHERE rule_name = %s", (name,))
+    assert admin.execute("SELECT * FROM monitoring_evaluate_alert_rules()").fetchall() is not None
+    assert admin.execute("SELECT count(*) FROM monitoring_backtest_rule(%s, now() - interval '1 hour', now())",
+                         (name,)).fetchone()[0] >= 0
+    admin.execute("DELETE FROM monitoring_alert_rules WHERE rule_name = %s", (name,))
+    assert admin.execute("SELECT count(*) FROM monitoring_alert_rules WHERE rule_name = %s", (name,)).fetchone() == (0,)
+
+
+def test_an_admin_disables_a_noisy_seed_rule_during_an_incident(connect):
+    admin = connect("monitoring_admin")
+    admin.execute("UPDATE monitoring_alert_rules SET enabled = FALSE WHERE rule_name = 'payment_failure_critical'")
+    assert admin.execute("SELECT enabled FROM monitoring_alert_rules WHERE rule_name = 'payment_failure_critical'").fetchone() == (False,)
+
+
+def test_an_admin_still_gets_the_rule_errors_a_superuser_gets(connect):
+    admin = connect("monitoring_admin")
+    with pytest.raises(psycopg.errors.CheckViolation, match="needs a threshold"):
+        admin.execute("INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, severity) VALUES ('x', 'count', 'e', 'info')")
+    with pytest.raises(psycopg.Error, match="does not run as monitoring_rule_runner"):
+        admin.execute("INSERT INTO monitoring_alert_rules (rule_name, rule_type, query, severity) "
+                      "VALUES ('x', 'sql', 'SELECT rolname FROM pg_authid', 'info')")
+
+
+# --- a writer does not control the alert's clock ---------------------------------------------------------
+
+@pytest.mark.parametrize("call", [
+    "SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_at => now() + interval '10 years')",
+    "SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_at => now() - interval '1 day')",
+    "INSERT INTO monitoring_alerts (alert_type, severity, title, created_at) VALUES ('db_down', 'critical', 't', now() + interval '10 years')",
+    "INSERT INTO monitoring_alerts (alert_type, severity, title, created_at) VALUES ('db_down', 'critical', 't', now() - interval '3 hours')",
+    "INSERT INTO monitoring_alerts (alert_type, severity, title, occurred_at) VALUES ('db_down', 'critical', 't', now() - interval '30 days')",
+    "SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_occurred_at => '1970-01-01')",
+])
+def test_a_writer_cannot_set_the_alert_clock(connect, call):
+    writer = connect("monitoring_writer")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="writers|horizon|future"):
+        writer.execute(call)
+    assert connect().execute("SELECT count(*) FROM monitoring_alerts").fetchone() == (0,)
+
+
+def test_a_writer_reports_when_the_problem_started_within_the_horizon(connect):
+    writer = connect("monitoring_writer")
+    writer.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_occurred_at => now() - interval '2 hours')")
+    writer.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, created_at) VALUES ('x', 'info', 't', now())")
+    occurred, created = connect().execute("SELECT occurred_at, created_at FROM monitoring_alerts ORDER BY id LIMIT 1").fetchone()
+    assert created - occurred > __import__("datetime").timedelta(hours=1)
+
+
+def test_an_admin_may_backfill_with_any_past_time(connect):
+    admin = connect("monitoring_admin")
+    admin.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', "
+                  "p_occurred_at => '2026-01-01 09:55Z', p_at => '2026-01-01 10:00Z')")
+    assert admin.execute("SELECT created_at::text FROM monitoring_alerts").fetchone() == ("2026-01-01 10:00:00+00",)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="future"):
+        admin.execute("SELECT monitoring_raise_alert('db_down2', 'critical', 'x', p_at => now() + interval '10 years')")
+
+
+# --- admins cannot bypass the lifecycle ------------------------------------------------------------------
+
+@pytest.mark.parametrize("update", [
+    "UPDATE monitoring_alerts SET status = 'resolved', resolved_at = now()",
+    "UPDATE monitoring_alerts SET status = 'acknowledged', acknowledged_at = now()",
+])
+def test_a_plain_status_update_is_refused_with_the_function_to_use(connect, update):
+    connect().execute(SEED_CRITICAL)
+    admin = connect("monitoring_admin")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="monitoring_(resolve|acknowledge)_alert"):
+        admin.execute(update)
+    admin.execute("UPDATE monitoring_alerts SET message = 'more context'")  # other columns stay editable
+    assert admin.execute("SELECT status FROM monitoring_resolve_alert(1, 'alice')").fetchone() == ("resolved",)
+
+
+# --- bad input never stops a page; every size is bounded -----------------------------------------------
+
+@pytest.mark.parametrize(("details", "stored"), [
+    ("'[1, 2]'", {"value": [1, 2]}),
+    ("'42'", {"value": 42}),
+    ("'\"disk full\"'", {"value": "disk full"}),
+    ("'null'", {}),
+    ("NULL", {}),
+    ("'{\"host\": \"db-1\"}'", {"host": "db-1"}),
+])
+def test_details_of_any_json_kind_are_stored_as_an_object(connect, details, stored):
+    writer = connect("monitoring_writer")
+    writer.execute(f"INSERT INTO monitoring_alerts (alert_type, severity, title, details) VALUES ('x', 'critical', 't', {details})")
+    assert connect().execute("SELECT details FROM monitoring_alerts").fetchone()[0] == stored
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("title", "repeat('t', 1025)", "title is 1025 characters long, over the limit of 1024"),
+    ("message", "repeat('m', 20001)", "message is 20001 characters long"),
+    ("details", "jsonb_build_object('log', repeat('x', 70000))", r"details is 700\d\d bytes of JSON long, over the limit of 65536"),
+    ("source", "repeat('s', 501)", "source is 501 characters long"),
+    ("alert_type", "repeat('a', 201)", "alert_type is 201 characters long"),
+])
+def test_oversized_alerts_get_a_clear_error_and_nothing_is_written(connect, column, value, message):
+    row = {"alert_type": "'x'", "severity": "'critical'", "title": "'t'", column: value}
+    writer = connect("monitoring_writer")
+    with pytest.raises(psycopg.errors.StringDataRightTruncation, match=message):
+        writer.execute(f"INSERT INTO monitoring_alerts ({', '.join(row)}) SELECT {', '.join(row.values())}")
+    assert connect().execute("SELECT count(*) FROM monitoring_alerts").fetchone() == (0,)
+
+
+def test_repeats_never_grow_details_past_the_limit(connect):
+    writer = connect("monitoring_writer")
+    for i in range(40):  # each repeat brings 2 KB of new keys; merged they would reach 80 KB
+        writer.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, details) "
+                       "SELECT 'noisy', 'warning', 't', jsonb_object_agg('k' || %s || '_' || g, repeat('v', 200)) "
+                       "FROM generate_series(1, 10) AS g", (i,))
+    count, size = connect().execute("SELECT occurrence_count, octet_length(details::text) FROM monitoring_alerts").fetchone()
+    assert count == 40 and size <= 65536
+
+
+@pytest.mark.parametrize("value", ["'NaN'", "'Infinity'", "'-Infinity'"])
+def test_events_with_a_value_that_is_not_a_finite_number_are_refused(connect, value):
+    writer = connect("monitoring_writer")
+    with pytest.raises(psycopg.errors.CheckViolation, match="value_is_a_finite_number"):
+        writer.execute(f"INSERT INTO monitoring_events (event_type, value) VALUES ('api_response_time', {value})")
+    writer.execute("INSERT INTO monitoring_events (event_type, value) VALUES ('api_response_time', 2350)")
+    assert connect().execute("SELECT count(*) FROM monitoring_events").fetchone() == (1,)
+
+
+def test_oversized_event_labels_are_refused(connect):
+    with pytest.raises(psycopg.errors.CheckViolation, match="labels_fit_in_8_kib"):
+        connect("monitoring_writer").execute(
+            "INSERT INTO monitoring_events (event_type, labels) VALUES ('e', jsonb_build_object('x', repeat('y', 9000)))")
