@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+from urllib.parse import urlsplit
 
 import click
 import psycopg
@@ -12,6 +14,7 @@ import psycopg
 from dispatcher import db, logs
 from dispatcher.migrate import MigrationError, migrate
 from dispatcher.providers import ProviderConfigError, all_secrets, providers_from_env
+from dispatcher.redact import redact
 from dispatcher.retry import RetryPolicy
 from dispatcher.settings import DEFAULT_PACING, Settings, default_dispatcher_id, parse_pacing
 
@@ -28,6 +31,30 @@ def connect_or_fail(url: str) -> psycopg.Connection:
         return db.connect(url)
     except psycopg.OperationalError as error:
         raise click.ClickException(f"cannot connect to PostgreSQL: {str(error).strip()}") from None
+
+
+def check_database(url: str) -> None:
+    """Refuse at start what retrying cannot mend: no such database or role, a wrong password, a malformed URL.
+    A server that is down or restarting is another matter: the dispatcher waits for it."""
+    try:
+        db.connect(url).close()
+    except psycopg.Error as error:
+        if db.is_transient(error):
+            logs.warning("database not reachable yet; waiting for it", error=redact_url(str(error).strip(), url))
+            return
+        raise click.ClickException(f"cannot use DATABASE_URL: {redact_url(str(error).strip(), url)}") from None
+
+
+def redact_url(message: str, url: str) -> str:
+    """An error about a connection string without the string's password (psycopg may quote the whole DSN)."""
+    secrets = [url] if url else []
+    try:
+        if url and urlsplit(url).password:
+            secrets.append(urlsplit(url).password)
+    except ValueError:
+        pass
+    message = redact(message, secrets)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1[redacted]", message)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -140,6 +167,7 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
     if metrics_port is not None:
         serve(metrics, metrics_host, metrics_port, stale_after=max(poll_seconds * 3, 15))
         logs.info("metrics listening", address=f"{metrics_host}:{metrics_port}")
+    check_database(database_url)
     dispatcher = Dispatcher(settings, providers, metrics)
     dispatcher.install_signal_handlers()
     code = dispatcher.run()

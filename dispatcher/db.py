@@ -27,12 +27,32 @@ def connect(url: str, *, connect_timeout: float = 3.0, application_name: str = "
     )
 
 
+# Reasons a connection fails that time mends: the server is down, restarting, full, or not yet resolvable.
+# Anything else at start (no such database or role, a wrong password, a malformed URL) will not mend itself.
+TRANSIENT_CONNECT_ERRORS = (
+    "connection refused", "timeout expired", "timed out", "the database system is starting up",
+    "the database system is shutting down", "the database system is in recovery mode", "too many clients",
+    "could not translate host name", "no such file or directory", "server closed the connection",
+    "connection reset", "network is unreachable", "no route to host",
+)
+
+
+def is_transient(error: psycopg.Error) -> bool:
+    return any(reason in str(error).lower() for reason in TRANSIENT_CONNECT_ERRORS)
+
+
 class DispatcherQueries:
     """The dispatcher's side of the SQL interface, one method per named query."""
 
     def __init__(self, conn: psycopg.Connection, dispatcher_id: str):
         self.conn = conn
         self.dispatcher_id = dispatcher_id
+
+    def schema_version(self) -> str | None:
+        """The latest migration applied here, or None where pgalert was never migrated."""
+        if self.conn.execute(queries()["schema_version"]).fetchone()[0] is None:
+            return None
+        return self.conn.execute(queries()["latest_migration"]).fetchone()[0]
 
     def claim(self, limit: int, lease_seconds: float) -> list[tuple]:
         return self.conn.execute(

@@ -31,6 +31,8 @@ class Metrics:
             "pgalert_listener_connected", "1 while the LISTEN connection is up", registry=self.registry,
         )
         self.last_loop = time.monotonic()
+        # why the dispatcher cannot do its work right now (schema missing or old, claims failing), or None
+        self.problem: str | None = None
 
     def set_queue(self, rows: list[tuple[str, int, float]]) -> None:
         self.queue_depth.clear()
@@ -43,8 +45,9 @@ class Metrics:
     def healthy(self, stale_after: float) -> tuple[bool, dict]:
         loop_age = time.monotonic() - self.last_loop
         listening = self.listener_connected._value.get() == 1  # noqa: SLF001 - prometheus keeps no public getter
-        state = {"listener_connected": listening, "loop_age_seconds": round(loop_age, 3)}
-        return listening and loop_age < stale_after, state
+        problem = self.problem
+        state = {"listener_connected": listening, "loop_age_seconds": round(loop_age, 3), "problem": problem}
+        return listening and loop_age < stale_after and problem is None, state
 
 
 def serve(metrics: Metrics, host: str, port: int, stale_after: float) -> ThreadingHTTPServer:

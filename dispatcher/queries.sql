@@ -6,6 +6,13 @@ LISTEN monitoring_deliveries;
 -- name: ping
 SELECT 1;
 
+-- name: schema_version
+-- NULL when pgalert was never migrated here (the bookkeeping table is then missing)
+SELECT CASE WHEN to_regclass('public._monitoring_migrations') IS NOT NULL THEN 'migrated' END;
+
+-- name: latest_migration
+SELECT max(version) FROM public._monitoring_migrations;
+
 -- name: claim
 SELECT delivery_id, attempt, provider, action, target, context, provider_key, alert
 FROM monitoring_claim_deliveries(%(dispatcher)s, %(limit)s, make_interval(secs => %(lease_seconds)s));

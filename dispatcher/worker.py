@@ -11,6 +11,7 @@ transaction.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -28,12 +29,24 @@ import requests
 from dispatcher import db, logs, probes
 from dispatcher.http import HttpClient, SendFailed, SendTimeout
 from dispatcher.metrics import Metrics
+from dispatcher.migrate import discover_migrations
 from dispatcher.providers import all_secrets
-from dispatcher.providers.base import Delivery, HttpRequest, HttpResponse, Provider, Unconfigured, Verdict
+from dispatcher.providers.base import (
+    Delivery,
+    HttpRequest,
+    HttpResponse,
+    Provider,
+    Unconfigured,
+    Verdict,
+    minimal_alert,
+)
 from dispatcher.redact import redact
 from dispatcher.settings import Settings
 
 RESPONSE_BODY_MAX = 64 * 1024
+SCHEMA_RECHECK_SECONDS = 5.0
+# the schema this dispatcher was built with: the newest migration shipped beside it
+EXPECTED_SCHEMA = discover_migrations()[-1].version
 RECORD_BATCH_MAX = 500
 RECORD_GATHER_SECONDS = 0.005
 
@@ -91,6 +104,32 @@ def decide(
     return verdict, now + dt.timedelta(seconds=delay)
 
 
+def build_request(provider: Provider, deliveries: list[Delivery],
+                  clean: Callable[[str], str] = str) -> HttpRequest | Verdict:
+    """The request for one delivery, or a digest of several. A stored alert always pages: when its full payload
+    will not build (a bug, or a row no builder foresaw), the minimal one (title, severity, id) goes instead,
+    logged; retrying the same payload would only fail the same way until the attempts ran out."""
+    first = deliveries[0]
+
+    def attempt(batch: list[Delivery]) -> HttpRequest | None:
+        return provider.build(batch[0]) if len(batch) == 1 else provider.build_digest(batch)
+
+    try:
+        request = attempt(deliveries)
+    except Exception as error:  # noqa: BLE001 - a bug in one payload must not stop the HTTP loop
+        logs.error("building a request failed; sending the minimal one", delivery_id=first.delivery_id,
+                   provider=first.provider, error=clean(repr(error)))
+        try:
+            request = attempt([dataclasses.replace(d, alert=minimal_alert(d.alert)) for d in deliveries])
+        except Exception as second:  # noqa: BLE001
+            logs.error("building the minimal request failed too", delivery_id=first.delivery_id,
+                       provider=first.provider, error=clean(repr(second)))
+            return Verdict("failed", clean(f"internal error building the request: {type(second).__name__}: {second}"))
+    if request is None:
+        return Verdict("skipped", f"{first.provider} has nothing to send for {first.action}")
+    return request
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, providers: Mapping[str, Provider], metrics: Metrics | None = None,
                  connect: Callable[[str], psycopg.Connection] | None = None):
@@ -113,6 +152,7 @@ class Dispatcher:
         self._client = HttpClient(settings.concurrency, settings.connect_timeout, settings.http_timeout,
                                   RESPONSE_BODY_MAX)
         self._recorder_done = threading.Event()
+        self._newer_schema_noted = False
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
@@ -206,7 +246,13 @@ class Dispatcher:
                     # the latency p50 (1.00 against 1.13 ms, alternating runs). Results stay synchronous.
                     conn.execute("SET synchronous_commit = off")
                     queries = db.DispatcherQueries(conn, self.settings.dispatcher_id)
-                    backoff.reset()
+                    problem = self._schema_problem(queries)
+                    if problem:
+                        self._report(problem)
+                        self.metrics.last_loop = time.monotonic()
+                        # look again soon: a migration is the usual cure, and it does not NOTIFY us
+                        self.stopping.wait(min(backoff.next(), SCHEMA_RECHECK_SECONDS))
+                        continue
                     while not self.stopping.is_set():
                         self.metrics.last_loop = time.monotonic()
                         if time.monotonic() - last_gauges > 5:
@@ -215,14 +261,41 @@ class Dispatcher:
                         self.wake.clear()
                         capacity = self._capacity()
                         claimed = self._claim(queries, capacity) if capacity else 0
+                        self._report(None)
+                        backoff.reset()  # only once work succeeds: a connection alone proves nothing
                         if claimed and claimed == min(capacity, self.settings.batch_size):
                             continue  # more may be due right now
                         self.wake.wait(self._idle_wait(queries, capacity))
             except psycopg.Error as error:
                 delay = backoff.next()
-                logs.warning("database unavailable", error=self._clean(str(error)), retry_in=round(delay, 2))
+                self._report(f"database unavailable: {self._clean(str(error).strip())}")
                 self.stopping.wait(delay)
         return time.monotonic()
+
+    def _schema_problem(self, queries: db.DispatcherQueries) -> str | None:
+        """Why this database cannot be worked on by this dispatcher, or None."""
+        version = queries.schema_version()
+        if version is None:
+            return "database is not migrated: run `pgalert migrate` (or psql -f sql/install.psql)"
+        if version < EXPECTED_SCHEMA:
+            return (f"database schema is at migration {version}, this dispatcher needs {EXPECTED_SCHEMA}: "
+                    "run `pgalert migrate`")
+        if version > EXPECTED_SCHEMA and not self._newer_schema_noted:
+            self._newer_schema_noted = True  # a rolling upgrade: migrate first, then restart dispatchers
+            logs.warning("database schema is newer than this dispatcher; upgrade the dispatcher soon",
+                         schema=version, dispatcher_schema=EXPECTED_SCHEMA)
+        return None
+
+    def _report(self, problem: str | None) -> None:
+        """Say what keeps the dispatcher from working once, when it starts or changes, not at every retry;
+        /healthz answers 503 with it meanwhile."""
+        if problem == self.metrics.problem:
+            return
+        if problem:
+            logs.error("dispatcher cannot work", problem=problem)
+        else:
+            logs.info("dispatcher working", previous_problem=self.metrics.problem)
+        self.metrics.problem = problem
 
     def _capacity(self) -> int:
         """How many deliveries to claim now. Under load, wait until half the window is free: each claim has a
@@ -311,14 +384,7 @@ class Dispatcher:
             return Verdict("skipped", f"this dispatcher has no provider named {first.provider}")
         if isinstance(provider, Unconfigured):
             return Verdict("skipped", provider.reason)
-        try:
-            request = provider.build(first) if len(deliveries) == 1 else provider.build_digest(deliveries)
-        except Exception as error:  # noqa: BLE001 - a bug in one payload must not stop the HTTP loop
-            logs.error("building a request failed", delivery_id=first.delivery_id, error=self._clean(repr(error)))
-            return Verdict("retry", f"internal error: {type(error).__name__}: {error}")
-        if request is None:
-            return Verdict("skipped", f"{first.provider} has nothing to send for {first.action}")
-        return request
+        return build_request(provider, deliveries, self._clean)
 
     def _on_reply(self, deliveries: list[Delivery], provider: Provider, started: dt.datetime,
                   reply: HttpResponse | SendTimeout | SendFailed, seconds: float) -> None:
@@ -361,6 +427,7 @@ class Dispatcher:
     def _probe_forever(self) -> None:
         """Claim due health checks (one dispatcher per check) and record each result as events."""
         backoff = Backoff()
+        last_error: str | None = None
         session = probes.session()
         with ThreadPoolExecutor(4, thread_name_prefix="probe") as pool:
             while not self.stopping.is_set():
@@ -369,17 +436,21 @@ class Dispatcher:
                         queries = db.DispatcherQueries(conn, self.settings.dispatcher_id)
                         if self.settings.production_url:
                             queries.ensure_health_check("production", "env:PRODUCTION_URL", 300)
-                        backoff.reset()
                         while not self.stopping.is_set():
                             checks = [probes.Check(*row) for row in queries.claim_health_checks(8)]
                             for check, outcome in zip(checks, pool.map(self._probe, [session] * len(checks), checks),
                                                       strict=True):
                                 queries.record_health_check(check.check_id, outcome.status, outcome.response_ms,
                                                             outcome.error)
+                            backoff.reset()
+                            last_error = None
                             self.stopping.wait(1.0)
                 except psycopg.Error as error:
                     delay = backoff.next()
-                    logs.warning("health probes paused", error=self._clean(str(error)), retry_in=round(delay, 2))
+                    message = self._clean(str(error).strip())
+                    if message != last_error:  # once, not at every retry
+                        logs.warning("health probes paused", error=message)
+                        last_error = message
                     self.stopping.wait(delay)
 
     def _probe(self, session: requests.Session, check: probes.Check) -> probes.Outcome:

@@ -117,7 +117,16 @@ BEGIN
     )
     SELECT c.id, c.attempts, c.provider, c.action, c.target, c.context,
            'pgalert-' || left(replace(i.installation_id::text, '-', ''), 8) || '-' || c.alert_id,
-           to_jsonb(a)
+           -- rows stored before the size limits (0012) may be huge: never hand one whole to a dispatcher
+           -- (octet_length of text reads only its header; a jsonb is measured only when it was big enough to
+           -- be compressed, since its stored size says nothing then)
+           CASE WHEN octet_length(a.message) > 81920 OR pg_column_size(a.details) > 65536
+                  OR (pg_column_compression(a.details) IS NOT NULL AND octet_length(a.details::text) > 65536)
+               THEN to_jsonb(a) || jsonb_build_object(
+                   'message', left(a.message, 20000),
+                   'details', jsonb_build_object('pgalert_truncated', 'details over 64 KiB were left out'))
+               ELSE to_jsonb(a)
+           END
     FROM claimed AS c
     JOIN public.monitoring_alerts AS a ON a.id = c.alert_id
     CROSS JOIN public._monitoring_installation AS i

@@ -5,7 +5,9 @@ Secrets come only from the environment and are never written to the database or 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from dispatcher.providers.base import Provider, Unconfigured
 from dispatcher.providers.opsgenie import US_API_URL, Opsgenie
@@ -61,11 +63,47 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
         )
     providers["webhook"] = Webhook(url, secret) if url else Unconfigured("webhook", "PGALERT_WEBHOOK_URL is not set")
 
-    for name, provider in providers.items():
-        url = getattr(provider, "events_url", None) or getattr(provider, "api_url", None)
-        if url and not url.startswith(("http://", "https://")):
-            raise ProviderConfigError(f"the {name} URL must start with http:// or https://")
+    allow_plain_http = get("PGALERT_ALLOW_PLAIN_HTTP").lower() in ("1", "true", "yes", "on")
+    for variable, url in (("PAGERDUTY_EVENTS_URL", get("PAGERDUTY_EVENTS_URL")),
+                          ("OPSGENIE_API_URL", get("OPSGENIE_API_URL")),
+                          ("SLACK_WEBHOOK_URL", get("SLACK_WEBHOOK_URL")),
+                          ("PGALERT_WEBHOOK_URL", get("PGALERT_WEBHOOK_URL")),
+                          ("SENTRY_DSN" if dsn else "SENTRY_WEBHOOK_URL", dsn or sentry_url)):
+        if url:
+            check_url(variable, url, allow_plain_http)
     return providers
+
+
+LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+def check_url(variable: str, url: str, allow_plain_http: bool = False) -> None:
+    """Refuse a provider URL that cannot work or would send alerts in the clear. The message names the
+    variable, never the URL: a Slack webhook URL or a Sentry DSN is itself a secret."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ProviderConfigError(f"{variable} is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ProviderConfigError(f"{variable} must start with https:// (it has no http(s) scheme)")
+    if not host:
+        raise ProviderConfigError(f"{variable} has no host")
+    if parts.scheme == "http" and not allow_plain_http and not _is_loopback(host):
+        raise ProviderConfigError(
+            f"{variable} uses plain http:// to a host that is not this machine: alerts and keys would cross the "
+            "network unencrypted. Use https://, or set PGALERT_ALLOW_PLAIN_HTTP=1 (e.g. behind a local proxy)"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def all_secrets(providers: Mapping[str, Provider]) -> tuple[str, ...]:

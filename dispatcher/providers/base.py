@@ -148,14 +148,57 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def details_of(alert: dict[str, Any]) -> dict[str, Any]:
+    """An alert's details as an object, whatever the row holds: rows stored before pgalert 0.2.0 may hold any
+    JSON value, and the database now keeps a non-object as {"value": ...} (the same shape as here)."""
+    details = alert.get("details")
+    if isinstance(details, dict):
+        return details
+    return {} if details is None else {"value": details}
+
+
+def bounded(document: Any, max_bytes: int) -> Any:
+    """The document itself when its JSON fits in max_bytes, else an object that says so with a preview."""
+    body = json_body(document)
+    if len(body) <= max_bytes:
+        return document
+    return {"pgalert_truncated": f"{len(body)} bytes of JSON cut to fit {max_bytes}",
+            "preview": truncate_utf8(body.decode(errors="replace"), max(max_bytes - 200, 0))}
+
+
+KNOWN_SEVERITIES = ("critical", "warning", "info")
+
+
+def minimal_alert(alert: dict[str, Any]) -> dict[str, Any]:
+    """What can always be sent when the full payload of a stored alert would not build: who, what, how bad.
+    A bug in a payload builder must still page, with the title, severity and id, never retry for ever."""
+    severity = alert.get("severity") if alert.get("severity") in KNOWN_SEVERITIES else "critical"
+    return {
+        "id": alert.get("id"),
+        "alert_type": truncate(str(alert.get("alert_type") or "unknown"), 200),
+        "severity": severity,
+        "priority": {"critical": "P0", "warning": "P1", "info": "P2"}[severity],
+        "title": truncate(str(alert.get("title") or "pgalert alert"), 1024),
+        "message": "",
+        "source": "",
+        "dedup_key": truncate(str(alert.get("dedup_key") or ""), 500),
+        "details": {},
+        "status": alert.get("status"),
+        "occurred_at": alert.get("occurred_at"),
+        "created_at": alert.get("created_at"),
+        "occurrence_count": alert.get("occurrence_count"),
+    }
+
+
 def alert_links(alert: dict[str, Any]) -> list[dict[str, str]]:
     """Links an app put in details: `runbook_url`, and `links` as [{"href", "text"}]."""
-    details = alert.get("details") or {}
+    details = details_of(alert)
     links: list[dict[str, str]] = []
     runbook = details.get("runbook_url")
     if isinstance(runbook, str) and runbook.startswith(("http://", "https://")):
         links.append({"href": runbook, "text": "Runbook"})
-    for link in details.get("links") or []:
+    links_given = details.get("links")
+    for link in links_given if isinstance(links_given, list) else []:
         if isinstance(link, dict) and str(link.get("href", "")).startswith(("http://", "https://")):
             links.append({"href": str(link["href"]), "text": str(link.get("text") or link["href"])})
     return links

@@ -13,6 +13,7 @@ from dispatcher.providers.base import (
     HttpRequest,
     HttpResponse,
     Verdict,
+    details_of,
     json_body,
     judge_by_status,
     parse_json,
@@ -28,6 +29,7 @@ DESCRIPTION_MAX = 15000
 ENTITY_MAX = 512
 TAGS_MAX, TAG_MAX = 20, 50
 NOTE_MAX = 25000
+DETAILS_MAX = 8000  # characters of the whole details map, keys included
 PRIORITY = {"critical": "P1", "warning": "P2", "info": "P3"}
 
 
@@ -69,12 +71,17 @@ def _create_body(delivery: Delivery, alias: str) -> dict:
     tags = [alert["alert_type"], alert["severity"], alert.get("priority") or ""]
     details = {
         "alert_id": str(alert["id"]),
-        "alert_type": alert["alert_type"],
-        "dedup_key": str(alert.get("dedup_key")),
+        "alert_type": truncate(alert["alert_type"], 1000),
+        "dedup_key": truncate(str(alert.get("dedup_key")), 1000),
         "occurrences": str(alert.get("occurrence_count")),
     }
-    for key, value in (alert.get("details") or {}).items():
-        details.setdefault(truncate(str(key), 100), truncate(str(value), 1000))
+    budget = DETAILS_MAX - sum(len(k) + len(v) for k, v in details.items())
+    for key, value in details_of(alert).items():
+        key, value = truncate(str(key), 100), truncate(str(value), 1000)
+        if key in details or len(key) + len(value) > budget:
+            continue
+        details[key] = value
+        budget -= len(key) + len(value)
     body = {
         "message": truncate(alert["title"], MESSAGE_MAX),
         "alias": alias,

@@ -13,6 +13,8 @@ from dispatcher.providers.base import (
     HttpRequest,
     HttpResponse,
     Verdict,
+    bounded,
+    details_of,
     json_body,
     judge_by_status,
     truncate,
@@ -20,6 +22,7 @@ from dispatcher.providers.base import (
 
 LEVEL = {"critical": "fatal", "warning": "warning", "info": "info"}
 MESSAGE_MAX = 8192
+EXTRA_MAX_BYTES = 64 * 1024
 EVENT_NAMESPACE = uuid.UUID("6f1b1a4e-8c1f-4d55-9a57-3f2f0b6f5a10")
 
 
@@ -126,5 +129,6 @@ def build_event(delivery: Delivery) -> dict:
             "priority": alert.get("priority"),
             "pgalert_alert_id": str(alert["id"]),
         },
-        "extra": {"details": alert.get("details") or {}, "occurrences": alert.get("occurrence_count")},
+        # Sentry refuses events over 1 MB; the details are the only part of unbounded size
+        "extra": {"details": bounded(details_of(alert), EXTRA_MAX_BYTES), "occurrences": alert.get("occurrence_count")},
     }

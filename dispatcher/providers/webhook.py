@@ -12,7 +12,21 @@ import hmac
 import time
 from dataclasses import dataclass
 
-from dispatcher.providers.base import Delivery, HttpRequest, HttpResponse, Verdict, json_body, judge_by_status
+from dispatcher.providers.base import (
+    Delivery,
+    HttpRequest,
+    HttpResponse,
+    Verdict,
+    bounded,
+    details_of,
+    json_body,
+    judge_by_status,
+    truncate,
+)
+
+# the database's own limits (0012), applied again to rows stored before them
+DETAILS_MAX_BYTES = 64 * 1024
+MESSAGE_MAX = 20000
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -31,6 +45,16 @@ def verify(secret: str, header: str, body: bytes, now: float, tolerance: float =
     return hmac.compare_digest(sign(secret, timestamp, body), header)
 
 
+def bounded_alert(alert: dict) -> dict:
+    """The alert as stored, within the database's own limits (0012), also for rows stored before them."""
+    text_limits = {"title": 1024, "message": MESSAGE_MAX, "source": 500, "dedup_key": 500, "alert_type": 200}
+    return {
+        **alert,
+        **{key: truncate(str(alert[key]), limit) for key, limit in text_limits.items() if alert.get(key) is not None},
+        "details": bounded(details_of(alert), DETAILS_MAX_BYTES),
+    }
+
+
 @dataclass(frozen=True)
 class Webhook:
     url: str
@@ -47,7 +71,7 @@ class Webhook:
             "key": delivery.provider_key,
             "target": delivery.target or None,
             "context": delivery.context,
-            "alert": delivery.alert,
+            "alert": bounded_alert(delivery.alert),
         })
         timestamp = int(now if now is not None else time.time())
         headers = {

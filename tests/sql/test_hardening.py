@@ -225,3 +225,17 @@ def test_oversized_event_labels_are_refused(connect):
     with pytest.raises(psycopg.errors.CheckViolation, match="labels_fit_in_8_kib"):
         connect("monitoring_writer").execute(
             "INSERT INTO monitoring_events (event_type, labels) VALUES ('e', jsonb_build_object('x', repeat('y', 9000)))")
+
+
+def test_a_huge_row_stored_before_the_limits_reaches_a_dispatcher_cut_to_size(conn):
+    conn.execute(SEED_CRITICAL)
+    # as a 0.1.0 database may hold it: the limits did not exist when it was written
+    conn.execute("ALTER TABLE monitoring_alerts DROP CONSTRAINT details_are_an_object_of_at_most_64_kib, "
+                 "DROP CONSTRAINT message_fits_in_20000_characters")
+    conn.execute("UPDATE monitoring_alerts SET details = jsonb_build_object('log', repeat('x', 5000000)), "
+                 "message = repeat('m', 3000000)")
+    alerts = [row[0] for row in conn.execute("SELECT alert FROM monitoring_claim_deliveries('d1')").fetchall()]
+    assert len(alerts) == 3
+    for alert in alerts:
+        assert alert["details"] == {"pgalert_truncated": "details over 64 KiB were left out"}
+        assert len(alert["message"]) == 20000 and alert["title"] == "Test"

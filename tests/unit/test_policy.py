@@ -86,11 +86,29 @@ def test_seed_secret_names_configure_the_providers():
 @pytest.mark.parametrize(("env", "message"), [
     ({"PGALERT_WEBHOOK_URL": "https://x"}, "PGALERT_WEBHOOK_SECRET is not"),
     ({"SENTRY_DSN": "nonsense"}, "SENTRY_DSN must be an http"),
-    ({"PAGERDUTY_INTEGRATION_KEY": "k", "PAGERDUTY_EVENTS_URL": "events.pagerduty.com"}, "pagerduty URL must start"),
+    ({"PAGERDUTY_INTEGRATION_KEY": "k", "PAGERDUTY_EVENTS_URL": "events.pagerduty.com"}, "PAGERDUTY_EVENTS_URL must start with https://"),
+    ({"PAGERDUTY_INTEGRATION_KEY": "k", "PAGERDUTY_EVENTS_URL": "http://"}, "PAGERDUTY_EVENTS_URL has no host"),
+    ({"SLACK_WEBHOOK_URL": "hooks.slack.com/services/T000/B000/XXXX"}, "SLACK_WEBHOOK_URL must start with https://"),
+    ({"SLACK_WEBHOOK_URL": "http://hooks.slack.com/services/T000/B000/XXXX"}, "plain http:// to a host that is not this machine"),
+    ({"OPSGENIE_API_KEY": "k", "OPSGENIE_API_URL": "http://api.opsgenie.com"}, "OPSGENIE_API_URL uses plain http://"),
+    ({"PGALERT_WEBHOOK_URL": "https://hooks.example.com:port/x", "PGALERT_WEBHOOK_SECRET": "s"}, "PGALERT_WEBHOOK_URL is not a valid URL"),
+    ({"SENTRY_WEBHOOK_URL": "http://KEY@sentry.example.com/42"}, "SENTRY_WEBHOOK_URL uses plain http://"),
 ])
-def test_bad_provider_configuration_is_explained(env, message):
-    with pytest.raises(ProviderConfigError, match=message):
+def test_bad_provider_configuration_is_explained_without_the_url(env, message):
+    with pytest.raises(ProviderConfigError, match=message) as refused:
         providers_from_env(env)
+    for value in env.values():  # a webhook URL or a DSN is itself a secret
+        assert len(value) < 5 or value not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/hook", "http://localhost/hook", "http://[::1]:8080/hook", "https://hooks.slack.com/x"])
+def test_https_anywhere_and_plain_http_to_this_machine_are_accepted(url):
+    assert providers_from_env({"SLACK_WEBHOOK_URL": url})["slack"].name == "slack"
+
+
+def test_plain_http_elsewhere_only_when_allowed_explicitly():
+    env = {"SLACK_WEBHOOK_URL": "http://proxy.internal/hook", "PGALERT_ALLOW_PLAIN_HTTP": "1"}
+    assert providers_from_env(env)["slack"].name == "slack"
 
 
 def test_redaction_masks_every_secret_and_the_longest_first():
