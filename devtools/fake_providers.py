@@ -266,6 +266,15 @@ def app(path: str, query: dict, headers: dict, body: bytes) -> Reply:
 
 
 def webhook(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    """A receiver as its authors would write it: verified with a Standard Webhooks library, and by 0.1.0's
+    header for receivers written against that."""
+    from standardwebhooks.webhooks import Webhook as Receiver
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    try:
+        Receiver(WEBHOOK_SECRET).verify(body, {k: v for k, v in headers.items() if k.startswith("webhook-")})
+    except WebhookVerificationError:
+        return _json(401, {"error": "bad webhook-signature"})
     if not verify(WEBHOOK_SECRET, headers.get("x-pgalert-signature", ""), body, time.time()):
         return _json(401, {"error": "bad signature"})
     return _json(200, {"ok": True})

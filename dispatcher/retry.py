@@ -1,4 +1,8 @@
-"""When to try again: exponential backoff with full jitter, never sooner than the provider asked."""
+"""When to try again: exponential backoff with equal jitter, never sooner than the provider asked.
+
+Equal jitter (a delay drawn between half and all of the doubled ceiling), not full jitter (between zero and the
+ceiling): retries still spread out across dispatchers, and a provider that is failing is never retried at
+once by chance, which full jitter allows at every step."""
 
 from __future__ import annotations
 

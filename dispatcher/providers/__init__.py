@@ -14,7 +14,7 @@ from dispatcher.providers.opsgenie import US_API_URL, Opsgenie
 from dispatcher.providers.pagerduty import US_EVENTS_URL, PagerDuty
 from dispatcher.providers.sentry import Sentry, parse_sentry_target
 from dispatcher.providers.slack import Slack
-from dispatcher.providers.webhook import Webhook
+from dispatcher.providers.webhook import Webhook, WebhookSecretError, signing_key
 
 PROVIDER_ENV = {
     "pagerduty": ("PAGERDUTY_INTEGRATION_KEY", "PAGERDUTY_EVENTS_URL"),
@@ -61,6 +61,11 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
         raise ProviderConfigError(
             "PGALERT_WEBHOOK_URL is set but PGALERT_WEBHOOK_SECRET is not: webhooks are always signed"
         )
+    if url:
+        try:
+            signing_key(secret)
+        except WebhookSecretError as error:
+            raise ProviderConfigError(str(error)) from None
     providers["webhook"] = Webhook(url, secret) if url else Unconfigured("webhook", "PGALERT_WEBHOOK_URL is not set")
 
     allow_plain_http = get("PGALERT_ALLOW_PLAIN_HTTP").lower() in ("1", "true", "yes", "on")

@@ -1,12 +1,19 @@
-"""A generic JSON webhook, signed with HMAC-SHA256 so the receiver can prove it came from us.
+"""A generic JSON webhook, signed by the Standard Webhooks scheme (standardwebhooks.com), so a receiver
+verifies it with any of that scheme's libraries given PGALERT_WEBHOOK_SECRET.
 
-Signature header: `X-Pgalert-Signature: t=<unix seconds>,v1=<hex hmac_sha256(secret, "<t>.<body>")>`;
-a receiver recomputes it and rejects stale timestamps, which stops replays. `X-Pgalert-Delivery` is
-an idempotency key: the same delivery always carries the same value.
+- `webhook-id`: the idempotency key, the same for every attempt of one delivery;
+- `webhook-timestamp`: unix seconds; receivers refuse stale ones, which stops replays;
+- `webhook-signature`: `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`, where the key is the
+  secret read as those libraries read it: `whsec_` stripped, the rest base64-decoded.
+
+0.1.0's own header, `X-Pgalert-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, is still sent
+for receivers written against it (with `X-Pgalert-Delivery`); it goes away in a later release.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -29,7 +36,30 @@ DETAILS_MAX_BYTES = 64 * 1024
 MESSAGE_MAX = 20000
 
 
+class WebhookSecretError(ValueError):
+    pass
+
+
+def signing_key(secret: str) -> bytes:
+    """The key a Standard Webhooks library derives from the same secret string."""
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==")
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key:
+        raise WebhookSecretError(
+            "PGALERT_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_ followed by base64, e.g. "
+            "whsec_$(openssl rand -base64 32)")
+    return key
+
+
+def standard_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(signing_key(secret), f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """0.1.0's X-Pgalert-Signature."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
 
@@ -74,11 +104,15 @@ class Webhook:
             "alert": bounded_alert(delivery.alert),
         })
         timestamp = int(now if now is not None else time.time())
+        message_id = f"{delivery.provider_key}/{delivery.delivery_id}"
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "pgalert",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": standard_signature(self.secret, message_id, timestamp, body),
             "X-Pgalert-Signature": sign(self.secret, timestamp, body),
-            "X-Pgalert-Delivery": f"{delivery.provider_key}/{delivery.delivery_id}",
+            "X-Pgalert-Delivery": message_id,
         }
         return HttpRequest("POST", self.url, headers, body)
 

@@ -26,7 +26,7 @@ PROVIDERS = {
     "opsgenie": Opsgenie("og-key", "https://api.opsgenie.com"),
     "slack": Slack("https://hooks.slack.com/services/T0/B0/X"),
     "sentry": Sentry(parse_sentry_target("https://public@o1.ingest.sentry.io/42")),
-    "webhook": Webhook("https://hooks.example.com/pgalert", "webhook-secret"),
+    "webhook": Webhook("https://hooks.example.com/pgalert", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
 }
 
 json_values = st.recursive(

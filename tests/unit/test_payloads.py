@@ -216,6 +216,31 @@ def test_sentry_rate_limit_header_pauses_the_provider():
 
 # ---- webhook ------------------------------------------------------------------------------------------------
 
+def test_webhook_verifies_with_the_standard_webhooks_library():
+    from standardwebhooks.webhooks import Webhook as Receiver
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    request = Webhook("https://example.test/hook", secret).build(delivery("resolve", "webhook"))
+    headers = {k: v for k, v in request.headers.items() if k.startswith("webhook-")}
+    payload = Receiver(secret).verify(request.body, headers)  # raises unless signed by this secret, recently
+    assert payload["event"] == "resolve" and headers["webhook-id"] == "pgalert-abcd1234-7/11"
+    with pytest.raises(WebhookVerificationError):
+        Receiver(secret).verify(request.body + b" ", headers)
+    with pytest.raises(WebhookVerificationError):
+        Receiver("whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY").verify(request.body, headers)
+    stale = {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) - 3600)}
+    with pytest.raises(WebhookVerificationError):
+        Receiver(secret).verify(request.body, stale)
+
+
+def test_a_webhook_secret_no_library_could_use_is_refused_at_start():
+    from dispatcher.providers import ProviderConfigError, providers_from_env
+
+    with pytest.raises(ProviderConfigError, match="must be a Standard Webhooks secret"):
+        providers_from_env({"PGALERT_WEBHOOK_URL": "https://example.test/hook", "PGALERT_WEBHOOK_SECRET": "whsec_"})
+
+
 def test_webhook_is_signed_and_verifiable():
     hook = Webhook("https://example.test/hook", "s3cret")
     request = hook.build(delivery("resolve", "webhook", {"by": "bob"}), now=1_700_000_000)

@@ -91,7 +91,7 @@ def test_seed_secret_names_configure_the_providers():
     ({"SLACK_WEBHOOK_URL": "hooks.slack.com/services/T000/B000/XXXX"}, "SLACK_WEBHOOK_URL must start with https://"),
     ({"SLACK_WEBHOOK_URL": "http://hooks.slack.com/services/T000/B000/XXXX"}, "plain http:// to a host that is not this machine"),
     ({"OPSGENIE_API_KEY": "k", "OPSGENIE_API_URL": "http://api.opsgenie.com"}, "OPSGENIE_API_URL uses plain http://"),
-    ({"PGALERT_WEBHOOK_URL": "https://hooks.example.com:port/x", "PGALERT_WEBHOOK_SECRET": "s"}, "PGALERT_WEBHOOK_URL is not a valid URL"),
+    ({"PGALERT_WEBHOOK_URL": "https://hooks.example.com:port/x", "PGALERT_WEBHOOK_SECRET": "whsec_c2VjcmV0"}, "PGALERT_WEBHOOK_URL is not a valid URL"),
     ({"SENTRY_WEBHOOK_URL": "http://KEY@sentry.example.com/42"}, "SENTRY_WEBHOOK_URL uses plain http://"),
 ])
 def test_bad_provider_configuration_is_explained_without_the_url(env, message):
