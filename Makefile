@@ -9,10 +9,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: deps system-deps test lint demo bench install-script wheel-smoke clean
 
 system-deps:
-	@if [ ! -x $(PG_BIN)/postgres ] || [ ! -f /usr/lib/postgresql/15/lib/pg_cron.so ] || ! command -v runuser >/dev/null; then \
-		echo "installing PostgreSQL 15 and pg_cron from Debian's packages"; \
+	@if [ ! -x $(PG_BIN)/postgres ] || [ ! -f /usr/lib/postgresql/15/lib/pg_cron.so ] || ! command -v runuser >/dev/null \
+		|| [ ! -x /usr/sbin/pgbouncer ]; then \
+		echo "installing PostgreSQL 15, pg_cron and PgBouncer from Debian's packages"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15 postgresql-15-cron util-linux >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15 postgresql-15-cron pgbouncer \
+			util-linux >/dev/null; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

@@ -12,6 +12,7 @@ this server exists for local development and is never a production recipe.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import pwd
@@ -26,6 +27,7 @@ from pathlib import Path
 import psycopg
 
 PG_BIN = Path(os.environ.get("PGALERT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PGBOUNCER = Path("/usr/sbin/pgbouncer")
 REPO = Path(__file__).resolve().parent.parent
 SUPERUSER = "postgres"
 CRON_DATABASE = "pgalert"
@@ -145,6 +147,24 @@ class LocalServer:
         self.stop()
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
+    def start_replica(self, name: str, port: int) -> LocalServer:
+        """A hot standby of this server, streaming from it, on `port`: made anew each time (pg_basebackup -R)."""
+        replica = LocalServer(name, port)
+        replica.destroy()
+        replica._prepare_dirs()
+        replica._run(PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", self.port, "-U", SUPERUSER,
+                     "-D", replica.data_dir, "-R", "-X", "stream", "-c", "fast")
+        replica._write_settings()
+        with (replica.data_dir / "postgresql.auto.conf").open("a") as conf:
+            # what pg_basebackup -R wrote was replaced with the settings; say again where to stream from
+            conf.write(f"primary_conninfo = 'host=127.0.0.1 port={self.port} user={SUPERUSER}'\nhot_standby = on\n")
+        result = replica._run(PG_BIN / "pg_ctl", "start", "-w", "-D", replica.data_dir, "-l", replica.log_file,
+                              check=False)
+        if result.returncode != 0:
+            log = replica.log_file.read_text()[-2000:] if replica.log_file.exists() else ""
+            raise RuntimeError(f"the replica did not start ({replica.data_dir}):\n{result.stderr}{log}")
+        return replica
+
     def _ensure_cron_database(self) -> None:
         deadline = time.monotonic() + 30
         while True:
@@ -162,6 +182,55 @@ class LocalServer:
                 time.sleep(0.2)
         with psycopg.connect(self.url(CRON_DATABASE), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+
+
+@dataclass(frozen=True)
+class LocalBouncer:
+    """PgBouncer in transaction pooling mode in front of a LocalServer, as apps often reach PostgreSQL.
+    Trust authentication for the users named, on 127.0.0.1 only; run as `postgres` under root, as
+    PgBouncer refuses to run as root."""
+
+    server: LocalServer
+    port: int
+    users: tuple[str, ...] = (SUPERUSER,)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.server.base_dir.parent / f"pgbouncer-{self.server.name}"
+
+    def url(self, dbname: str, user: str = SUPERUSER) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+
+    def start(self) -> LocalBouncer:
+        self.stop()
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        ini, users = self.base_dir / "pgbouncer.ini", self.base_dir / "userlist.txt"
+        users.write_text("".join(f'"{user}" ""\n' for user in self.users))
+        ini.write_text(
+            f"[databases]\n* = host=127.0.0.1 port={self.server.port}\n\n[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir = {self.base_dir}\n"
+            f"auth_type = trust\nauth_file = {users}\npool_mode = transaction\n"
+            f"logfile = {self.base_dir / 'pgbouncer.log'}\npidfile = {self.base_dir / 'pgbouncer.pid'}\n"
+            "max_client_conn = 100\ndefault_pool_size = 4\n"
+        )
+        if self.server.as_root:
+            account = pwd.getpwnam("postgres")
+            for path in (self.base_dir, ini, users):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        self.server._run(PGBOUNCER, "-d", ini)
+        deadline = time.monotonic() + 10
+        while not _port_in_use(self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PgBouncer did not start: {(self.base_dir / 'pgbouncer.log').read_text()[-1000:]}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        pidfile = self.base_dir / "pgbouncer.pid"
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text().strip()), 15)
+            pidfile.unlink(missing_ok=True)
 
 
 def checkout_port(base: int, span: int) -> int:

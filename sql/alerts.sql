@@ -25,6 +25,19 @@ REVOKE ALL ON FUNCTION _monitoring_normalize_severity(text) FROM PUBLIC;
 -- rules are validated as the admin who writes them, and rules take severities in every spelling alerts do
 GRANT EXECUTE ON FUNCTION _monitoring_normalize_severity(text) TO monitoring_admin;
 
+-- An app's details of any JSON kind still page: providers expect an object.
+CREATE OR REPLACE FUNCTION _monitoring_details_object(p_details jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE coalesce(jsonb_typeof(p_details), 'null')
+        WHEN 'object' THEN p_details
+        WHEN 'null' THEN '{}'
+        ELSE jsonb_build_object('value', p_details)
+    END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_details_object(jsonb) FROM PUBLIC;
+
 -- The documented limits of an alert, with a clear message before the table's constraints would refuse it
 -- with their names. They fit every provider once truncated and keep a row from growing without bound.
 CREATE OR REPLACE FUNCTION _monitoring_check_alert_sizes(p_alert monitoring_alerts)
@@ -101,12 +114,7 @@ BEGIN
     NEW.severity := public._monitoring_normalize_severity(NEW.severity);
     NEW.message := coalesce(NEW.message, '');
     NEW.source := coalesce(NEW.source, '');
-    -- an app's details of any JSON kind still page: providers expect an object
-    NEW.details := CASE coalesce(jsonb_typeof(NEW.details), 'null')
-        WHEN 'object' THEN NEW.details
-        WHEN 'null' THEN '{}'
-        ELSE jsonb_build_object('value', NEW.details)
-    END;
+    NEW.details := public._monitoring_details_object(NEW.details);
     PERFORM public._monitoring_check_alert_sizes(NEW);
     NEW.dedup_key := coalesce(
         nullif(NEW.dedup_key, ''),
@@ -348,11 +356,7 @@ BEGIN
     NEW.severity := public._monitoring_normalize_severity(NEW.severity);
     NEW.message := coalesce(NEW.message, '');
     NEW.source := coalesce(NEW.source, '');
-    NEW.details := CASE coalesce(jsonb_typeof(NEW.details), 'null')
-        WHEN 'object' THEN NEW.details
-        WHEN 'null' THEN '{}'
-        ELSE jsonb_build_object('value', NEW.details)
-    END;
+    NEW.details := public._monitoring_details_object(NEW.details);
     NEW.dedup_key := coalesce(
         nullif(NEW.dedup_key, ''),
         NEW.alert_type || CASE WHEN NEW.source = '' THEN '' ELSE ':' || NEW.source END

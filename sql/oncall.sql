@@ -42,6 +42,93 @@ AFTER DELETE OR UPDATE ON monitoring_oncall_participants
 DEFERRABLE INITIALLY DEFERRED
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_schedule('schedule_id');
 
+-- A sentence instead of a constraint's name, before the table's constraints would refuse the row.
+CREATE OR REPLACE FUNCTION _monitoring_explain_oncall_row()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- one IF per table: a record's fields are looked up when the expression first runs
+    IF TG_TABLE_NAME = 'monitoring_oncall_schedules' THEN
+        IF NEW.rotation_length < interval '1 day' OR date_part('month', NEW.rotation_length) <> 0
+           OR date_part('hour', NEW.rotation_length) <> 0 OR date_part('minute', NEW.rotation_length) <> 0
+           OR date_part('second', NEW.rotation_length) <> 0 THEN
+            RAISE EXCEPTION 'schedule %: rotation_length % is not a whole number of days', NEW.name, NEW.rotation_length
+                USING ERRCODE = 'check_violation',
+                      HINT = 'shifts are counted in days on the local wall clock, e.g. ''7 days'' or ''14 days''; '
+                             'handoff_time says when in the day they change';
+        END IF;
+    ELSIF isempty(NEW.during) OR lower_inf(NEW.during) OR upper_inf(NEW.during) THEN
+        RAISE EXCEPTION 'an override needs a start and a later end, got %', NEW.during
+            USING ERRCODE = 'check_violation',
+                  HINT = 'SELECT monitoring_add_override(''primary'', ''alice'', ''2026-03-02 09:00Z'', '
+                         '''2026-03-03 09:00Z'', ''covering for bob'')';
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_explain_oncall_row() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER monitoring_oncall_schedules_explain
+BEFORE INSERT OR UPDATE ON monitoring_oncall_schedules
+FOR EACH ROW EXECUTE FUNCTION _monitoring_explain_oncall_row();
+
+CREATE OR REPLACE TRIGGER monitoring_oncall_overrides_explain
+BEFORE INSERT OR UPDATE ON monitoring_oncall_overrides
+FOR EACH ROW EXECUTE FUNCTION _monitoring_explain_oncall_row();
+
+CREATE OR REPLACE FUNCTION monitoring_add_override(
+    p_schedule text, p_person text, p_from timestamptz, p_until timestamptz, p_reason text DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_schedule_id bigint;
+    v_person_id bigint;
+    v_clash record;
+    v_id bigint;
+BEGIN
+    SELECT s.id INTO v_schedule_id FROM public.monitoring_oncall_schedules AS s WHERE s.name = p_schedule;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'schedule % does not exist', coalesce(quote_literal(p_schedule), 'NULL')
+            USING ERRCODE = 'no_data_found', HINT = 'SELECT name FROM monitoring_oncall_schedules';
+    END IF;
+    SELECT pp.id INTO v_person_id FROM public.monitoring_people AS pp WHERE pp.name = p_person;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'person % does not exist', coalesce(quote_literal(p_person), 'NULL')
+            USING ERRCODE = 'no_data_found', HINT = 'INSERT INTO monitoring_people (name) VALUES (...) first';
+    END IF;
+    IF p_from IS NULL OR p_until IS NULL OR p_until <= p_from THEN
+        RAISE EXCEPTION 'an override ends after it starts: from %, until %', p_from, p_until
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT o.id, pp.name AS person, o.during INTO v_clash
+    FROM public.monitoring_oncall_overrides AS o
+    JOIN public.monitoring_people AS pp ON pp.id = o.person_id
+    WHERE o.schedule_id = v_schedule_id AND o.during && tstzrange(p_from, p_until)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'schedule % already has override % (%, %) in that time', p_schedule, v_clash.id,
+            v_clash.person, v_clash.during
+            USING ERRCODE = 'exclusion_violation',
+                  HINT = 'change or delete that one first: one person covers a schedule at a time';
+    END IF;
+    INSERT INTO public.monitoring_oncall_overrides (schedule_id, person_id, during, reason)
+    VALUES (v_schedule_id, v_person_id, tstzrange(p_from, p_until), p_reason)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION monitoring_add_override(text, text, timestamptz, timestamptz, text) IS
+'p_person covers schedule p_schedule from p_from until p_until (why: p_reason); returns the override id. Each
+mistake gets a sentence: an unknown schedule or person, an end not after the start, an overlap with another
+override of the schedule (named).';
+REVOKE ALL ON FUNCTION monitoring_add_override(text, text, timestamptz, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_add_override(text, text, timestamptz, timestamptz, text) TO monitoring_admin;
+
 -- The first handoff, on the schedule's local wall clock: handoff_day at handoff_time, on or after rotation_start.
 CREATE OR REPLACE FUNCTION _monitoring_first_handoff(p_schedule monitoring_oncall_schedules)
 RETURNS timestamp
@@ -188,7 +275,8 @@ BEGIN
         SELECT * FROM public.monitoring_oncall_schedules AS s WHERE s.announce_handoffs FOR UPDATE SKIP LOCKED
     LOOP
         v_shift := public._monitoring_shift_number(v_schedule, p_at);
-        CONTINUE WHEN v_schedule.last_announced_shift IS NOT DISTINCT FROM v_shift;
+        -- only a later shift is news: a call at an earlier time (a backfill, a test) must not announce again
+        CONTINUE WHEN v_schedule.last_announced_shift >= v_shift;
         UPDATE public.monitoring_oncall_schedules AS s SET last_announced_shift = v_shift WHERE s.id = v_schedule.id;
         CONTINUE WHEN v_schedule.last_announced_shift IS NULL;  -- a new schedule starts quietly
         SELECT * INTO v_person FROM public.monitoring_who_is_on_call(v_schedule.name, p_at);

@@ -17,6 +17,17 @@
 -- (set_config included, and in whatever the query calls): nothing can climb back to the rights of the session
 -- that runs the rule, a pg_cron job owner's superuser included. Callers need no membership in the role.
 
+-- Where the migrating role is not a superuser (managed PostgreSQL), PostgreSQL lets it hand a function to
+-- monitoring_rule_runner only as a member of that role; a superuser needs no membership, so none is made.
+DO $membership$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user)
+       AND NOT pg_catalog.pg_has_role(current_user, 'monitoring_rule_runner', 'MEMBER') THEN
+        EXECUTE format('GRANT monitoring_rule_runner TO %I', current_user);
+    END IF;
+END
+$membership$;
+
 CREATE OR REPLACE FUNCTION _monitoring_rule_query_plan(p_query text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -32,7 +43,6 @@ BEGIN
     RETURN v_plan;
 END
 $$;
-ALTER FUNCTION _monitoring_rule_query_plan(text) OWNER TO monitoring_rule_runner;
 COMMENT ON FUNCTION _monitoring_rule_query_plan(text) IS
 'Internal: the plan of a sql rule''s query, planned as monitoring_rule_runner (validation when a rule is saved).';
 REVOKE ALL ON FUNCTION _monitoring_rule_query_plan(text) FROM PUBLIC;
@@ -53,7 +63,12 @@ BEGIN
     USING p_at;
 END
 $$;
+-- Handing the functions over: a non-superuser may give an object only to a role that can create in its schema,
+-- so monitoring_rule_runner holds CREATE for these two statements and never after (a superuser needs neither).
+GRANT CREATE ON SCHEMA public TO monitoring_rule_runner;
+ALTER FUNCTION _monitoring_rule_query_plan(text) OWNER TO monitoring_rule_runner;
 ALTER FUNCTION _monitoring_rule_query_rows(text, timestamptz) OWNER TO monitoring_rule_runner;
+REVOKE CREATE ON SCHEMA public FROM monitoring_rule_runner;
 COMMENT ON FUNCTION _monitoring_rule_query_rows(text, timestamptz) IS
 'Internal: the rows of a sql rule''s query, run as monitoring_rule_runner (evaluation and backtests).';
 REVOKE ALL ON FUNCTION _monitoring_rule_query_rows(text, timestamptz) FROM PUBLIC;
@@ -177,6 +192,8 @@ BEGIN
             'FROM (SELECT %s AS g, %s AS v, count(*) AS n, min(e.occurred_at) AS first_at '
             '      FROM public.monitoring_events AS e '
             '      WHERE e.event_type = $1 AND e.occurred_at > $2 AND e.occurred_at <= $3 AND e.value IS NOT NULL '
+            -- stored before value_is_a_finite_number (0012): ignored, as new ones are refused
+            '        AND e.value NOT IN (''NaN'', ''Infinity'', ''-Infinity'') '
             '      GROUP BY 1) AS w',
             p_rule.min_samples, format(v_compare, 'v'), p_rule.aggregate, v_group, v_value)
         USING p_rule.event_type, v_from, p_at;
@@ -192,7 +209,11 @@ BEGIN
             '      WHERE e.event_type = $1 AND e.occurred_at > $2 - ($3 - $2) AND e.occurred_at <= $3 '
             '      GROUP BY 1) AS w',
             p_rule.baseline_min, p_rule.min_samples, p_rule.threshold, v_group)
-        USING p_rule.event_type, v_from, p_at, p_rule.created_at <= p_at - 2 * p_rule.window_size;
+        USING p_rule.event_type, v_from, p_at,
+              -- a full baseline exists when events of this type were being recorded before the previous window
+              -- began: judged by the data, so a new rule over an old stream speaks at once
+              EXISTS (SELECT FROM public.monitoring_events AS e
+                      WHERE e.event_type = p_rule.event_type AND e.occurred_at <= p_at - 2 * p_rule.window_size);
     ELSIF p_rule.rule_type = 'absence' THEN
         -- groups are those seen in this window or the one before, so a host that fell silent stays known
         RETURN QUERY EXECUTE format(
@@ -318,7 +339,11 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_evaluate_rule(monitoring_alert_rules, timestamptz, boolean) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION monitoring_evaluate_alert_rules(p_at timestamptz DEFAULT now(), p_sql_rules boolean DEFAULT TRUE)
+CREATE OR REPLACE FUNCTION monitoring_evaluate_alert_rules(
+    p_at timestamptz DEFAULT now(),
+    p_sql_rules boolean DEFAULT TRUE,
+    p_force boolean DEFAULT FALSE
+)
 RETURNS TABLE (
     rule_name text,
     group_key jsonb,
@@ -326,7 +351,8 @@ RETURNS TABLE (
     threshold double precision,
     fired boolean,
     alert_id bigint,
-    error text
+    error text,
+    skipped text
 )
 LANGUAGE plpgsql
 -- an admin evaluates by hand what pg_cron evaluates: rule state and alerts are written on their behalf (a sql
@@ -336,31 +362,50 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_rule public.monitoring_alert_rules;
+    v_locked public.monitoring_alert_rules;
+    v_due_at timestamptz;
 BEGIN
     FOR v_rule IN
         SELECT * FROM public.monitoring_alert_rules AS r
-        WHERE r.enabled
-          AND (p_sql_rules OR r.rule_type <> 'sql')
-          -- a second of slack: pg_cron starts a little after the minute
-          AND (r.last_evaluated_at IS NULL OR r.last_evaluated_at + r.evaluate_every <= p_at + interval '1 second')
+        WHERE r.enabled AND (p_sql_rules OR r.rule_type <> 'sql')
         ORDER BY r.rule_name
-        FOR UPDATE SKIP LOCKED  -- two evaluations at once share the rules instead of doubling them
     LOOP
+        -- two evaluations at once share the rules instead of doubling them; the row is read again under the
+        -- lock, so a rule another session has just evaluated is seen as not due
+        SELECT * INTO v_locked FROM public.monitoring_alert_rules AS r WHERE r.id = v_rule.id FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT v_rule.rule_name, NULL::jsonb, NULL::double precision, v_rule.threshold, FALSE,
+                NULL::bigint, NULL::text, 'being evaluated by another session right now'::text;
+            CONTINUE;
+        END IF;
+        v_rule := v_locked;
+        -- a second of slack: pg_cron starts a little after the minute
+        v_due_at := v_rule.last_evaluated_at + v_rule.evaluate_every - interval '1 second';
+        IF NOT p_force AND v_due_at > p_at THEN
+            -- a person asking "what fires now?" a second time within a minute is told, not shown nothing
+            RETURN QUERY SELECT v_rule.rule_name, NULL::jsonb, v_rule.last_observed, v_rule.threshold, FALSE,
+                NULL::bigint, v_rule.last_error,
+                format('not due until %s (evaluated at %s); p_force => TRUE evaluates it now',
+                       v_due_at, v_rule.last_evaluated_at);
+            CONTINUE;
+        END IF;
         RETURN QUERY
-        SELECT v_rule.rule_name, i.group_key, i.observed, v_rule.threshold, i.fired, i.alert_id, i.error
+        SELECT v_rule.rule_name, i.group_key, i.observed, v_rule.threshold, i.fired, i.alert_id, i.error, NULL::text
         FROM public._monitoring_evaluate_rule_isolated(v_rule, p_at) AS i;
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION monitoring_evaluate_alert_rules(timestamptz, boolean) IS
-'Evaluate every enabled rule that is due (evaluate_every since its last run) at p_at: fire one alert per rule
-and group whose condition holds (deduplicated: one open alert per rule and group), resolve alerts whose
-condition has been clear for clear_after. One row per rule and group: observed value, threshold, whether it
-fired now, the alert id, and the error if the rule failed (it then raises rule_evaluation_error and the other
-rules still run). pg_cron runs it every minute with p_sql_rules => FALSE, because each sql rule has its own job
-(monitoring_evaluate_sql_rule); called by hand it runs sql rules too, under the session''s statement_timeout.';
-REVOKE ALL ON FUNCTION monitoring_evaluate_alert_rules(timestamptz, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_evaluate_alert_rules(timestamptz, boolean) TO monitoring_admin;
+COMMENT ON FUNCTION monitoring_evaluate_alert_rules(timestamptz, boolean, boolean) IS
+'Evaluate every enabled rule that is due (evaluate_every since its last run) at p_at, or every enabled rule with
+p_force: fire one alert per rule and group whose condition holds (deduplicated: one open alert per rule and
+group), resolve alerts whose condition has been clear for clear_after. One row per rule and group: observed
+value, threshold, whether it fired now, the alert id, and the error if the rule failed (it then raises
+rule_evaluation_error and the other rules still run). A rule not evaluated says why in skipped (not due yet,
+with its last observed value; or being evaluated by another session). pg_cron runs it every minute with
+p_sql_rules => FALSE, because each sql rule has its own job (monitoring_evaluate_sql_rule); called by hand it
+runs sql rules too, under the session''s statement_timeout.';
+REVOKE ALL ON FUNCTION monitoring_evaluate_alert_rules(timestamptz, boolean, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_evaluate_alert_rules(timestamptz, boolean, boolean) TO monitoring_admin;
 
 CREATE OR REPLACE FUNCTION monitoring_backtest_rule(p_rule_name text, p_from timestamptz, p_to timestamptz, p_step interval DEFAULT NULL)
 RETURNS TABLE (would_fire_at timestamptz, group_key jsonb, observed double precision, cleared_at timestamptz)
@@ -382,7 +427,6 @@ BEGIN
     IF p_to <= p_from OR date_part('epoch', p_to - p_from) / date_part('epoch', coalesce(p_step, v_rule.evaluate_every)) > 100000 THEN
         RAISE EXCEPTION 'backtest range must be positive and at most 100000 steps' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    v_rule.created_at := '-infinity';  -- a backtest judges the events, not the rule's age
     v_at := p_from;
     WHILE v_at <= p_to LOOP
         FOR v_obs IN SELECT * FROM public._monitoring_rule_observations(v_rule, v_at) AS o WHERE o.condition LOOP

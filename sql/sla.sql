@@ -151,6 +151,7 @@ RETURNS TABLE (
     p50 numeric,
     p95 numeric,
     target numeric,
+    targets_applied text,
     within_target numeric,
     compliance_target numeric,
     target_met boolean
@@ -175,6 +176,12 @@ BEGIN
                round(percentile_cont(0.5) WITHIN GROUP (ORDER BY d.seconds)::numeric, 3) AS p50,
                round(percentile_cont(0.95) WITHIN GROUP (ORDER BY d.seconds)::numeric, 3) AS p95,
                public.monitoring_sla_target(m.metric, NULL, NULL) AS target,
+               -- which targets decided within_target: a type's or severity's own, or the default
+               (SELECT string_agg(format('%s s for %s', applied.target, applied.alerts), ', '
+                                  ORDER BY applied.alerts DESC, applied.target)
+                FROM (SELECT d2.target, count(*) AS alerts FROM durations AS d2
+                      WHERE d2.metric = m.metric AND d2.seconds IS NOT NULL AND d2.target IS NOT NULL
+                      GROUP BY d2.target) AS applied) AS targets_applied,
                round(avg((d.seconds <= d.target)::integer)::numeric, 4) AS within_target,
                (SELECT t.compliance FROM public.monitoring_sla_targets AS t
                 WHERE t.metric = m.metric AND t.severity IS NULL AND t.alert_type IS NULL) AS compliance_target,
@@ -203,17 +210,18 @@ BEGIN
         UNION ALL
         SELECT 'provider_first_attempt_success_rate', d.samples, round(d.first_rate, 4), 8, FALSE FROM deliveries AS d
     )
-    SELECT x.metric, x.unit, x.samples, x.mean, x.p50, x.p95, x.target, x.within_target, x.compliance_target,
-           x.target_met
+    SELECT x.metric, x.unit, x.samples, x.mean, x.p50, x.p95, x.target, x.targets_applied, x.within_target,
+           x.compliance_target, x.target_met
     FROM (
-        SELECT t.ord, t.metric, t.unit, t.samples, t.mean, t.p50, t.p95, t.target, t.within_target,
+        SELECT t.ord, t.metric, t.unit, t.samples, t.mean, t.p50, t.p95, t.target, t.targets_applied, t.within_target,
                t.compliance_target,
                CASE WHEN t.samples = 0 OR t.target IS NULL THEN NULL ELSE t.within_target >= t.compliance_target END
                AS target_met
         FROM times AS t
         UNION ALL
         SELECT r.ord, r.metric, 'ratio', r.samples, r.rate, NULL, NULL,
-               public.monitoring_sla_target(r.metric, NULL, NULL), NULL, NULL,
+               public.monitoring_sla_target(r.metric, NULL, NULL),
+               format('%s for all', public.monitoring_sla_target(r.metric, NULL, NULL)), NULL, NULL,
                CASE
                    WHEN r.samples = 0 THEN NULL
                    WHEN r.lower_is_better THEN r.rate < public.monitoring_sla_target(r.metric, NULL, NULL)
@@ -226,9 +234,10 @@ END
 $$;
 COMMENT ON FUNCTION monitoring_get_sla_summary(numeric, timestamptz) IS
 'One row per SLA metric over alerts detected in (p_at - p_hours, p_at]: samples, mean, p50, p95 (seconds for
-times, the ratio for rates), the default target, the share of alerts within the target that applies to each
-(per alert type, else severity, else default), the compliance expected, and whether the target is met
-(NULL without samples). Times: mttd, delivery_time, mtta, mttr, mttr_after_ack. Rates: false_positive_rate
+times, the ratio for rates), target: the default target; targets_applied: the targets that decided
+within_target and for how many alerts each (a target per alert type, else per severity, else the default);
+within_target: the share of alerts within the target that applies to each; the compliance expected, and
+whether the target is met (NULL without samples). Times: mttd, delivery_time, mtta, mttr, mttr_after_ack. Rates: false_positive_rate
 (of resolved alerts), provider_success_rate and provider_first_attempt_success_rate (of deliveries with an
 outcome; skipped deliveries are not attempts).';
 REVOKE ALL ON FUNCTION monitoring_get_sla_summary(numeric, timestamptz) FROM PUBLIC;

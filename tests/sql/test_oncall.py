@@ -266,3 +266,38 @@ def test_handoffs_are_announced_once(conn):
     assert title == f"{on_call(conn, 'rot', monday + M)} is now on call for rot" and status == "resolved"
     assert conn.execute("SELECT provider, action FROM monitoring_deliveries").fetchall() == [("slack", "trigger")]
     assert conn.execute("SELECT count(*) FROM monitoring_sla_metrics").fetchone() == (0,)  # not an incident
+
+
+def test_a_call_at_an_earlier_time_does_not_announce_a_handoff_again(conn):
+    make_schedule(conn, "rot", "UTC", ["ana", "bruno"])
+    conn.execute("UPDATE monitoring_oncall_schedules SET announce_handoffs = name = 'rot'")
+    monday = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (monday - M,))  # starts quietly
+    for at in (monday + M, monday - dt.timedelta(days=8), monday + 2 * M, monday - dt.timedelta(days=8), monday + 3 * M):
+        conn.execute("SELECT monitoring_run_oncall(%s)", (at,))
+    assert conn.execute("SELECT count(*) FROM monitoring_alerts WHERE alert_type = 'oncall_handoff'").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(("length", "said"), [("12 hours", "is not a whole number of days"), ("1 day 2 hours", "is not a whole number of days"),
+                                              ("1 mon", "is not a whole number of days")])
+def test_a_rotation_that_is_not_whole_days_is_refused_with_a_sentence(connect, length, said):
+    admin = connect("monitoring_admin")
+    with pytest.raises(psycopg.errors.CheckViolation, match=said) as refused:
+        admin.execute("INSERT INTO monitoring_oncall_schedules (name, rotation_length) VALUES ('s', %s)", (length,))
+    assert "rotation_is_whole_days" not in str(refused.value)
+
+
+def test_overrides_are_added_with_a_sentence_for_every_mistake(connect):
+    admin = connect("monitoring_admin")
+    first = admin.execute("SELECT monitoring_add_override('primary', 'primary_engineer_2', '2026-03-02 09:00Z', "
+                          "'2026-03-03 09:00Z', 'swap')").fetchone()[0]
+    assert admin.execute("SELECT person FROM monitoring_who_is_on_call('primary', '2026-03-02 12:00Z')").fetchone() == ("primary_engineer_2",)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="an override ends after it starts"):
+        admin.execute("SELECT monitoring_add_override('primary', 'primary_engineer_1', '2026-03-05', '2026-03-04')")
+    with pytest.raises(psycopg.errors.ExclusionViolation, match=f"already has override {first} \\(primary_engineer_2"):
+        admin.execute("SELECT monitoring_add_override('primary', 'primary_engineer_1', '2026-03-02 20:00Z', '2026-03-04')")
+    with pytest.raises(psycopg.errors.NoDataFound, match="person 'nobody' does not exist"):
+        admin.execute("SELECT monitoring_add_override('primary', 'nobody', '2026-04-01', '2026-04-02')")
+    with pytest.raises(psycopg.errors.CheckViolation, match="an override needs a start and a later end"):
+        admin.execute("INSERT INTO monitoring_oncall_overrides (schedule_id, person_id, during) "
+                      "SELECT s.id, p.id, tstzrange('2026-05-01', '2026-05-01') FROM monitoring_oncall_schedules s, monitoring_people p LIMIT 1")

@@ -153,7 +153,7 @@ def test_grouped_rule_fires_one_alert_per_group(conn):
 
 def test_spike_against_the_previous_window(conn):
     only(conn, "auth_failure_spike")
-    conn.execute("UPDATE monitoring_alert_rules SET created_at = %s", (T - dt.timedelta(hours=1),))
+    events(conn, "auth_failure", [T - 15 * M])  # the stream is older than both windows: the baseline is whole
     events(conn, "auth_failure", [T - 8 * M] * 10)  # baseline window (T-10, T-5]
     events(conn, "auth_failure", [T - 2 * M] * 39)
     assert evaluate(conn, T)[0][3] is False  # 290%: under 300
@@ -164,10 +164,18 @@ def test_spike_against_the_previous_window(conn):
 
 def test_spike_is_silent_until_a_full_baseline_exists(conn):
     only(conn, "auth_failure_spike")
-    conn.execute("UPDATE monitoring_alert_rules SET created_at = %s", (T - 7 * M,))
-    events(conn, "auth_failure", [T - 8 * M] * 10)
+    conn.execute("UPDATE monitoring_alert_rules SET created_at = %s", (T - dt.timedelta(days=1),))
+    events(conn, "auth_failure", [T - 8 * M] * 10)  # the stream began inside the baseline window
     events(conn, "auth_failure", [T - M] * 100)
     assert evaluate(conn, T)[0][3] is False
+
+
+def test_a_spike_rule_created_now_over_an_old_stream_speaks_at_once(conn):
+    only(conn, "auth_failure_spike")
+    conn.execute("UPDATE monitoring_alert_rules SET created_at = %s", (T,))  # the baseline is in the data, not the rule
+    events(conn, "auth_failure", [T - 30 * M, T - 8 * M] + [T - 7 * M] * 9)
+    events(conn, "auth_failure", [T - M] * 100)
+    assert evaluate(conn, T)[0][3] is True
 
 
 def test_absence_per_host(conn):
@@ -301,8 +309,10 @@ def test_two_evaluations_at_once_never_double(connect):
 
 def test_rules_are_due_by_evaluate_every(conn):
     evaluate(conn, T)
-    assert evaluate(conn, T + dt.timedelta(seconds=30)) == []
-    assert len(evaluate(conn, T + M)) == len(SEED_RULES)
+    skipped = conn.execute("SELECT rule_name, skipped FROM monitoring_evaluate_alert_rules(%s)", (T + dt.timedelta(seconds=30),)).fetchall()
+    assert sorted(name for name, _ in skipped) == sorted(SEED_RULES) and all(s.startswith("not due until") for _, s in skipped)
+    evaluated = conn.execute("SELECT rule_name FROM monitoring_evaluate_alert_rules(%s) WHERE skipped IS NULL", (T + M,)).fetchall()
+    assert len(evaluated) == len(SEED_RULES)
 
 
 def test_backtest_lists_what_would_have_fired(conn):
@@ -347,3 +357,18 @@ def test_writer_can_copy_events(connect):
             copy.write_row(("application_error", i))
     assert connect().execute("SELECT count(*) FROM monitoring_events").fetchone() == (100,)
     assert connect().execute("SELECT count(*) FROM monitoring_alerts WHERE alert_type = 'error_rate_spike'").fetchone() == (1,)
+
+
+def test_a_second_evaluation_within_a_minute_says_which_rules_it_skipped_and_p_force_runs_them(conn):
+    only(conn, "payment_failure_critical")
+    events(conn, "payment_failure", [T - M] * 3)
+    first = conn.execute("SELECT rule_name, fired, skipped FROM monitoring_evaluate_alert_rules(%s)", (T,)).fetchall()
+    assert first == [("payment_failure_critical", True, None)]
+    again = conn.execute("SELECT rule_name, observed, fired, skipped FROM monitoring_evaluate_alert_rules(%s)",
+                         (T + dt.timedelta(seconds=20),)).fetchall()
+    assert len(again) == 1 and again[0][:3] == ("payment_failure_critical", 3, False)
+    assert again[0][3].startswith("not due until") and "p_force => TRUE" in again[0][3]
+    forced = conn.execute("SELECT rule_name, observed, skipped FROM monitoring_evaluate_alert_rules(%s, p_force => TRUE)",
+                          (T + dt.timedelta(seconds=20),)).fetchall()
+    assert forced == [("payment_failure_critical", 3, None)]
+    assert conn.execute("SELECT count(*) FROM monitoring_alerts").fetchone() == (1,)  # still deduplicated

@@ -117,12 +117,12 @@ def test_summary_matches_independent_computation(conn):
         if p50 is not None:
             assert row[4] == pytest.approx(Decimal(str(p50)), abs=Decimal("0.001")), metric
         if within is not None:
-            assert row[7] == pytest.approx(Decimal(str(within)), abs=Decimal("0.0001")), metric
+            assert row[8] == pytest.approx(Decimal(str(within)), abs=Decimal("0.0001")), metric
     # targets met, from the same figures
-    assert got["mttd"][9] is (expected["mttd"][3] >= 0.9)
-    assert got["mttr"][9] is (expected["mttr"][3] >= 0.8)
-    assert got["false_positive_rate"][9] is (expected["false_positive_rate"][1] < 0.05)
-    assert got["provider_success_rate"][9] is (expected["provider_success_rate"][1] >= 0.95)
+    assert got["mttd"][10] is (expected["mttd"][3] >= 0.9)
+    assert got["mttr"][10] is (expected["mttr"][3] >= 0.8)
+    assert got["false_positive_rate"][10] is (expected["false_positive_rate"][1] < 0.05)
+    assert got["provider_success_rate"][10] is (expected["provider_success_rate"][1] >= 0.95)
 
 
 def test_per_type_target_changes_who_is_within(conn):
@@ -132,6 +132,15 @@ def test_per_type_target_changes_who_is_within(conn):
         "SELECT dimension_value, metric, samples, mean, p50, p95, within_target FROM monitoring_get_sla_breakdown('alert_type', 24, %s) "
         "WHERE metric = 'mttd'", (T,)).fetchall())
     assert rows["database_connection_failure"] == 0 and rows["db_down"] == 1
+
+
+def test_the_summary_says_which_targets_decided_within_target(conn):
+    build_history(conn)
+    summary = {r[0]: r[1:] for r in conn.execute(
+        "SELECT metric, samples, target, targets_applied FROM monitoring_get_sla_summary(24, %s)", (T,)).fetchall()}
+    samples, default, applied = summary["mttd"]
+    # the type's own 60 s decided one alert, the default the others; `target` is the default, as named
+    assert default == 300 and applied == f"300 s for {samples - 1}, 60 s for 1"
 
 
 def test_breakdown_by_provider(conn):
