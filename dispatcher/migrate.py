@@ -67,13 +67,7 @@ def discover_migrations(root: Traversable = SQL_ROOT) -> list[Migration]:
         match = MIGRATION_NAME.match(resource.name)
         if not match:
             raise MigrationError(f"{resource.name}: migration files are named NNNN_snake_case.sql")
-        text = resource.read_text(encoding="utf-8")
-        statement = first_transaction_control(text)
-        if statement:
-            raise MigrationError(
-                f"{resource.name} contains {statement!r}: a migration must not end or nest its transaction "
-                "(both install paths apply it inside theirs, and a COMMIT there would leave half of it behind)"
-            )
+        text = _refuse_transaction_control(resource.name, resource.read_text(encoding="utf-8"))
         migrations.append(Migration(resource.name, text, match[1]))
     versions = [m.version for m in migrations]
     if len(set(versions)) != len(versions):
@@ -84,7 +78,18 @@ def discover_migrations(root: Traversable = SQL_ROOT) -> list[Migration]:
 def discover_definitions(root: Traversable = SQL_ROOT) -> list[SqlFile]:
     names = [line.strip() for line in (root / "definitions.txt").read_text(encoding="utf-8").splitlines()
              if line.strip() and not line.startswith("#")]
-    return [_read(root / name) for name in names]
+    return [SqlFile(name, _refuse_transaction_control(name, (root / name).read_text(encoding="utf-8")))
+            for name in names]
+
+
+def _refuse_transaction_control(name: str, text: str) -> str:
+    statement = first_transaction_control(text)
+    if statement:
+        raise MigrationError(
+            f"{name} contains {statement!r}: a file must not end or nest its transaction (both install paths "
+            "apply it inside theirs, and a COMMIT there would leave half of the run behind)"
+        )
+    return text
 
 
 def statements(text: str) -> list[str]:

@@ -132,6 +132,14 @@ def test_a_migration_that_ends_its_transaction_is_refused_before_anything_runs(e
         assert conn.execute("SELECT to_regclass('half_done'), to_regclass('_monitoring_migrations')").fetchone() == (None, None)
 
 
+def test_a_definitions_file_that_commits_is_refused_too(empty_db, sql_copy):
+    (sql_copy / "routing.sql").write_text((sql_copy / "routing.sql").read_text() + "\nCOMMIT;\n")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        with pytest.raises(MigrationError, match="routing.sql contains 'COMMIT'"):
+            migrate(conn, sql_copy, **QUIET)
+        assert conn.execute("SELECT to_regclass('_monitoring_migrations')").fetchone() == (None,)
+
+
 def test_transaction_words_inside_bodies_strings_and_comments_are_not_transaction_control(empty_db, sql_copy):
     (sql_copy / "migrations" / "9999_words.sql").write_text(
         "-- COMMIT; in a comment\n"

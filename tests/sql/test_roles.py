@@ -86,3 +86,83 @@ def test_no_public_execute_on_any_function(conn):
           AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = p.oid AND deptype = 'e')  -- btree_gist's own
     """).fetchall()
     assert rows == []
+
+
+# What each role may do, written down once: every public table and function of the schema, compared with the
+# catalog, so a GRANT that widens (or narrows) a role cannot slip in unnoticed. The behaviour behind these
+# rights is tested above and in test_hardening.py by logins that hold one role each.
+ADMIN_EDITS = "admin:DELETE admin:INSERT admin:SELECT admin:UPDATE"
+TABLE_RIGHTS = {
+    "monitoring_alert_escalations": "admin:SELECT reader:SELECT",
+    "monitoring_alert_rules": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_alerts": f"{ADMIN_EDITS} dispatcher:INSERT dispatcher:SELECT reader:SELECT writer:INSERT writer:SELECT",
+    "monitoring_deliveries": "admin:INSERT admin:SELECT admin:UPDATE dispatcher:INSERT dispatcher:SELECT dispatcher:UPDATE reader:SELECT",
+    "monitoring_delivery_attempts": "admin:SELECT dispatcher:INSERT dispatcher:SELECT reader:SELECT",
+    "monitoring_delivery_queue": "admin:SELECT dispatcher:SELECT reader:SELECT",
+    "monitoring_escalation_assignments": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_escalation_policies": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_escalation_steps": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_events": "admin:INSERT admin:SELECT dispatcher:INSERT reader:SELECT writer:INSERT",
+    "monitoring_health_checks": f"{ADMIN_EDITS} dispatcher:SELECT dispatcher:UPDATE reader:SELECT",
+    "monitoring_oncall_overrides": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_oncall_participants": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_oncall_schedules": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_people": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_providers": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
+    "monitoring_routes": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
+    "monitoring_schedules": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_settings": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
+    "monitoring_sla_metrics": "admin:SELECT dispatcher:SELECT reader:SELECT",
+    "monitoring_sla_targets": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
+}
+READ = ["reader", "admin"]
+FUNCTION_RIGHTS = {
+    "monitoring_acknowledge_alert": ["admin"], "monitoring_resolve_alert": ["admin"],
+    "monitoring_add_override": ["admin"], "monitoring_backtest_rule": READ,
+    "monitoring_claim_deliveries": ["dispatcher"], "monitoring_complete_deliveries": ["dispatcher"],
+    "monitoring_release_deliveries": ["dispatcher"], "monitoring_reserve_send_slots": ["dispatcher"],
+    "monitoring_pause_provider": ["dispatcher"], "monitoring_next_delivery_due": ["dispatcher"],
+    "monitoring_claim_health_checks": ["dispatcher"], "monitoring_record_health_check": ["dispatcher"],
+    "monitoring_ensure_health_check": ["dispatcher"], "monitoring_compact_rule_counts": ["admin"],
+    "monitoring_evaluate_alert_rules": ["admin"], "monitoring_evaluate_sql_rule": ["admin"],
+    "monitoring_get_sla_breakdown": READ, "monitoring_get_sla_summary": READ, "monitoring_sla_target": READ,
+    "monitoring_install_schedules": ["admin"], "monitoring_maintain_event_partitions": ["admin"],
+    "monitoring_purge_history": ["admin"], "monitoring_run_oncall": ["admin"],
+    "monitoring_oncall_timeline": READ, "monitoring_who_is_on_call": READ,
+    "monitoring_raise_alert": ["writer", "admin"], "monitoring_route_providers": ["writer", "reader", "admin"],
+}
+ROLES = ["writer", "reader", "dispatcher", "admin"]
+
+
+def test_every_public_table_grants_exactly_the_documented_rights(conn):
+    rows = conn.execute("""
+        SELECT c.relname, string_agg(r.role || ':' || pr.p, ' ' ORDER BY r.role, pr.p)
+        FROM pg_class AS c
+        CROSS JOIN unnest(%s::text[]) AS r (role)
+        CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS pr (p)
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'v', 'p') AND NOT c.relispartition
+          AND c.relname LIKE 'monitoring\\_%%'
+          AND (has_table_privilege('monitoring_' || r.role, c.oid, pr.p)
+               OR (pr.p IN ('SELECT', 'INSERT', 'UPDATE') AND has_any_column_privilege('monitoring_' || r.role, c.oid, pr.p)))
+        GROUP BY c.relname
+    """, (ROLES,)).fetchall()
+    assert dict(rows) == TABLE_RIGHTS
+    # a writer inserts the seed's columns and occurred_at, reads back only ids, and never a lifecycle column
+    writable = conn.execute("""SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute
+                               WHERE attrelid = 'monitoring_alerts'::regclass AND attnum > 0
+                                 AND has_column_privilege('monitoring_writer', attrelid, attname, 'INSERT')""").fetchone()[0]
+    assert writable == ["alert_type", "severity", "title", "message", "source", "dedup_key", "details", "occurred_at", "created_at"]
+    readable = conn.execute("""SELECT array_agg(attname) FROM pg_attribute
+                               WHERE attrelid = 'monitoring_alerts'::regclass AND attnum > 0
+                                 AND has_column_privilege('monitoring_writer', attrelid, attname, 'SELECT')""").fetchone()[0]
+    assert readable == ["id"]
+
+
+def test_every_public_function_runs_for_exactly_the_documented_roles(conn):
+    rows = conn.execute("""
+        SELECT p.proname, array_agg(r.role ORDER BY r.n) FILTER (WHERE has_function_privilege('monitoring_' || r.role, p.oid, 'EXECUTE'))
+        FROM pg_proc AS p CROSS JOIN unnest(%s::text[]) WITH ORDINALITY AS r (role, n)
+        WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'monitoring\\_%%'
+        GROUP BY p.proname
+    """, (ROLES,)).fetchall()
+    assert dict(rows) == FUNCTION_RIGHTS
