@@ -115,7 +115,12 @@ BEGIN
     NEW.message := coalesce(NEW.message, '');
     NEW.source := coalesce(NEW.source, '');
     NEW.details := public._monitoring_details_object(NEW.details);
-    PERFORM public._monitoring_check_alert_sizes(NEW);
+    -- one expression for the common case; the function that says which field is too long only when one is
+    IF char_length(NEW.title) > 1024 OR char_length(NEW.message) > 20000 OR char_length(NEW.alert_type) > 200
+       OR char_length(NEW.source) > 500 OR char_length(NEW.dedup_key) > 500
+       OR octet_length(NEW.details::text) > 65536 THEN
+        PERFORM public._monitoring_check_alert_sizes(NEW);
+    END IF;
     NEW.dedup_key := coalesce(
         nullif(NEW.dedup_key, ''),
         NEW.alert_type || CASE WHEN NEW.source = '' THEN '' ELSE ':' || NEW.source END
@@ -133,11 +138,13 @@ BEGIN
     -- The database's clock decides unless an admin backfills: an app's time could park an alert in the future
     -- (never resolvable, swallowing every repeat of its key) or so far back that its escalation runs at once.
     -- The login decides (session_user): this function runs as its owner.
+    -- Most INSERTs leave both times to their defaults (now()): only a time given is checked.
     IF NEW.created_at > now() + interval '1 minute' THEN
         RAISE EXCEPTION 'created_at % is in the future', NEW.created_at
             USING ERRCODE = 'invalid_parameter_value', HINT = 'leave created_at (p_at) out: it defaults to now()';
     END IF;
-    IF NOT pg_has_role(session_user, 'monitoring_admin', 'USAGE') THEN
+    IF (NEW.created_at <> now() OR NEW.occurred_at <> NEW.created_at)
+       AND NOT pg_has_role(session_user, 'monitoring_admin', 'USAGE') THEN
         IF NEW.created_at < now() - interval '1 minute' THEN
             RAISE EXCEPTION 'created_at % is not now: writers cannot backdate when an alert was detected', NEW.created_at
                 USING ERRCODE = 'invalid_parameter_value',
@@ -361,7 +368,12 @@ BEGIN
         nullif(NEW.dedup_key, ''),
         NEW.alert_type || CASE WHEN NEW.source = '' THEN '' ELSE ':' || NEW.source END
     );
-    PERFORM public._monitoring_check_alert_sizes(NEW);
+    -- one expression for the common case; the function that says which field is too long only when one is
+    IF char_length(NEW.title) > 1024 OR char_length(NEW.message) > 20000 OR char_length(NEW.alert_type) > 200
+       OR char_length(NEW.source) > 500 OR char_length(NEW.dedup_key) > 500
+       OR octet_length(NEW.details::text) > 65536 THEN
+        PERFORM public._monitoring_check_alert_sizes(NEW);
+    END IF;
     NEW.occurred_at := least(NEW.occurred_at, NEW.created_at);
     NEW.occurrence_count := greatest(coalesce(NEW.occurrence_count, 1), 1);
     NEW.last_seen_at := least(greatest(coalesce(NEW.last_seen_at, NEW.created_at), NEW.created_at), NEW.resolved_at);
