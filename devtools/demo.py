@@ -8,6 +8,7 @@ it sends for real.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import subprocess
@@ -59,6 +60,8 @@ def show_deliveries(conn: psycopg.Connection, alert_ids: list[int]) -> None:
 
 
 def main() -> int:
+    # `kill -USR1` prints where every thread is, should the demo ever hang (the demo's test does it then)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     # the name and port are for the test that runs the demo beside a user's own
     server = LocalServer(os.environ.get("PGALERT_DEMO_NAME", "demo"), int(os.environ.get("PGALERT_DEMO_PORT", "55432")))
     say(f"Starting PostgreSQL 15 with pg_cron (data in {server.data_dir}) ...")
@@ -135,7 +138,13 @@ Press Ctrl-C to stop.""")
     finally:
         say("\nStopping the dispatcher ...")
         dispatcher.send_signal(signal.SIGTERM)
-        dispatcher.wait(15)
+        try:
+            dispatcher.wait(15)
+        except subprocess.TimeoutExpired:
+            # its shutdown deadline is 8 s: past 15 something is stuck, and its log says what
+            say(f"The dispatcher did not stop within 15 s; killed it. Its log: {log_path}")
+            dispatcher.kill()
+            dispatcher.wait()
         if receiver:
             receiver.stop()
     say(f"Stopped. PostgreSQL keeps running on port {server.port}; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -41,15 +42,27 @@ def test_the_demo_routes_acknowledges_and_resolves_the_seed_then_stops_on_ctrl_c
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    server = LocalServer("demo-test", port)
     try:
         assert ready.wait(120), "".join(lines)
         demo.send_signal(signal.SIGINT)
-        assert demo.wait(30) == 0
+        try:
+            code = demo.wait(30)
+        except subprocess.TimeoutExpired:
+            demo.send_signal(signal.SIGUSR1)  # the demo prints every thread's stack (faulthandler)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                demo.wait(2)  # a moment to print them; it is stuck, so it will not end by itself
+            demo.kill()
+            reader.join(5)
+            log = server.base_dir / "dispatcher.log"
+            raise AssertionError("the demo did not stop within 30 s of Ctrl-C:\n" + "".join(lines)
+                                 + (log.read_text()[-4000:] if log.exists() else "")) from None
+        assert code == 0, "".join(lines)
         reader.join(5)
     finally:
         if demo.poll() is None:
             demo.kill()
-        LocalServer("demo-test", port).destroy()
+        server.destroy()
     output = "".join(lines)
 
     assert "No provider configured: local receivers" in output
