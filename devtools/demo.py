@@ -62,6 +62,9 @@ def show_deliveries(conn: psycopg.Connection, alert_ids: list[int]) -> None:
 def main() -> int:
     # `kill -USR1` prints where every thread is, should the demo ever hang (the demo's test does it then)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # Ctrl-C stops the demo even where it was started with SIGINT ignored, as a non-interactive shell does
+    # for what it runs in the background (Python then installs no handler of its own)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # the name and port are for the test that runs the demo beside a user's own
     server = LocalServer(os.environ.get("PGALERT_DEMO_NAME", "demo"), int(os.environ.get("PGALERT_DEMO_PORT", "55432")))
     say(f"Starting PostgreSQL 15 with pg_cron (data in {server.data_dir}) ...")
