@@ -59,6 +59,20 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- Every recorder locks the rows it will change in alert order first: two dispatchers recording results
+    -- for overlapping alerts then wait for each other instead of each holding what the other needs (they
+    -- deadlocked when the join below chose the order).
+    PERFORM
+    FROM (
+        SELECT d.alert_id, min(d.completed_at) AS first_at
+        FROM changed_deliveries AS d
+        WHERE d.status = 'succeeded' AND d.action = 'trigger'
+        GROUP BY d.alert_id
+    ) AS delivered
+    JOIN public.monitoring_sla_metrics AS s ON s.alert_id = delivered.alert_id
+    WHERE s.first_notified_at IS NULL OR s.first_notified_at > delivered.first_at
+    ORDER BY s.alert_id
+    FOR UPDATE OF s;
     UPDATE public.monitoring_sla_metrics AS s
     SET first_notified_at = delivered.first_at
     FROM (

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+import threading
 from decimal import Decimal
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+
+from tests.integration.conftest import wait_until
 
 T = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 S = dt.timedelta(seconds=1)
@@ -183,3 +186,38 @@ def test_lifecycle_keeps_the_row_current(conn):
     conn.execute("SELECT monitoring_resolve_alert(1, 'carol', NULL, true)")
     row = conn.execute("SELECT severity, acknowledged_by, resolved_by, false_positive, resolved_at IS NOT NULL FROM monitoring_sla_metrics").fetchone()
     assert row == ("critical", "bob", "carol", True, True)
+
+
+def test_recording_results_locks_sla_rows_in_alert_order_so_dispatchers_cannot_deadlock(conn, connect):
+    """Two dispatchers recording results for overlapping alerts deadlocked when each locked SLA rows in the
+    order its join produced. The lock order is now by alert id: shown by holding alert 4's row and seeing
+    that a recorder waiting for it already holds 1-3 and has not touched 5-8."""
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'a' || g, 'info', 't' FROM generate_series(1, 8) g")
+    dispatcher = connect("monitoring_dispatcher")
+    rows = dispatcher.execute("SELECT delivery_id, attempt FROM monitoring_claim_deliveries('d', 100)").fetchall()
+    results = [{"delivery_id": d, "attempt": a, "outcome": "succeeded", "started_at": "2026-11-30T10:00:00Z",
+                "finished_at": "2026-11-30T10:00:01Z"} for d, a in reversed(rows)]  # newest first
+    holder = connect()
+    holder.execute("BEGIN")
+    holder.execute("SELECT FROM monitoring_sla_metrics WHERE alert_id = 4 FOR UPDATE")
+    recording = threading.Thread(target=lambda: dispatcher.execute("SELECT monitoring_complete_deliveries('d', %s)", (Jsonb(results),)))
+    recording.start()
+    try:
+        pid = dispatcher.info.backend_pid
+        wait = lambda: conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]  # noqa: E731
+        wait_until(lambda: wait() == "Lock")  # the recorder is blocked on alert 4's row
+        probe = connect()
+        locked = []
+        for alert_id in range(1, 9):
+            if alert_id == 4:
+                continue
+            try:
+                with probe.transaction():
+                    probe.execute("SELECT FROM monitoring_sla_metrics WHERE alert_id = %s FOR UPDATE NOWAIT", (alert_id,))
+            except psycopg.errors.LockNotAvailable:
+                locked.append(alert_id)
+        assert locked == [1, 2, 3]
+    finally:
+        holder.execute("COMMIT")
+        recording.join(20)
+    assert conn.execute("SELECT count(*) FROM monitoring_sla_metrics WHERE first_notified_at IS NOT NULL").fetchone() == (8,)
