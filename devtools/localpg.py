@@ -225,6 +225,18 @@ class LocalBouncer:
             time.sleep(0.05)
         return self
 
+    @classmethod
+    def start_on_a_free_port(cls, server: LocalServer, users: tuple[str, ...]) -> LocalBouncer:
+        """A port the system has just handed out as free: any fixed port in the ephemeral range can be taken
+        by some client's connection at the moment PgBouncer binds it. Tried anew should one be taken first."""
+        for _ in range(3):
+            bouncer = cls(server, free_port(), users)
+            try:
+                return bouncer.start()
+            except RuntimeError:
+                bouncer.stop()
+        return cls(server, free_port(), users).start()
+
     def stop(self) -> None:
         pidfile = self.base_dir / "pgbouncer.pid"
         if pidfile.exists():
@@ -236,6 +248,12 @@ class LocalBouncer:
 def checkout_port(base: int, span: int) -> int:
     """A port of its own for this checkout, so two clones' servers never meet on one fixed port."""
     return base + int(hashlib.sha256(str(REPO).encode()).hexdigest()[:8], 16) % span
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _port_in_use(port: int) -> bool:

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from devtools.localpg import LocalBouncer, checkout_port
+from devtools.localpg import LocalBouncer, free_port
 from dispatcher.cli import cli
 from tests.conftest import SEED_CRITICAL, SERVER
 from tests.integration.conftest import wait_until
@@ -19,7 +19,7 @@ from tests.sql.test_dashboard import expand_grafana_macros, queries
 
 @pytest.fixture(scope="module")
 def replica():
-    standby = SERVER.start_replica("test-replica", checkout_port(55900, 99))
+    standby = SERVER.start_replica("test-replica", free_port())  # a fixed port could be a client's just then
     yield standby
     standby.destroy()
 
@@ -70,7 +70,7 @@ def bouncer():
     with psycopg.connect(SERVER.url("postgres"), autocommit=True) as admin:
         admin.execute(f"DROP ROLE IF EXISTS {APP_LOGIN}")
         admin.execute(f"CREATE ROLE {APP_LOGIN} LOGIN IN ROLE monitoring_writer")
-    pool = LocalBouncer(SERVER, checkout_port(56000, 99), ("postgres", APP_LOGIN)).start()
+    pool = LocalBouncer.start_on_a_free_port(SERVER, ("postgres", APP_LOGIN))
     yield pool
     pool.stop()
     with psycopg.connect(SERVER.url("postgres"), autocommit=True) as admin:
