@@ -20,11 +20,10 @@ $$;
 REVOKE ALL ON FUNCTION _monitoring_get_alert_for_update(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _monitoring_get_alert_for_update(bigint) TO monitoring_admin;
 
-CREATE OR REPLACE FUNCTION monitoring_acknowledge_alert(
-    p_alert_id bigint,
-    p_by text DEFAULT session_user,
-    p_note text DEFAULT NULL,
-    p_at timestamptz DEFAULT now()
+-- The acknowledge and resolve of every path (SQL, and `pgalert serve` for PagerDuty, Opsgenie, Slack and HTTP
+-- clients): p_via says where it happened, and the provider it came from is not told again (no echo).
+CREATE OR REPLACE FUNCTION _monitoring_acknowledge(
+    p_alert_id bigint, p_by text, p_note text, p_at timestamptz, p_via text
 )
 RETURNS monitoring_alerts
 LANGUAGE plpgsql
@@ -43,26 +42,21 @@ BEGIN
     END IF;
     PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
     UPDATE public.monitoring_alerts
-    SET status = 'acknowledged', acknowledged_at = p_at, acknowledged_by = p_by, acknowledge_note = p_note
+    SET status = 'acknowledged', acknowledged_at = p_at, acknowledged_by = p_by, acknowledge_note = p_note,
+        acknowledged_via = p_via
     WHERE id = p_alert_id
     RETURNING * INTO v_alert;
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
-    PERFORM public._monitoring_enqueue(p_alert_id, 'acknowledge', jsonb_build_object('by', p_by, 'note', p_note, 'at', p_at));
+    PERFORM public._monitoring_enqueue(p_alert_id, 'acknowledge',
+        jsonb_build_object('by', p_by, 'note', p_note, 'at', p_at, 'via', p_via));
     RETURN v_alert;
 END
 $$;
-COMMENT ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) IS
-'Someone is on it: status acknowledged, and the providers that were paged are told (PagerDuty acknowledge,
-Opsgenie acknowledge, a Slack follow-up). Acknowledging an alert that is not open changes nothing.';
-REVOKE ALL ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) TO monitoring_admin;
+REVOKE ALL ON FUNCTION _monitoring_acknowledge(bigint, text, text, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_acknowledge(bigint, text, text, timestamptz, text) TO monitoring_admin;
 
-CREATE OR REPLACE FUNCTION monitoring_resolve_alert(
-    p_alert_id bigint,
-    p_by text DEFAULT session_user,
-    p_note text DEFAULT NULL,
-    p_false_positive boolean DEFAULT FALSE,
-    p_at timestamptz DEFAULT now()
+CREATE OR REPLACE FUNCTION _monitoring_resolve(
+    p_alert_id bigint, p_by text, p_note text, p_false_positive boolean, p_at timestamptz, p_via text
 )
 RETURNS monitoring_alerts
 LANGUAGE plpgsql
@@ -82,14 +76,100 @@ BEGIN
     PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
     UPDATE public.monitoring_alerts
     SET status = 'resolved', resolved_at = p_at, resolved_by = p_by, resolve_note = p_note,
-        false_positive = coalesce(p_false_positive, false)
+        false_positive = coalesce(p_false_positive, false), resolved_via = p_via
     WHERE id = p_alert_id
     RETURNING * INTO v_alert;
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
-    PERFORM public._monitoring_enqueue(p_alert_id, 'resolve',
-        jsonb_build_object('by', p_by, 'note', p_note, 'at', p_at, 'false_positive', coalesce(p_false_positive, false)));
+    PERFORM public._monitoring_enqueue(p_alert_id, 'resolve', jsonb_build_object(
+        'by', p_by, 'note', p_note, 'at', p_at, 'false_positive', coalesce(p_false_positive, false), 'via', p_via));
     RETURN v_alert;
 END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_resolve(bigint, text, text, boolean, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_resolve(bigint, text, text, boolean, timestamptz, text) TO monitoring_admin;
+
+-- Back to open, when a provider says nobody owns it any more (PagerDuty's incident.unacknowledged) or the
+-- problem is back (incident.reopened). The first acknowledgement stays on the row (MTTA counts to it) and the
+-- escalation resumes where it paused, the paused time not counted. The follow-ups already sent become
+-- history, so the next acknowledge or resolve reaches the providers again; those not yet sent are dropped.
+CREATE OR REPLACE FUNCTION _monitoring_reopen(p_alert_id bigint, p_by text, p_at timestamptz, p_via text)
+RETURNS monitoring_alerts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert public.monitoring_alerts := public._monitoring_get_alert_for_update(p_alert_id);
+    v_paused_at timestamptz := coalesce(v_alert.resolved_at, v_alert.acknowledged_at);
+BEGIN
+    IF v_alert.status = 'open' THEN
+        RETURN v_alert;
+    END IF;
+    IF v_alert.status = 'resolved' AND EXISTS (
+        SELECT FROM public.monitoring_alerts AS a
+        WHERE a.dedup_key = v_alert.dedup_key AND a.status <> 'resolved' AND a.id <> p_alert_id
+    ) THEN
+        RAISE EXCEPTION 'alert % cannot be reopened: alert % with the same dedup_key is open', p_alert_id,
+            (SELECT a.id FROM public.monitoring_alerts AS a WHERE a.dedup_key = v_alert.dedup_key AND a.status <> 'resolved')
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    PERFORM set_config('pgalert.lifecycle', 'on', TRUE);
+    UPDATE public.monitoring_alerts
+    SET status = 'open', resolved_at = NULL, resolved_by = NULL, resolve_note = NULL, resolved_via = NULL,
+        false_positive = false
+    WHERE id = p_alert_id
+    RETURNING * INTO v_alert;
+    PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
+    UPDATE public.monitoring_deliveries
+    SET status = CASE WHEN status = 'pending' THEN 'skipped' ELSE status END,
+        completed_at = CASE WHEN status = 'pending' THEN now() ELSE completed_at END,
+        last_error = CASE WHEN status = 'pending' THEN 'not sent: reopened via ' || p_via || ' by ' || p_by
+                          ELSE last_error END,
+        target = 'before reopen at ' || p_at
+    WHERE alert_id = p_alert_id AND action IN ('acknowledge', 'resolve') AND target = '';
+    -- finished by the acknowledge or resolve, or not yet (pg_cron finishes it when its next step falls due)
+    UPDATE public.monitoring_alert_escalations AS e
+    SET finished_at = NULL, finish_reason = NULL,
+        started_at = e.started_at + greatest(p_at - coalesce(v_paused_at, p_at), interval '0')
+    WHERE e.alert_id = p_alert_id AND coalesce(e.finish_reason, 'acknowledged') IN ('acknowledged', 'resolved');
+    UPDATE public.monitoring_alert_escalations AS e
+    SET next_step_at = public._monitoring_step_at(e, e.next_index)
+    WHERE e.alert_id = p_alert_id AND e.finished_at IS NULL;
+    RETURN v_alert;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_reopen(bigint, text, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_reopen(bigint, text, timestamptz, text) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_acknowledge_alert(
+    p_alert_id bigint,
+    p_by text DEFAULT session_user,
+    p_note text DEFAULT NULL,
+    p_at timestamptz DEFAULT now()
+)
+RETURNS monitoring_alerts
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM public._monitoring_acknowledge(p_alert_id, p_by, p_note, p_at, 'sql')
+$$;
+COMMENT ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) IS
+'Someone is on it: status acknowledged, and the providers that were paged are told (PagerDuty acknowledge,
+Opsgenie acknowledge, a Slack follow-up). Acknowledging an alert that is not open changes nothing.';
+REVOKE ALL ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_resolve_alert(
+    p_alert_id bigint,
+    p_by text DEFAULT session_user,
+    p_note text DEFAULT NULL,
+    p_false_positive boolean DEFAULT FALSE,
+    p_at timestamptz DEFAULT now()
+)
+RETURNS monitoring_alerts
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM public._monitoring_resolve(p_alert_id, p_by, p_note, p_false_positive, p_at, 'sql')
 $$;
 COMMENT ON FUNCTION monitoring_resolve_alert(bigint, text, text, boolean, timestamptz) IS
 'It is over: status resolved (false_positive marks an alert that should not have fired), and the providers are
@@ -106,6 +186,11 @@ AS $$
         DELETE FROM public.monitoring_alerts
         WHERE status = 'resolved' AND resolved_at < p_at - p_keep
         RETURNING 1
+    ),
+    -- webhooks about incidents pgalert did not know (those of purged alerts go with them)
+    purged_unmatched AS (
+        DELETE FROM public.monitoring_inbound_actions
+        WHERE alert_id IS NULL AND received_at < p_at - p_keep
     )
     SELECT count(*) FROM purged
 $$;

@@ -4,7 +4,7 @@
 -- FOR UPDATE SKIP LOCKED for a lease, send outside any transaction, and record each attempt.
 
 -- Enqueue one action for an alert. trigger goes by the routes; follow-ups go to the providers that were told
--- about the alert and understand the action.
+-- about the alert and understand the action, except the one the action came from (context.via).
 CREATE OR REPLACE FUNCTION _monitoring_enqueue(p_alert_id bigint, p_action text, p_context jsonb DEFAULT '{}')
 RETURNS void
 LANGUAGE sql
@@ -24,6 +24,8 @@ AS $$
               WHERE t.alert_id = p_alert_id AND t.provider = p.provider AND t.action = 'trigger'
                 AND t.status <> 'skipped'
           )
+          -- no echo: a provider where a responder acknowledged or resolved is not told it again
+          AND p.provider IS DISTINCT FROM p_context ->> 'via'
       END
     ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
 $$;

@@ -326,9 +326,9 @@ BEGIN
         END IF;
         IF p_at - v_state.clear_since >= p_rule.clear_after THEN
             IF EXISTS (SELECT FROM public.monitoring_alerts AS a WHERE a.id = v_state.alert_id AND a.status <> 'resolved') THEN
-                PERFORM public.monitoring_resolve_alert(
+                PERFORM public._monitoring_resolve(
                     v_state.alert_id, 'pgalert', format('condition clear for %s', p_at - v_state.clear_since),
-                    FALSE, p_at
+                    FALSE, p_at, 'rule'
                 );
             END IF;
             DELETE FROM public._monitoring_rule_state AS s
@@ -485,7 +485,7 @@ BEGIN
         SET last_evaluated_at = p_at, last_error = NULL, last_error_at = NULL, last_observed = v_max
         WHERE r.id = p_rule.id;
         IF p_rule.last_error IS NOT NULL THEN
-            PERFORM public.monitoring_resolve_alert(a.id, 'pgalert', 'the rule evaluates again', FALSE, p_at)
+            PERFORM public._monitoring_resolve(a.id, 'pgalert', 'the rule evaluates again', FALSE, p_at, 'rule')
             FROM public.monitoring_alerts AS a
             WHERE a.dedup_key = 'rule_evaluation_error:' || p_rule.rule_name AND a.status <> 'resolved';
         END IF;

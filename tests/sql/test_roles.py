@@ -95,6 +95,8 @@ ADMIN_EDITS = "admin:DELETE admin:INSERT admin:SELECT admin:UPDATE"
 TABLE_RIGHTS = {
     "monitoring_alert_escalations": "admin:SELECT reader:SELECT",
     "monitoring_alert_rules": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_api_clients": "admin:SELECT",  # id, name and dates: never the token hashes (below)
+    "monitoring_inbound_actions": "admin:DELETE admin:SELECT reader:SELECT",
     "monitoring_alerts": f"{ADMIN_EDITS} dispatcher:INSERT dispatcher:SELECT reader:SELECT writer:INSERT writer:SELECT",
     "monitoring_deliveries": "admin:INSERT admin:SELECT admin:UPDATE dispatcher:INSERT dispatcher:SELECT dispatcher:UPDATE reader:SELECT",
     "monitoring_delivery_attempts": "admin:SELECT dispatcher:INSERT dispatcher:SELECT reader:SELECT",
@@ -130,8 +132,12 @@ FUNCTION_RIGHTS = {
     "monitoring_purge_history": ["admin"], "monitoring_run_oncall": ["admin"],
     "monitoring_oncall_timeline": READ, "monitoring_who_is_on_call": READ,
     "monitoring_raise_alert": ["writer", "admin"], "monitoring_route_providers": ["writer", "reader", "admin"],
+    "monitoring_create_api_client": ["admin"], "monitoring_revoke_api_client": ["admin"],
+    # pgalert serve's whole interface: it holds no table rights at all
+    "monitoring_inbound_client": ["inbound"], "monitoring_inbound_find_alert": ["inbound"],
+    "monitoring_inbound_act": ["inbound"], "monitoring_inbound_raise": ["inbound"], "monitoring_inbound_ready": ["inbound"],
 }
-ROLES = ["writer", "reader", "dispatcher", "admin"]
+ROLES = ["writer", "reader", "dispatcher", "admin", "inbound"]
 
 
 def test_every_public_table_grants_exactly_the_documented_rights(conn):
@@ -156,6 +162,10 @@ def test_every_public_table_grants_exactly_the_documented_rights(conn):
                                WHERE attrelid = 'monitoring_alerts'::regclass AND attnum > 0
                                  AND has_column_privilege('monitoring_writer', attrelid, attname, 'SELECT')""").fetchone()[0]
     assert readable == ["id"]
+    token_readers = conn.execute("""SELECT array_agg(r) FROM unnest(%s::text[]) AS r
+                                    WHERE has_column_privilege('monitoring_' || r, 'monitoring_api_clients', 'token_sha256', 'SELECT')""",
+                                 (ROLES,)).fetchone()[0]
+    assert token_readers is None
 
 
 def test_every_public_function_runs_for_exactly_the_documented_roles(conn):

@@ -1,0 +1,315 @@
+-- Inbound: everything `pgalert serve` may do, and nothing more.
+--
+-- The role monitoring_inbound holds no table rights: these functions are its whole interface. Each runs as
+-- its owner (SECURITY DEFINER) with a pinned search_path and takes facts (who, when, which alert), never SQL
+-- or table names. The HTTP side (signatures, tokens, payload shapes) is checked in Python before a call.
+--
+-- Rules that hold for every source:
+-- - an action is recorded in monitoring_inbound_actions, with the provider's own id for the delivery
+--   (receipt_id): a webhook delivered twice, or two at once, acts once;
+-- - it is recorded with the responder's time (occurred_at), bounded by the alert's own times and by now;
+-- - it changes the alert through the same lifecycle functions as SQL does (escalation stops, SLA rows
+--   follow), and the provider it came from is not told again (via, see _monitoring_enqueue).
+
+CREATE OR REPLACE FUNCTION monitoring_create_api_client(p_name text, p_token_sha256 bytea)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF EXISTS (SELECT FROM public.monitoring_api_clients AS c WHERE c.name = p_name) THEN
+        RAISE EXCEPTION 'an API client named % exists already', p_name
+            USING ERRCODE = 'unique_violation', HINT = 'revoke it first, or choose another name';
+    END IF;
+    INSERT INTO public.monitoring_api_clients (name, token_sha256, created_by)
+    VALUES (p_name, p_token_sha256, session_user)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION monitoring_create_api_client(text, bytea) IS
+'Admins: let a client post alerts to `pgalert serve` with the bearer token whose SHA-256 is given (the token
+itself never reaches the database). `pgalert api-client create NAME` makes a token and calls this.';
+REVOKE ALL ON FUNCTION monitoring_create_api_client(text, bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_create_api_client(text, bytea) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_revoke_api_client(p_name text)
+RETURNS boolean
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- the row stays, for history, and so its name keeps naming the alerts it raised
+    WITH revoked AS (
+        UPDATE public.monitoring_api_clients SET revoked_at = now()
+        WHERE name = p_name AND revoked_at IS NULL
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT FROM revoked)
+$$;
+COMMENT ON FUNCTION monitoring_revoke_api_client(text) IS
+'Admins: the client''s token stops working at once; false when no active client has that name.';
+REVOKE ALL ON FUNCTION monitoring_revoke_api_client(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_revoke_api_client(text) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_inbound_client(p_token_sha256 bytea)
+RETURNS text
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.name FROM public.monitoring_api_clients AS c
+    WHERE c.token_sha256 = p_token_sha256 AND c.revoked_at IS NULL
+$$;
+COMMENT ON FUNCTION monitoring_inbound_client(bytea) IS
+'pgalert serve: the name of the active API client whose token has this SHA-256, or NULL.';
+REVOKE ALL ON FUNCTION monitoring_inbound_client(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_inbound_client(bytea) TO monitoring_inbound;
+
+-- Which alert a provider means. The key pgalert sent (PagerDuty dedup_key, Opsgenie alias, the value of a
+-- Slack button) names this installation and the alert id; a key of another installation names nothing.
+-- A provider's own id for the alert (a PagerDuty incident id) is remembered once known, so it is looked up
+-- at the provider once per incident.
+CREATE OR REPLACE FUNCTION monitoring_inbound_find_alert(p_via text, p_provider_key text, p_reference text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert_id bigint;
+BEGIN
+    IF p_provider_key ~ '^pgalert-[0-9a-f]{8}-[0-9]{1,18}$' THEN
+        SELECT a.id INTO v_alert_id
+        FROM public.monitoring_alerts AS a
+        CROSS JOIN public._monitoring_installation AS i
+        WHERE split_part(p_provider_key, '-', 2) = left(replace(i.installation_id::text, '-', ''), 8)
+          AND a.id = split_part(p_provider_key, '-', 3)::bigint;
+    END IF;
+    IF v_alert_id IS NULL AND p_reference IS NOT NULL THEN
+        SELECT r.alert_id INTO v_alert_id
+        FROM public._monitoring_alert_references AS r
+        WHERE r.via = p_via AND r.reference = p_reference;
+    ELSIF v_alert_id IS NOT NULL AND p_reference IS NOT NULL THEN
+        INSERT INTO public._monitoring_alert_references (via, reference, alert_id)
+        VALUES (p_via, p_reference, v_alert_id)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN v_alert_id;
+END
+$$;
+COMMENT ON FUNCTION monitoring_inbound_find_alert(text, text, text) IS
+'pgalert serve: the alert a provider means, by the key pgalert gave it (pgalert-<installation>-<id>) or by the
+provider''s own reference for it (remembered whenever both are known); NULL when it is not one of ours.';
+REVOKE ALL ON FUNCTION monitoring_inbound_find_alert(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_inbound_find_alert(text, text, text) TO monitoring_inbound;
+
+CREATE OR REPLACE FUNCTION monitoring_inbound_act(
+    p_via text,
+    p_receipt_id text,
+    p_alert_id bigint,
+    p_action text,
+    p_actor text,
+    p_at timestamptz,
+    p_note text DEFAULT NULL,
+    p_slack_member_id text DEFAULT NULL
+)
+RETURNS TABLE (outcome text, alert_id bigint, alert_status text, actor text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_action_id bigint;
+    v_alert public.monitoring_alerts;
+    v_actor text;
+    v_at timestamptz := least(coalesce(p_at, now()), now());  -- a provider's clock ahead of ours
+    v_outcome text;
+BEGIN
+    IF p_via !~ '^[a-z][a-z0-9_]{0,30}$' THEN
+        RAISE EXCEPTION 'via % is not a provider name', p_via USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_actor := coalesce(
+        (SELECT pp.name FROM public.monitoring_people AS pp WHERE pp.slack_member_id = p_slack_member_id),
+        nullif(btrim(left(p_actor, 200)), ''),
+        CASE WHEN p_slack_member_id IS NOT NULL THEN 'slack user ' || left(p_slack_member_id, 40) END,
+        p_via
+    );
+    INSERT INTO public.monitoring_inbound_actions AS ia (via, receipt_id, alert_id, action, actor, occurred_at)
+    VALUES (p_via, left(p_receipt_id, 200), NULL, p_action, v_actor, p_at)
+    ON CONFLICT ON CONSTRAINT one_action_per_receipt DO NOTHING
+    RETURNING ia.id INTO v_action_id;
+    IF v_action_id IS NULL THEN
+        RETURN QUERY
+        SELECT 'duplicate'::text, ia.alert_id, a.status, ia.actor
+        FROM public.monitoring_inbound_actions AS ia
+        LEFT JOIN public.monitoring_alerts AS a ON a.id = ia.alert_id
+        WHERE ia.via = p_via AND ia.receipt_id = left(p_receipt_id, 200);
+        RETURN;
+    END IF;
+
+    IF NOT EXISTS (SELECT FROM public.monitoring_alerts AS a WHERE a.id = p_alert_id) THEN
+        v_outcome := 'unknown_alert';
+    ELSE
+        v_alert := public._monitoring_get_alert_for_update(p_alert_id);
+        v_outcome := CASE
+            WHEN p_action = 'acknowledge' AND v_alert.status = 'open' THEN 'acknowledged'
+            WHEN p_action = 'resolve' AND v_alert.status <> 'resolved' THEN 'resolved'
+            WHEN p_action = 'unacknowledge' AND v_alert.status = 'acknowledged' THEN 'reopened'
+            WHEN p_action = 'reopen' AND v_alert.status = 'resolved' AND EXISTS (
+                SELECT FROM public.monitoring_alerts AS other
+                WHERE other.dedup_key = v_alert.dedup_key AND other.status <> 'resolved'
+            ) THEN 'superseded'  -- a newer alert of the same key is open: that one is the live incident
+            WHEN p_action = 'reopen' AND v_alert.status = 'resolved' THEN 'reopened'
+            ELSE 'already_' || v_alert.status
+        END;
+        IF v_outcome = 'acknowledged' THEN
+            v_alert := public._monitoring_acknowledge(p_alert_id, v_actor, p_note,
+                                                      greatest(v_at, v_alert.created_at), p_via);
+        ELSIF v_outcome = 'resolved' THEN
+            v_alert := public._monitoring_resolve(p_alert_id, v_actor, p_note, FALSE,
+                                                  greatest(v_at, v_alert.created_at, v_alert.acknowledged_at), p_via);
+        ELSIF v_outcome = 'reopened' THEN
+            v_alert := public._monitoring_reopen(p_alert_id, v_actor, v_at, p_via);
+        END IF;
+    END IF;
+    UPDATE public.monitoring_inbound_actions AS ia SET outcome = v_outcome, alert_id = v_alert.id
+    WHERE ia.id = v_action_id;
+    RETURN QUERY SELECT v_outcome, v_alert.id, v_alert.status, v_actor;
+END
+$$;
+COMMENT ON FUNCTION monitoring_inbound_act(text, text, bigint, text, text, timestamptz, text, text) IS
+'pgalert serve: a responder acted at provider p_via (acknowledge, resolve, unacknowledge: back to open, reopen:
+a resolved alert is open again). Recorded once per p_receipt_id, with p_at (the provider''s time) as the
+acknowledged or resolved time; p_slack_member_id names the person through monitoring_people. outcome:
+acknowledged, resolved, reopened, superseded, already_<status>, unknown_alert or duplicate.';
+REVOKE ALL ON FUNCTION monitoring_inbound_act(text, text, bigint, text, text, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_inbound_act(text, text, bigint, text, text, timestamptz, text, text)
+TO monitoring_inbound;
+
+-- Alerts raised or resolved over HTTP (the generic API, Alertmanager and Grafana), a batch per call.
+--
+-- - firing goes through the same INSERT as an app's, so deduplication, routing and escalation are the same;
+-- - an element with an instance (Alertmanager: fingerprint and startsAt) is remembered: a repeat of a firing
+--   alert changes nothing (Alertmanager re-sends every repeat_interval), and one already resolved in pgalert
+--   or at a provider is not opened again by a late repeat;
+-- - resolved closes the alert of that instance, or the open alert of the dedup_key, but only one that this
+--   client raised: one client's token cannot close another's alerts;
+-- - one element that is not valid is rejected with its reason, and the rest of the batch still counts.
+CREATE OR REPLACE FUNCTION monitoring_inbound_raise(p_via text, p_client text, p_alerts jsonb)
+RETURNS TABLE (alert_index integer, outcome text, alert_id bigint, error text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_item jsonb;
+    v_index integer;
+    v_instance text;
+    v_dedup_key text;
+    v_alert public.monitoring_alerts;
+    v_alert_id bigint;
+    v_raised_by text := 'raised_by:' || p_client;
+BEGIN
+    IF jsonb_typeof(p_alerts) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'alerts must be a JSON array' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR v_item, v_index IN SELECT e.value, (e.ordinality - 1)::integer FROM jsonb_array_elements(p_alerts) WITH ORDINALITY AS e
+    LOOP
+        alert_index := v_index;
+        alert_id := NULL;
+        error := NULL;
+        BEGIN
+            v_instance := CASE WHEN v_item ->> 'instance' IS NOT NULL THEN p_client || '/' || (v_item ->> 'instance') END;
+            v_dedup_key := coalesce(
+                nullif(v_item ->> 'dedup_key', ''),
+                (v_item ->> 'alert_type') || CASE WHEN coalesce(v_item ->> 'source', '') = '' THEN '' ELSE ':' || (v_item ->> 'source') END
+            );
+            v_alert_id := (SELECT r.alert_id FROM public._monitoring_alert_references AS r
+                           WHERE r.via = p_via AND r.reference = v_instance);
+            IF v_item ->> 'status' = 'firing' THEN
+                IF v_alert_id IS NOT NULL THEN
+                    outcome := CASE (SELECT a.status FROM public.monitoring_alerts AS a WHERE a.id = v_alert_id)
+                        WHEN 'resolved' THEN 'already_resolved' ELSE 'repeat' END;
+                ELSE
+                    INSERT INTO public.monitoring_alerts
+                        (alert_type, severity, title, message, source, dedup_key, details, occurred_at)
+                    VALUES (
+                        v_item ->> 'alert_type', v_item ->> 'severity', v_item ->> 'title',
+                        coalesce(v_item ->> 'message', ''), coalesce(v_item ->> 'source', ''), v_dedup_key,
+                        coalesce(v_item -> 'details', '{}'), coalesce((v_item ->> 'occurred_at')::timestamptz, now())
+                    )
+                    RETURNING id INTO v_alert_id;
+                    outcome := CASE WHEN v_alert_id IS NULL THEN 'deduplicated' ELSE 'opened' END;
+                    -- a repeat is merged into the open alert of its key (the INSERT wrote no row)
+                    v_alert_id := coalesce(v_alert_id, (
+                        SELECT a.id FROM public.monitoring_alerts AS a
+                        WHERE a.dedup_key = v_dedup_key AND a.status <> 'resolved'));
+                    INSERT INTO public._monitoring_alert_references (via, reference, alert_id)
+                    VALUES (v_raised_by, v_alert_id::text, v_alert_id)
+                    ON CONFLICT DO NOTHING;
+                    IF v_instance IS NOT NULL THEN
+                        INSERT INTO public._monitoring_alert_references (via, reference, alert_id)
+                        VALUES (p_via, v_instance, v_alert_id)
+                        ON CONFLICT DO NOTHING;
+                    END IF;
+                END IF;
+            ELSIF v_item ->> 'status' = 'resolved' THEN
+                v_alert_id := coalesce(v_alert_id, (
+                    SELECT a.id FROM public.monitoring_alerts AS a
+                    WHERE a.dedup_key = v_dedup_key AND a.status <> 'resolved'));
+                IF v_alert_id IS NULL THEN
+                    outcome := 'unknown';
+                ELSIF NOT EXISTS (SELECT FROM public._monitoring_alert_references AS r
+                                  WHERE r.via = v_raised_by AND r.reference = v_alert_id::text) THEN
+                    outcome := 'not_raised_by_client';
+                    v_alert_id := NULL;
+                ELSE
+                    v_alert := public._monitoring_get_alert_for_update(v_alert_id);
+                    IF v_alert.status = 'resolved' THEN
+                        outcome := 'already_resolved';
+                    ELSE
+                        PERFORM public._monitoring_resolve(
+                            v_alert_id, coalesce(nullif(v_item ->> 'actor', ''), p_client), v_item ->> 'note', FALSE,
+                            greatest(least(coalesce((v_item ->> 'resolved_at')::timestamptz, now()), now()),
+                                     v_alert.created_at, v_alert.acknowledged_at),
+                            p_via);
+                        outcome := 'resolved';
+                    END IF;
+                END IF;
+            ELSE
+                RAISE EXCEPTION 'status must be firing or resolved, not %', coalesce(v_item ->> 'status', 'missing')
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            alert_id := v_alert_id;
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+            outcome := 'rejected';
+            error := SQLERRM;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION monitoring_inbound_raise(text, text, jsonb) IS
+'pgalert serve: raise or resolve a batch of alerts for client p_client through p_via (api, alertmanager). Each
+element: {status: firing|resolved, alert_type, severity, title, message, source, dedup_key, details,
+occurred_at, resolved_at, instance, actor, note}. One row per element: outcome opened, deduplicated, repeat,
+resolved, already_resolved, unknown, not_raised_by_client or rejected (with error).';
+REVOKE ALL ON FUNCTION monitoring_inbound_raise(text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_inbound_raise(text, text, jsonb) TO monitoring_inbound;
+
+CREATE OR REPLACE FUNCTION monitoring_inbound_ready()
+RETURNS boolean
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM public._monitoring_installation)
+$$;
+COMMENT ON FUNCTION monitoring_inbound_ready() IS
+'pgalert serve: true when the database answers and pgalert is installed in it (the /healthz probe).';
+REVOKE ALL ON FUNCTION monitoring_inbound_ready() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_inbound_ready() TO monitoring_inbound;
