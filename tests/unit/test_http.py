@@ -190,10 +190,16 @@ def test_a_request_libcurl_refuses_fails_alone_and_the_loop_goes_on(server, clie
     with pytest.raises(SendFailed, match="request not accepted"):
         send(client, post(server.url + "/p/\x00"))
 
+    called = threading.Event()
+
     def broken_callback(_reply, _seconds):
+        called.set()
         raise RuntimeError("a bug in whoever handles the reply")
 
     client.submit(post(server.url + "/p/first"), broken_callback)
+    # the two sends run concurrently on the loop, so wait for the first to finish before sending the second:
+    # the order of arrival is then fixed, and the second proves the loop outlived the first's callback
+    assert called.wait(10)
     assert send(client, post(server.url + "/p/second")).status == 200
     assert [path for _, path, _, _ in server.seen] == ["/p/first", "/p/second"]
 
