@@ -11,6 +11,8 @@ provider would have received.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import re
 import threading
@@ -31,6 +33,7 @@ SLACK_PATH = "/slack/services/T0000000/B0000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 SENTRY_KEY = "abcdef0123456789abcdef0123456789"
 SENTRY_PROJECT = "42"
 WEBHOOK_SECRET = "whsec_local_test_secret"
+PAGERDUTY_API_TOKEN = "y_NbAkKc66ryYTWUXYEu"  # a read-only REST API key, for `pgalert serve`'s incident lookups
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class FakeProviders:
     _faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _slack_last: float = 0.0
+    incidents: dict[str, str] = field(default_factory=dict)  # PagerDuty incident id -> the dedup_key that opened it
 
     # ---- control ------------------------------------------------------------------------------------------
 
@@ -123,8 +127,18 @@ class FakeProviders:
                 self._cond.wait(remaining)
             return list(self.received)
 
+    def incident_id(self, dedup_key: str) -> str | None:
+        """The id of the incident PagerDuty opened for a dedup_key (as its web app and webhooks show it)."""
+        with self._cond:
+            return next((i for i, key in self.incidents.items() if key == dedup_key), None)
+
     def _record(self, received: Received) -> None:
         with self._cond:
+            if received.provider == "pagerduty" and received.status == 202:
+                event = json.loads(received.body)
+                if event.get("event_action") == "trigger":
+                    incident = "Q" + hashlib.sha1(event["dedup_key"].encode()).hexdigest()[:12].upper()
+                    self.incidents[incident] = event["dedup_key"]
             self.received.append(received)
             self._cond.notify_all()
         if self.on_request:
@@ -280,9 +294,47 @@ def webhook(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     return _json(200, {"ok": True})
 
 
+def slack_response(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    """A Slack response_url: takes a message that replaces the clicked one."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return 400, {"Content-Type": "text/plain"}, b"invalid_payload"
+    ok = isinstance(message, dict) and (message.get("text") or message.get("blocks"))
+    return (200, {"Content-Type": "text/plain"}, b"ok") if ok else (400, {"Content-Type": "text/plain"}, b"no_text")
+
+
 ROUTES: dict[str, Callable[[str, dict, dict, bytes], Reply]] = {
     "pagerduty": pagerduty, "opsgenie": opsgenie, "slack": slack, "sentry": sentry, "webhook": webhook, "app": app,
+    "slack-response": slack_response,
 }
+
+
+def _pagerduty_rest(fake: FakeProviders, method: str, path: str, headers: dict) -> Reply:
+    """PagerDuty's REST API, the one call `pgalert serve` makes: GET /incidents/{id}, token auth."""
+    if headers.get("authorization") != f"Token token={PAGERDUTY_API_TOKEN}":
+        return _json(401, {"error": {"message": "Unauthorized", "code": 2006}})
+    match = re.fullmatch(r"/incidents/([A-Z0-9]+)", path)
+    if method != "GET" or not match:
+        return _json(404, {"error": {"message": "Not Found", "code": 2100}})
+    with fake._cond:
+        key = fake.incidents.get(match.group(1))
+    if key is None:
+        return _json(404, {"error": {"message": "Not Found", "code": 2100}})
+    return _json(200, {"incident": {"id": match.group(1), "type": "incident", "incident_key": key,
+                                    "status": "triggered", "title": "from the fake"}})
+
+
+def sign_pagerduty(body: bytes, secret: str) -> str:
+    """X-PagerDuty-Signature as PagerDuty computes it (docs/webhooks/04-Signatures.md)."""
+    return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def sign_slack(body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+    """The headers Slack sends with an interactivity request ("Verifying requests from Slack")."""
+    base = f"v0:{timestamp}:".encode() + body
+    return {"X-Slack-Request-Timestamp": str(timestamp),
+            "X-Slack-Signature": "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()}
 
 
 class _Server(ThreadingHTTPServer):
@@ -307,7 +359,7 @@ def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(url.query)
             fault = fake._next_fault(provider)
             if fault and fault.drop:
-                fake._record(Received(provider, "POST", "/" + rest, query, headers, body, 0, arrived))
+                fake._record(Received(provider, self.command, "/" + rest, query, headers, body, 0, arrived))
                 self.close_connection = True
                 self.connection.shutdown(2)  # the client sees the connection die mid-request
                 return
@@ -317,13 +369,15 @@ def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
                 arrived - fake._slack_last < 1 / fake.slack_rate_per_second
             ):
                 status, reply_headers, reply = 429, {"Retry-After": "1", "Content-Type": "text/plain"}, b"rate_limited"
+            elif provider == "pagerduty-api":
+                status, reply_headers, reply = _pagerduty_rest(fake, self.command, "/" + rest, headers)
             elif provider in ROUTES:
                 status, reply_headers, reply = ROUTES[provider]("/" + rest, query, headers, body)
                 if provider == "slack" and status == 200:
                     fake._slack_last = arrived
             else:
                 status, reply_headers, reply = 404, {"Content-Type": "text/plain"}, b"unknown provider"
-            fake._record(Received(provider, "POST", "/" + rest, query, headers, body, status, arrived))
+            fake._record(Received(provider, self.command, "/" + rest, query, headers, body, status, arrived))
             if fault and fault.hang:
                 time.sleep(fault.hang)  # recorded on arrival: tests see the request while it hangs
             try:

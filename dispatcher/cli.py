@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 from urllib.parse import urlsplit
 
@@ -60,8 +61,9 @@ def redact_url(message: str, url: str) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="pgalert")
 def cli() -> None:
-    """pgalert: Postgres-native alerting. Alerts are decided in SQL; this command migrates the database and
-    runs the dispatcher that delivers them to PagerDuty, Opsgenie, Slack, Sentry and webhooks."""
+    """pgalert: Postgres-native alerting. Alerts are decided in SQL; this command migrates the database, runs
+    the dispatcher that delivers them to PagerDuty, Opsgenie, Slack, Sentry and webhooks, and serves the HTTP
+    side that hears back from them."""
 
 
 @cli.command("migrate")
@@ -177,6 +179,131 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _secret_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@cli.command("serve")
+@database_option
+@click.option("--host", envvar="PGALERT_SERVE_HOST", default="127.0.0.1", show_default=True, show_envvar=True,
+              help="Address to listen on (put TLS in front: a reverse proxy or load balancer).")
+@click.option("--port", envvar="PGALERT_SERVE_PORT", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              show_envvar=True, help="Port to listen on.")
+@click.option("--max-body-bytes", envvar="PGALERT_SERVE_MAX_BODY_BYTES", type=click.IntRange(1024), default=1 << 20,
+              show_default=True, show_envvar=True, help="Larger requests are refused (413) before they are read.")
+@click.option("--alertmanager-default-severity", envvar="PGALERT_ALERTMANAGER_DEFAULT_SEVERITY",
+              type=click.Choice(["critical", "warning", "info"]), default="warning", show_default=True,
+              show_envvar=True, help="Severity of an Alertmanager alert whose severity label pgalert does not know.")
+@click.option("--pool-size", envvar="PGALERT_SERVE_POOL_SIZE", type=click.IntRange(1, 100), default=10,
+              show_default=True, show_envvar=True, help="Database connections at most.")
+@click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
+@click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, show_envvar=True)
+def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, alertmanager_default_severity: str,
+                  pool_size: int, log_format: str, log_level: str) -> None:
+    """Hear what responders do at PagerDuty, Opsgenie and Slack, and take alerts over HTTP, until SIGTERM.
+
+    \b
+    POST /v1/alerts         generic API (bearer token from `pgalert api-client create`)
+    POST /v1/alertmanager   Alertmanager / Grafana webhook (bearer token)
+    POST /v1/pagerduty      PagerDuty webhooks v3   PAGERDUTY_WEBHOOK_SECRETS (comma-separated, for rotation)
+                            with PAGERDUTY_API_TOKEN (read-only) to map incidents whose payload lacks the key
+    POST /v1/opsgenie       Opsgenie webhook        OPSGENIE_WEBHOOK_TOKEN
+    POST /v1/slack/actions  Slack buttons           SLACK_SIGNING_SECRET
+    GET  /healthz, /metrics, /openapi.json
+
+    A provider endpoint whose secret is not set answers 404. Connect as a login holding monitoring_inbound:
+    it can run the inbound functions and nothing else. Run as many as you like behind a load balancer."""
+    import uvicorn
+
+    from dispatcher.inbound.app import PAGERDUTY_API_URL, Inbound, ServeSettings
+
+    env = os.environ
+    settings = ServeSettings(
+        database_url=database_url, max_body_bytes=max_body_bytes,
+        pagerduty_webhook_secrets=_secret_list(env.get("PAGERDUTY_WEBHOOK_SECRETS", "")),
+        pagerduty_api_token=env.get("PAGERDUTY_API_TOKEN", "").strip(),
+        pagerduty_api_url=env.get("PAGERDUTY_API_URL", "").strip() or PAGERDUTY_API_URL,
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip(),
+        slack_response_url_prefix=env.get("SLACK_RESPONSE_URL_PREFIX", "").strip() or "https://hooks.slack.com/",
+        opsgenie_webhook_token=env.get("OPSGENIE_WEBHOOK_TOKEN", "").strip(),
+        alertmanager_default_severity=alertmanager_default_severity, pool_size=pool_size,
+    )
+    secrets = settings.secrets() + ((database_url,) if database_url else ())
+    logs.configure(log_format, log_level, secrets)
+    for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own lines in the same format, secrets redacted
+        logging.getLogger(name).handlers[:] = logs.LOGGER.handlers
+        logging.getLogger(name).propagate = False
+    check_database(database_url)
+    inbound = Inbound(settings)
+    logs.info("serve listening", address=f"{host}:{port}")
+    # uvicorn shuts down gracefully on SIGTERM or SIGINT, then raises the signal again for the handler it
+    # found installed: with this one the process then exits 0, as the dispatcher does
+    for shutdown_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(shutdown_signal, lambda *_: None)
+    uvicorn.run(inbound.app(), host=host, port=port, log_config=None, access_log=False, lifespan="on",
+                timeout_graceful_shutdown=5, server_header=False)
+
+
+@cli.group("api-client")
+def api_client_group() -> None:
+    """Tokens for the tools that post alerts to `pgalert serve` (the generic API and Alertmanager)."""
+
+
+@api_client_group.command("create")
+@database_option
+@click.argument("name")
+def api_client_create(database_url: str, name: str) -> None:
+    """Make a token for client NAME and print it once: only its SHA-256 is stored. Needs monitoring_admin."""
+    from dispatcher.inbound.verify import new_token, token_sha256
+
+    token = new_token()
+    with connect_or_fail(database_url) as conn:
+        try:
+            conn.execute("SELECT monitoring_create_api_client(%s, %s)", (name, token_sha256(token)))
+            conn.commit()
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+    click.echo(token)
+    click.echo(f"created API client {name}: the token above is shown only now; send it as "
+               "'Authorization: Bearer <token>'", err=True)
+
+
+@api_client_group.command("revoke")
+@database_option
+@click.argument("name")
+def api_client_revoke(database_url: str, name: str) -> None:
+    """Stop client NAME's token working, at once. The client stays listed, revoked, for history."""
+    with connect_or_fail(database_url) as conn:
+        try:
+            revoked = conn.execute("SELECT monitoring_revoke_api_client(%s)", (name,)).fetchone()[0]
+            conn.commit()
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+    if not revoked:
+        raise click.ClickException(f"no active API client is named {name}")
+    click.echo(f"revoked API client {name}")
+
+
+@api_client_group.command("list")
+@database_option
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="table for people; json or csv for tools.")
+def api_client_list(database_url: str, output_format: str) -> None:
+    """The API clients, active and revoked (never their tokens)."""
+    from dispatcher.report import render
+
+    with connect_or_fail(database_url) as conn:
+        try:
+            cursor = conn.execute(
+                "SELECT name, created_at, created_by, revoked_at FROM monitoring_api_clients ORDER BY name")
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+        rows = cursor.fetchall()
+    click.echo(render(["name", "created_at", "created_by", "revoked_at"], rows, output_format), nl=False)
 
 
 @cli.command("sla")

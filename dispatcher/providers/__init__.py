@@ -45,7 +45,10 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
         if key else Unconfigured("opsgenie", "OPSGENIE_API_KEY is not set")
     )
     url = get("SLACK_WEBHOOK_URL")
-    providers["slack"] = Slack(url) if url else Unconfigured("slack", "SLACK_WEBHOOK_URL is not set")
+    providers["slack"] = (
+        Slack(url, interactive=bool(get("SLACK_SIGNING_SECRET")))
+        if url else Unconfigured("slack", "SLACK_WEBHOOK_URL is not set")
+    )
 
     dsn, sentry_url = get("SENTRY_DSN"), get("SENTRY_WEBHOOK_URL")
     if dsn or sentry_url:

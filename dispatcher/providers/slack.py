@@ -40,11 +40,16 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+VIA = {"pagerduty": "PagerDuty", "opsgenie": "Opsgenie", "slack": "Slack", "alertmanager": "Alertmanager",
+       "api": "the API", "rule": "its rule"}
+
+
 @dataclass(frozen=True)
 class Slack:
     webhook_url: str
     name: str = "slack"
     digest_max: int = DIGEST_MAX
+    interactive: bool = False  # Acknowledge and Resolve buttons, answered by `pgalert serve` (SLACK_SIGNING_SECRET)
 
     def secrets(self) -> tuple[str, ...]:
         parts = urlsplit(self.webhook_url)
@@ -52,7 +57,7 @@ class Slack:
         return tuple(s for s in (self.webhook_url, parts.path, parts.query) if len(s) > 1)
 
     def build(self, delivery: Delivery) -> HttpRequest | None:
-        message = build_message(delivery)
+        message = build_message(delivery, self.interactive)
         if message is None:
             return None
         return HttpRequest("POST", self.webhook_url, {"Content-Type": "application/json"}, json_body(message))
@@ -68,17 +73,20 @@ class Slack:
         return verdict
 
 
-def build_message(delivery: Delivery) -> dict | None:
+def build_message(delivery: Delivery, interactive: bool = False) -> dict | None:
     alert = delivery.alert
     title = escape(alert["title"])
     ref = f"alert #{alert['id']}"
     if delivery.action == "trigger":
-        return _trigger_message(alert)
+        message = _trigger_message(alert)
+        if interactive:
+            message["blocks"].insert(-1, lifecycle_buttons(delivery.provider_key))
+        return message
     if delivery.action == "acknowledge":
-        text = f":eyes: *Acknowledged* by {escape(who(delivery))}: {title} ({ref})"
+        text = f":eyes: *Acknowledged* by {escape(who(delivery))}{where(delivery)}: {title} ({ref})"
     elif delivery.action == "resolve":
         verb = "Resolved as a false positive" if delivery.context.get("false_positive") else "Resolved"
-        text = f":white_check_mark: *{verb}* by {escape(who(delivery))}: {title} ({ref})"
+        text = f":white_check_mark: *{verb}* by {escape(who(delivery))}{where(delivery)}: {title} ({ref})"
     elif delivery.action == "notify":
         person = delivery.context.get("slack_member_id")
         mention = f"<@{person}>" if person else escape(str(delivery.context.get("person") or delivery.target))
@@ -91,6 +99,27 @@ def build_message(delivery: Delivery) -> dict | None:
         text += f"\n>{escape(str(note))}"
     text = truncate(text, SECTION_TEXT_MAX)
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def where(delivery: Delivery) -> str:
+    """" in PagerDuty" when a responder acted there; nothing for SQL."""
+    via = delivery.context.get("via")
+    return f" in {VIA.get(via, escape(str(via)))}" if via and via != "sql" else ""
+
+
+def lifecycle_buttons(provider_key: str) -> dict:
+    """Acknowledge and Resolve, answered by `pgalert serve` at /v1/slack/actions. The value is the key pgalert
+    gives the alert at every provider, so a click on another installation's message names no alert here."""
+    return {
+        "type": "actions",
+        "block_id": "pgalert_lifecycle",
+        "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Acknowledge"}, "style": "primary",
+             "action_id": "pgalert_acknowledge", "value": provider_key},
+            {"type": "button", "text": {"type": "plain_text", "text": "Resolve"},
+             "action_id": "pgalert_resolve", "value": provider_key},
+        ],
+    }
 
 
 def _trigger_message(alert: dict) -> dict:

@@ -123,6 +123,21 @@ def test_slack_message_is_readable_and_escaped():
     assert message["blocks"][3]["elements"][0]["url"] == "https://runbooks.example/payments"
 
 
+def test_slack_buttons_only_when_serve_can_answer_them_and_follow_ups_say_where():
+    plain = json.loads(SLACK.build(delivery(provider="slack")).body)
+    assert not any(b.get("block_id") == "pgalert_lifecycle" for b in plain["blocks"])
+    interactive = Slack(SLACK.webhook_url, interactive=True)
+    blocks = json.loads(interactive.build(delivery(provider="slack")).body)["blocks"]
+    [buttons] = [b for b in blocks if b.get("block_id") == "pgalert_lifecycle"]
+    assert [(e["action_id"], e["value"]) for e in buttons["elements"]] == \
+        [("pgalert_acknowledge", "pgalert-abcd1234-7"), ("pgalert_resolve", "pgalert-abcd1234-7")]
+    assert blocks[-1]["type"] == "context"  # the buttons sit above the alert's id line
+    ack = json.loads(SLACK.build(delivery("acknowledge", "slack", {"by": "Alice", "via": "pagerduty"})).body)
+    assert ack["text"].startswith(":eyes: *Acknowledged* by Alice in PagerDuty:")
+    by_sql = json.loads(SLACK.build(delivery("resolve", "slack", {"by": "bob", "via": "sql"})).body)
+    assert by_sql["text"].startswith(":white_check_mark: *Resolved* by bob:")
+
+
 def test_slack_limits_hold_for_huge_alerts():
     body = SLACK.build(delivery(provider="slack", **HUGE)).body
     assert fake.slack(fake.SLACK_PATH.removeprefix("/slack"), {}, {}, body) == (200, {"Content-Type": "text/plain"}, b"ok")

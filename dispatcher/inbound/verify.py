@@ -1,0 +1,69 @@
+"""Who sent a request: provider signatures and client tokens, checked on the raw bytes before any parsing.
+
+Every comparison is constant-time; nothing here logs or returns a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+
+SLACK_REPLAY_WINDOW = 300  # seconds: Slack's documented tolerance for X-Slack-Request-Timestamp
+TOKEN_PREFIX = "pga_"
+
+
+def pagerduty_signature_ok(body: bytes, header: str | None, webhook_secrets: Sequence[str]) -> bool:
+    """X-PagerDuty-Signature holds one or more `v1=<hex HMAC-SHA256 of the body>` (several while a subscription's
+    secret rotates); any one made with any configured secret is enough."""
+    if not header or not webhook_secrets:
+        return False
+    offered = [part.strip()[3:] for part in header.split(",") if part.strip().startswith("v1=")]
+    expected = [hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in webhook_secrets]
+    found = False
+    for signature in offered:
+        for digest in expected:  # no early exit: the time taken says nothing about which part matched
+            found |= hmac.compare_digest(signature.lower().encode(), digest.encode())
+    return found
+
+
+def slack_signature_problem(body: bytes, timestamp: str | None, signature: str | None, signing_secret: str,
+                            now: float) -> str | None:
+    """None when the request is Slack's: `v0=` + HMAC-SHA256 of `v0:<timestamp>:<body>`, with a timestamp within
+    five minutes of now (an older one is a replay); otherwise the reason, without the secret."""
+    if not timestamp or not signature:
+        return "X-Slack-Request-Timestamp or X-Slack-Signature is missing"
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        return "X-Slack-Request-Timestamp is not a number"
+    if abs(now - sent_at) > SLACK_REPLAY_WINDOW:
+        return "X-Slack-Request-Timestamp is more than 5 minutes from now (a replay, or a clock far off)"
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
+        return "X-Slack-Signature does not match"
+    return None
+
+
+def new_token() -> str:
+    """A client token: 256 random bits, prefixed so a leaked one is recognisable (and scannable)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_sha256(token: str) -> bytes:
+    """What the database keeps of a token. A token is 256 random bits, so a plain SHA-256 cannot be reversed
+    by guessing; a slow password hash would only slow every request."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def shared_token_ok(offered: str | None, expected: str) -> bool:
+    return bool(offered) and bool(expected) and hmac.compare_digest(offered.encode(), expected.encode())

@@ -1,0 +1,172 @@
+"""The pure half of `pgalert serve`: signatures and tokens, and what each sender's payload means."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from dispatcher.inbound import translate, verify
+from dispatcher.inbound.translate import BadPayload
+
+# Slack's own worked example ("Verifying requests from Slack"): secret, timestamp, body and signature
+SLACK_DOC_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+SLACK_DOC_TIMESTAMP = "1531420618"
+SLACK_DOC_BODY = (b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
+                  b"&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
+                  b"&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
+                  b"&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c")
+SLACK_DOC_SIGNATURE = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+
+
+def test_slacks_documented_example_verifies_and_any_change_does_not():
+    at = int(SLACK_DOC_TIMESTAMP)
+    assert verify.slack_signature_problem(SLACK_DOC_BODY, SLACK_DOC_TIMESTAMP, SLACK_DOC_SIGNATURE, SLACK_DOC_SECRET, at) is None
+    assert "does not match" in verify.slack_signature_problem(SLACK_DOC_BODY + b"x", SLACK_DOC_TIMESTAMP, SLACK_DOC_SIGNATURE, SLACK_DOC_SECRET, at)
+    assert "does not match" in verify.slack_signature_problem(SLACK_DOC_BODY, SLACK_DOC_TIMESTAMP, SLACK_DOC_SIGNATURE, "other", at)
+    assert "5 minutes" in verify.slack_signature_problem(SLACK_DOC_BODY, SLACK_DOC_TIMESTAMP, SLACK_DOC_SIGNATURE, SLACK_DOC_SECRET, at + 301)
+    assert verify.slack_signature_problem(SLACK_DOC_BODY, SLACK_DOC_TIMESTAMP, SLACK_DOC_SIGNATURE, SLACK_DOC_SECRET, at + 299) is None
+    assert "missing" in verify.slack_signature_problem(SLACK_DOC_BODY, None, SLACK_DOC_SIGNATURE, SLACK_DOC_SECRET, at)
+    assert "not a number" in verify.slack_signature_problem(SLACK_DOC_BODY, "soon", SLACK_DOC_SIGNATURE, SLACK_DOC_SECRET, at)
+
+
+def pd_signature(body: bytes, secret: str) -> str:
+    return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize(("header", "secrets", "ok"), [
+    (pd_signature(b"{}", "s1"), ["s1"], True),
+    (pd_signature(b"{}", "s1"), ["s0", "s1"], True),  # rotation: the new secret is configured beside the old
+    (f"v1={'a' * 64},{pd_signature(b'{}', 's1')}", ["s1"], True),  # several values, one matches
+    (f"{pd_signature(b'{}', 's1')}".upper().replace("V1=", "v1="), ["s1"], True),  # hex case does not matter
+    (pd_signature(b"{} ", "s1"), ["s1"], False),  # a different body
+    (pd_signature(b"{}", "s2"), ["s1"], False),
+    (pd_signature(b"{}", "s1").replace("v1=", "v2="), ["s1"], False),  # an unknown scheme
+    ("", ["s1"], False), (None, ["s1"], False), (pd_signature(b"{}", "s1"), [], False),
+])
+def test_pagerduty_signatures(header, secrets, ok):
+    assert verify.pagerduty_signature_ok(b"{}", header, secrets) is ok
+
+
+def test_tokens_are_random_prefixed_and_kept_only_as_sha256():
+    first, second = verify.new_token(), verify.new_token()
+    assert first != second and first.startswith("pga_") and len(first) > 40
+    assert verify.token_sha256(first) == hashlib.sha256(first.encode()).digest() and len(verify.token_sha256(first)) == 32
+    assert verify.bearer_token(f"Bearer {first}") == first and verify.bearer_token(f"bearer  {first} ") == first
+    assert verify.bearer_token("Basic abc") is None and verify.bearer_token("Bearer ") is None and verify.bearer_token(None) is None
+    assert verify.shared_token_ok("abc", "abc") and not verify.shared_token_ok("abd", "abc")
+    assert not verify.shared_token_ok(None, "abc") and not verify.shared_token_ok("", "")
+
+
+def test_an_alertmanager_alert_becomes_a_pgalert_alert():
+    [alert] = translate.alertmanager_alerts({"version": "4", "receiver": "pgalert", "externalURL": "http://am", "alerts": [{
+        "status": "firing", "fingerprint": "c0ffee",
+        "labels": {"alertname": "DiskFull", "severity": "Warning", "instance": "db-1", "job": "node"},
+        "annotations": {"summary": "Disk 95% full", "description": "/var", "runbook_url": "https://rb/disk"},
+        "startsAt": "2026-11-30T10:00:00.123Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/g"}]})
+    assert alert["alert_type"] == "DiskFull" and alert["severity"] == "warning"
+    assert (alert["title"], alert["message"], alert["source"]) == ("Disk 95% full", "/var", "db-1")
+    assert alert["dedup_key"] == "alertmanager:c0ffee" and alert["instance"] == "c0ffee@2026-11-30T10:00:00.123000+00:00"
+    assert alert["occurred_at"] == "2026-11-30T10:00:00.123000+00:00" and alert["resolved_at"] is None
+    assert alert["details"]["runbook_url"] == "https://rb/disk" and alert["details"]["receiver"] == "pgalert"
+    assert alert["details"]["links"] == [{"href": "http://prom/g", "text": "Source"}]
+
+
+@pytest.mark.parametrize(("labels", "default", "severity"), [
+    ({"severity": "critical"}, "warning", "critical"), ({"severity": "PAGE"}, "warning", "critical"),
+    ({"severity": "info"}, "warning", "info"), ({"severity": "whatever"}, "info", "info"), ({}, "critical", "critical"),
+])
+def test_alertmanager_severity_from_the_label_or_the_default(labels, default, severity):
+    alert = {"status": "firing", "labels": {"alertname": "a", **labels}, "annotations": {}, "fingerprint": "f"}
+    assert translate.alertmanager_alerts({"version": "4", "alerts": [alert]}, default)[0]["severity"] == severity
+
+
+def test_an_alert_without_a_fingerprint_keys_on_its_label_set():
+    def key(labels):
+        return translate.alertmanager_alerts({"alerts": [{"status": "firing", "labels": labels}]})[0]["dedup_key"]
+    assert key({"alertname": "a", "x": "1"}) == key({"x": "1", "alertname": "a"}) != key({"alertname": "a", "x": "2"})
+
+
+@pytest.mark.parametrize(("document", "reason"), [
+    ([], "must be a JSON object"),
+    ({"version": "3", "alerts": []}, "version"),
+    ({"alerts": []}, "1 to 1000"),
+    ({"alerts": [{"status": "firing", "labels": []}]}, "labels"),
+    ({"alerts": [{"status": "pending", "labels": {}}]}, "firing or resolved"),
+    ({"alerts": [{"status": "firing", "labels": {}, "startsAt": "2026-11-30 10:00"}]}, "time zone"),
+])
+def test_bad_alertmanager_payloads_say_why(document, reason):
+    with pytest.raises(BadPayload, match=reason):
+        translate.alertmanager_alerts(document)
+
+
+def test_the_generic_api_takes_one_alert_or_a_list():
+    one = translate.api_alerts({"alert_type": "x", "severity": "P1", "title": "t"})
+    assert one == [{"status": "firing", "alert_type": "x", "dedup_key": None, "source": "", "details": {},
+                    "severity": "P1", "title": "t", "message": "", "occurred_at": None}]
+    many = translate.api_alerts([{"alert_type": "x", "severity": "info", "title": "t"}, {"status": "resolved", "dedup_key": "k"}])
+    assert [a["status"] for a in many] == ["firing", "resolved"] and many[1]["alert_type"] is None
+    with pytest.raises(BadPayload, match=r"alert 1\.alert_type is required"):
+        translate.api_alerts([{"alert_type": "x", "severity": "info", "title": "t"}, {"status": "resolved"}])
+    with pytest.raises(BadPayload, match="1 to 1000"):
+        translate.api_alerts([{}] * 1001)
+
+
+def pd(event_type: str, **data) -> dict:
+    return {"event": {"id": "01ABC", "event_type": event_type, "resource_type": "incident",
+                      "occurred_at": "2026-11-30T10:02:00Z", "agent": {"summary": "Alice"},
+                      "data": {"id": "PGR0VU2", **data}}}
+
+
+def test_pagerduty_events_map_to_actions_and_the_rest_is_ignored():
+    ack = translate.pagerduty_action(pd("incident.acknowledged", incident_key="pgalert-0a1b2c3d-7"), "wh-1")
+    assert (ack.action, ack.receipt_id, ack.provider_key, ack.reference, ack.actor) == \
+        ("acknowledge", "wh-1", "pgalert-0a1b2c3d-7", "PGR0VU2", "Alice")
+    assert ack.occurred_at == "2026-11-30T10:02:00+00:00"
+    assert translate.pagerduty_action(pd("incident.resolved"), None).receipt_id == "01ABC"  # no header: the event id
+    assert [translate.pagerduty_action(pd(t), "x").action for t in
+            ("incident.unacknowledged", "incident.reopened", "incident.annotated", "incident.triggered")] == \
+        ["unacknowledge", "reopen", None, None]
+    with pytest.raises(BadPayload, match="event must be a JSON object"):
+        translate.pagerduty_action({"messages": []}, "x")
+
+
+def test_opsgenie_times_come_in_any_epoch_unit():
+    expected = "2026-11-30T10:00:00+00:00"
+    for value in (1796032800, 1796032800_000, 1796032800_000_000, 1796032800_000_000_000):
+        assert translate.epoch_time(value) == expected
+    assert translate.epoch_time(None) is None and translate.epoch_time(True) is None and translate.epoch_time(-5) is None
+
+
+def test_opsgenie_actions_by_alias():
+    close = translate.opsgenie_action({"action": "Close", "alert": {"alertId": "a1", "alias": "pgalert-0a1b2c3d-7",
+                                                                    "username": "bob", "updatedAt": 1796032800_000_000_000}})
+    assert (close.action, close.provider_key, close.actor, close.receipt_id) == \
+        ("resolve", "pgalert-0a1b2c3d-7", "bob", "a1/Close/1796032800000000000")
+    assert translate.opsgenie_action({"action": "AddNote", "alert": {}}).action is None
+    with pytest.raises(BadPayload, match="alias is required"):
+        translate.opsgenie_action({"action": "Acknowledge", "alert": {"alertId": "a1"}})
+
+
+def test_a_slack_click_and_the_message_it_leaves():
+    payload = {"type": "block_actions", "user": {"id": "U1", "username": "ana"}, "response_url": "https://hooks.slack.com/x",
+               "actions": [{"action_id": "pgalert_resolve", "value": "pgalert-0a1b2c3d-7", "action_ts": "1796032800.5"}],
+               "message": {"text": "P0 down", "blocks": [
+                   {"type": "header"},
+                   {"type": "actions", "block_id": "pgalert_lifecycle", "elements": [
+                       {"action_id": "pgalert_acknowledge"}, {"action_id": "pgalert_resolve"}]},
+                   {"type": "actions", "elements": [{"url": "https://runbook"}]}]}}
+    click = translate.slack_click(json.dumps(payload))
+    assert (click.action, click.provider_key, click.member_id) == ("resolve", "pgalert-0a1b2c3d-7", "U1")
+    assert click.as_action().occurred_at == "2026-11-30T10:00:00.500000+00:00"
+    updated = translate.slack_updated_message(click.message, "resolved", "ana", "U1", "resolved")
+    assert [b.get("block_id") for b in updated["blocks"] if b["type"] == "actions"] == [None]  # the runbook link stays
+    assert updated["blocks"][-1]["elements"][0]["text"] == ":white_check_mark: Resolved by <@U1>"
+    acked = translate.slack_updated_message(click.message, "acknowledged", "ana", "U1", "acknowledged")
+    assert [e["action_id"] for e in acked["blocks"][1]["elements"]] == ["pgalert_resolve"]
+    assert "already resolved" in translate.slack_updated_message(None, "already_resolved", "a", "U1", "resolved")["blocks"][-1]["elements"][0]["text"]
+    assert translate.slack_click(json.dumps({"type": "view_submission"})).action is None
+    with pytest.raises(BadPayload):
+        translate.slack_click("not json")
