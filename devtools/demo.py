@@ -1,25 +1,30 @@
-"""`make demo`: a project-owned PostgreSQL with pg_cron, migrated, a dispatcher running, and the seed's alerts
-routed, acknowledged and resolved in front of you. Then it keeps running until Ctrl-C so you can INSERT your own.
+"""`make demo`: a project-owned PostgreSQL with pg_cron, migrated, a dispatcher and `pgalert serve` running, and
+the seed's alerts routed, acknowledged and resolved in front of you: with SQL, and by responders acting in
+PagerDuty and in Slack, whose signed webhooks come back. Then it keeps running until Ctrl-C so you can INSERT
+your own.
 
 With no provider configured in the environment, every provider is a local receiver that prints what the real
-one would have received. With real keys in the environment (PAGERDUTY_INTEGRATION_KEY, SLACK_WEBHOOK_URL, ...)
-it sends for real.
+one would have received, and the demo plays PagerDuty's and Slack's side of the way back. With real keys in the
+environment (PAGERDUTY_INTEGRATION_KEY, SLACK_WEBHOOK_URL, ...) it sends for real and acts with SQL only.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from urllib.parse import urlencode
 
 import psycopg
+import requests
 
-from devtools.fake_providers import FakeProviders, describe
-from devtools.localpg import LocalServer
+from devtools.fake_providers import PAGERDUTY_API_TOKEN, FakeProviders, describe, sign_pagerduty, sign_slack
+from devtools.localpg import LocalServer, free_port
 from dispatcher.migrate import MigrationError, migrate
 from dispatcher.providers import PROVIDER_ENV
 
@@ -31,6 +36,8 @@ SEED = [
 
 
 _PRINT = threading.Lock()
+DEMO_PAGERDUTY_WEBHOOK_SECRET = "demo-pagerduty-webhook-secret"
+DEMO_SLACK_SIGNING_SECRET = "demo-slack-signing-secret"
 
 
 def say(text: str = "") -> None:
@@ -57,6 +64,58 @@ def show_deliveries(conn: psycopg.Connection, alert_ids: list[int]) -> None:
     say(f"  {'alert':>5}  {'provider':<10}{'action':<12}{'status':<10}{'http':<5}error")
     for alert_id, provider, action, status, http, error in rows:
         say(f"  {alert_id:>5}  {provider:<10}{action:<12}{status:<10}{http:<5}{error[:60]}")
+
+
+def start_serve(url: str, receiver: FakeProviders, log_path) -> tuple[subprocess.Popen, str]:
+    """`pgalert serve` as a login holding only monitoring_inbound, with the secrets the demo's PagerDuty and
+    Slack sign with."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT FROM pg_roles WHERE rolname = 'pgalert_demo_serve'").fetchone():
+            conn.execute("CREATE ROLE pgalert_demo_serve LOGIN IN ROLE monitoring_inbound")
+    port = free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               DATABASE_URL=url.replace("postgresql://postgres@", "postgresql://pgalert_demo_serve@", 1),
+               PAGERDUTY_WEBHOOK_SECRETS=DEMO_PAGERDUTY_WEBHOOK_SECRET, SLACK_SIGNING_SECRET=DEMO_SLACK_SIGNING_SECRET,
+               PAGERDUTY_API_TOKEN=PAGERDUTY_API_TOKEN, PAGERDUTY_API_URL=f"{receiver.base_url}/pagerduty-api",
+               SLACK_RESPONSE_URL_PREFIX=f"{receiver.base_url}/slack-response/")
+    serve = subprocess.Popen([sys.executable, "-m", "dispatcher", "serve", "--port", str(port)], env=env,
+                             stderr=open(log_path, "ab"))  # noqa: SIM115 - lives as long as the child
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and serve.poll() is None:
+        try:
+            if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                return serve, base
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"pgalert serve did not start; see {log_path}")
+
+
+def pagerduty_acknowledges(serve_url: str, receiver: FakeProviders, dedup_key: str, who: str) -> dict:
+    """What PagerDuty sends when a responder taps Acknowledge in its app: a signed v3 webhook naming the incident
+    (not pgalert's dedup key, which pgalert then looks up once through the REST API)."""
+    incident = receiver.incident_id(dedup_key)
+    body = json.dumps({"event": {
+        "id": "01DEMO" + incident, "event_type": "incident.acknowledged", "resource_type": "incident",
+        "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "agent": {"id": "PDEMO", "type": "user_reference", "summary": who},
+        "data": {"id": incident, "type": "incident", "status": "acknowledged", "title": "Test"}}}).encode()
+    headers = {"Content-Type": "application/json", "X-Webhook-Id": "demo-" + incident,
+               "X-PagerDuty-Signature": sign_pagerduty(body, DEMO_PAGERDUTY_WEBHOOK_SECRET)}
+    return requests.post(serve_url + "/v1/pagerduty", data=body, headers=headers, timeout=10).json()
+
+
+def slack_button_clicked(serve_url: str, receiver: FakeProviders, provider_key: str, member: str, name: str) -> int:
+    """What Slack sends when someone clicks pgalert's Resolve button: a signed form with the click."""
+    payload = {"type": "block_actions", "user": {"id": member, "username": name},
+               "response_url": f"{receiver.base_url}/slack-response/actions/T0/1/demo",
+               "message": {"text": "alert", "blocks": []},
+               "actions": [{"action_id": "pgalert_resolve", "value": provider_key, "action_ts": f"{time.time():.6f}"}]}
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               **sign_slack(body, DEMO_SLACK_SIGNING_SECRET, int(time.time()))}
+    return requests.post(serve_url + "/v1/slack/actions", data=body, headers=headers, timeout=10).status_code
 
 
 def main() -> int:
@@ -91,10 +150,17 @@ def main() -> int:
         say(f"No provider configured: local receivers on {receiver.base_url} print what each provider would get.")
 
     log_path = server.base_dir / "dispatcher.log"
+    if receiver:  # the dispatcher adds Acknowledge and Resolve buttons to Slack messages
+        env["SLACK_SIGNING_SECRET"] = DEMO_SLACK_SIGNING_SECRET
     say(f"Starting the dispatcher (its log: {log_path})")
     dispatcher = subprocess.Popen([sys.executable, "-m", "dispatcher", "dispatch", "--pacing", "off"],
                                   env=env, stderr=open(log_path, "ab"))  # noqa: SIM115 - lives as long as the child
+    serve = None
     try:
+        if receiver:
+            serve_log = server.base_dir / "serve.log"
+            serve, serve_url = start_serve(url, receiver, serve_log)
+            say(f"Started pgalert serve on {serve_url}, where PagerDuty and Slack call back (its log: {serve_log})")
         time.sleep(1.0)
         with psycopg.connect(url, autocommit=True) as conn:
             # a second run starts clean: earlier demo alerts would deduplicate the new ones
@@ -114,15 +180,40 @@ def main() -> int:
                 ids.append(conn.execute("SELECT id FROM monitoring_alerts WHERE alert_type = %s AND status = 'open'",
                                         (alert_type,)).fetchone()[0])
             wait_for_deliveries(conn)
-            say(f"\n2. Acknowledged: SELECT monitoring_acknowledge_alert({ids[0]}, 'alice', 'looking into it');")
-            conn.execute("SELECT monitoring_acknowledge_alert(%s, 'alice', 'looking into it')", (ids[0],))
+            keys = dict(conn.execute(
+                "SELECT a.id, 'pgalert-' || left(replace(i.installation_id::text, '-', ''), 8) || '-' || a.id "
+                "FROM monitoring_alerts AS a, _monitoring_installation AS i WHERE a.id = ANY(%s)", (ids,)).fetchall())
+            if serve:
+                say(f"\n2. Alice taps Acknowledge in the PagerDuty app; PagerDuty's signed webhook comes back "
+                    f"(alert {ids[0]}):")
+                answer = pagerduty_acknowledges(serve_url, receiver, keys[ids[0]], "Alice")
+                say(f"   pgalert serve answered {answer}: Slack is told, PagerDuty is not told its own news")
+            else:
+                say(f"\n2. Acknowledged: SELECT monitoring_acknowledge_alert({ids[0]}, 'alice', 'looking into it');")
+                conn.execute("SELECT monitoring_acknowledge_alert(%s, 'alice', 'looking into it')", (ids[0],))
             wait_for_deliveries(conn)
-            say(f"\n3. Resolved: SELECT monitoring_resolve_alert(id, 'alice') for alerts {ids[0]} and {ids[1]}")
-            for alert_id in ids[:2]:
-                conn.execute("SELECT monitoring_resolve_alert(%s, 'alice')", (alert_id,))
+            say(f"\n3. Acknowledged with SQL: SELECT monitoring_acknowledge_alert({ids[1]}, 'bob', 'on it');")
+            conn.execute("SELECT monitoring_acknowledge_alert(%s, 'bob', 'on it')", (ids[1],))
             wait_for_deliveries(conn)
-            say("\n4. Every delivery, as recorded in monitoring_deliveries:")
+            if serve:
+                say(f"\n4. Bob clicks Resolve on the Slack message of alert {ids[1]}; Slack's signed request "
+                    "comes back:")
+                status = slack_button_clicked(serve_url, receiver, keys[ids[1]], "U0BOB", "bob")
+                say(f"   pgalert serve answered HTTP {status}; Opsgenie is closed and the Slack message updated")
+                wait_for_deliveries(conn)
+                say(f"\n5. Resolved with SQL: SELECT monitoring_resolve_alert({ids[0]}, 'alice');")
+                conn.execute("SELECT monitoring_resolve_alert(%s, 'alice')", (ids[0],))
+            else:
+                say(f"\n4. Resolved: SELECT monitoring_resolve_alert(id, 'alice') for alerts {ids[0]} and {ids[1]}")
+                for alert_id in ids[:2]:
+                    conn.execute("SELECT monitoring_resolve_alert(%s, 'alice')", (alert_id,))
+            wait_for_deliveries(conn)
+            say("\nEvery delivery, as recorded in monitoring_deliveries:")
             show_deliveries(conn, ids)
+            say("\nWho did what, and where (monitoring_alerts):")
+            for row in conn.execute("SELECT id, status, acknowledged_by, acknowledged_via, resolved_by, resolved_via "
+                                    "FROM monitoring_alerts WHERE id = ANY(%s) ORDER BY id", (ids[:2],)):
+                say("  alert {:>3}  {:<13} acknowledged by {} via {}; resolved by {} via {}".format(*row))
         example = ("INSERT INTO monitoring_alerts (alert_type, severity, title, message) "
                    "VALUES ('disk_full', 'warning', 'Disk 95%', 'db-1 /var')")
         say(f"""
@@ -148,6 +239,13 @@ Press Ctrl-C to stop.""")
             say(f"The dispatcher did not stop within 15 s; killed it. Its log: {log_path}")
             dispatcher.kill()
             dispatcher.wait()
+        if serve:
+            serve.send_signal(signal.SIGTERM)
+            try:
+                serve.wait(15)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                serve.wait()
         if receiver:
             receiver.stop()
     say(f"Stopped. PostgreSQL keeps running on port {server.port}; "

@@ -420,6 +420,12 @@ def describe(received: Received) -> str:
         what = document.get("text", "")
     elif received.provider == "sentry":
         what = f"level={document.get('level')} {(document.get('message') or {}).get('formatted', '')}"
+    elif received.provider == "pagerduty-api":
+        what = f"{received.method} {received.path} (which alert is this incident?)"
+    elif received.provider == "slack-response":
+        lines = [e.get("text", "") for b in document.get("blocks", []) if b.get("type") == "context"
+                 for e in b.get("elements", [])]
+        what = f"message updated: {lines[-1] if lines else ''}"
     else:
         what = f"{document.get('event')} alert #{(document.get('alert') or {}).get('id')}"
     return f"[{received.provider:>9} <- {received.status}] {what}"[:200]

@@ -70,16 +70,22 @@ def test_the_demo_routes_acknowledges_and_resolves_the_seed_then_stops_on_ctrl_c
                  "'api_response_degradation', 'warning', 'Test', 'Test Opsgenie'",
                  "'deploy_finished', 'info', 'Test', 'Test Slack'"):
         assert f"VALUES ({seed});" in output
-    for received in ("[pagerduty <- 202] trigger", "[pagerduty <- 202] acknowledge", "[pagerduty <- 202] resolve",
-                     "[ opsgenie <- 202] create", "[ opsgenie <- 202] close", "[   sentry <- 200] level=fatal",
-                     "[    slack <- 200] :red_circle: [critical] Test: Test PagerDuty"):
+    for received in ("[pagerduty <- 202] trigger", "[pagerduty <- 202] resolve",
+                     "[ opsgenie <- 202] create", "[ opsgenie <- 202] acknowledge", "[ opsgenie <- 202] close",
+                     "[   sentry <- 200] level=fatal", "[    slack <- 200] :red_circle: [critical] Test: Test PagerDuty",
+                     # the way back: PagerDuty's webhook, mapped through its REST API, and a Slack button click
+                     "[pagerduty-api <- 200] GET /incidents/", "*Acknowledged* by Alice in PagerDuty",
+                     "message updated: :white_check_mark: Resolved by <@U0BOB>"):
         assert received in output
-    table = output.split("4. Every delivery, as recorded in monitoring_deliveries:")[1].split("pgalert is running")[0]
+    assert "[pagerduty <- 202] acknowledge" not in output  # PagerDuty is not sent back its own acknowledge
+    table = output.split("Every delivery, as recorded in monitoring_deliveries:")[1].split("Who did what")[0]
     rows = [line.split() for line in table.strip().splitlines()[1:]]
     assert {(row[1], row[2]) for row in rows} == {
-        ("pagerduty", "trigger"), ("pagerduty", "acknowledge"), ("pagerduty", "resolve"), ("slack", "trigger"),
-        ("slack", "notify"), ("slack", "acknowledge"), ("slack", "resolve"), ("sentry", "trigger"),
-        ("opsgenie", "trigger"), ("opsgenie", "resolve")}
+        ("pagerduty", "trigger"), ("pagerduty", "resolve"), ("slack", "trigger"), ("slack", "notify"),
+        ("slack", "acknowledge"), ("slack", "resolve"), ("sentry", "trigger"),
+        ("opsgenie", "trigger"), ("opsgenie", "acknowledge"), ("opsgenie", "resolve")}
+    assert "acknowledged by Alice via pagerduty; resolved by alice via sql" in output
+    assert "acknowledged by bob via sql; resolved by bob via slack" in output
     assert {row[3] for row in rows} == {"succeeded"}
     assert re.search(rf"psql postgresql://\S+:{port}/pgalert -c \"INSERT INTO monitoring_alerts", output)
     assert "Stopped." in output
