@@ -7,7 +7,9 @@ same run (these machines are shared and noisy, so ratios mean more than absolute
   on-call page each), one dispatcher, then two;
 - insert cost: single-session INSERT rate into monitoring_alerts with all its triggers, as a ratio of the same
   columns (LIKE ... INCLUDING ALL) in a table without triggers;
-- dispatcher peak memory (VmHWM) over the throughput run.
+- dispatcher peak memory (VmHWM) over the throughput run;
+- `pgalert serve`: an Alertmanager webhook of 100 alerts and single-alert POSTs, against the same INSERTs in SQL
+  (bench/inbound.py); rules over 10M events (bench/rules.py); the SLA summary over 1M alerts (bench/sla.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pycurl
 
-from bench import rules, sla
+from bench import inbound, rules, sla
 from devtools.fake_providers import FakeProviders
 from devtools.localpg import LocalServer
 from dispatcher.migrate import migrate
@@ -207,7 +209,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="alerts per second in the latency run")
     parser.add_argument("--alerts", type=int, default=10_000, help="alerts in the throughput run")
     parser.add_argument("--port", type=int, default=55434)
-    parser.add_argument("--only", choices=["core", "sla", "rules"], help="run one part")
+    parser.add_argument("--only", choices=["core", "sla", "rules", "inbound"], help="run one part")
     args = parser.parse_args()
 
     server = LocalServer("bench", args.port)
@@ -221,6 +223,9 @@ def main() -> int:
     if args.only in (None, "rules"):
         print("rules over 10M events ...", flush=True)
         rules.run(lambda name: fresh_database(server, name), report, percentile)
+    if args.only in (None, "inbound"):
+        print("pgalert serve ...", flush=True)
+        inbound.run(fresh_database(server, "pgalert_bench_inbound"), log_dir, report)
     if args.only in (None, "sla"):
         print("SLA summary over 1M alerts ...", flush=True)
         sla.run(fresh_database(server, "pgalert_bench_sla"), report)

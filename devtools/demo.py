@@ -70,7 +70,7 @@ def start_serve(url: str, receiver: FakeProviders, log_path) -> tuple[subprocess
     """`pgalert serve` as a login holding only monitoring_inbound, with the secrets the demo's PagerDuty and
     Slack sign with."""
     with psycopg.connect(url, autocommit=True) as conn:
-        if not conn.execute("SELECT FROM pg_roles WHERE rolname = 'pgalert_demo_serve'").fetchone():
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'pgalert_demo_serve'").fetchone():
             conn.execute("CREATE ROLE pgalert_demo_serve LOGIN IN ROLE monitoring_inbound")
     port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1",

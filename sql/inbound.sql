@@ -198,9 +198,10 @@ TO monitoring_inbound;
 --   or at a provider is not opened again by a late repeat;
 -- - resolved closes the alert of that instance, or the open alert of the dedup_key, but only one that this
 --   client raised: one client's token cannot close another's alerts;
--- - one element that is not valid is rejected with its reason, and the rest of the batch still counts.
-CREATE OR REPLACE FUNCTION monitoring_inbound_raise(p_via text, p_client text, p_alerts jsonb)
-RETURNS TABLE (alert_index integer, outcome text, alert_id bigint, error text)
+-- - one element that is not valid is rejected with its reason, and the rest of the batch still counts;
+-- - the client is named by its token's hash, checked in the same call.
+CREATE OR REPLACE FUNCTION monitoring_inbound_raise(p_via text, p_token_sha256 bytea, p_alerts jsonb)
+RETURNS TABLE (alert_index integer, outcome text, alert_id bigint, error text, client text)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -212,8 +213,14 @@ DECLARE
     v_dedup_key text;
     v_alert public.monitoring_alerts;
     v_alert_id bigint;
-    v_raised_by text := 'raised_by:' || p_client;
+    -- the token is checked here, in the same round trip as the work: a revoked token stops at once
+    v_client text := public.monitoring_inbound_client(p_token_sha256);
+    v_raised_by text := 'raised_by:' || v_client;
 BEGIN
+    IF v_client IS NULL THEN
+        RAISE EXCEPTION 'the token is not one of an active API client' USING ERRCODE = 'invalid_authorization_specification';
+    END IF;
+    client := v_client;
     IF jsonb_typeof(p_alerts) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'alerts must be a JSON array' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -223,7 +230,7 @@ BEGIN
         alert_id := NULL;
         error := NULL;
         BEGIN
-            v_instance := CASE WHEN v_item ->> 'instance' IS NOT NULL THEN p_client || '/' || (v_item ->> 'instance') END;
+            v_instance := CASE WHEN v_item ->> 'instance' IS NOT NULL THEN v_client || '/' || (v_item ->> 'instance') END;
             v_dedup_key := coalesce(
                 nullif(v_item ->> 'dedup_key', ''),
                 (v_item ->> 'alert_type') || CASE WHEN coalesce(v_item ->> 'source', '') = '' THEN '' ELSE ':' || (v_item ->> 'source') END
@@ -273,7 +280,7 @@ BEGIN
                         outcome := 'already_resolved';
                     ELSE
                         PERFORM public._monitoring_resolve(
-                            v_alert_id, coalesce(nullif(v_item ->> 'actor', ''), p_client), v_item ->> 'note', FALSE,
+                            v_alert_id, coalesce(nullif(v_item ->> 'actor', ''), v_client), v_item ->> 'note', FALSE,
                             greatest(least(coalesce((v_item ->> 'resolved_at')::timestamptz, now()), now()),
                                      v_alert.created_at, v_alert.acknowledged_at),
                             p_via);
@@ -293,13 +300,14 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION monitoring_inbound_raise(text, text, jsonb) IS
-'pgalert serve: raise or resolve a batch of alerts for client p_client through p_via (api, alertmanager). Each
-element: {status: firing|resolved, alert_type, severity, title, message, source, dedup_key, details,
-occurred_at, resolved_at, instance, actor, note}. One row per element: outcome opened, deduplicated, repeat,
-resolved, already_resolved, unknown, not_raised_by_client or rejected (with error).';
-REVOKE ALL ON FUNCTION monitoring_inbound_raise(text, text, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_inbound_raise(text, text, jsonb) TO monitoring_inbound;
+COMMENT ON FUNCTION monitoring_inbound_raise(text, bytea, jsonb) IS
+'pgalert serve: raise or resolve a batch of alerts through p_via (api, alertmanager) for the active API client
+whose token has SHA-256 p_token_sha256 (invalid_authorization_specification when none). Each element:
+{status: firing|resolved, alert_type, severity, title, message, source, dedup_key, details, occurred_at,
+resolved_at, instance, actor, note}. One row per element, with the client''s name: outcome opened,
+deduplicated, repeat, resolved, already_resolved, unknown, not_raised_by_client or rejected (with error).';
+REVOKE ALL ON FUNCTION monitoring_inbound_raise(text, bytea, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_inbound_raise(text, bytea, jsonb) TO monitoring_inbound;
 
 CREATE OR REPLACE FUNCTION monitoring_inbound_ready()
 RETURNS boolean

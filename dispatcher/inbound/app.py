@@ -164,31 +164,30 @@ class Inbound:
 
     # --- alerts in: the generic API and Alertmanager -------------------------------------------------------
     async def api_alerts(self, request: Request, body: bytes) -> Response:
-        client = await self.client(request)
-        return await self.raise_alerts("api", client, translate.api_alerts(translate.parse_json(body)))
+        token = bearer_token_or_refuse(request)
+        return await self.raise_alerts("api", token, translate.api_alerts(translate.parse_json(body)))
 
     async def alertmanager(self, request: Request, body: bytes) -> Response:
-        client = await self.client(request)
+        token = bearer_token_or_refuse(request)
         alerts = translate.alertmanager_alerts(translate.parse_json(body), self.settings.alertmanager_default_severity)
-        return await self.raise_alerts("alertmanager", client, alerts)
+        return await self.raise_alerts("alertmanager", token, alerts)
 
-    async def client(self, request: Request) -> str:
-        token = verify.bearer_token(request.headers.get("authorization"))
-        if not token:
-            raise Refused(401, "an Authorization: Bearer <token> header is required")
-        rows = await self.call("SELECT monitoring_inbound_client(%s)", (verify.token_sha256(token),))
-        if not rows or rows[0][0] is None:
-            raise Refused(401, "the token is not one of an active API client")
-        return rows[0][0]
-
-    async def raise_alerts(self, via: str, client: str, alerts: list[dict]) -> Response:
-        rows = await self.call("SELECT alert_index, outcome, alert_id, error FROM monitoring_inbound_raise(%s, %s, %s)",
-                               (via, client, Jsonb(alerts)))
-        results = [{"index": i, "outcome": o, "alert_id": a, **({"error": e} if e else {})} for i, o, a, e in rows]
+    async def raise_alerts(self, via: str, token: str, alerts: list[dict]) -> Response:
+        # the token is checked by the same call that does the work: one round trip, and a revoked token fails at
+        # once. A request with a wrong token is still parsed first; it writes nothing and learns only about its
+        # own body.
+        try:
+            rows = await self.call(
+                "SELECT alert_index, outcome, alert_id, error, client FROM monitoring_inbound_raise(%s, %s, %s)",
+                (via, verify.token_sha256(token), Jsonb(alerts)))
+        except psycopg.errors.InvalidAuthorizationSpecification:
+            raise Refused(401, "the token is not one of an active API client") from None
+        results = [{"index": i, "outcome": o, "alert_id": a, **({"error": e} if e else {})} for i, o, a, e, _ in rows]
         for result in results:
             self.metrics.outcomes.labels(via, result["outcome"]).inc()
         rejected = sum(r["outcome"] == "rejected" for r in results)
-        logs.info("alerts received", via=via, client=client, alerts=len(results), rejected=rejected)
+        logs.info("alerts received", via=via, client=rows[0][4] if rows else None, alerts=len(results),
+                  rejected=rejected)
         return JSONResponse({"results": results}, 422 if rejected == len(results) else 200)
 
     # --- actions at providers ----------------------------------------------------------------------------
@@ -316,6 +315,13 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise Refused(413, f"body over {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def bearer_token_or_refuse(request: Request) -> str:
+    token = verify.bearer_token(request.headers.get("authorization"))
+    if not token:
+        raise Refused(401, "an Authorization: Bearer <token> header is required")
+    return token
 
 
 def opsgenie_token(request: Request) -> str | None:

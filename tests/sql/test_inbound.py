@@ -181,9 +181,12 @@ def test_an_escalation_finished_by_the_acknowledge_resumes_too(conn, inbound):
     assert conn.execute("SELECT finish_reason, next_step_at FROM monitoring_alert_escalations").fetchone() == (None, t + 41 * M)
 
 
+TOKENS = {"prometheus": b"t1", "grafana": b"t2"}
+
+
 def raise_batch(inbound, alerts, client="prometheus", via="alertmanager"):
     return inbound.execute("SELECT outcome, alert_id, error FROM monitoring_inbound_raise(%s, %s, %s)",
-                           (via, client, Jsonb(alerts))).fetchall()
+                           (via, hashlib.sha256(TOKENS[client]).digest(), Jsonb(alerts))).fetchall()
 
 
 def am_alert(status, fingerprint="fp1", starts="2026-11-30T10:00:00Z", **extra):
@@ -227,6 +230,16 @@ def test_a_client_cannot_resolve_what_another_raised(conn, inbound, client):
         [("not_raised_by_client", None, None)]
     assert raise_batch(inbound, [{"status": "resolved", "dedup_key": "disk"}], via="api") == [("resolved", 2, None)]
     assert conn.execute("SELECT status FROM monitoring_alerts ORDER BY id").fetchall() == [("open",), ("resolved",)]
+
+
+def test_a_batch_with_an_unknown_or_revoked_token_writes_nothing(conn, inbound, client):
+    firing = [{"status": "firing", "alert_type": "disk", "severity": "info", "title": "disk"}]
+    with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification, match="not one of an active API client"):
+        inbound.execute("SELECT * FROM monitoring_inbound_raise('api', %s, %s)", (hashlib.sha256(b"nope").digest(), Jsonb(firing)))
+    conn.execute("SELECT monitoring_revoke_api_client('prometheus')")
+    with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
+        raise_batch(inbound, firing)
+    assert conn.execute("SELECT count(*) FROM monitoring_alerts").fetchone() == (0,)
 
 
 def test_tokens_are_kept_as_hashes_and_stop_working_when_revoked(conn, connect, client):
