@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pycurl
 
-from bench import inbound, rules, sla
+from bench import hygiene, inbound, rules, sla
 from devtools.fake_providers import FakeProviders
 from devtools.localpg import LocalServer
 from dispatcher.migrate import migrate
@@ -269,6 +269,7 @@ def core(server: LocalServer, fake: FakeProviders, log_dir: Path, args: argparse
            "goal >= 0.6")
     report("INSERT rate, in one transaction", f"{alerts_tx:,.0f}/s",
            f"plain table {plain_tx:,.0f}/s = {alerts_tx / plain_tx:.2f}")
+    hygiene.run(fresh_database(server, "pgalert_bench_hygiene"), report)
 
 
 if __name__ == "__main__":

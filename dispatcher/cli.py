@@ -306,6 +306,90 @@ def api_client_list(database_url: str, output_format: str) -> None:
     click.echo(render(["name", "created_at", "created_by", "revoked_at"], rows, output_format), nl=False)
 
 
+@cli.group("silence")
+def silence_group() -> None:
+    """Hold the notifications of matching alerts for a while ("we are deploying, don't page")."""
+
+
+@silence_group.command("add")
+@database_option
+@click.option("--match", "matchers", multiple=True, required=True, metavar="FIELD OP VALUE",
+              help="e.g. alert_type=api_response_degradation, labels.env=~prod|staging, severity!=info; "
+                   "every one must match. Repeat for more.")
+@click.option("--for", "duration", default=None, help="How long, from the start: 2h, 90m, 1d12h.")
+@click.option("--until", "until", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"]), default=None,
+              help="Or until this time (with its UTC offset, e.g. 2026-12-01T06:00:00+00:00).")
+@click.option("--comment", required=True, help="Why: shown to whoever wonders why a page did not go out.")
+def silence_add(database_url: str, matchers: tuple[str, ...], duration: str | None, until, comment: str) -> None:
+    """Silence alerts from now on; prints the silence id. Needs monitoring_admin.
+
+    A silenced alert is still stored, deduplicated and counted; when the silence ends and it is still open, it
+    is notified then. A resolve of an alert whose page already went out is never held."""
+    import datetime as dt
+
+    from psycopg.types.json import Jsonb
+
+    from dispatcher.matchers import parse_duration, parse_matcher
+
+    if (duration is None) == (until is None):
+        raise click.UsageError("give --for or --until (one of them)")
+    try:
+        parsed = [parse_matcher(m) for m in matchers]
+        ends_at = until or dt.datetime.now(dt.UTC) + parse_duration(duration)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    with connect_or_fail(database_url) as conn:
+        try:
+            silence_id = conn.execute("SELECT monitoring_create_silence(%s, %s, %s)",
+                                      (Jsonb(parsed), ends_at, comment)).fetchone()[0]
+            conn.commit()
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+    click.echo(silence_id)
+
+
+@silence_group.command("list")
+@database_option
+@click.option("--all", "show_all", is_flag=True, help="Include ended and expired silences (history).")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="table for people; json or csv for tools.")
+def silence_list(database_url: str, show_all: bool, output_format: str) -> None:
+    """Active silences (and with --all, past ones), with what each holds now. monitoring_reader is enough."""
+    from dispatcher.report import render
+
+    with connect_or_fail(database_url) as conn:
+        try:
+            cursor = conn.execute("""
+                SELECT s.id, s.matchers::text AS matchers, s.starts_at, least(s.ends_at, s.expired_at) AS ends_at,
+                       s.created_by, s.comment,
+                       (SELECT count(*) FROM monitoring_notification_holds AS h
+                        WHERE h.held_by = 'silence ' || s.id AND h.released_at IS NULL) AS holding
+                FROM monitoring_silences AS s
+                WHERE %s OR (s.expired_at IS NULL AND s.ends_at > now())
+                ORDER BY s.id""", (show_all,))
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+        columns = [c.name for c in cursor.description]
+        rows = cursor.fetchall()
+    click.echo(render(columns, rows, output_format), nl=False)
+
+
+@silence_group.command("expire")
+@database_option
+@click.argument("silence_id", type=int)
+def silence_expire(database_url: str, silence_id: int) -> None:
+    """End silence SILENCE_ID now; the open alerts it held (and nothing else holds) are notified at once."""
+    with connect_or_fail(database_url) as conn:
+        try:
+            expired = conn.execute("SELECT monitoring_expire_silence(%s)", (silence_id,)).fetchone()[0]
+            conn.commit()
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+    if not expired:
+        raise click.ClickException(f"silence {silence_id} does not exist or has already ended")
+    click.echo(f"expired silence {silence_id}")
+
+
 @cli.command("sla")
 @database_option
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24, show_default=True,

@@ -212,9 +212,22 @@ SET jit = off
 AS $$
 DECLARE
     v_batch record;
+    v_hygiene boolean := public._monitoring_hygiene_in_force((SELECT min(a.created_at) FROM new_alerts AS a));
 BEGIN
-    INSERT INTO public.monitoring_deliveries (alert_id, provider, action)
-    SELECT a.id, r.provider, 'trigger'
+    -- silences, maintenance windows and inhibition hold the new alerts' notifications (sql/hygiene.sql)
+    IF v_hygiene THEN
+        INSERT INTO public.monitoring_notification_holds (alert_id, reason, held_by, held_at)
+        SELECT a.id, h.reason, h.held_by, a.created_at
+        FROM new_alerts AS a
+        CROSS JOIN LATERAL public._monitoring_holds_for(a, a.created_at) AS h
+        WHERE a.status <> 'resolved'
+        ON CONFLICT DO NOTHING;
+    END IF;
+    INSERT INTO public.monitoring_deliveries (alert_id, provider, action, status)
+    SELECT a.id, r.provider, 'trigger',
+           CASE WHEN v_hygiene AND EXISTS (
+               SELECT FROM public.monitoring_notification_holds AS h WHERE h.alert_id = a.id AND h.released_at IS NULL
+           ) THEN 'held' ELSE 'pending' END
     FROM new_alerts AS a
     CROSS JOIN LATERAL public.monitoring_route_providers(a.alert_type, a.severity) AS r (provider)
     WHERE a.status <> 'resolved'

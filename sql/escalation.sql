@@ -105,6 +105,9 @@ BEGIN
         JOIN public.monitoring_alerts AS a ON a.id = e.alert_id
         WHERE e.finished_at IS NULL AND e.next_step_at <= p_at
           AND (p_alert_ids IS NULL OR e.alert_id = ANY (p_alert_ids))
+          -- a held alert pages nobody; its escalation starts when it is released (monitoring_release_holds)
+          AND NOT EXISTS (SELECT FROM public.monitoring_notification_holds AS h
+                          WHERE h.alert_id = e.alert_id AND h.released_at IS NULL)
         FOR UPDATE OF e SKIP LOCKED  -- a cron run racing another, or racing an acknowledge, never doubles a step
     ),
     due_steps AS (

@@ -47,6 +47,7 @@ BEGIN
     WHERE id = p_alert_id
     RETURNING * INTO v_alert;
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
+    PERFORM public._monitoring_drop_held(p_alert_id, 'acknowledged', p_at);
     PERFORM public._monitoring_enqueue(p_alert_id, 'acknowledge',
         jsonb_build_object('by', p_by, 'note', p_note, 'at', p_at, 'via', p_via));
     RETURN v_alert;
@@ -80,8 +81,15 @@ BEGIN
     WHERE id = p_alert_id
     RETURNING * INTO v_alert;
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
+    PERFORM public._monitoring_drop_held(p_alert_id, 'resolved', p_at);
     PERFORM public._monitoring_enqueue(p_alert_id, 'resolve', jsonb_build_object(
         'by', p_by, 'note', p_note, 'at', p_at, 'false_positive', coalesce(p_false_positive, false), 'via', p_via));
+    -- this alert may have been inhibiting others: those still open and held by nothing else go out now
+    IF EXISTS (SELECT FROM public.monitoring_notification_holds AS h
+               WHERE h.released_at IS NULL AND h.reason = 'inhibition'
+                 AND h.held_by LIKE '%: alert ' || p_alert_id) THEN
+        PERFORM public.monitoring_release_holds(greatest(p_at, now()));
+    END IF;
     RETURN v_alert;
 END
 $$;

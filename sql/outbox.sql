@@ -10,8 +10,12 @@ RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO public.monitoring_deliveries (alert_id, provider, action, context)
-    SELECT p_alert_id, p.provider, p_action, p_context
+    INSERT INTO public.monitoring_deliveries (alert_id, provider, action, context, status)
+    SELECT p_alert_id, p.provider, p_action, p_context,
+           -- a trigger (a repeat that raised the severity) waits while the alert is held; follow-ups never do
+           CASE WHEN p_action = 'trigger' AND EXISTS (
+               SELECT FROM public.monitoring_notification_holds AS h WHERE h.alert_id = p_alert_id AND h.released_at IS NULL
+           ) THEN 'held' ELSE 'pending' END
     FROM public.monitoring_providers AS p
     WHERE p_action = ANY (p.actions)
       AND CASE
@@ -22,7 +26,7 @@ AS $$
           ELSE EXISTS (
               SELECT FROM public.monitoring_deliveries AS t
               WHERE t.alert_id = p_alert_id AND t.provider = p.provider AND t.action = 'trigger'
-                AND t.status <> 'skipped'
+                AND t.status NOT IN ('skipped', 'held')
           )
           -- no echo: a provider where a responder acknowledged or resolved is not told it again
           AND p.provider IS DISTINCT FROM p_context ->> 'via'
@@ -310,12 +314,14 @@ SELECT
     count(*) FILTER (WHERE status = 'pending') AS pending,
     count(*) FILTER (WHERE status = 'sending') AS sending,
     count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
-    extract(EPOCH FROM now() - min(created_at))::double precision AS oldest_age_seconds
+    extract(EPOCH FROM now() - min(created_at) FILTER (WHERE status <> 'held'))::double precision AS oldest_age_seconds,
+    count(*) FILTER (WHERE status = 'held') AS held
 FROM monitoring_deliveries
-WHERE status IN ('pending', 'sending')
+WHERE status IN ('pending', 'sending', 'held')
 GROUP BY provider;
 COMMENT ON VIEW monitoring_delivery_queue IS
-'Work not yet done, per provider: pending, sending (claimed), due now, and the age of the oldest in seconds.';
+'Work not yet done, per provider: pending, sending (claimed), due now, the age of the oldest in seconds, and
+held (by a silence, maintenance window or inhibition; not counted in the age).';
 GRANT SELECT ON monitoring_delivery_queue TO monitoring_reader, monitoring_dispatcher;
 
 -- jsonb_to_recordset is estimated at 100 rows, so on a queue of a few thousand rows the planner preferred

@@ -45,3 +45,32 @@ def test_oncall_command_lists_now_and_the_coming_shifts(db_url):
     assert 4 <= len(shifts) <= 5 and {r["person"] for r in shifts} == {"primary_engineer_1", "primary_engineer_2"}
     missing = CliRunner().invoke(cli, ["oncall", "--database-url", db_url, "--schedule", "nope"])
     assert missing.exit_code != 0 and "schedule 'nope' does not exist" in missing.output
+
+
+def test_silence_add_list_and_expire(db_url, conn):
+    runner = CliRunner()
+    added = runner.invoke(cli, ["silence", "add", "--database-url", db_url, "--match", "alert_type=deploy_check",
+                                "--match", "labels.env=~prod|staging", "--for", "2h", "--comment", "deploy of api 4.2"])
+    assert added.exit_code == 0, added.output
+    silence_id = int(added.output.strip())
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, details) "
+                 "VALUES ('deploy_check', 'critical', 't', '{\"labels\": {\"env\": \"prod\"}}')")
+    listed = json.loads(runner.invoke(cli, ["silence", "list", "--database-url", db_url, "--format", "json"]).output)
+    assert [(s["id"], s["comment"], s["holding"]) for s in listed] == [(silence_id, "deploy of api 4.2", 1)]
+    expired = runner.invoke(cli, ["silence", "expire", "--database-url", db_url, str(silence_id)])
+    assert expired.exit_code == 0 and conn.execute(
+        "SELECT count(*) FROM monitoring_deliveries WHERE status = 'pending'").fetchone() == (3,)
+    assert json.loads(runner.invoke(cli, ["silence", "list", "--database-url", db_url, "--format", "json"]).output) == []
+    assert len(json.loads(runner.invoke(cli, ["silence", "list", "--all", "--database-url", db_url, "--format", "json"]).output)) == 1
+    again = runner.invoke(cli, ["silence", "expire", "--database-url", db_url, str(silence_id)])
+    assert again.exit_code == 1 and "already ended" in again.output
+
+
+def test_silence_add_refuses_bad_input_with_the_reason(db_url, conn):
+    runner = CliRunner()
+    for args, reason in ([["--match", "title=x", "--for", "1h"], "not FIELD OP VALUE"],
+                         [["--match", "alert_type=x"], "give --for or --until"],
+                         [["--match", "alert_type=x", "--for", "soon"], "not like 2h"]):
+        result = runner.invoke(cli, ["silence", "add", "--database-url", db_url, "--comment", "c", *args])
+        assert result.exit_code == 2 and reason in result.output
+    assert conn.execute("SELECT count(*) FROM monitoring_silences").fetchone() == (0,)
