@@ -132,9 +132,12 @@ BEGIN
     IF p_via !~ '^[a-z][a-z0-9_]{0,30}$' THEN
         RAISE EXCEPTION 'via % is not a provider name', p_via USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- a person pgalert knows by their Slack member id is named as in monitoring_people; anyone else is
+    -- recorded with their Slack id beside the name Slack gave, never refused
     v_actor := coalesce(
         (SELECT pp.name FROM public.monitoring_people AS pp WHERE pp.slack_member_id = p_slack_member_id),
-        nullif(btrim(left(p_actor, 200)), ''),
+        nullif(btrim(left(p_actor, 200)), '')
+            || CASE WHEN p_slack_member_id IS NOT NULL THEN ' (slack ' || left(p_slack_member_id, 40) || ')' ELSE '' END,
         CASE WHEN p_slack_member_id IS NOT NULL THEN 'slack user ' || left(p_slack_member_id, 40) END,
         p_via
     );

@@ -445,8 +445,8 @@ def test_a_slack_click_acknowledges_as_the_person_and_updates_the_message(serve,
 def test_an_unknown_slack_user_is_recorded_by_id(serve, conn, fake):
     alert_id, key, _ = paged_alert(conn)
     assert post_slack(serve, slack_click(key, "pgalert_resolve", "U0STRANGER", fake)).status_code == 200
-    assert conn.execute("SELECT resolved_by FROM monitoring_alerts").fetchone() == ("ana.s",)
-    assert conn.execute("SELECT actor, outcome FROM monitoring_inbound_actions").fetchone() == ("ana.s", "resolved")
+    assert conn.execute("SELECT resolved_by FROM monitoring_alerts").fetchone() == ("ana.s (slack U0STRANGER)",)
+    assert conn.execute("SELECT actor, outcome FROM monitoring_inbound_actions").fetchone() == ("ana.s (slack U0STRANGER)", "resolved")
 
 
 @pytest.mark.parametrize("problem", ["stale", "future", "bad signature", "unsigned"])
