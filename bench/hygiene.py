@@ -41,7 +41,7 @@ def take_hygiene_out(conn: psycopg.Connection) -> None:
         conn.execute("UPDATE monitoring_inhibit_rules SET enabled = false")
 
 
-def run(url: str, report: Callable[..., None], rounds: int = 6, per_round: int = 300) -> None:
+def run(url: str, report: Callable[..., None], rounds: int = 20, per_round: int = 100) -> None:
     seconds = {"none": 0.0, "in force": 0.0}
     with psycopg.connect(url, autocommit=True) as conn:
         put_hygiene_in_force(conn)
