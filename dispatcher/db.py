@@ -54,11 +54,10 @@ class DispatcherQueries:
             return None
         return self.conn.execute(queries()["latest_migration"]).fetchone()[0]
 
-    def claim(self, limit: int, lease_seconds: float, paces: dict[str, dict]) -> list[tuple]:
-        """Claimed deliveries, each row ending with its provider's (granted, wait_seconds) when paced."""
-        params = {"dispatcher": self.dispatcher_id, "limit": limit, "lease_seconds": lease_seconds,
-                  "paces": Jsonb(paces)}
-        return self.conn.execute(queries()["claim"], params).fetchall()
+    def claim(self, limit: int, lease_seconds: float) -> list[tuple]:
+        return self.conn.execute(
+            queries()["claim"], {"dispatcher": self.dispatcher_id, "limit": limit, "lease_seconds": lease_seconds}
+        ).fetchall()
 
     def complete(self, results: list[dict]) -> int:
         row = self.conn.execute(queries()["complete"], {"dispatcher": self.dispatcher_id, "results": Jsonb(results)})
@@ -67,6 +66,11 @@ class DispatcherQueries:
     def release(self, delivery_ids: list[int]) -> int:
         row = self.conn.execute(queries()["release"], {"dispatcher": self.dispatcher_id, "delivery_ids": delivery_ids})
         return row.fetchone()[0]
+
+    def reserve_slots(self, provider: str, count: int, interval_seconds: float, burst: int) -> tuple[int, float]:
+        params = {"provider": provider, "count": count, "interval_seconds": interval_seconds, "burst": burst}
+        granted, wait = self.conn.execute(queries()["reserve_slots"], params).fetchone()
+        return granted, max(wait, 0.0)
 
     def seconds_until_next_due(self) -> float | None:
         return self.conn.execute(queries()["seconds_until_next_due"]).fetchone()[0]

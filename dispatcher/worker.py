@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
-import functools
 import os
 import random
 import signal
@@ -316,42 +315,30 @@ class Dispatcher:
         return min(max(due_in, 0.005), self.settings.poll_seconds)
 
     def _claim(self, queries: db.DispatcherQueries, capacity: int) -> int:
-        rows = queries.claim(min(capacity, self.settings.batch_size), self.settings.lease_seconds, self._paces)
-        deliveries = [to_delivery(row[:8]) for row in rows]
+        rows = queries.claim(min(capacity, self.settings.batch_size), self.settings.lease_seconds)
+        deliveries = [to_delivery(row) for row in rows]
         with self._lock:
             self._outstanding.update(d.delivery_id for d in deliveries)
         by_provider: dict[str, list[Delivery]] = defaultdict(list)
-        slots: dict[str, tuple[int, float]] = {}
-        for delivery, row in zip(deliveries, rows, strict=True):
+        for delivery in deliveries:
             by_provider[delivery.provider].append(delivery)
-            if row[8] is not None:
-                slots[delivery.provider] = (row[8], row[9])
         for provider, batch in by_provider.items():
-            for group in self._pace(provider, batch, slots.get(provider)):
+            for group in self._pace(queries, provider, batch):
                 with self._lock:
                     self._sending.update(d.delivery_id for d in group)
                 self._send(group)
         return len(deliveries)
 
-    @functools.cached_property
-    def _paces(self) -> dict[str, dict]:
-        """The paces the claim reserves slots for: configured providers only (an unconfigured one's deliveries
-        are skipped, never sent)."""
-        return {provider: {"interval": pace.interval, "burst": pace.burst}
-                for provider, pace in self.settings.pacing.items()
-                if not isinstance(self.providers.get(provider), Unconfigured | None)}
-
-    def _pace(self, provider: str, batch: list[Delivery], slots: tuple[int, float] | None) -> list[list[Delivery]]:
+    def _pace(self, queries: db.DispatcherQueries, provider: str, batch: list[Delivery]) -> list[list[Delivery]]:
         """What to send now, one list per request; what the pace does not allow now is deferred, never dropped.
-        `slots` is what the claim reserved for the provider: (granted, seconds until the next slot).
 
         A provider that can send a digest (Slack) folds what exceeds its pace into the last granted message,
         and defers the rest together to its next slot, where they make the next digest."""
         pace = self.settings.pacing.get(provider)
         sender = self.providers.get(provider)
-        if not pace or slots is None:
+        if not pace or isinstance(sender, Unconfigured | None):
             return [[delivery] for delivery in batch]
-        granted, wait = slots
+        granted, wait = queries.reserve_slots(provider, len(batch), pace.interval, pace.burst)
         digest_max = getattr(sender, "digest_max", 1)
         if granted >= len(batch) or digest_max <= 1:
             for position, delivery in enumerate(batch[granted:]):

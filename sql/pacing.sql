@@ -36,37 +36,6 @@ are deferred to then: queued, never dropped.';
 REVOKE ALL ON FUNCTION monitoring_reserve_send_slots(text, integer, interval, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_reserve_send_slots(text, integer, interval, integer) TO monitoring_dispatcher;
 
--- The claim reserves its paced sends in the same statement (dispatcher/queries.sql, claim): one round trip
--- per batch instead of two. Providers are taken in name order, so two dispatchers that both claimed sends to
--- PagerDuty and Slack lock the pacing rows in the same order and cannot deadlock.
-CREATE OR REPLACE FUNCTION monitoring_reserve_paced_sends(p_requests jsonb)
-RETURNS TABLE (provider text, granted integer, next_free_at timestamptz)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_request record;
-BEGIN
-    FOR v_request IN
-        SELECT r.key AS provider, (r.value ->> 'count')::integer AS count,
-               make_interval(secs => (r.value ->> 'interval')::double precision) AS interval,
-               (r.value ->> 'burst')::integer AS burst
-        FROM jsonb_each(coalesce(p_requests, '{}')) AS r
-        ORDER BY r.key
-    LOOP
-        provider := v_request.provider;
-        SELECT s.granted, s.next_free_at INTO granted, next_free_at
-        FROM public.monitoring_reserve_send_slots(v_request.provider, v_request.count, v_request.interval, v_request.burst) AS s;
-        RETURN NEXT;
-    END LOOP;
-END
-$$;
-COMMENT ON FUNCTION monitoring_reserve_paced_sends(jsonb) IS
-'Dispatchers only: monitoring_reserve_send_slots for several providers at once, {provider: {count, interval
-(seconds), burst}}, in provider order; one row per provider.';
-REVOKE ALL ON FUNCTION monitoring_reserve_paced_sends(jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_reserve_paced_sends(jsonb) TO monitoring_dispatcher;
-
 CREATE OR REPLACE FUNCTION monitoring_pause_provider(p_provider text, p_until timestamptz)
 RETURNS void
 LANGUAGE sql

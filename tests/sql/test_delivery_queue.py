@@ -135,26 +135,6 @@ def test_pacing_grants_a_burst_then_defers_and_a_pause_holds_everyone(conn, conn
     assert conn.execute("SELECT granted FROM monitoring_reserve_send_slots('pagerduty', 10, '0.5 seconds', 10)").fetchone() == (0,)
 
 
-def test_the_dispatchers_claim_reserves_its_paced_sends_in_the_same_statement(conn, connect):
-    """dispatcher/queries.sql's claim, as the dispatcher runs it: paced providers get their slots in the rows."""
-    from dispatcher.db import queries
-
-    conn.execute(SEED_CRITICAL)
-    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('deploy', 'info', 't')")
-    dispatcher = connect("monitoring_dispatcher")
-    paces = {"pagerduty": {"interval": 0.5, "burst": 10}, "slack": {"interval": 1.0, "burst": 1}}
-    rows = dispatcher.execute(queries()["claim"], {"dispatcher": "d", "limit": 10, "lease_seconds": 60,
-                                                    "paces": Jsonb(paces)}).fetchall()
-    slots = {row[2]: (row[8], row[9] > 0 if row[9] is not None else None) for row in rows}
-    # PagerDuty: 1 of its burst of 10; Slack: 2 claimed, 1 granted, the next slot a second away; Sentry: no pace
-    assert slots == {"pagerduty": (1, False), "slack": (1, True), "sentry": (None, None)}
-    assert [row[0] for row in rows] == sorted(row[0] for row in rows)
-    # the reservation is shared: another claim now finds Slack's slot taken
-    assert dispatcher.execute("SELECT granted FROM monitoring_reserve_paced_sends(%s)",
-                              (Jsonb({"slack": {"count": 1, "interval": 1.0, "burst": 1}}),)).fetchall() == [(0,)]
-    assert dispatcher.execute("SELECT * FROM monitoring_reserve_paced_sends(NULL)").fetchall() == []
-
-
 def test_a_429_result_pauses_the_provider_for_every_dispatcher(conn):
     conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('x', 'info', 't')")
     (row,) = claim(conn)

@@ -127,7 +127,6 @@ FUNCTION_RIGHTS = {
     "monitoring_add_override": ["admin"], "monitoring_backtest_rule": READ,
     "monitoring_claim_deliveries": ["dispatcher"], "monitoring_complete_deliveries": ["dispatcher"],
     "monitoring_release_deliveries": ["dispatcher"], "monitoring_reserve_send_slots": ["dispatcher"],
-    "monitoring_reserve_paced_sends": ["dispatcher"],
     "monitoring_pause_provider": ["dispatcher"], "monitoring_next_delivery_due": ["dispatcher"],
     "monitoring_claim_health_checks": ["dispatcher"], "monitoring_record_health_check": ["dispatcher"],
     "monitoring_ensure_health_check": ["dispatcher"], "monitoring_compact_rule_counts": ["admin"],
