@@ -1,4 +1,5 @@
-"""Local stand-ins for PagerDuty, Opsgenie, Slack, Sentry and a signed webhook, on one loopback HTTP server.
+"""Local stand-ins for PagerDuty, Opsgenie, Jira Service Management, Slack, Sentry and a signed webhook, on one
+loopback HTTP server.
 
 They answer as the vendors document (../shared/specs at the time of writing): the same status codes, bodies
 and limits, so the dispatcher is tested against the contract rather than against itself. Tests script faults
@@ -29,6 +30,7 @@ from dispatcher.providers.webhook import verify
 
 PAGERDUTY_KEY = "0123456789abcdef0123456789abcdef"
 OPSGENIE_KEY = "ffffffff-0000-4000-8000-000000000001"
+JSM_KEY = "eeeeeeee-0000-4000-8000-000000000002"
 SLACK_PATH = "/slack/services/T0000000/B0000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 SENTRY_KEY = "abcdef0123456789abcdef0123456789"
 SENTRY_PROJECT = "42"
@@ -101,6 +103,8 @@ class FakeProviders:
             "PAGERDUTY_EVENTS_URL": f"{self.base_url}/pagerduty/v2/enqueue",
             "OPSGENIE_API_KEY": OPSGENIE_KEY,
             "OPSGENIE_API_URL": f"{self.base_url}/opsgenie",
+            "JSM_API_KEY": JSM_KEY,
+            "JSM_API_URL": f"{self.base_url}/jsm/jsm/ops/integration",
             "SLACK_WEBHOOK_URL": f"{self.base_url}{SLACK_PATH}",
             "SENTRY_DSN": f"http://{SENTRY_KEY}@{self.host}:{self.port}/sentry/{SENTRY_PROJECT}",
             "PGALERT_WEBHOOK_URL": f"{self.base_url}/webhook",
@@ -193,9 +197,9 @@ def pagerduty(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     return _json(202, {"status": "success", "message": "Event processed", "dedup_key": dedup_key or uuid.uuid4().hex})
 
 
-def opsgenie(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+def opsgenie(path: str, query: dict, headers: dict, body: bytes, key: str = OPSGENIE_KEY) -> Reply:
     request_id = str(uuid.uuid4())
-    if headers.get("authorization") != f"GenieKey {OPSGENIE_KEY}":
+    if headers.get("authorization") != f"GenieKey {key}":
         return _json(401, {"message": "Could not authenticate", "took": 0.001, "requestId": request_id})
     try:
         document = json.loads(body or b"{}")
@@ -225,6 +229,14 @@ def opsgenie(path: str, query: dict, headers: dict, body: bytes) -> Reply:
             return _json(422, {"message": "identifierType is invalid", "took": 0.001, "requestId": request_id})
         return accepted
     return _json(404, {"message": "Not found", "took": 0.001, "requestId": request_id})
+
+
+def jsm(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    """Jira Service Management Operations' integration API (base .../jsm/ops/integration): Opsgenie's alert
+    contract (../shared/specs/inbound.md), with the integration's own key."""
+    if not path.startswith("/jsm/ops/integration/"):
+        return _json(404, {"message": "Not found"})
+    return opsgenie(path.removeprefix("/jsm/ops/integration"), query, headers, body, key=JSM_KEY)
 
 
 def slack(path: str, query: dict, headers: dict, body: bytes) -> Reply:
@@ -305,7 +317,8 @@ def slack_response(path: str, query: dict, headers: dict, body: bytes) -> Reply:
 
 
 ROUTES: dict[str, Callable[[str, dict, dict, bytes], Reply]] = {
-    "pagerduty": pagerduty, "opsgenie": opsgenie, "slack": slack, "sentry": sentry, "webhook": webhook, "app": app,
+    "pagerduty": pagerduty, "opsgenie": opsgenie, "jsm": jsm, "slack": slack, "sentry": sentry, "webhook": webhook,
+    "app": app,
     "slack-response": slack_response,
 }
 
@@ -413,7 +426,7 @@ def describe(received: Received) -> str:
     if received.provider == "pagerduty":
         summary = (document.get("payload") or {}).get("summary", "")
         what = f"{document.get('event_action')} dedup_key={document.get('dedup_key')} {summary}"
-    elif received.provider == "opsgenie":
+    elif received.provider in ("opsgenie", "jsm"):
         verb = received.path.rsplit("/", 1)[-1] if "alerts/" in received.path else "create"
         what = f"{verb} {document.get('message') or ''}"
     elif received.provider == "slack":

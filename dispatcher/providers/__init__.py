@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from dispatcher.providers.base import Provider, Unconfigured
+from dispatcher.providers.jsm import JSM_API_URL, JiraServiceManagement
 from dispatcher.providers.opsgenie import US_API_URL, Opsgenie
 from dispatcher.providers.pagerduty import US_EVENTS_URL, PagerDuty
 from dispatcher.providers.sentry import Sentry, parse_sentry_target
@@ -19,6 +20,7 @@ from dispatcher.providers.webhook import Webhook, WebhookSecretError, signing_ke
 PROVIDER_ENV = {
     "pagerduty": ("PAGERDUTY_INTEGRATION_KEY", "PAGERDUTY_EVENTS_URL"),
     "opsgenie": ("OPSGENIE_API_KEY", "OPSGENIE_API_URL"),
+    "jsm": ("JSM_API_KEY", "JSM_API_URL"),
     "slack": ("SLACK_WEBHOOK_URL",),
     "sentry": ("SENTRY_DSN", "SENTRY_WEBHOOK_URL"),
     "webhook": ("PGALERT_WEBHOOK_URL", "PGALERT_WEBHOOK_SECRET"),
@@ -43,6 +45,11 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
     providers["opsgenie"] = (
         Opsgenie(key, get("OPSGENIE_API_URL") or US_API_URL)
         if key else Unconfigured("opsgenie", "OPSGENIE_API_KEY is not set")
+    )
+    key = get("JSM_API_KEY")
+    providers["jsm"] = (
+        JiraServiceManagement(key, get("JSM_API_URL") or JSM_API_URL)
+        if key else Unconfigured("jsm", "JSM_API_KEY is not set")
     )
     url = get("SLACK_WEBHOOK_URL")
     providers["slack"] = (
@@ -74,6 +81,7 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
     allow_plain_http = get("PGALERT_ALLOW_PLAIN_HTTP").lower() in ("1", "true", "yes", "on")
     for variable, url in (("PAGERDUTY_EVENTS_URL", get("PAGERDUTY_EVENTS_URL")),
                           ("OPSGENIE_API_URL", get("OPSGENIE_API_URL")),
+                          ("JSM_API_URL", get("JSM_API_URL")),
                           ("SLACK_WEBHOOK_URL", get("SLACK_WEBHOOK_URL")),
                           ("PGALERT_WEBHOOK_URL", get("PGALERT_WEBHOOK_URL")),
                           ("SENTRY_DSN" if dsn else "SENTRY_WEBHOOK_URL", dsn or sentry_url)):

@@ -44,6 +44,23 @@ def test_warning_goes_to_opsgenie_and_is_closed_by_alias(conn, fake, start_dispa
     assert close.path == f"/v2/alerts/{create.json['alias']}/close" and close.query == {"identifierType": ["alias"]}
 
 
+def test_the_readme_recipe_moves_the_warning_route_from_opsgenie_to_jsm(conn, fake, start_dispatcher):
+    # README, "From Opsgenie to Jira Service Management": one UPDATE moves every route, the failure route too
+    conn.execute("UPDATE monitoring_routes SET provider = 'jsm' WHERE provider = 'opsgenie'")
+    start_dispatcher()
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, message) VALUES ('disk', 'warning', 'Disk 91%', 'db-1')")
+    wait_until(lambda: all_final(conn))
+    conn.execute("SELECT monitoring_acknowledge_alert(1, 'bob', 'on it')")
+    conn.execute("SELECT monitoring_resolve_alert(1, 'bob')")
+    wait_until(lambda: len(fake.requests_for("jsm", 202)) == 3)
+    create, ack, close = fake.requests_for("jsm")
+    prefix = "/jsm/ops/integration/v2/alerts"
+    assert create.path == prefix and create.json["priority"] == "P2" and create.json["message"] == "Disk 91%"
+    assert ack.path == f"{prefix}/{create.json['alias']}/acknowledge" and ack.json["note"] == "on it"
+    assert close.path == f"{prefix}/{create.json['alias']}/close" and close.query == {"identifierType": ["alias"]}
+    assert fake.requests_for("opsgenie") == []
+
+
 def test_a_dispatcher_that_was_down_catches_up(conn, fake, start_dispatcher):
     conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'down' || g, 'info', 't' FROM generate_series(1, 20) g")
     start_dispatcher()

@@ -8,6 +8,7 @@ import pytest
 
 from devtools import fake_providers as fake
 from dispatcher.providers.base import Delivery, HttpResponse, truncate, truncate_utf8
+from dispatcher.providers.jsm import JiraServiceManagement
 from dispatcher.providers.opsgenie import Opsgenie
 from dispatcher.providers.pagerduty import EU_EVENTS_URL, PagerDuty
 from dispatcher.providers.sentry import Sentry, event_id, parse_sentry_target
@@ -103,6 +104,20 @@ def test_opsgenie_follow_ups_go_by_alias(action, verb):
     request = OPSGENIE.build(delivery(action, "opsgenie", {"by": "alice", "note": "on it"}))
     assert request.url == f"https://api.opsgenie.com/v2/alerts/pgalert-abcd1234-7/{verb}?identifierType=alias"
     assert json.loads(request.body) == {"user": "alice", "source": "pgalert", "note": "on it"}
+
+
+def test_jsm_speaks_opsgenies_contract_at_atlassians_address_with_its_own_key():
+    jsm = JiraServiceManagement(fake.JSM_KEY)
+    create = jsm.build(delivery(provider="jsm", severity="warning"))
+    assert create.url == "https://api.atlassian.com/jsm/ops/integration/v2/alerts"
+    assert create.headers["Authorization"] == f"GenieKey {fake.JSM_KEY}"
+    assert json.loads(create.body) == json.loads(OPSGENIE.build(delivery(provider="opsgenie", severity="warning")).body)
+    close = jsm.build(delivery("resolve", "jsm", {"by": "alice"}))
+    assert close.url == "https://api.atlassian.com/jsm/ops/integration/v2/alerts/pgalert-abcd1234-7/close?identifierType=alias"
+    headers = {"authorization": create.headers["Authorization"]}
+    assert fake.jsm("/jsm/ops/integration/v2/alerts", {}, headers, create.body)[0] == 202
+    assert fake.jsm("/jsm/ops/integration/v2/alerts", {}, {"authorization": f"GenieKey {fake.OPSGENIE_KEY}"}, create.body)[0] == 401
+    assert jsm.name == "jsm" and jsm.secrets() == (fake.JSM_KEY,)
 
 
 def test_opsgenie_reference_is_the_request_id():

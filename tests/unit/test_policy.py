@@ -72,7 +72,8 @@ def test_unconfigured_providers_say_why():
     providers = providers_from_env({})
     assert all(isinstance(p, Unconfigured) for p in providers.values())
     assert providers["pagerduty"].reason == "PAGERDUTY_INTEGRATION_KEY is not set"
-    assert set(providers) == {"pagerduty", "opsgenie", "slack", "sentry", "webhook"}
+    assert set(providers) == {"pagerduty", "opsgenie", "jsm", "slack", "sentry", "webhook"}
+    assert providers["jsm"].reason == "JSM_API_KEY is not set"
 
 
 def test_seed_secret_names_configure_the_providers():
@@ -91,6 +92,7 @@ def test_seed_secret_names_configure_the_providers():
     ({"SLACK_WEBHOOK_URL": "hooks.slack.com/services/T000/B000/XXXX"}, "SLACK_WEBHOOK_URL must start with https://"),
     ({"SLACK_WEBHOOK_URL": "http://hooks.slack.com/services/T000/B000/XXXX"}, "plain http:// to a host that is not this machine"),
     ({"OPSGENIE_API_KEY": "k", "OPSGENIE_API_URL": "http://api.opsgenie.com"}, "OPSGENIE_API_URL uses plain http://"),
+    ({"JSM_API_KEY": "k", "JSM_API_URL": "http://api.atlassian.com/jsm/ops/integration"}, "JSM_API_URL uses plain http://"),
     ({"PGALERT_WEBHOOK_URL": "https://hooks.example.com:port/x", "PGALERT_WEBHOOK_SECRET": "whsec_c2VjcmV0"}, "PGALERT_WEBHOOK_URL is not a valid URL"),
     ({"SENTRY_WEBHOOK_URL": "http://KEY@sentry.example.com/42"}, "SENTRY_WEBHOOK_URL uses plain http://"),
 ])
