@@ -95,7 +95,8 @@ def test_the_demo_routes_acknowledges_and_resolves_the_seed_then_stops_on_ctrl_c
         ("slack", "acknowledge"), ("slack", "resolve"), ("sentry", "trigger"),
         ("opsgenie", "trigger"), ("opsgenie", "acknowledge"), ("opsgenie", "resolve")}
     assert "acknowledged by Alice via pagerduty; resolved by alice via sql" in output
-    assert "acknowledged by bob via sql; resolved by bob via slack" in output
+    # bob is not in monitoring_people: recorded by the name Slack gave and his Slack id
+    assert "acknowledged by bob via sql; resolved by bob (slack U0BOB) via slack" in output
     assert {row[3] for row in rows} == {"succeeded"}
     assert re.search(rf"psql postgresql://\S+:{port}/pgalert -c \"INSERT INTO monitoring_alerts", output)
     assert "Stopped." in output
