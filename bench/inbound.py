@@ -14,8 +14,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,7 +23,7 @@ from pathlib import Path
 import psycopg
 import requests
 
-from devtools.localpg import free_port
+from devtools.serve import inbound_login, start_serve
 from dispatcher.http import HttpClient
 from dispatcher.inbound.verify import new_token, token_sha256
 from dispatcher.providers.base import HttpRequest, HttpResponse
@@ -33,29 +31,6 @@ from dispatcher.providers.base import HttpRequest, HttpResponse
 CONCURRENCY = 8
 ROUNDS = 15
 SINGLE_ALERTS = 3000
-
-
-def start_serve(url: str, log_dir: Path) -> tuple[subprocess.Popen, str]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'pgalert_bench_serve'").fetchone():
-            conn.execute("CREATE ROLE pgalert_bench_serve LOGIN IN ROLE monitoring_inbound")
-    port = free_port()
-    login_url = url.replace("postgresql://postgres@", "postgresql://pgalert_bench_serve@", 1)
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "serve", "--port", str(port), "--log-level", "warning",
-         "--pool-size", str(CONCURRENCY)],
-        env={**os.environ, "DATABASE_URL": login_url},
-        stderr=open(log_dir / "serve.log", "ab"),  # noqa: SIM115 - owned by the child
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                return serve, base
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("pgalert serve did not start")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -107,7 +82,8 @@ def run(url: str, log_dir: Path, report: Callable[..., None]) -> None:
     token = new_token()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT monitoring_create_api_client('bench', %s)", (token_sha256(token),))
-    serve, base = start_serve(url, log_dir)
+    serve, base = start_serve(inbound_login(url, "pgalert_bench_serve"), log_dir / "serve.log",
+                              "--log-level", "warning", "--pool-size", str(CONCURRENCY))
     headers = {"Authorization": f"Bearer {token}"}
     try:
         session = requests.Session()

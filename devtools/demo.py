@@ -24,7 +24,8 @@ import psycopg
 import requests
 
 from devtools.fake_providers import PAGERDUTY_API_TOKEN, FakeProviders, describe, sign_pagerduty, sign_slack
-from devtools.localpg import LocalServer, free_port
+from devtools.localpg import LocalServer
+from devtools.serve import inbound_login, start_serve
 from dispatcher.migrate import MigrationError, migrate
 from dispatcher.providers import PROVIDER_ENV
 
@@ -66,30 +67,12 @@ def show_deliveries(conn: psycopg.Connection, alert_ids: list[int]) -> None:
         say(f"  {alert_id:>5}  {provider:<10}{action:<12}{status:<10}{http:<5}{error[:60]}")
 
 
-def start_serve(url: str, receiver: FakeProviders, log_path) -> tuple[subprocess.Popen, str]:
-    """`pgalert serve` as a login holding only monitoring_inbound, with the secrets the demo's PagerDuty and
-    Slack sign with."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'pgalert_demo_serve'").fetchone():
-            conn.execute("CREATE ROLE pgalert_demo_serve LOGIN IN ROLE monitoring_inbound")
-    port = free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               DATABASE_URL=url.replace("postgresql://postgres@", "postgresql://pgalert_demo_serve@", 1),
-               PAGERDUTY_WEBHOOK_SECRETS=DEMO_PAGERDUTY_WEBHOOK_SECRET, SLACK_SIGNING_SECRET=DEMO_SLACK_SIGNING_SECRET,
-               PAGERDUTY_API_TOKEN=PAGERDUTY_API_TOKEN, PAGERDUTY_API_URL=f"{receiver.base_url}/pagerduty-api",
-               SLACK_RESPONSE_URL_PREFIX=f"{receiver.base_url}/slack-response/")
-    serve = subprocess.Popen([sys.executable, "-m", "dispatcher", "serve", "--port", str(port)], env=env,
-                             stderr=open(log_path, "ab"))  # noqa: SIM115 - lives as long as the child
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and serve.poll() is None:
-        try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                return serve, base
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"pgalert serve did not start; see {log_path}")
+def serve_env(receiver: FakeProviders) -> dict[str, str]:
+    """The secrets the demo's PagerDuty and Slack sign with, and the fake REST API and response_url."""
+    return {"PAGERDUTY_WEBHOOK_SECRETS": DEMO_PAGERDUTY_WEBHOOK_SECRET,
+            "SLACK_SIGNING_SECRET": DEMO_SLACK_SIGNING_SECRET,
+            "PAGERDUTY_API_TOKEN": PAGERDUTY_API_TOKEN, "PAGERDUTY_API_URL": f"{receiver.base_url}/pagerduty-api",
+            "SLACK_RESPONSE_URL_PREFIX": f"{receiver.base_url}/slack-response/"}
 
 
 def pagerduty_acknowledges(serve_url: str, receiver: FakeProviders, dedup_key: str, who: str) -> dict:
@@ -159,7 +142,8 @@ def main() -> int:
     try:
         if receiver:
             serve_log = server.base_dir / "serve.log"
-            serve, serve_url = start_serve(url, receiver, serve_log)
+            serve, serve_url = start_serve(inbound_login(url, "pgalert_demo_serve"), serve_log,
+                                           env=serve_env(receiver))
             say(f"Started pgalert serve on {serve_url}, where PagerDuty and Slack call back (its log: {serve_log})")
         time.sleep(1.0)
         with psycopg.connect(url, autocommit=True) as conn:

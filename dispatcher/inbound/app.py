@@ -230,11 +230,11 @@ class Inbound:
             return Response(status_code=200)
         action = click.as_action()
         alert_id = await self.find_alert(action)
-        outcome, alert_id, status, actor = await self.record(action, alert_id, slack_member_id=click.member_id)
+        outcome, _alert_id, status, _actor = await self.record(action, alert_id, slack_member_id=click.member_id)
         task = None
         if click.response_url:
             if click.response_url.startswith(self.settings.slack_response_url_prefix):
-                update = translate.slack_updated_message(click.message, outcome, actor, click.member_id, status)
+                update = translate.slack_updated_message(click.message, outcome, click.member_id, status)
                 task = BackgroundTask(self.post_to_slack, click.response_url, update)
             else:
                 logs.warning("slack response_url not followed", reason="not under the allowed prefix")

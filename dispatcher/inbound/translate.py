@@ -286,7 +286,7 @@ def slack_click(form_payload: str | None) -> SlackClick:
     )
 
 
-def slack_updated_message(message: dict | None, outcome: str, actor: str, member_id: str, status: str | None) -> dict:
+def slack_updated_message(message: dict | None, outcome: str, member_id: str, status: str | None) -> dict:
     """The clicked message as it should now read: the pgalert buttons that no longer apply removed, and a line
     that says who did what (or why nothing changed)."""
     blocks = [dict(b) for b in (message or {}).get("blocks", []) if isinstance(b, dict)]

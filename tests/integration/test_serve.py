@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from devtools.fake_providers import PAGERDUTY_API_TOKEN, FakeProviders, sign_pagerduty, sign_slack
-from devtools.localpg import free_port
+from devtools.serve import start_serve
 from tests.integration.conftest import wait_until
 
 PD_SECRETS = ("pd-secret-old", "pd-secret-new")  # a subscription's secret mid-rotation
@@ -65,24 +65,9 @@ def inbound_url(db_url: str) -> Iterator[str]:
         admin.execute(f'DROP ROLE "{login}"')
 
 
-def start_serve(database_url: str, env: dict[str, str], log: Path) -> ServeProcess:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "serve", "--port", str(port), "--max-body-bytes", str(MAX_BODY)],
-        env={**os.environ, **env, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL, stderr=open(log, "ab"),  # noqa: SIM115 - owned by the process
-    )
-    serve = ServeProcess(f"http://127.0.0.1:{port}", log, process)
-
-    def healthy() -> bool:
-        assert process.poll() is None, f"pgalert serve exited: {log.read_text()}"
-        try:
-            return requests.get(serve.url + "/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_until(healthy, timeout=30)
-    return serve
+def start(database_url: str, env: dict[str, str], log: Path) -> ServeProcess:
+    process, url = start_serve(database_url, log, "--max-body-bytes", str(MAX_BODY), env=env)
+    return ServeProcess(url, log, process)
 
 
 @pytest.fixture
@@ -95,7 +80,7 @@ def serve(inbound_url: str, fake: FakeProviders, tmp_path: Path) -> Iterator[Ser
         "SLACK_RESPONSE_URL_PREFIX": f"{fake.base_url}/slack-response/",
         "OPSGENIE_WEBHOOK_TOKEN": OPSGENIE_TOKEN,
     }
-    process = start_serve(inbound_url, env, tmp_path / "serve.log")
+    process = start(inbound_url, env, tmp_path / "serve.log")
     yield process
     process.process.send_signal(signal.SIGTERM)
     assert process.process.wait(15) == 0  # a clean shutdown on SIGTERM
@@ -358,7 +343,7 @@ def test_unacknowledged_and_reopened_bring_the_alert_back(serve, conn):
 
 
 def test_the_pagerduty_endpoint_is_absent_without_a_secret(inbound_url, tmp_path, conn):
-    process = start_serve(inbound_url, {}, tmp_path / "bare.log")
+    process = start(inbound_url, {}, tmp_path / "bare.log")
     try:
         answer = process.post("/v1/pagerduty", b"{}", {"X-PagerDuty-Signature": "v1=00"})
         assert answer.status_code == 404 and "not configured" in answer.json()["error"]
@@ -488,7 +473,7 @@ def test_metrics_count_requests_and_outcomes(serve, token):
 
 def test_json_logs_say_what_happened_without_secrets(inbound_url, tmp_path, db_url):
     token = create_client(db_url, "ci")
-    process = start_serve(inbound_url, {"PGALERT_LOG_FORMAT": "json"}, tmp_path / "json.log")
+    process = start(inbound_url, {"PGALERT_LOG_FORMAT": "json"}, tmp_path / "json.log")
     try:
         process.post("/v1/alerts", {"alert_type": "x", "severity": "info", "title": "t"}, bearer(token))
     finally:

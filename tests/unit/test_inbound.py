@@ -161,12 +161,12 @@ def test_a_slack_click_and_the_message_it_leaves():
     click = translate.slack_click(json.dumps(payload))
     assert (click.action, click.provider_key, click.member_id) == ("resolve", "pgalert-0a1b2c3d-7", "U1")
     assert click.as_action().occurred_at == "2026-11-30T10:00:00.500000+00:00"
-    updated = translate.slack_updated_message(click.message, "resolved", "ana", "U1", "resolved")
+    updated = translate.slack_updated_message(click.message, "resolved", "U1", "resolved")
     assert [b.get("block_id") for b in updated["blocks"] if b["type"] == "actions"] == [None]  # the runbook link stays
     assert updated["blocks"][-1]["elements"][0]["text"] == ":white_check_mark: Resolved by <@U1>"
-    acked = translate.slack_updated_message(click.message, "acknowledged", "ana", "U1", "acknowledged")
+    acked = translate.slack_updated_message(click.message, "acknowledged", "U1", "acknowledged")
     assert [e["action_id"] for e in acked["blocks"][1]["elements"]] == ["pgalert_resolve"]
-    assert "already resolved" in translate.slack_updated_message(None, "already_resolved", "a", "U1", "resolved")["blocks"][-1]["elements"][0]["text"]
+    assert "already resolved" in translate.slack_updated_message(None, "already_resolved", "U1", "resolved")["blocks"][-1]["elements"][0]["text"]
     assert translate.slack_click(json.dumps({"type": "view_submission"})).action is None
     with pytest.raises(BadPayload):
         translate.slack_click("not json")
