@@ -189,7 +189,8 @@ BEGIN
         severity = v_new_severity
     WHERE id = v_open.id;
     -- a repeat that raises the severity reaches the providers of the new severity; the others already know
-    IF v_new_severity <> v_open.severity THEN
+    -- (a group's member raises its group instead)
+    IF v_new_severity <> v_open.severity AND NOT public._monitoring_member_raised(v_open.id, v_new_severity) THEN
         PERFORM public._monitoring_enqueue(v_open.id, 'trigger');
     END IF;
     RETURN NULL;
@@ -213,6 +214,7 @@ AS $$
 DECLARE
     v_batch record;
     v_hygiene boolean := public._monitoring_hygiene_in_force((SELECT min(a.created_at) FROM new_alerts AS a));
+    v_grouping boolean := EXISTS (SELECT FROM public.monitoring_group_rules AS r WHERE r.enabled);
 BEGIN
     -- silences, maintenance windows and inhibition hold the new alerts' notifications (sql/hygiene.sql)
     IF v_hygiene THEN
@@ -223,6 +225,17 @@ BEGIN
         WHERE a.status <> 'resolved'
         ON CONFLICT DO NOTHING;
     END IF;
+    -- alerts that match a group rule and that nothing holds join their group and are notified only through it
+    -- (sql/grouping.sql); a group alert, inserted from here, is not grouped again
+    IF v_grouping THEN
+        PERFORM public._monitoring_group_new_alerts(ARRAY(
+            SELECT a.id FROM new_alerts AS a
+            WHERE a.status <> 'resolved'
+              AND NOT EXISTS (SELECT FROM public.monitoring_alert_groups AS g WHERE g.alert_id = a.id)
+              AND NOT (v_hygiene AND EXISTS (SELECT FROM public.monitoring_notification_holds AS h
+                                             WHERE h.alert_id = a.id AND h.released_at IS NULL))
+        ));
+    END IF;
     INSERT INTO public.monitoring_deliveries (alert_id, provider, action, status)
     SELECT a.id, r.provider, 'trigger',
            CASE WHEN v_hygiene AND EXISTS (
@@ -231,6 +244,7 @@ BEGIN
     FROM new_alerts AS a
     CROSS JOIN LATERAL public.monitoring_route_providers(a.alert_type, a.severity) AS r (provider)
     WHERE a.status <> 'resolved'
+      AND NOT (v_grouping AND EXISTS (SELECT FROM public.monitoring_alert_group_members AS m WHERE m.alert_id = a.id))
     -- a later row of the same INSERT may have deduplicated into this one and enqueued already
     ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING;
 
@@ -242,7 +256,9 @@ BEGIN
     SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at,
            a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.false_positive
     FROM new_alerts AS a
-    WHERE a.alert_type <> 'oncall_handoff';
+    WHERE a.alert_type <> 'oncall_handoff'
+      -- a group counts through its members
+      AND NOT (v_grouping AND EXISTS (SELECT FROM public.monitoring_alert_groups AS g WHERE g.alert_id = a.id));
 
     IF NOT EXISTS (
         SELECT FROM new_alerts AS a
@@ -273,6 +289,8 @@ BEGIN
             FROM public.monitoring_escalation_steps AS s WHERE s.policy_id = p.id
         ) AS steps
         WHERE a.alert_type NOT IN ('pgalert_unacknowledged', 'oncall_handoff') AND a.status <> 'resolved'
+          -- a member escalates through its group
+          AND NOT (v_grouping AND EXISTS (SELECT FROM public.monitoring_alert_group_members AS m WHERE m.alert_id = a.id))
         RETURNING alert_id, started_at
     )
     SELECT st.started_at, array_agg(st.alert_id) AS ids FROM started AS st GROUP BY st.started_at

@@ -48,6 +48,7 @@ BEGIN
     RETURNING * INTO v_alert;
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
     PERFORM public._monitoring_drop_held(p_alert_id, 'acknowledged', p_at);
+    PERFORM public._monitoring_group_lifecycle(p_alert_id, 'acknowledge', p_by, p_note, p_at);
     PERFORM public._monitoring_enqueue(p_alert_id, 'acknowledge',
         jsonb_build_object('by', p_by, 'note', p_note, 'at', p_at, 'via', p_via));
     RETURN v_alert;
@@ -82,6 +83,7 @@ BEGIN
     RETURNING * INTO v_alert;
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
     PERFORM public._monitoring_drop_held(p_alert_id, 'resolved', p_at);
+    PERFORM public._monitoring_group_lifecycle(p_alert_id, 'resolve', p_by, p_note, p_at);
     PERFORM public._monitoring_enqueue(p_alert_id, 'resolve', jsonb_build_object(
         'by', p_by, 'note', p_note, 'at', p_at, 'false_positive', coalesce(p_false_positive, false), 'via', p_via));
     -- this alert may have been inhibiting others: those still open and held by nothing else go out now
@@ -134,6 +136,12 @@ BEGIN
                           ELSE last_error END,
         target = 'before reopen at ' || p_at
     WHERE alert_id = p_alert_id AND action IN ('acknowledge', 'resolve') AND target = '';
+    -- a reopened group takes members again, unless another group of its key opened meanwhile
+    UPDATE public.monitoring_alert_groups AS g
+    SET closed_at = NULL
+    WHERE g.alert_id = p_alert_id AND g.closed_at IS NOT NULL
+      AND NOT EXISTS (SELECT FROM public.monitoring_alert_groups AS other
+                      WHERE other.rule_id = g.rule_id AND other.group_key = g.group_key AND other.closed_at IS NULL);
     -- finished by the acknowledge or resolve, or not yet (pg_cron finishes it when its next step falls due)
     UPDATE public.monitoring_alert_escalations AS e
     SET finished_at = NULL, finish_reason = NULL,

@@ -126,7 +126,13 @@ BEGIN
            -- rows stored before the size limits (0012) may be huge: never hand one whole to a dispatcher
            -- (octet_length of text reads only its header; a jsonb is measured only when it was big enough to
            -- be compressed, since its stored size says nothing then)
-           CASE WHEN octet_length(a.message) > 81920 OR pg_column_size(a.details) > 65536
+           CASE WHEN g.alert_id IS NOT NULL THEN  -- a group says what it holds as of now (sql/grouping.sql)
+                   to_jsonb(a) || (
+                       SELECT jsonb_build_object('title', s.summary -> 'title', 'message', s.summary -> 'message',
+                                                 'details', a.details || jsonb_build_object('pgalert_group', s.summary -> 'group'))
+                       FROM (SELECT public._monitoring_group_summary(g, a.title) AS summary) AS s
+                   )
+                WHEN octet_length(a.message) > 81920 OR pg_column_size(a.details) > 65536
                   OR (pg_column_compression(a.details) IS NOT NULL AND octet_length(a.details::text) > 65536)
                THEN to_jsonb(a) || jsonb_build_object(
                    'message', left(a.message, 20000),
@@ -135,6 +141,7 @@ BEGIN
            END
     FROM claimed AS c
     JOIN public.monitoring_alerts AS a ON a.id = c.alert_id
+    LEFT JOIN public.monitoring_alert_groups AS g ON g.alert_id = c.alert_id
     CROSS JOIN public._monitoring_installation AS i
     ORDER BY c.id;
 END

@@ -62,12 +62,20 @@ BEGIN
     -- Every recorder locks the rows it will change in alert order first: two dispatchers recording results
     -- for overlapping alerts then wait for each other instead of each holding what the other needs (they
     -- deadlocked when the join below chose the order).
+    -- A group's notification notifies its members that had joined when it was claimed (sql/grouping.sql).
     PERFORM
     FROM (
-        SELECT d.alert_id, min(d.completed_at) AS first_at
+        SELECT notified.alert_id, min(notified.first_at) AS first_at
         FROM changed_deliveries AS d
+        CROSS JOIN LATERAL (
+            SELECT d.alert_id, d.completed_at AS first_at
+            UNION ALL
+            SELECT m.alert_id, d.completed_at
+            FROM public.monitoring_alert_group_members AS m
+            WHERE m.group_alert_id = d.alert_id AND m.joined_at <= d.first_attempt_at
+        ) AS notified
         WHERE d.status = 'succeeded' AND d.action = 'trigger'
-        GROUP BY d.alert_id
+        GROUP BY notified.alert_id
     ) AS delivered
     JOIN public.monitoring_sla_metrics AS s ON s.alert_id = delivered.alert_id
     WHERE s.first_notified_at IS NULL OR s.first_notified_at > delivered.first_at
@@ -76,10 +84,17 @@ BEGIN
     UPDATE public.monitoring_sla_metrics AS s
     SET first_notified_at = delivered.first_at
     FROM (
-        SELECT d.alert_id, min(d.completed_at) AS first_at
+        SELECT notified.alert_id, min(notified.first_at) AS first_at
         FROM changed_deliveries AS d
+        CROSS JOIN LATERAL (
+            SELECT d.alert_id, d.completed_at AS first_at
+            UNION ALL
+            SELECT m.alert_id, d.completed_at
+            FROM public.monitoring_alert_group_members AS m
+            WHERE m.group_alert_id = d.alert_id AND m.joined_at <= d.first_attempt_at
+        ) AS notified
         WHERE d.status = 'succeeded' AND d.action = 'trigger'
-        GROUP BY d.alert_id
+        GROUP BY notified.alert_id
     ) AS delivered
     WHERE s.alert_id = delivered.alert_id
       AND (s.first_notified_at IS NULL OR s.first_notified_at > delivered.first_at);

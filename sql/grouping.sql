@@ -1,0 +1,325 @@
+-- Grouping: a storm becomes one notification per provider.
+--
+-- The rules, decided here so that every dispatcher agrees:
+-- - a new alert that matches a group rule, and that nothing holds, joins the open group of its rule and key
+--   (or opens it) and is never notified alone; it is stored, deduplicated and counted as always;
+-- - the group is an alert of its own, so it has one provider key: one PagerDuty incident, one Opsgenie alert,
+--   one Slack message. It is routed as its first member, at the highest severity of its members, and
+--   escalates as such an alert does;
+-- - its first notification waits group_wait; when members joined since it was last notified it is sent again
+--   group_interval after that, and every repeat_interval while nobody acknowledged it (pg_cron, every minute);
+--   each notification says how many alerts it holds and names the latest, as of when it is sent;
+-- - acknowledging or resolving the group does the same to its open members; the group resolves when its last
+--   member does, and a group that resolved before it was first sent is never sent.
+
+-- The group key of an alert under a rule: its values of the rule's group_by fields.
+CREATE OR REPLACE FUNCTION _monitoring_group_labels(p_alert monitoring_alerts, p_group_by text[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT coalesce(jsonb_object_agg(f.field, public._monitoring_alert_field(p_alert, f.field)), '{}')
+    FROM unnest(p_group_by) AS f (field)
+$$;
+REVOKE ALL ON FUNCTION _monitoring_group_labels(monitoring_alerts, text[]) FROM PUBLIC;
+
+-- New alerts join their groups. Called by the INSERT trigger with the ids of the new alerts that nothing holds;
+-- groups are taken in key order, so two writers of overlapping storms wait for each other, never deadlock.
+CREATE OR REPLACE FUNCTION _monitoring_group_new_alerts(p_alert_ids bigint[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_batch record;
+    v_group public.monitoring_alert_groups;
+    v_group_alert public.monitoring_alerts;
+    v_group_id bigint;
+    v_rank constant text[] := ARRAY['info', 'warning', 'critical'];
+BEGIN
+    FOR v_batch IN
+        SELECT r.id AS rule_id, r.name AS rule_name, r.group_wait, k.labels, k.labels::text AS group_key,
+               array_agg(a.id ORDER BY a.id) AS ids,
+               (array_agg(a ORDER BY a.created_at, a.id))[1] AS first_alert,
+               v_rank[max(array_position(v_rank, a.severity))] AS severity,
+               min(a.created_at) AS first_at, max(a.created_at) AS last_at
+        FROM public.monitoring_alerts AS a
+        CROSS JOIN LATERAL (
+            SELECT g.* FROM public.monitoring_group_rules AS g
+            WHERE g.enabled AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(a, g.matchers))
+            ORDER BY g.position, g.id
+            LIMIT 1
+        ) AS r
+        CROSS JOIN LATERAL (SELECT public._monitoring_group_labels(a, r.group_by) AS labels) AS k
+        WHERE a.id = ANY (p_alert_ids)
+        GROUP BY r.id, r.name, r.group_wait, k.labels
+        ORDER BY r.id, k.labels::text
+    LOOP
+        PERFORM pg_advisory_xact_lock(1886414690, hashtext(v_batch.rule_id || ':' || v_batch.group_key));
+        SELECT * INTO v_group
+        FROM public.monitoring_alert_groups AS g
+        WHERE g.rule_id = v_batch.rule_id AND g.group_key = v_batch.group_key AND g.closed_at IS NULL
+        FOR UPDATE;
+        IF NOT FOUND THEN
+            -- the group row comes first, so the group alert's own INSERT trigger knows it is a group (and does
+            -- not group it, count it in the SLA, or page for it before group_wait)
+            v_group_id := nextval(pg_get_serial_sequence('public.monitoring_alerts', 'id'));
+            INSERT INTO public.monitoring_alert_groups
+                (alert_id, rule_id, group_key, group_labels, opened_at, last_joined_at, last_notified_at)
+            VALUES (v_group_id, v_batch.rule_id, v_batch.group_key, v_batch.labels, v_batch.first_at,
+                    v_batch.last_at, v_batch.first_at + v_batch.group_wait);
+            INSERT INTO public.monitoring_alerts
+                (id, alert_type, severity, title, message, source, dedup_key, details, occurred_at, created_at)
+            OVERRIDING SYSTEM VALUE
+            SELECT v_group_id, (v_batch.first_alert).alert_type, v_batch.severity, (v_batch.first_alert).title,
+                   (v_batch.first_alert).message, 'pgalert', 'pgalert-group:' || v_group_id,
+                   jsonb_build_object(
+                       'labels', coalesce((
+                           SELECT jsonb_object_agg(substr(l.key, 8), l.value)
+                           FROM jsonb_each(v_batch.labels) AS l WHERE l.key LIKE 'labels.%'
+                       ), '{}'),
+                       'pgalert_group', jsonb_build_object('rule', v_batch.rule_name, 'group_by', v_batch.labels)
+                   ),
+                   (v_batch.first_alert).occurred_at, v_batch.first_at;
+            UPDATE public.monitoring_deliveries
+            SET next_attempt_at = v_batch.first_at + v_batch.group_wait
+            WHERE alert_id = v_group_id AND action = 'trigger' AND status = 'pending';
+        ELSE
+            v_group_id := v_group.alert_id;
+            SELECT * INTO v_group_alert FROM public.monitoring_alerts WHERE id = v_group_id;
+            -- a more severe member raises the group: the providers of the new severity hear of it, after the
+            -- group wait like the others
+            IF array_position(v_rank, v_batch.severity) > array_position(v_rank, v_group_alert.severity) THEN
+                PERFORM public._monitoring_raise_group_severity(v_group_id, v_batch.severity);
+            END IF;
+        END IF;
+        INSERT INTO public.monitoring_alert_group_members (alert_id, group_alert_id, joined_at)
+        SELECT a.id, v_group_id, a.created_at
+        FROM public.monitoring_alerts AS a
+        WHERE a.id = ANY (v_batch.ids);
+        UPDATE public.monitoring_alert_groups
+        SET member_count = member_count + cardinality(v_batch.ids),
+            last_joined_at = greatest(last_joined_at, v_batch.last_at)
+        WHERE alert_id = v_group_id;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_group_new_alerts(bigint[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION _monitoring_raise_group_severity(p_group_alert_id bigint, p_severity text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE public.monitoring_alerts SET severity = p_severity WHERE id = p_group_alert_id;
+    PERFORM public._monitoring_enqueue(p_group_alert_id, 'trigger');
+    UPDATE public.monitoring_deliveries AS d
+    SET next_attempt_at = g.opened_at + r.group_wait
+    FROM public.monitoring_alert_groups AS g
+    JOIN public.monitoring_group_rules AS r ON r.id = g.rule_id
+    WHERE g.alert_id = p_group_alert_id AND d.alert_id = p_group_alert_id
+      AND d.action = 'trigger' AND d.status = 'pending' AND d.attempts = 0
+      AND d.next_attempt_at < g.opened_at + r.group_wait;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_raise_group_severity(bigint, text) FROM PUBLIC;
+
+-- A repeat of a member raised its severity: the group is raised, never the member alone. False when the
+-- alert is no group's member.
+CREATE OR REPLACE FUNCTION _monitoring_member_raised(p_alert_id bigint, p_severity text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_group public.monitoring_alerts;
+BEGIN
+    SELECT a.* INTO v_group
+    FROM public.monitoring_alert_group_members AS m
+    JOIN public.monitoring_alerts AS a ON a.id = m.group_alert_id
+    WHERE m.alert_id = p_alert_id;
+    IF NOT FOUND THEN
+        RETURN FALSE;
+    END IF;
+    IF v_group.status <> 'resolved' AND array_position(ARRAY['info', 'warning', 'critical'], p_severity)
+                                       > array_position(ARRAY['info', 'warning', 'critical'], v_group.severity) THEN
+        PERFORM public._monitoring_raise_group_severity(v_group.id, p_severity);
+    END IF;
+    RETURN TRUE;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_member_raised(bigint, text) FROM PUBLIC;
+
+-- What a group notification says, as of when it is sent: the dispatcher's claim lays this over the group
+-- alert, so a notification held back by group_wait or pacing counts every alert that joined meanwhile.
+CREATE OR REPLACE FUNCTION _monitoring_group_summary(p_group monitoring_alert_groups, p_title text)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'title', left('[' || p_group.member_count || CASE WHEN p_group.member_count = 1 THEN ' alert] ' ELSE ' alerts] ' END
+                      || p_title, 1024),
+        'message', concat_ws(E'\n',
+            p_group.member_count || ' alerts (' || open_count.n || ' still open) grouped by '
+                || CASE WHEN p_group.group_labels = '{}' THEN 'rule ' || rule.name ELSE p_group.group_labels::text END
+                || '. Latest:',
+            string_agg('- [' || latest.severity || '] ' || left(latest.title, 200), E'\n' ORDER BY latest.joined_at DESC, latest.id DESC),
+            CASE WHEN p_group.member_count > 20 THEN
+                '... and ' || (p_group.member_count - 20) || ' more: SELECT * FROM monitoring_alert_group_members WHERE group_alert_id = '
+                || p_group.alert_id
+            END),
+        'group', jsonb_build_object(
+            'rule', rule.name, 'group_by', p_group.group_labels, 'alerts', p_group.member_count,
+            'open', open_count.n, 'opened_at', p_group.opened_at,
+            'latest', coalesce(jsonb_agg(jsonb_build_object('id', latest.id, 'severity', latest.severity,
+                                                             'title', left(latest.title, 200), 'status', latest.status)
+                                         ORDER BY latest.joined_at DESC, latest.id DESC), '[]')
+        )
+    )
+    FROM public.monitoring_group_rules AS rule
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n
+        FROM public.monitoring_alert_group_members AS m
+        JOIN public.monitoring_alerts AS a ON a.id = m.alert_id
+        WHERE m.group_alert_id = p_group.alert_id AND a.status <> 'resolved'
+    ) AS open_count
+    LEFT JOIN LATERAL (
+        SELECT a.id, a.severity, a.title, a.status, m.joined_at
+        FROM public.monitoring_alert_group_members AS m
+        JOIN public.monitoring_alerts AS a ON a.id = m.alert_id
+        WHERE m.group_alert_id = p_group.alert_id
+        ORDER BY m.joined_at DESC, m.alert_id DESC
+        LIMIT 20
+    ) AS latest ON TRUE
+    WHERE rule.id = p_group.rule_id
+    GROUP BY rule.name, open_count.n
+$$;
+REVOKE ALL ON FUNCTION _monitoring_group_summary(monitoring_alert_groups, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_group_summary(monitoring_alert_groups, text) TO monitoring_dispatcher;
+
+-- The lifecycle's part: called by _monitoring_acknowledge and _monitoring_resolve after the alert changed and
+-- before the providers are told (so a group never sent is not told of its end either).
+-- A group passes its acknowledge or resolve on to its open members (via 'group', as the responder); a member's
+-- resolve resolves its group when it was the last one open.
+CREATE OR REPLACE FUNCTION _monitoring_group_lifecycle(
+    p_alert_id bigint, p_action text, p_by text, p_note text, p_at timestamptz
+)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert public.monitoring_alerts;
+    v_member public.monitoring_alerts;
+    v_group_id bigint;
+BEGIN
+    SELECT * INTO v_alert FROM public.monitoring_alerts WHERE id = p_alert_id;
+    -- only what the lifecycle just did is passed on: an acknowledge of an acknowledged or resolved alert, a
+    -- resolve of a resolved one
+    IF NOT FOUND OR (p_action = 'resolve') <> (v_alert.status = 'resolved')
+       OR (p_action = 'acknowledge') <> (v_alert.status = 'acknowledged') THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT FROM public.monitoring_alert_groups AS g WHERE g.alert_id = v_alert.id) THEN
+        -- acknowledged or resolved before its first notification went out: nobody is to be paged for it
+        UPDATE public.monitoring_deliveries AS d
+        SET status = 'skipped', completed_at = now(),
+            last_error = 'not sent: the group was ' || p_action || 'd before it was notified'
+        WHERE d.alert_id = v_alert.id AND d.action = 'trigger' AND d.status = 'pending' AND d.attempts = 0;
+        IF p_action = 'resolve' THEN
+            UPDATE public.monitoring_alert_groups SET closed_at = p_at WHERE alert_id = v_alert.id;
+        END IF;
+        FOR v_member IN
+            SELECT a.*
+            FROM public.monitoring_alert_group_members AS m
+            JOIN public.monitoring_alerts AS a ON a.id = m.alert_id
+            WHERE m.group_alert_id = v_alert.id
+              AND a.status = ANY (CASE WHEN p_action = 'resolve' THEN ARRAY['open', 'acknowledged'] ELSE ARRAY['open'] END)
+            ORDER BY a.id
+        LOOP
+            IF p_action = 'resolve' THEN
+                PERFORM public._monitoring_resolve(v_member.id, p_by, coalesce(p_note, 'resolved with its group'),
+                    v_alert.false_positive, greatest(p_at, v_member.created_at, v_member.acknowledged_at), 'group');
+            ELSE
+                PERFORM public._monitoring_acknowledge(v_member.id, p_by, coalesce(p_note, 'acknowledged with its group'),
+                    greatest(p_at, v_member.created_at), 'group');
+            END IF;
+        END LOOP;
+        RETURN;
+    END IF;
+    IF p_action <> 'resolve' THEN
+        RETURN;
+    END IF;
+    SELECT m.group_alert_id INTO v_group_id
+    FROM public.monitoring_alert_group_members AS m
+    JOIN public.monitoring_alerts AS g ON g.id = m.group_alert_id
+    WHERE m.alert_id = v_alert.id AND g.status <> 'resolved';
+    IF v_group_id IS NOT NULL AND NOT EXISTS (
+        SELECT FROM public.monitoring_alert_group_members AS m
+        JOIN public.monitoring_alerts AS a ON a.id = m.alert_id
+        WHERE m.group_alert_id = v_group_id AND a.status <> 'resolved'
+    ) THEN
+        PERFORM public._monitoring_resolve(v_group_id, 'pgalert', 'every alert of the group resolved', FALSE,
+            greatest(p_at, (SELECT a.acknowledged_at FROM public.monitoring_alerts AS a WHERE a.id = v_group_id)),
+            'group');
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_group_lifecycle(bigint, text, text, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_group_lifecycle(bigint, text, text, text, timestamptz) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_flush_groups(p_at timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_sent integer;
+BEGIN
+    -- SKIP LOCKED: a run that overlaps another (or a writer adding members) leaves that group to the next minute
+    WITH due AS (
+        SELECT g.alert_id
+        FROM public.monitoring_alert_groups AS g
+        JOIN public.monitoring_group_rules AS r ON r.id = g.rule_id
+        JOIN public.monitoring_alerts AS a ON a.id = g.alert_id
+        WHERE g.closed_at IS NULL AND a.status <> 'resolved'
+          AND (
+              (g.last_joined_at > g.last_notified_at AND p_at >= g.last_notified_at + r.group_interval)
+              OR (a.status = 'open' AND p_at >= g.last_notified_at + r.repeat_interval)
+          )
+        FOR UPDATE OF g SKIP LOCKED
+    ),
+    flushed AS (
+        UPDATE public.monitoring_alert_groups AS g
+        SET last_notified_at = p_at, notifications = g.notifications + 1
+        FROM due
+        WHERE g.alert_id = due.alert_id
+        RETURNING g.alert_id, g.notifications
+    ),
+    -- again to the providers that heard of the group (PagerDuty and Opsgenie update their incident; Slack posts
+    -- the new count)
+    enqueued AS (
+        INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target)
+        SELECT DISTINCT f.alert_id, t.provider, 'trigger', 'group notification ' || f.notifications
+        FROM flushed AS f
+        JOIN public.monitoring_deliveries AS t
+            ON t.alert_id = f.alert_id AND t.action = 'trigger' AND t.status NOT IN ('skipped', 'held')
+        ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO v_sent FROM enqueued;
+    RETURN v_sent;
+END
+$$;
+COMMENT ON FUNCTION monitoring_flush_groups(timestamptz) IS
+'Send groups again: those that members joined since their last notification, group_interval after it, and
+those still unacknowledged, every repeat_interval; to the providers that heard of the group. Returns how many
+deliveries it queued. pg_cron runs it every minute.';
+REVOKE ALL ON FUNCTION monitoring_flush_groups(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_flush_groups(timestamptz) TO monitoring_admin;
+
+CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE ON monitoring_group_rules
+FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();
