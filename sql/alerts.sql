@@ -178,6 +178,10 @@ BEGIN
             > array_position(ARRAY['info', 'warning', 'critical'], v_open.severity)
         THEN NEW.severity ELSE v_open.severity
     END;
+    -- a flapping alert whose resolve was held fires again
+    IF EXISTS (SELECT FROM public.monitoring_flapping AS f WHERE f.alert_id = v_open.id AND f.settled_at IS NULL) THEN
+        PERFORM public._monitoring_flap_on_repeat(v_open.id, NEW.created_at);
+    END IF;
     UPDATE public.monitoring_alerts
     SET occurrence_count = occurrence_count + 1,
         last_seen_at = greatest(last_seen_at, NEW.created_at),
@@ -216,6 +220,10 @@ DECLARE
     v_hygiene boolean := public._monitoring_hygiene_in_force((SELECT min(a.created_at) FROM new_alerts AS a));
     v_grouping boolean := EXISTS (SELECT FROM public.monitoring_group_rules AS r WHERE r.enabled);
 BEGIN
+    -- keys that flap rules watch: their opening is counted, and one that flaps is marked (sql/flapping.sql)
+    IF EXISTS (SELECT FROM public.monitoring_flap_rules AS r WHERE r.enabled) THEN
+        PERFORM public._monitoring_flap_on_open(ARRAY(SELECT a.id FROM new_alerts AS a WHERE a.status <> 'resolved'));
+    END IF;
     -- silences, maintenance windows and inhibition hold the new alerts' notifications (sql/hygiene.sql)
     IF v_hygiene THEN
         INSERT INTO public.monitoring_notification_holds (alert_id, reason, held_by, held_at)

@@ -75,6 +75,10 @@ BEGIN
         RAISE EXCEPTION 'cannot resolve alert % at %, before it was created or acknowledged', p_alert_id, p_at
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- a flapping alert stays open through automatic resolves (sql/flapping.sql)
+    IF public._monitoring_flap_on_resolve(p_alert_id, p_by, p_note, p_false_positive, p_at, p_via) THEN
+        RETURN v_alert;
+    END IF;
     PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
     UPDATE public.monitoring_alerts
     SET status = 'resolved', resolved_at = p_at, resolved_by = p_by, resolve_note = p_note,

@@ -132,6 +132,13 @@ BEGIN
                                                  'details', a.details || jsonb_build_object('pgalert_group', s.summary -> 'group'))
                        FROM (SELECT public._monitoring_group_summary(g, a.title) AS summary) AS s
                    )
+                WHEN f.id IS NOT NULL THEN  -- it flaps, or this says it stopped (sql/flapping.sql)
+                   to_jsonb(a) || jsonb_build_object(
+                       'title', left(CASE WHEN f.settled_at IS NULL THEN '[flapping] ' ELSE '[stopped flapping] ' END
+                                     || a.title, 1024),
+                       'details', a.details || jsonb_build_object('pgalert_flapping', jsonb_build_object(
+                           'flapping', f.settled_at IS NULL, 'state_changes', f.state_changes, 'since', f.started_at,
+                           'settled_at', f.settled_at)))
                 WHEN octet_length(a.message) > 81920 OR pg_column_size(a.details) > 65536
                   OR (pg_column_compression(a.details) IS NOT NULL AND octet_length(a.details::text) > 65536)
                THEN to_jsonb(a) || jsonb_build_object(
@@ -142,6 +149,12 @@ BEGIN
     FROM claimed AS c
     JOIN public.monitoring_alerts AS a ON a.id = c.alert_id
     LEFT JOIN public.monitoring_alert_groups AS g ON g.alert_id = c.alert_id
+    LEFT JOIN LATERAL (
+        SELECT e.* FROM public.monitoring_flapping AS e
+        WHERE e.alert_id = c.alert_id AND (e.settled_at IS NULL OR c.target = 'stopped flapping ' || e.id)
+        ORDER BY e.id DESC
+        LIMIT 1
+    ) AS f ON TRUE
     CROSS JOIN public._monitoring_installation AS i
     ORDER BY c.id;
 END

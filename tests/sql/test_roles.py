@@ -104,6 +104,9 @@ TABLE_RIGHTS = {
     "monitoring_group_rules": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
     "monitoring_alert_groups": "admin:SELECT dispatcher:SELECT reader:SELECT",
     "monitoring_alert_group_members": "admin:SELECT dispatcher:SELECT reader:SELECT",
+    "monitoring_flap_rules": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_flap_changes": "admin:SELECT reader:SELECT",
+    "monitoring_flapping": "admin:SELECT dispatcher:SELECT reader:SELECT",
     "monitoring_alerts": f"{ADMIN_EDITS} dispatcher:INSERT dispatcher:SELECT reader:SELECT writer:INSERT writer:SELECT",
     "monitoring_deliveries": "admin:INSERT admin:SELECT admin:UPDATE dispatcher:INSERT dispatcher:SELECT dispatcher:UPDATE reader:SELECT",
     "monitoring_delivery_attempts": "admin:SELECT dispatcher:INSERT dispatcher:SELECT reader:SELECT",
@@ -141,7 +144,7 @@ FUNCTION_RIGHTS = {
     "monitoring_raise_alert": ["writer", "admin"], "monitoring_route_providers": ["writer", "reader", "admin"],
     "monitoring_create_api_client": ["admin"], "monitoring_revoke_api_client": ["admin"],
     "monitoring_create_silence": ["admin"], "monitoring_expire_silence": ["admin"], "monitoring_release_holds": ["admin"],
-    "monitoring_flush_groups": ["admin"],
+    "monitoring_flush_groups": ["admin"], "monitoring_settle_flapping": ["admin"],
     # pgalert serve's whole interface: it holds no table rights at all
     "monitoring_inbound_client": ["inbound"], "monitoring_inbound_find_alert": ["inbound"],
     "monitoring_inbound_act": ["inbound"], "monitoring_inbound_raise": ["inbound"], "monitoring_inbound_ready": ["inbound"],
