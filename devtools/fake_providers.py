@@ -29,9 +29,11 @@ from urllib.parse import parse_qs, urlsplit
 from dispatcher.providers.webhook import verify
 
 PAGERDUTY_KEY = "0123456789abcdef0123456789abcdef"
+PAGERDUTY_KEY_PAYMENTS = "fedcba9876543210fedcba9876543210"  # a second PagerDuty service (an integration key each)
 OPSGENIE_KEY = "ffffffff-0000-4000-8000-000000000001"
 JSM_KEY = "eeeeeeee-0000-4000-8000-000000000002"
 SLACK_PATH = "/slack/services/T0000000/B0000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+SLACK_PATH_PAYMENTS = "/slack/services/T0000000/B000PAY00/YYYYYYYYYYYYYYYYYYYYYYYY"  # a second channel's webhook
 SENTRY_KEY = "abcdef0123456789abcdef0123456789"
 SENTRY_PROJECT = "42"
 WEBHOOK_SECRET = "whsec_local_test_secret"
@@ -174,7 +176,7 @@ def pagerduty(path: str, query: dict, headers: dict, body: bytes) -> Reply:
         return _json(400, {"status": "Unrecognized object", "message": "Event object format is unrecognized",
                            "errors": ["JSON parse error"]})
     errors = []
-    if event.get("routing_key") != PAGERDUTY_KEY:
+    if event.get("routing_key") not in (PAGERDUTY_KEY, PAGERDUTY_KEY_PAYMENTS):
         errors.append("'routing_key' is invalid")
     if event.get("event_action") not in ("trigger", "acknowledge", "resolve"):
         errors.append("'event_action' is invalid")
@@ -241,7 +243,7 @@ def jsm(path: str, query: dict, headers: dict, body: bytes) -> Reply:
 
 def slack(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     text = {"Content-Type": "text/plain"}
-    if path != SLACK_PATH.removeprefix("/slack"):
+    if path not in (SLACK_PATH.removeprefix("/slack"), SLACK_PATH_PAYMENTS.removeprefix("/slack")):
         return 404, text, b"no_service"
     try:
         message = json.loads(body)

@@ -140,8 +140,10 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
 
     Providers are configured only from the environment: PAGERDUTY_INTEGRATION_KEY (PAGERDUTY_EVENTS_URL),
     OPSGENIE_API_KEY (OPSGENIE_API_URL), JSM_API_KEY (JSM_API_URL), SLACK_WEBHOOK_URL, SENTRY_DSN or SENTRY_WEBHOOK_URL,
-    PGALERT_WEBHOOK_URL with PGALERT_WEBHOOK_SECRET. A provider left unset has its deliveries skipped,
-    visibly. Run as many dispatchers as you like against one database."""
+    PGALERT_WEBHOOK_URL with PGALERT_WEBHOOK_SECRET. More channels (a Slack channel or PagerDuty service per
+    team) are rows of monitoring_providers that name their secrets as env:NAME, read from this environment. A
+    provider or channel left unset has its deliveries skipped, visibly. Run as many dispatchers as you like
+    against one database."""
     from dispatcher.metrics import Metrics, serve
     from dispatcher.worker import Dispatcher
 
@@ -170,7 +172,7 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
         serve(metrics, metrics_host, metrics_port, stale_after=max(poll_seconds * 3, 15))
         logs.info("metrics listening", address=f"{metrics_host}:{metrics_port}")
     check_database(database_url)
-    dispatcher = Dispatcher(settings, providers, metrics)
+    dispatcher = Dispatcher(settings, providers, metrics, env=os.environ)
     dispatcher.install_signal_handlers()
     code = dispatcher.run()
     # A health probe stuck in a hung socket would hold interpreter exit (the probes' executor joins its

@@ -72,6 +72,9 @@ class DispatcherQueries:
         granted, wait = self.conn.execute(queries()["reserve_slots"], params).fetchone()
         return granted, max(wait, 0.0)
 
+    def channels(self) -> list[tuple[str, str, dict, dict]]:
+        return self.conn.execute(queries()["channels"]).fetchall()
+
     def seconds_until_next_due(self) -> float | None:
         return self.conn.execute(queries()["seconds_until_next_due"]).fetchone()[0]
 

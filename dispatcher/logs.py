@@ -49,6 +49,13 @@ def configure(log_format: str = "text", level: str = "info", secrets: Iterable[s
     LOGGER.propagate = False
 
 
+def add_secrets(secrets: Iterable[str]) -> None:
+    """More strings to mask in every line from now on (a channel's secrets, read when its row is)."""
+    for handler in LOGGER.handlers:
+        if isinstance(handler.formatter, _Formatter):
+            handler.formatter.secrets = tuple(dict.fromkeys((*handler.formatter.secrets, *secrets)))
+
+
 def log(level: int, event: str, **fields: object) -> None:
     LOGGER.log(level, event, extra={"fields": fields})
 

@@ -29,6 +29,10 @@ FROM monitoring_reserve_send_slots(
     %(provider)s, %(count)s, make_interval(secs => %(interval_seconds)s), %(burst)s
 );
 
+-- name: channels
+-- the channels beyond each kind's default one (those are configured by the environment alone)
+SELECT provider, kind, settings, secret_refs FROM monitoring_providers WHERE provider <> kind ORDER BY provider;
+
 -- name: seconds_until_next_due
 SELECT extract(EPOCH FROM monitoring_next_delivery_due() - clock_timestamp())::float8;
 

@@ -30,7 +30,7 @@ from dispatcher import db, logs, probes
 from dispatcher.http import HttpClient, SendFailed, SendTimeout
 from dispatcher.metrics import Metrics
 from dispatcher.migrate import discover_migrations
-from dispatcher.providers import all_secrets
+from dispatcher.providers import Channel, all_secrets, channel_provider
 from dispatcher.providers.base import (
     Delivery,
     HttpRequest,
@@ -45,6 +45,7 @@ from dispatcher.settings import Settings
 
 RESPONSE_BODY_MAX = 64 * 1024
 SCHEMA_RECHECK_SECONDS = 5.0
+CHANNEL_RELOAD_SECONDS = 30.0  # channels added or changed in SQL are picked up this soon, or at their first delivery
 # the schema this dispatcher was built with: the newest migration shipped beside it
 EXPECTED_SCHEMA = discover_migrations()[-1].version
 RECORD_BATCH_MAX = 500
@@ -132,9 +133,14 @@ def build_request(provider: Provider, deliveries: list[Delivery],
 
 class Dispatcher:
     def __init__(self, settings: Settings, providers: Mapping[str, Provider], metrics: Metrics | None = None,
-                 connect: Callable[[str], psycopg.Connection] | None = None):
+                 connect: Callable[[str], psycopg.Connection] | None = None, env: Mapping[str, str] | None = None):
         self.settings = settings
-        self.providers = dict(providers)
+        self._default_providers = dict(providers)
+        self.providers = dict(providers)  # replaced whole when channels load, so readers never see it half-built
+        self.kinds: dict[str, str] = {name: name for name in providers}
+        self._env = os.environ if env is None else env
+        self._channels: tuple = ()
+        self._channels_loaded = -float("inf")
         self.metrics = metrics or Metrics()
         self.secrets = all_secrets(self.providers) + ((settings.production_url,) if settings.production_url else ())
         self._connect = connect or (lambda name: db.connect(
@@ -314,9 +320,38 @@ class Dispatcher:
             return self.settings.poll_seconds
         return min(max(due_in, 0.005), self.settings.poll_seconds)
 
+    def _load_channels(self, queries: db.DispatcherQueries, force: bool = False) -> None:
+        """The channels of monitoring_providers, as providers with their secrets from the environment: at connect,
+        every CHANNEL_RELOAD_SECONDS, and when a delivery names a channel this dispatcher does not know yet."""
+        if not force and time.monotonic() - self._channels_loaded < CHANNEL_RELOAD_SECONDS:
+            return
+        self._channels_loaded = time.monotonic()
+        rows = tuple(queries.channels())
+        if rows == self._channels:
+            return
+        self._channels = rows
+        channels = [Channel(name, kind, settings or {}, refs or {}) for name, kind, settings, refs in rows]
+        providers = dict(self._default_providers)
+        for channel in channels:
+            providers[channel.name] = channel_provider(channel, self._env)
+        new_secrets = all_secrets(providers)
+        self.secrets = tuple(dict.fromkeys(self.secrets + new_secrets))
+        logs.add_secrets(new_secrets)
+        self.kinds = {**{name: name for name in self._default_providers}, **{c.name: c.kind for c in channels}}
+        self.providers = providers
+        for channel in channels:
+            provider = providers[channel.name]
+            if isinstance(provider, Unconfigured):
+                logs.warning("channel not configured; its deliveries will be skipped", channel=channel.name,
+                             reason=provider.reason)
+        logs.info("channels loaded", channels=",".join(c.name for c in channels) or "none")
+
     def _claim(self, queries: db.DispatcherQueries, capacity: int) -> int:
+        self._load_channels(queries)
         rows = queries.claim(min(capacity, self.settings.batch_size), self.settings.lease_seconds)
         deliveries = [to_delivery(row) for row in rows]
+        if any(d.provider not in self.providers for d in deliveries):
+            self._load_channels(queries, force=True)
         with self._lock:
             self._outstanding.update(d.delivery_id for d in deliveries)
         by_provider: dict[str, list[Delivery]] = defaultdict(list)
@@ -334,7 +369,8 @@ class Dispatcher:
 
         A provider that can send a digest (Slack) folds what exceeds its pace into the last granted message,
         and defers the rest together to its next slot, where they make the next digest."""
-        pace = self.settings.pacing.get(provider)
+        # a channel is paced as its kind unless --pacing names it; each channel keeps its own pace and pauses
+        pace = self.settings.pacing.get(provider) or self.settings.pacing.get(self.kinds.get(provider, provider))
         sender = self.providers.get(provider)
         if not pace or isinstance(sender, Unconfigured | None):
             return [[delivery] for delivery in batch]

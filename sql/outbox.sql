@@ -28,8 +28,9 @@ AS $$
               WHERE t.alert_id = p_alert_id AND t.provider = p.provider AND t.action = 'trigger'
                 AND t.status NOT IN ('skipped', 'held')
           )
-          -- no echo: a provider where a responder acknowledged or resolved is not told it again
-          AND p.provider IS DISTINCT FROM p_context ->> 'via'
+          -- no echo: a provider where a responder acknowledged or resolved is not told it again (any channel of
+          -- its kind: serve hears PagerDuty as pagerduty, whichever service the incident was in)
+          AND p.kind IS DISTINCT FROM p_context ->> 'via'
       END
     ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
 $$;

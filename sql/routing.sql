@@ -22,3 +22,26 @@ COMMENT ON FUNCTION monitoring_route_providers(text, text) IS
 'The providers an alert of this type and severity is delivered to, by monitoring_routes.';
 REVOKE ALL ON FUNCTION monitoring_route_providers(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_route_providers(text, text) TO monitoring_reader, monitoring_writer;
+
+-- A new channel speaks its kind's API: it can be told what the kind's default channel can, and is a pager when
+-- that one is, unless the INSERT says otherwise.
+CREATE OR REPLACE FUNCTION _monitoring_channel_defaults()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_default public.monitoring_providers;
+BEGIN
+    SELECT * INTO v_default FROM public.monitoring_providers AS p WHERE p.provider = NEW.kind;
+    NEW.actions := coalesce(NEW.actions, v_default.actions,
+                            CASE WHEN NEW.kind = 'sentry' THEN ARRAY['trigger'] ELSE ARRAY['trigger', 'acknowledge', 'resolve'] END);
+    NEW.is_pager := coalesce(NEW.is_pager, v_default.is_pager, NEW.kind IN ('pagerduty', 'opsgenie', 'jsm'));
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_channel_defaults() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER monitoring_providers_channel_defaults
+BEFORE INSERT ON monitoring_providers
+FOR EACH ROW EXECUTE FUNCTION _monitoring_channel_defaults();

@@ -1,12 +1,14 @@
 """One module per provider; this module builds them from the environment.
 
-Secrets come only from the environment and are never written to the database or a log.
+Secrets come only from the environment and are never written to the database or a log. A channel (a row of
+monitoring_providers beyond the default one of each kind) names its secrets as `env:NAME`; they are read here.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from dispatcher.providers.base import Provider, Unconfigured
@@ -88,6 +90,96 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
         if url:
             check_url(variable, url, allow_plain_http)
     return providers
+
+
+# What a channel of each kind takes: secrets by reference, then non-secret settings.
+CHANNEL_SECRETS = {
+    "pagerduty": ("routing_key",), "opsgenie": ("api_key",), "jsm": ("api_key",), "slack": ("webhook_url",),
+    "sentry": ("dsn", "webhook_url"), "webhook": ("signing_secret",),
+}
+CHANNEL_SETTINGS = {
+    "pagerduty": ("events_url",), "opsgenie": ("api_url",), "jsm": ("api_url",), "slack": ("label",),
+    "sentry": (), "webhook": ("url",),
+}
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A row of monitoring_providers that is not a kind's default channel."""
+
+    name: str
+    kind: str
+    settings: Mapping[str, object] = field(default_factory=dict)
+    secret_refs: Mapping[str, str] = field(default_factory=dict)
+
+
+def channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
+    """The provider of one channel, its secrets read from the environment by reference; Unconfigured, with a reason
+    that names the variable and never its value, when something is missing or wrong."""
+    try:
+        return _channel_provider(channel, env)
+    except ProviderConfigError as error:
+        return Unconfigured(channel.name, f"channel {channel.name}: {error}")
+
+
+def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
+    kind, name = channel.kind, channel.name
+    if kind not in CHANNEL_SECRETS:
+        raise ProviderConfigError(f"this dispatcher does not know the kind {kind!r}: upgrade it")
+    for what, given, known in (("secret", channel.secret_refs, CHANNEL_SECRETS[kind]),
+                               ("setting", channel.settings, CHANNEL_SETTINGS[kind])):
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ProviderConfigError(f"a {kind} channel takes no {what} {', '.join(unknown)} "
+                                      f"(it takes: {', '.join(known) or 'none'})")
+    secrets: dict[str, str] = {}
+    for key, reference in channel.secret_refs.items():
+        variable = str(reference).removeprefix("env:")
+        value = (env.get(variable) or "").strip()
+        if not value:
+            raise ProviderConfigError(f"{key} names {variable}, which is not set")
+        secrets[key] = value
+    setting = lambda key, default="": str(channel.settings.get(key) or default).strip()  # noqa: E731
+    allow_plain_http = (env.get("PGALERT_ALLOW_PLAIN_HTTP") or "").strip().lower() in ("1", "true", "yes", "on")
+    urls: list[tuple[str, str]] = []
+
+    def required(key: str) -> str:
+        if key not in secrets:
+            raise ProviderConfigError(f"secret_refs needs {key}")
+        return secrets[key]
+
+    provider: Provider
+    if kind == "pagerduty":
+        urls.append(("events_url", setting("events_url", US_EVENTS_URL)))
+        provider = PagerDuty(required("routing_key"), urls[-1][1], name=name)
+    elif kind in ("opsgenie", "jsm"):
+        cls, default = (Opsgenie, US_API_URL) if kind == "opsgenie" else (JiraServiceManagement, JSM_API_URL)
+        urls.append(("api_url", setting("api_url", default)))
+        provider = cls(required("api_key"), urls[-1][1], name=name)
+    elif kind == "slack":
+        urls.append(("webhook_url", required("webhook_url")))
+        provider = Slack(urls[-1][1], name=name, interactive=bool((env.get("SLACK_SIGNING_SECRET") or "").strip()))
+    elif kind == "sentry":
+        if not secrets:
+            raise ProviderConfigError("secret_refs needs dsn or webhook_url")
+        urls.append(("dsn" if "dsn" in secrets else "webhook_url", secrets.get("dsn") or secrets["webhook_url"]))
+        try:
+            provider = Sentry(parse_sentry_target(secrets.get("dsn"), secrets.get("webhook_url")), name=name)
+        except ValueError as error:
+            raise ProviderConfigError(str(error)) from None
+    else:
+        url = setting("url")
+        if not url:
+            raise ProviderConfigError("settings needs url")
+        try:
+            signing_key(required("signing_secret"))
+        except WebhookSecretError as error:
+            raise ProviderConfigError(str(error)) from None
+        urls.append(("url", url))
+        provider = Webhook(url, secrets["signing_secret"], name=name)
+    for key, url in urls:
+        check_url(key, url, allow_plain_http)
+    return provider
 
 
 LOOPBACK_HOSTS = ("localhost", "::1")

@@ -10,9 +10,10 @@ import urllib.request
 import psycopg
 import pytest
 
-from devtools.fake_providers import PAGERDUTY_KEY, SLACK_PATH, Fault
+from devtools.fake_providers import PAGERDUTY_KEY, PAGERDUTY_KEY_PAYMENTS, SLACK_PATH, SLACK_PATH_PAYMENTS, Fault
 from tests.conftest import SEED_CRITICAL
 from tests.integration.conftest import all_final, statuses, wait_until
+from tests.sql.test_channels import TWO_TEAMS
 
 
 def test_seed_alert_reaches_pagerduty_slack_and_sentry_then_ack_and_resolve_follow(conn, fake, start_dispatcher):
@@ -304,6 +305,54 @@ def test_a_storm_of_10000_critical_alerts_reaches_pagerduty_as_a_handful_of_grou
     """).fetchone() == (10_000,)
     # and Slack and Sentry each got four notifications, not 10,000
     assert len(fake.requests_for("slack")) == 4 and len(fake.requests_for("sentry")) == 4
+
+
+def two_teams(conn, fake) -> dict[str, str]:
+    """The README's two-team setup, its PagerDuty service at the fake; the dispatcher's environment for it."""
+    conn.execute(TWO_TEAMS)
+    conn.execute("UPDATE monitoring_providers SET settings = jsonb_build_object('events_url', %s::text) "
+                 "WHERE provider = 'pagerduty_payments'", (fake.env()["PAGERDUTY_EVENTS_URL"],))
+    return {**fake.env(), "PAGERDUTY_KEY_PAYMENTS": PAGERDUTY_KEY_PAYMENTS,
+            "SLACK_WEBHOOK_PAYMENTS": fake.base_url + SLACK_PATH_PAYMENTS}
+
+
+def test_two_teams_each_get_their_pagerduty_service_and_slack_channel(conn, fake, start_dispatcher):
+    dispatcher = start_dispatcher(env=two_teams(conn, fake))
+    conn.execute(SEED_CRITICAL)
+    conn.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down')")
+    wait_until(lambda: all_final(conn) and len(statuses(conn)) == 5)
+    assert {r.json["payload"]["class"]: r.json["routing_key"] for r in fake.requests_for("pagerduty")} == \
+        {"payment_failure": PAGERDUTY_KEY_PAYMENTS, "db_down": PAGERDUTY_KEY}
+    assert sorted(r.path for r in fake.requests_for("slack")) == \
+        sorted(p.removeprefix("/slack") for p in (SLACK_PATH, SLACK_PATH_PAYMENTS))
+    conn.execute("SELECT monitoring_acknowledge_alert(1, 'alice')")
+    wait_until(lambda: all_final(conn) and len(statuses(conn)) == 7)
+    ack = [r for r in fake.requests_for("pagerduty") if r.json["event_action"] == "acknowledge"]
+    assert [r.json["routing_key"] for r in ack] == [PAGERDUTY_KEY_PAYMENTS]
+    assert all(r.status in (200, 202) for r in fake.received)
+    # the channels' secrets are named in the database, never held there, and never logged
+    assert dispatcher.stop() == 0
+    stored = conn.execute("SELECT string_agg(to_jsonb(p)::text, ' ') FROM monitoring_providers AS p").fetchone()[0]
+    for secret in (PAGERDUTY_KEY_PAYMENTS, SLACK_PATH_PAYMENTS.rsplit("/", 1)[1]):
+        assert secret not in stored and secret not in dispatcher.output
+    assert "channels loaded" in dispatcher.output
+
+
+def test_a_429_pauses_only_the_channel_that_got_it(conn, fake, start_dispatcher):
+    env = two_teams(conn, fake)
+    fake.script("slack", Fault(429, b"rate_limited", (("Retry-After", "300"),)))
+    start_dispatcher("--pacing", "slack=100/1:100", env=env)
+    conn.execute("SELECT monitoring_raise_alert('payment_failure', 'info', 'first')")  # only #payments
+    wait_until(lambda: conn.execute("SELECT last_http_status FROM monitoring_deliveries WHERE provider = 'slack_payments'"
+                                    ).fetchone() == (429,))
+    conn.execute("SELECT monitoring_raise_alert('payment_failure', 'info', 'second', p_dedup_key => 'second')")
+    conn.execute("SELECT monitoring_raise_alert('db_down', 'info', 'elsewhere')")  # the default channel
+    wait_until(lambda: conn.execute("SELECT status FROM monitoring_deliveries WHERE provider = 'slack'").fetchone()
+               == ("succeeded",))
+    # #payments waits out its 300 s; the default channel did not
+    assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE provider = 'slack_payments' "
+                        "AND status = 'pending' AND next_attempt_at > now() + interval '200 seconds'").fetchone() == (2,)
+    assert [r.path for r in fake.requests_for("slack", status=200)] == [SLACK_PATH.removeprefix("/slack")]
 
 
 def test_metrics_and_health(conn, fake, start_dispatcher):

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from dispatcher.providers import ProviderConfigError, all_secrets, providers_from_env
+from dispatcher.providers import Channel, ProviderConfigError, all_secrets, channel_provider, providers_from_env
 from dispatcher.providers.base import (
     Delivery,
     HttpResponse,
@@ -118,3 +118,33 @@ def test_redaction_masks_every_secret_and_the_longest_first():
     text = "POST https://hooks.slack.com/services/T/B/X failed; url: /services/T/B/X key=pd-key"
     assert redact(text, secrets) == "POST [redacted] failed; url: [redacted] key=[redacted]"
     assert redact(None, secrets) is None
+
+
+def test_a_channel_reads_its_secrets_from_the_environment_by_reference():
+    env = {"PAGERDUTY_KEY_PAYMENTS": "pd-payments", "SLACK_WEBHOOK_PAYMENTS": "https://hooks.slack.com/services/T/P/Y"}
+    pagerduty = channel_provider(Channel("pagerduty_payments", "pagerduty", {}, {"routing_key": "env:PAGERDUTY_KEY_PAYMENTS"}), env)
+    slack = channel_provider(Channel("slack_payments", "slack", {"label": "#payments"},
+                                     {"webhook_url": "env:SLACK_WEBHOOK_PAYMENTS"}), env)
+    assert (pagerduty.name, pagerduty.routing_key) == ("pagerduty_payments", "pd-payments")
+    assert (slack.name, slack.webhook_url) == ("slack_payments", env["SLACK_WEBHOOK_PAYMENTS"])
+    assert {"pd-payments", "/services/T/P/Y"} <= set(all_secrets({"a": pagerduty, "b": slack}))
+
+
+@pytest.mark.parametrize(("channel", "env", "reason"), [
+    (Channel("pd_x", "pagerduty", {}, {"routing_key": "env:PD_X"}), {}, "channel pd_x: routing_key names PD_X, which is not set"),
+    (Channel("pd_x", "pagerduty", {}, {}), {}, "secret_refs needs routing_key"),
+    (Channel("pd_x", "pagerduty", {"region": "eu"}, {"routing_key": "env:PD_X"}), {"PD_X": "pd-secret-key"},
+     "a pagerduty channel takes no setting region (it takes: events_url)"),
+    (Channel("slack_x", "slack", {}, {"url": "env:S"}), {"S": "https://hooks.slack.com/x"},
+     "a slack channel takes no secret url (it takes: webhook_url)"),
+    (Channel("slack_x", "slack", {}, {"webhook_url": "env:S"}), {"S": "http://hooks.slack.com/services/T/B/SECRETPART"},
+     "webhook_url uses plain http://"),
+    (Channel("hook_x", "webhook", {"url": "https://hooks.example.com/x"}, {"signing_secret": "env:W"}), {"W": "short"},
+     "channel hook_x:"),
+    (Channel("teams_x", "teams", {}, {}), {}, "does not know the kind 'teams': upgrade it"),
+])
+def test_a_channel_that_cannot_work_is_skipped_with_a_reason_that_never_holds_the_secret(channel, env, reason):
+    provider = channel_provider(channel, env)
+    assert isinstance(provider, Unconfigured) and reason in provider.reason
+    for value in env.values():
+        assert value not in provider.reason

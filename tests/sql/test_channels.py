@@ -1,0 +1,92 @@
+"""Channels as data: a row of monitoring_providers per Slack channel, PagerDuty service or webhook; routes point at
+channels, follow-ups go to the channel that got the trigger, and a secret is only ever named."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from tests.conftest import SEED_CRITICAL
+
+TWO_TEAMS = """
+INSERT INTO monitoring_providers (provider, kind, secret_refs, description) VALUES
+  ('pagerduty_payments', 'pagerduty', '{"routing_key": "env:PAGERDUTY_KEY_PAYMENTS"}', 'Payments service'),
+  ('slack_payments', 'slack', '{"webhook_url": "env:SLACK_WEBHOOK_PAYMENTS"}', '#payments');
+INSERT INTO monitoring_routes (alert_type, provider) VALUES
+  ('payment_failure', 'pagerduty_payments'), ('payment_failure', 'slack_payments');
+"""
+
+
+def triggers(conn, alert_id):
+    return sorted(conn.execute("SELECT provider FROM monitoring_deliveries WHERE alert_id = %s AND action = 'trigger'",
+                               (alert_id,)).fetchall())
+
+
+def test_a_new_channel_takes_its_kinds_actions_and_pager_role(conn):
+    conn.execute(TWO_TEAMS)
+    assert conn.execute("SELECT provider, kind, actions, is_pager FROM monitoring_providers "
+                        "WHERE provider LIKE '%%_payments' ORDER BY provider").fetchall() == [
+        ("pagerduty_payments", "pagerduty", ["trigger", "acknowledge", "resolve"], True),
+        ("slack_payments", "slack", ["trigger", "acknowledge", "resolve", "notify"], False),
+    ]
+
+
+def test_routes_point_at_channels_and_everything_else_keeps_the_defaults(conn):
+    conn.execute(TWO_TEAMS)
+    conn.execute(SEED_CRITICAL)
+    payment = conn.execute("SELECT max(id) FROM monitoring_alerts").fetchone()[0]
+    assert triggers(conn, payment) == [("pagerduty_payments",), ("slack_payments",)]
+    other = conn.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down')").fetchone()[0]
+    assert triggers(conn, other) == [("pagerduty",), ("sentry",), ("slack",)]
+
+
+def test_acknowledge_and_resolve_go_to_the_channel_that_got_the_trigger_even_after_the_routes_changed(conn):
+    conn.execute(TWO_TEAMS)
+    conn.execute(SEED_CRITICAL)
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', completed_at = now(), attempts = 1")
+    conn.execute("DELETE FROM monitoring_routes WHERE alert_type = 'payment_failure'")
+    conn.execute("SELECT monitoring_acknowledge_alert(1, 'alice')")
+    assert conn.execute("SELECT provider FROM monitoring_deliveries WHERE action = 'acknowledge' ORDER BY provider"
+                        ).fetchall() == [("pagerduty_payments",), ("slack_payments",)]
+
+
+def test_a_responders_acknowledge_is_not_echoed_to_any_channel_of_the_kind_it_came_from(conn):
+    conn.execute(TWO_TEAMS)
+    conn.execute(SEED_CRITICAL)
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', completed_at = now(), attempts = 1")
+    conn.execute("SELECT _monitoring_acknowledge(1, 'alice', NULL, now(), 'pagerduty')")
+    assert conn.execute("SELECT provider FROM monitoring_deliveries WHERE action = 'acknowledge'").fetchall() == \
+        [("slack_payments",)]
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    # a secret itself, in place of its name
+    ({"provider": "pd_x", "kind": "pagerduty", "secret_refs": Jsonb({"routing_key": "0123456789abcdef0123456789abcdef"})},
+     "secrets_are_references"),
+    ({"provider": "slack_x", "kind": "slack", "secret_refs": Jsonb({"webhook_url": "env:lower_case"})},
+     "secrets_are_references"),
+    ({"provider": "slack_x", "kind": "slack", "secret_refs": Jsonb({"webhook_url": ["env:A"]})}, "secrets_are_references"),
+    ({"provider": "teams_x", "kind": "carrier_pigeon"}, "kind_is_known"),
+    ({"provider": "slack_x", "kind": "slack", "settings": Jsonb(["url"])}, "settings_is_an_object"),
+    ({"provider": "Slack X", "kind": "slack"}, "provider_name_is_simple"),
+])
+def test_a_bad_channel_is_refused_with_the_reason(conn, row, message):
+    with pytest.raises(psycopg.Error, match=message):
+        conn.execute(f"INSERT INTO monitoring_providers ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})",
+                     tuple(row.values()))
+
+
+def test_a_default_channel_is_configured_by_the_environment_alone(conn):
+    with pytest.raises(psycopg.Error, match="default_channels_use_the_environment"):
+        conn.execute("""UPDATE monitoring_providers SET secret_refs = '{"routing_key": "env:OTHER"}'
+                        WHERE provider = 'pagerduty'""")
+
+
+def test_an_admin_adds_channels_and_routes_and_a_writer_cannot(connect):
+    admin, writer = connect("monitoring_admin"), connect("monitoring_writer")
+    admin.execute(TWO_TEAMS)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        writer.execute("INSERT INTO monitoring_providers (provider, kind) VALUES ('slack_evil', 'slack')")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        writer.execute("UPDATE monitoring_providers SET secret_refs = '{}' WHERE provider = 'slack_payments'")
