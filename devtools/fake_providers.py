@@ -35,6 +35,10 @@ JSM_KEY = "eeeeeeee-0000-4000-8000-000000000002"
 SLACK_PATH = "/slack/services/T0000000/B0000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 SLACK_PATH_PAYMENTS = "/slack/services/T0000000/B000PAY00/YYYYYYYYYYYYYYYYYYYYYYYY"  # a second channel's webhook
 SENTRY_KEY = "abcdef0123456789abcdef0123456789"
+# a Teams Workflows webhook: the flow's invoke URL, which carries its own signature
+TEAMS_PATH = "/teams/workflows/5e1f0c2a9b3d4e6f8a7b6c5d4e3f2a1b/triggers/manual/paths/invoke"
+TEAMS_SIG = "Xq3v9Lr2Kp8Zt5Nw1Yb7Hc4Md6Fs0Gj"
+TEAMS_MESSAGE_MAX = 28 * 1024
 SENTRY_PROJECT = "42"
 WEBHOOK_SECRET = "whsec_local_test_secret"
 PAGERDUTY_API_TOKEN = "y_NbAkKc66ryYTWUXYEu"  # a read-only REST API key, for `pgalert serve`'s incident lookups
@@ -108,6 +112,8 @@ class FakeProviders:
             "JSM_API_KEY": JSM_KEY,
             "JSM_API_URL": f"{self.base_url}/jsm/jsm/ops/integration",
             "SLACK_WEBHOOK_URL": f"{self.base_url}{SLACK_PATH}",
+            "TEAMS_WEBHOOK_URL": (f"{self.base_url}{TEAMS_PATH}?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun"
+                                  f"&sv=1.0&sig={TEAMS_SIG}"),
             "SENTRY_DSN": f"http://{SENTRY_KEY}@{self.host}:{self.port}/sentry/{SENTRY_PROJECT}",
             "PGALERT_WEBHOOK_URL": f"{self.base_url}/webhook",
             "PGALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -263,6 +269,32 @@ def slack(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     return 200, text, b"ok"
 
 
+def teams(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    """A Workflows webhook ("Post to a channel when a webhook request is received"): 202 and no body for a message
+    with one Adaptive Card; the flow's errors otherwise."""
+    if path != TEAMS_PATH.removeprefix("/teams"):
+        return _json(404, {"error": {"code": "WorkflowNotFound", "message": "The workflow could not be found."}})
+    if query.get("sig") != [TEAMS_SIG]:
+        return _json(401, {"error": {"code": "DirectApiAuthorizationRequired",
+                                     "message": "The request must be authenticated only by Shared Access scheme."}})
+    if len(body) > TEAMS_MESSAGE_MAX:
+        return _json(413, {"error": {"code": "MessageSizeLimitExceeded", "message": "The message is too large."}})
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return _json(400, {"error": {"code": "InvalidRequestContent", "message": "The content is not valid JSON."}})
+    attachments = message.get("attachments") if isinstance(message, dict) else None
+    card = (attachments[0] if isinstance(attachments, list) and len(attachments) == 1 else None) or {}
+    content = card.get("content") or {}
+    blocks = content.get("body")
+    if (message.get("type") != "message" or card.get("contentType") != "application/vnd.microsoft.card.adaptive"
+            or content.get("type") != "AdaptiveCard" or not content.get("version") or not isinstance(blocks, list)
+            or not blocks or any(b.get("type") == "TextBlock" and not b.get("text") for b in blocks)):
+        return _json(400, {"error": {"code": "InvalidTemplate",
+                                     "message": "The message is not one Adaptive Card attachment."}})
+    return 202, {}, b""
+
+
 def sentry(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     if path != f"/api/{SENTRY_PROJECT}/envelope/":
         return _json(404, {"detail": "not found"})
@@ -319,8 +351,8 @@ def slack_response(path: str, query: dict, headers: dict, body: bytes) -> Reply:
 
 
 ROUTES: dict[str, Callable[[str, dict, dict, bytes], Reply]] = {
-    "pagerduty": pagerduty, "opsgenie": opsgenie, "jsm": jsm, "slack": slack, "sentry": sentry, "webhook": webhook,
-    "app": app,
+    "pagerduty": pagerduty, "opsgenie": opsgenie, "jsm": jsm, "slack": slack, "teams": teams, "sentry": sentry,
+    "webhook": webhook, "app": app,
     "slack-response": slack_response,
 }
 

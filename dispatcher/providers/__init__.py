@@ -17,6 +17,7 @@ from dispatcher.providers.opsgenie import US_API_URL, Opsgenie
 from dispatcher.providers.pagerduty import US_EVENTS_URL, PagerDuty
 from dispatcher.providers.sentry import Sentry, parse_sentry_target
 from dispatcher.providers.slack import Slack
+from dispatcher.providers.teams import Teams
 from dispatcher.providers.webhook import Webhook, WebhookSecretError, signing_key
 
 PROVIDER_ENV = {
@@ -24,6 +25,7 @@ PROVIDER_ENV = {
     "opsgenie": ("OPSGENIE_API_KEY", "OPSGENIE_API_URL"),
     "jsm": ("JSM_API_KEY", "JSM_API_URL"),
     "slack": ("SLACK_WEBHOOK_URL",),
+    "teams": ("TEAMS_WEBHOOK_URL",),
     "sentry": ("SENTRY_DSN", "SENTRY_WEBHOOK_URL"),
     "webhook": ("PGALERT_WEBHOOK_URL", "PGALERT_WEBHOOK_SECRET"),
 }
@@ -58,6 +60,8 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
         Slack(url, interactive=bool(get("SLACK_SIGNING_SECRET")))
         if url else Unconfigured("slack", "SLACK_WEBHOOK_URL is not set")
     )
+    url = get("TEAMS_WEBHOOK_URL")
+    providers["teams"] = Teams(url) if url else Unconfigured("teams", "TEAMS_WEBHOOK_URL is not set")
 
     dsn, sentry_url = get("SENTRY_DSN"), get("SENTRY_WEBHOOK_URL")
     if dsn or sentry_url:
@@ -85,6 +89,7 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
                           ("OPSGENIE_API_URL", get("OPSGENIE_API_URL")),
                           ("JSM_API_URL", get("JSM_API_URL")),
                           ("SLACK_WEBHOOK_URL", get("SLACK_WEBHOOK_URL")),
+                          ("TEAMS_WEBHOOK_URL", get("TEAMS_WEBHOOK_URL")),
                           ("PGALERT_WEBHOOK_URL", get("PGALERT_WEBHOOK_URL")),
                           ("SENTRY_DSN" if dsn else "SENTRY_WEBHOOK_URL", dsn or sentry_url)):
         if url:
@@ -95,11 +100,11 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
 # What a channel of each kind takes: secrets by reference, then non-secret settings.
 CHANNEL_SECRETS = {
     "pagerduty": ("routing_key",), "opsgenie": ("api_key",), "jsm": ("api_key",), "slack": ("webhook_url",),
-    "sentry": ("dsn", "webhook_url"), "webhook": ("signing_secret",),
+    "teams": ("webhook_url",), "sentry": ("dsn", "webhook_url"), "webhook": ("signing_secret",),
 }
 CHANNEL_SETTINGS = {
     "pagerduty": ("events_url",), "opsgenie": ("api_url",), "jsm": ("api_url",), "slack": ("label",),
-    "sentry": (), "webhook": ("url",),
+    "teams": ("label",), "sentry": (), "webhook": ("url",),
 }
 
 
@@ -159,6 +164,9 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
     elif kind == "slack":
         urls.append(("webhook_url", required("webhook_url")))
         provider = Slack(urls[-1][1], name=name, interactive=bool((env.get("SLACK_SIGNING_SECRET") or "").strip()))
+    elif kind == "teams":
+        urls.append(("webhook_url", required("webhook_url")))
+        provider = Teams(urls[-1][1], name=name)
     elif kind == "sentry":
         if not secrets:
             raise ProviderConfigError("secret_refs needs dsn or webhook_url")

@@ -355,6 +355,20 @@ def test_a_429_pauses_only_the_channel_that_got_it(conn, fake, start_dispatcher)
     assert [r.path for r in fake.requests_for("slack", status=200)] == [SLACK_PATH.removeprefix("/slack")]
 
 
+def test_an_alert_routed_to_teams_arrives_as_an_adaptive_card_and_its_resolve_follows(conn, fake, start_dispatcher):
+    conn.execute("INSERT INTO monitoring_routes (alert_type, provider) VALUES ('deploy_failed', 'teams')")
+    start_dispatcher()
+    alert = conn.execute("SELECT monitoring_raise_alert('deploy_failed', 'warning', 'Deploy of api 4.2 failed')").fetchone()[0]
+    wait_until(lambda: all_final(conn))
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'alice')", (alert,))
+    wait_until(lambda: all_final(conn) and len(statuses(conn)) == 2)
+    posts = fake.requests_for("teams")
+    assert [r.status for r in posts] == [202, 202]
+    cards = [r.json["attachments"][0]["content"] for r in posts]
+    assert cards[0]["body"][0]["text"] == "P1 Deploy of api 4.2 failed"
+    assert cards[1]["body"][0]["text"] == "✅ Resolved by alice: Deploy of api 4.2 failed"
+
+
 def test_metrics_and_health(conn, fake, start_dispatcher):
     import socket
 

@@ -90,3 +90,11 @@ def test_an_admin_adds_channels_and_routes_and_a_writer_cannot(connect):
         writer.execute("INSERT INTO monitoring_providers (provider, kind) VALUES ('slack_evil', 'slack')")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         writer.execute("UPDATE monitoring_providers SET secret_refs = '{}' WHERE provider = 'slack_payments'")
+
+
+def test_a_teams_channel_per_team_and_the_default_teams_channel_take_trigger_to_notify(conn):
+    conn.execute("""INSERT INTO monitoring_providers (provider, kind, secret_refs)
+                    VALUES ('teams_platform', 'teams', '{"webhook_url": "env:TEAMS_WEBHOOK_PLATFORM"}')""")
+    assert conn.execute("SELECT provider, actions, is_pager FROM monitoring_providers WHERE kind = 'teams' ORDER BY 1"
+                        ).fetchall() == [("teams", ["trigger", "acknowledge", "resolve", "notify"], False),
+                                         ("teams_platform", ["trigger", "acknowledge", "resolve", "notify"], False)]

@@ -13,6 +13,7 @@ from dispatcher.providers.opsgenie import Opsgenie
 from dispatcher.providers.pagerduty import EU_EVENTS_URL, PagerDuty
 from dispatcher.providers.sentry import Sentry, event_id, parse_sentry_target
 from dispatcher.providers.slack import Slack
+from dispatcher.providers.teams import Teams
 from dispatcher.providers.webhook import Webhook, sign, verify
 
 
@@ -34,6 +35,8 @@ HUGE = {"title": "💥 " + "Ünïcödé " * 500, "message": "m" * 100_000, "deta
 PAGERDUTY = PagerDuty(fake.PAGERDUTY_KEY)
 OPSGENIE = Opsgenie(fake.OPSGENIE_KEY)
 SLACK = Slack("http://hooks.local" + fake.SLACK_PATH)
+TEAMS_URL = f"https://prod-00.westeurope.logic.azure.com:443{fake.TEAMS_PATH.removeprefix('/teams')}?sig={fake.TEAMS_SIG}"
+TEAMS = Teams(TEAMS_URL)
 SENTRY = Sentry(parse_sentry_target(f"https://{fake.SENTRY_KEY}@sentry.local/{fake.SENTRY_PROJECT}"))
 
 
@@ -289,3 +292,58 @@ def test_truncation_never_splits_a_character():
     assert truncate("short", 10) == "short"
     cut = truncate_utf8("€" * 10, 10)
     assert cut.encode() and len(cut.encode()) <= 10 and cut.startswith("€€")
+
+
+# ---- Microsoft Teams ----------------------------------------------------------------------------------------
+
+def teams_reply(body: bytes):
+    return fake.teams(fake.TEAMS_PATH.removeprefix("/teams"), {"sig": [fake.TEAMS_SIG]}, {}, body)
+
+
+def test_teams_trigger_is_one_adaptive_card_with_the_facts_and_the_runbook():
+    request = TEAMS.build(delivery(provider="teams"))
+    assert request.url == TEAMS_URL and teams_reply(request.body) == (202, {}, b"")
+    message = json.loads(request.body)
+    [attachment] = message["attachments"]
+    card = attachment["content"]
+    assert (message["type"], attachment["contentType"], card["type"]) == \
+        ("message", "application/vnd.microsoft.card.adaptive", "AdaptiveCard")
+    assert card["body"][0] == {"type": "TextBlock", "text": "P0 Payments failing", "wrap": True, "weight": "Bolder",
+                               "size": "Medium", "color": "Attention"}
+    facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
+    assert facts["Severity"] == "critical (P0)" and facts["Source"] == "checkout"
+    assert facts["Alert"] == "#7 · payment_failure:checkout"
+    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Runbook", "url": "https://runbooks.example/payments"}]
+
+
+def test_teams_limits_hold_for_huge_alerts():
+    body = TEAMS.build(delivery(provider="teams", **HUGE)).body
+    assert len(body) <= fake.TEAMS_MESSAGE_MAX and teams_reply(body)[0] == 202
+    card = json.loads(body)["attachments"][0]["content"]
+    assert card["body"][0]["text"].startswith("P0 💥 Ünïcödé")
+
+
+@pytest.mark.parametrize(("action", "context", "expected"), [
+    ("acknowledge", {"by": "alice", "note": "on it", "via": "pagerduty"}, "👀 Acknowledged by alice in PagerDuty: Payments failing"),
+    ("resolve", {"by": "bob"}, "✅ Resolved by bob: Payments failing"),
+    ("resolve", {"by": "bob", "false_positive": True}, "✅ Resolved as a false positive by bob: Payments failing"),
+    ("notify", {"person": "Carol", "reason": "level 2 of payments"}, "🚨 Carol, level 2 of payments: Payments failing (critical)"),
+])
+def test_teams_follow_ups_are_cards_that_say_who_and_where(action, context, expected):
+    body = TEAMS.build(delivery(action, "teams", context)).body
+    assert teams_reply(body)[0] == 202
+    card = json.loads(body)["attachments"][0]["content"]
+    assert card["body"][0]["text"] == expected and card["body"][-1]["text"] == "pgalert alert #7"
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(202, "succeeded"), (200, "succeeded"), (400, "failed"), (401, "failed"),
+                                                 (404, "failed"), (429, "retry"), (502, "retry")])
+def test_teams_judge(status, outcome):
+    verdict = TEAMS.judge(delivery(provider="teams"), HttpResponse(status, {"retry-after": "5"}, b""))
+    assert verdict.outcome == outcome
+    if status == 429:
+        assert verdict.retry_after == 5 and verdict.pause_provider
+
+
+def test_teams_url_and_its_signature_are_secrets():
+    assert {TEAMS_URL, fake.TEAMS_SIG} <= set(TEAMS.secrets())

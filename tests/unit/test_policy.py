@@ -72,7 +72,7 @@ def test_unconfigured_providers_say_why():
     providers = providers_from_env({})
     assert all(isinstance(p, Unconfigured) for p in providers.values())
     assert providers["pagerduty"].reason == "PAGERDUTY_INTEGRATION_KEY is not set"
-    assert set(providers) == {"pagerduty", "opsgenie", "jsm", "slack", "sentry", "webhook"}
+    assert set(providers) == {"pagerduty", "opsgenie", "jsm", "slack", "teams", "sentry", "webhook"}
     assert providers["jsm"].reason == "JSM_API_KEY is not set"
 
 
@@ -141,7 +141,8 @@ def test_a_channel_reads_its_secrets_from_the_environment_by_reference():
      "webhook_url uses plain http://"),
     (Channel("hook_x", "webhook", {"url": "https://hooks.example.com/x"}, {"signing_secret": "env:W"}), {"W": "short"},
      "channel hook_x:"),
-    (Channel("teams_x", "teams", {}, {}), {}, "does not know the kind 'teams': upgrade it"),
+    (Channel("pigeon_x", "carrier_pigeon", {}, {}), {}, "does not know the kind 'carrier_pigeon': upgrade it"),
+    (Channel("teams_x", "teams", {}, {}), {}, "secret_refs needs webhook_url"),
 ])
 def test_a_channel_that_cannot_work_is_skipped_with_a_reason_that_never_holds_the_secret(channel, env, reason):
     provider = channel_provider(channel, env)
