@@ -167,13 +167,15 @@ def test_two_dispatchers_send_each_delivery_once(conn, fake, start_dispatcher):
 
 
 def test_while_one_dispatcher_is_busy_another_takes_the_work(conn, fake, start_dispatcher):
-    # a's only sends hang at PagerDuty, so with room for two in flight it claims nothing more: whatever else is
-    # due can only be sent by b, whenever b starts
-    fake.script("pagerduty", Fault(202, b"{}", hang=30), Fault(202, b"{}", hang=30))
-    busy = start_dispatcher("--concurrency", "1", name="a")
+    # a sends one request at a time and its first hangs at PagerDuty for 30 s, inside its HTTP timeout, so with
+    # room for two claims (the one in flight, the one queued behind it) it claims nothing more for those 30 s:
+    # whatever else is due can only be sent by b, however slowly b starts. (With the fast tests' 1 s timeout a got
+    # its room back after a second and, on a loaded machine, took all the work.)
+    fake.script("pagerduty", Fault(202, b"{}", hang=30))
+    busy = start_dispatcher("--concurrency", "1", "--http-timeout", "40", "--lease-seconds", "50", name="a")
     conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'x' || g, 'critical', 't' FROM generate_series(1, 2) g")
     wait_until(lambda: conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE claimed_by = 'a'").fetchone()[0] == 2
-               and len(fake.requests_for("pagerduty")) == 2)
+               and len(fake.requests_for("pagerduty")) == 1)
     start_dispatcher(name="b")
     conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) SELECT 'y' || g, 'info', 't' FROM generate_series(1, 20) g")
     wait_until(lambda: conn.execute("SELECT count(*) FROM monitoring_delivery_attempts WHERE outcome = 'succeeded' "
