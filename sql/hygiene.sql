@@ -157,7 +157,8 @@ AS $$
     SELECT 'silence', 'silence ' || s.id
     FROM public.monitoring_silences AS s
     WHERE s.expired_at IS NULL AND s.starts_at <= p_at AND s.ends_at > p_at
-      AND (s.alert_type_equals IS NULL OR s.alert_type_equals = p_alert.alert_type)
+      -- one equality first (migration 0021): most silences fail on it, before their matchers are unpacked
+      AND (s.equals_field IS NULL OR public._monitoring_alert_field(p_alert, s.equals_field) = s.equals_value)
       AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, s.matchers))
     UNION ALL
     SELECT 'maintenance', 'maintenance window ' || w.name
