@@ -141,7 +141,8 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
     Providers are configured only from the environment: PAGERDUTY_INTEGRATION_KEY (PAGERDUTY_EVENTS_URL),
     OPSGENIE_API_KEY (OPSGENIE_API_URL), JSM_API_KEY (JSM_API_URL), SLACK_WEBHOOK_URL, TEAMS_WEBHOOK_URL,
     SENTRY_DSN or SENTRY_WEBHOOK_URL,
-    PGALERT_WEBHOOK_URL with PGALERT_WEBHOOK_SECRET. More channels (a Slack channel or PagerDuty service per
+    PGALERT_WEBHOOK_URL with PGALERT_WEBHOOK_SECRET, EMAIL_SMTP_URL with EMAIL_FROM and EMAIL_TO (and
+    EMAIL_SMTP_USERNAME, EMAIL_SMTP_PASSWORD). More channels (a Slack channel or PagerDuty service per
     team) are rows of monitoring_providers that name their secrets as env:NAME, read from this environment. A
     provider or channel left unset has its deliveries skipped, visibly. Run as many dispatchers as you like
     against one database."""

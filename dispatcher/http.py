@@ -1,4 +1,6 @@
-"""The send path's HTTP client: one thread runs every request through a libcurl multi handle (pycurl).
+"""The send path's HTTP client: one thread runs every request through a libcurl multi handle (pycurl). Mail
+goes the same way: libcurl speaks SMTP too, so a message to a mail server is one more transfer on the same loop,
+with the same timeouts, CA bundle and `done` callback, and no thread of its own.
 
 Why: in Python, the HTTP request is most of a delivery's cost, and threads make it worse, because each thread
 must win the interpreter lock back for every piece of a reply. Measured against a keep-alive server in
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import os
 import select
 import threading
@@ -32,7 +35,9 @@ import requests.certs
 import requests.utils
 
 from dispatcher import __version__, logs
-from dispatcher.providers.base import HttpRequest, HttpResponse
+from dispatcher.providers.base import HttpRequest, HttpResponse, MailRequest, Request
+
+MAIL_POLL_MS = 5
 
 
 class SendTimeout(Exception):
@@ -46,7 +51,7 @@ class SendFailed(Exception):
 # what a request's `done` receives: the reply, or the reason there is none; and the seconds it took
 Done = Callable[[HttpResponse | SendTimeout | SendFailed, float], None]
 # a request to be built on the client's thread; None when, after all, there is nothing to send
-Build = Callable[[], HttpRequest | None]
+Build = Callable[[], Request | None]
 
 
 def ca_bundle() -> str:
@@ -57,10 +62,11 @@ def ca_bundle() -> str:
 class _Transfer:
     """One request on one libcurl handle: where its reply goes as it arrives."""
 
-    __slots__ = ("done", "started", "body", "header_lines", "room")
+    __slots__ = ("done", "mail", "started", "body", "header_lines", "room")
 
-    def __init__(self, done: Done, body_max: int):
+    def __init__(self, done: Done, body_max: int, mail: bool = False):
         self.done = done
+        self.mail = mail  # an SMTP transfer: header_lines are the server's replies
         self.started = time.perf_counter()
         self.body = bytearray()
         self.header_lines: list[bytes] = []
@@ -83,6 +89,10 @@ class _Transfer:
                 headers[name.strip().lower()] = value.strip()
         return headers
 
+    def last_reply(self) -> bytes:
+        """An SMTP server's last reply line ("250 2.0.0 Ok: queued"), what a message's fate is told by."""
+        return self.header_lines[-1].rstrip(b"\r\n") if self.header_lines else b""
+
 
 class HttpClient:
     """Runs up to `concurrency` requests at once on its own thread; `submit` from any thread."""
@@ -96,8 +106,9 @@ class HttpClient:
         self._multi = pycurl.CurlMulti()
         self._idle = [pycurl.Curl() for _ in range(concurrency)]
         self._running: dict[pycurl.Curl, _Transfer] = {}
+        self._mail_running = 0
         # submitted, not yet started: appended by any thread, taken only by the loop (deque ops are atomic)
-        self._inbox: collections.deque[tuple[HttpRequest | Build, Done]] = collections.deque()
+        self._inbox: collections.deque[tuple[Request | Build, Done]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -106,7 +117,7 @@ class HttpClient:
         self._thread = threading.Thread(target=self._loop, name="http", daemon=True)
         self._thread.start()
 
-    def submit(self, request: HttpRequest | Build, done: Done) -> None:
+    def submit(self, request: Request | Build, done: Done) -> None:
         """Send `request`; `done(reply or error, seconds)` is then called on the client's thread.
 
         `request` may instead be a function that builds it: it runs on the client's thread when a connection is
@@ -150,6 +161,11 @@ class HttpClient:
         timeout_ms = self._multi.timeout() if self._running else -1
         if timeout_ms < 0:
             timeout_ms = 1000 if self._running else None
+        if self._mail_running and timeout_ms is not None:
+            # An SMTP reply that arrived with the TLS record before it sits in OpenSSL's buffer, where no poll of
+            # the socket sees it (seen: a conversation stalled at EHLO after STARTTLS until the connect timeout).
+            # Mail is rare, so while a message is in flight the loop looks again every few ms.
+            timeout_ms = min(timeout_ms, MAIL_POLL_MS)
         readable, writable, broken = self._multi.fdset()
         wanted: dict[int, int] = {self._wake_read: select.POLLIN}
         for fd in readable:
@@ -182,7 +198,7 @@ class HttpClient:
                 while self._multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
                     pass
 
-    def _start(self, request: HttpRequest | Build, done: Done) -> None:
+    def _start(self, request: Request | Build, done: Done) -> None:
         if callable(request):
             try:
                 request = request()
@@ -192,35 +208,49 @@ class HttpClient:
             if request is None:
                 return
         handle = self._idle.pop()
-        transfer = _Transfer(done, self._body_max)
+        transfer = _Transfer(done, self._body_max, isinstance(request, MailRequest))
         try:
-            self._configure(handle, request, transfer)
+            if transfer.mail:
+                self._configure_mail(handle, request, transfer)
+            else:
+                self._configure(handle, request, transfer)
             self._multi.add_handle(handle)
         except Exception as error:  # noqa: BLE001 - a request libcurl refuses must not stop the loop
             self._idle.append(handle)
             self._call(done, SendFailed(f"request not accepted: {type(error).__name__}: {error}"), 0.0)
             return
         self._running[handle] = transfer
+        self._mail_running += transfer.mail
 
     def _finish_completed(self) -> None:
         while True:
             queued, succeeded, failed = self._multi.info_read()
             for handle in succeeded:
+                status = handle.getinfo(pycurl.RESPONSE_CODE)
                 transfer = self._release(handle)
-                reply = HttpResponse(handle.getinfo(pycurl.RESPONSE_CODE), transfer.headers(), bytes(transfer.body))
+                reply = HttpResponse(status, {}, transfer.last_reply()) if transfer.mail \
+                    else HttpResponse(status, transfer.headers(), bytes(transfer.body))
                 self._call(transfer.done, reply, time.perf_counter() - transfer.started)
             for handle, code, message in failed:
+                status = handle.getinfo(pycurl.RESPONSE_CODE)
                 transfer = self._release(handle)
-                error = SendTimeout(message) if code == pycurl.E_OPERATION_TIMEDOUT \
-                    else SendFailed(f"curl error {code}: {message}")
-                self._call(transfer.done, error, time.perf_counter() - transfer.started)
+                if transfer.mail and status >= 400 and code != pycurl.E_OPERATION_TIMEDOUT:
+                    # the server said no (a 4xx to try again, a 5xx for good): the provider judges the code
+                    result: HttpResponse | SendTimeout | SendFailed = HttpResponse(status, {}, transfer.last_reply())
+                elif code == pycurl.E_OPERATION_TIMEDOUT:
+                    result = SendTimeout(message)
+                else:
+                    result = SendFailed(f"curl error {code}: {message}")
+                self._call(transfer.done, result, time.perf_counter() - transfer.started)
             if not queued:
                 return
 
     def _release(self, handle: pycurl.Curl) -> _Transfer:
         self._multi.remove_handle(handle)
         self._idle.append(handle)
-        return self._running.pop(handle)
+        transfer = self._running.pop(handle)
+        self._mail_running -= transfer.mail
+        return transfer
 
     @staticmethod
     def _call(done: Done, result: HttpResponse | SendTimeout | SendFailed, seconds: float) -> None:
@@ -247,6 +277,27 @@ class HttpClient:
         if request.method == "POST" or request.body:
             handle.setopt(pycurl.POSTFIELDS, request.body)
         handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
+        handle.setopt(pycurl.HEADERFUNCTION, transfer.header_lines.append)
+
+    def _configure_mail(self, handle: pycurl.Curl, request: MailRequest, transfer: _Transfer) -> None:
+        handle.reset()
+        handle.setopt(pycurl.URL, request.url)  # smtp(s)://host:port/name-to-greet-with
+        handle.setopt(pycurl.NOSIGNAL, 1)
+        handle.setopt(pycurl.CONNECTTIMEOUT_MS, self._connect_ms)
+        handle.setopt(pycurl.TIMEOUT_MS, self._timeout_ms)
+        handle.setopt(pycurl.CAINFO, self._ca_bundle)
+        handle.setopt(pycurl.PROXY, "")  # HTTP(S)_PROXY is for HTTP: mail goes to its server directly
+        # smtps:// is TLS from the start; on smtp://, USESSL_ALL refuses to go on unless STARTTLS succeeds, so a
+        # server (or a man in the middle) that stops offering it never gets the password or the alert in clear
+        handle.setopt(pycurl.USE_SSL, pycurl.USESSL_ALL if request.starttls_required else pycurl.USESSL_TRY)
+        if request.username:
+            handle.setopt(pycurl.USERNAME, request.username)
+            handle.setopt(pycurl.PASSWORD, request.password)
+        handle.setopt(pycurl.MAIL_FROM, f"<{request.mail_from}>")
+        handle.setopt(pycurl.MAIL_RCPT, [f"<{address}>" for address in request.recipients])
+        handle.setopt(pycurl.UPLOAD, 1)
+        handle.setopt(pycurl.READFUNCTION, io.BytesIO(request.message).read)
+        handle.setopt(pycurl.INFILESIZE, len(request.message))
         handle.setopt(pycurl.HEADERFUNCTION, transfer.header_lines.append)
 
     def _proxy(self, url: str) -> str:

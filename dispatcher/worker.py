@@ -33,9 +33,9 @@ from dispatcher.migrate import discover_migrations
 from dispatcher.providers import Channel, all_secrets, channel_provider
 from dispatcher.providers.base import (
     Delivery,
-    HttpRequest,
     HttpResponse,
     Provider,
+    Request,
     Unconfigured,
     Verdict,
     minimal_alert,
@@ -106,13 +106,13 @@ def decide(
 
 
 def build_request(provider: Provider, deliveries: list[Delivery],
-                  clean: Callable[[str], str] = str) -> HttpRequest | Verdict:
+                  clean: Callable[[str], str] = str) -> Request | Verdict:
     """The request for one delivery, or a digest of several. A stored alert always pages: when its full payload
     will not build (a bug, or a row no builder foresaw), the minimal one (title, severity, id) goes instead,
     logged; retrying the same payload would only fail the same way until the attempts ran out."""
     first = deliveries[0]
 
-    def attempt(batch: list[Delivery]) -> HttpRequest | None:
+    def attempt(batch: list[Delivery]) -> Request | None:
         return provider.build(batch[0]) if len(batch) == 1 else provider.build_digest(batch)
 
     try:
@@ -403,7 +403,7 @@ class Dispatcher:
         started = utcnow()
         provider = self.providers.get(deliveries[0].provider)
 
-        def build() -> HttpRequest | None:
+        def build() -> Request | None:
             request = self._request_for(deliveries, provider)
             if isinstance(request, Verdict):
                 self._finish(deliveries, started, request, None)
@@ -413,7 +413,7 @@ class Dispatcher:
         self._client.submit(build, lambda reply, seconds: self._on_reply(deliveries, provider, started, reply,
                                                                          seconds))
 
-    def _request_for(self, deliveries: list[Delivery], provider: Provider | None) -> HttpRequest | Verdict:
+    def _request_for(self, deliveries: list[Delivery], provider: Provider | None) -> Request | Verdict:
         """The request to send, or why there is none: skipped, or a payload that will not build."""
         first = deliveries[0]
         if provider is None:

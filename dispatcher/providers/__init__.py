@@ -6,6 +6,7 @@ monitoring_providers beyond the default one of each kind) names its secrets as `
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 from dispatcher.providers.base import Provider, Unconfigured
 from dispatcher.providers.jsm import JSM_API_URL, JiraServiceManagement
+from dispatcher.providers.mail import Mail
 from dispatcher.providers.opsgenie import US_API_URL, Opsgenie
 from dispatcher.providers.pagerduty import US_EVENTS_URL, PagerDuty
 from dispatcher.providers.sentry import Sentry, parse_sentry_target
@@ -28,6 +30,7 @@ PROVIDER_ENV = {
     "teams": ("TEAMS_WEBHOOK_URL",),
     "sentry": ("SENTRY_DSN", "SENTRY_WEBHOOK_URL"),
     "webhook": ("PGALERT_WEBHOOK_URL", "PGALERT_WEBHOOK_SECRET"),
+    "email": ("EMAIL_SMTP_URL", "EMAIL_FROM", "EMAIL_TO", "EMAIL_SMTP_USERNAME", "EMAIL_SMTP_PASSWORD"),
 }
 
 
@@ -84,6 +87,12 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
             raise ProviderConfigError(str(error)) from None
     providers["webhook"] = Webhook(url, secret) if url else Unconfigured("webhook", "PGALERT_WEBHOOK_URL is not set")
 
+    url = get("EMAIL_SMTP_URL")
+    providers["email"] = mail_provider(
+        "email", ("EMAIL_SMTP_URL", url), ("EMAIL_FROM", get("EMAIL_FROM")), ("EMAIL_TO", get("EMAIL_TO")),
+        get("EMAIL_SMTP_USERNAME"), get("EMAIL_SMTP_PASSWORD")
+    ) if url else Unconfigured("email", "EMAIL_SMTP_URL is not set")
+
     allow_plain_http = get("PGALERT_ALLOW_PLAIN_HTTP").lower() in ("1", "true", "yes", "on")
     for variable, url in (("PAGERDUTY_EVENTS_URL", get("PAGERDUTY_EVENTS_URL")),
                           ("OPSGENIE_API_URL", get("OPSGENIE_API_URL")),
@@ -101,10 +110,11 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
 CHANNEL_SECRETS = {
     "pagerduty": ("routing_key",), "opsgenie": ("api_key",), "jsm": ("api_key",), "slack": ("webhook_url",),
     "teams": ("webhook_url",), "sentry": ("dsn", "webhook_url"), "webhook": ("signing_secret",),
+    "email": ("password",),
 }
 CHANNEL_SETTINGS = {
     "pagerduty": ("events_url",), "opsgenie": ("api_url",), "jsm": ("api_url",), "slack": ("label",),
-    "teams": ("label",), "sentry": (), "webhook": ("url",),
+    "teams": ("label",), "sentry": (), "webhook": ("url",), "email": ("smtp_url", "from", "to", "username"),
 }
 
 
@@ -167,6 +177,11 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
     elif kind == "teams":
         urls.append(("webhook_url", required("webhook_url")))
         provider = Teams(urls[-1][1], name=name)
+    elif kind == "email":
+        to = channel.settings.get("to")
+        return mail_provider(name, ("smtp_url", setting("smtp_url")), ("from", setting("from")),
+                             ("to", ",".join(map(str, to)) if isinstance(to, list) else setting("to")),
+                             setting("username"), secrets.get("password", ""))
     elif kind == "sentry":
         if not secrets:
             raise ProviderConfigError("secret_refs needs dsn or webhook_url")
@@ -191,6 +206,52 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
 
 
 LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+def mail_provider(name: str, url: tuple[str, str], sender: tuple[str, str], to: tuple[str, str], username: str,
+                  password: str) -> Mail:
+    """An email channel from its settings, each given as (what it is called, value), so an error names the
+    variable or setting to fix."""
+    (url_name, smtp_url), (from_name, from_value), (to_name, to_value) = url, sender, to
+    starttls_required = check_smtp_url(url_name, smtp_url)
+    if not mail_address(from_value):
+        raise ProviderConfigError(f"{from_name} must be one mail address, e.g. pgalert <alerts@example.com>")
+    recipients = tuple(part.strip() for part in to_value.split(",") if part.strip())
+    if not recipients or not all(mail_address(r) for r in recipients):
+        raise ProviderConfigError(f"{to_name} must be one or more mail addresses, separated by commas")
+    if password and not username:
+        raise ProviderConfigError(f"a password is set for {name} but no username")
+    return Mail(smtp_url, from_value, tuple(email.utils.parseaddr(r)[1] for r in recipients), username, password,
+                starttls_required, name=name)
+
+
+def mail_address(text: str) -> bool:
+    """One address, bare or with a display name; nothing that could add a header or a recipient."""
+    if any(c in text for c in "\r\n\0") or text.count("@") != 1:
+        return False
+    address = email.utils.parseaddr(text)[1]
+    local, _, domain = address.partition("@")
+    return bool(local and domain and " " not in address)
+
+
+def check_smtp_url(variable: str, url: str) -> bool:
+    """Refuse an SMTP URL that cannot work or would carry the password in it; True when STARTTLS is required
+    (smtp:// to any host but this machine, whose local relay may not offer it; smtps:// is TLS anyway)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ProviderConfigError(f"{variable} is not a valid URL") from None
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ProviderConfigError(f"{variable} must start with smtps:// (implicit TLS, port 465) or smtp:// "
+                                  "(STARTTLS, port 587)")
+    if not host:
+        raise ProviderConfigError(f"{variable} has no host")
+    if parts.username or parts.password:
+        raise ProviderConfigError(f"{variable} must not carry a user or password: give them as the username "
+                                  "setting and the password secret")
+    return parts.scheme == "smtps" or not _is_loopback(host)
 
 
 def check_url(variable: str, url: str, allow_plain_http: bool = False) -> None:

@@ -36,6 +36,24 @@ class HttpRequest:
 
 
 @dataclass(frozen=True)
+class MailRequest:
+    """One message for an SMTP server: smtps:// is TLS from the first byte, smtp:// must upgrade with STARTTLS
+    (except to this machine's own relay, which may not offer it). The reply comes back as an HttpResponse whose
+    status is the server's last SMTP reply code (250 when the message was accepted) and whose body is that line."""
+
+    url: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    message: bytes
+    username: str = ""
+    password: str = ""
+    starttls_required: bool = True
+
+
+Request = HttpRequest | MailRequest
+
+
+@dataclass(frozen=True)
 class HttpResponse:
     status: int
     headers: dict[str, str]  # lower-cased names
@@ -59,7 +77,7 @@ class Provider(Protocol):
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never reach a log, an error message or the database."""
 
-    def build(self, delivery: Delivery) -> HttpRequest | None:
+    def build(self, delivery: Delivery) -> Request | None:
         """The request for this delivery, or None when the provider has nothing to say for this action."""
 
     def judge(self, delivery: Delivery, response: HttpResponse) -> Verdict:
@@ -77,7 +95,7 @@ class Unconfigured:
     def secrets(self) -> tuple[str, ...]:
         return self._secrets
 
-    def build(self, delivery: Delivery) -> HttpRequest | None:
+    def build(self, delivery: Delivery) -> Request | None:
         return None
 
     def judge(self, delivery: Delivery, response: HttpResponse) -> Verdict:

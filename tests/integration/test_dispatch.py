@@ -6,11 +6,14 @@ import json
 import signal
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 
+from devtools import fake_smtp
 from devtools.fake_providers import PAGERDUTY_KEY, PAGERDUTY_KEY_PAYMENTS, SLACK_PATH, SLACK_PATH_PAYMENTS, Fault
+from tests.certificates import self_signed
 from tests.conftest import SEED_CRITICAL
 from tests.integration.conftest import all_final, statuses, wait_until
 from tests.sql.test_channels import TWO_TEAMS
@@ -369,6 +372,53 @@ def test_an_alert_routed_to_teams_arrives_as_an_adaptive_card_and_its_resolve_fo
     cards = [r.json["attachments"][0]["content"] for r in posts]
     assert cards[0]["body"][0]["text"] == "P1 Deploy of api 4.2 failed"
     assert cards[1]["body"][0]["text"] == "✅ Resolved by alice: Deploy of api 4.2 failed"
+
+
+@pytest.fixture
+def mail_server(tmp_path) -> Iterator[tuple[fake_smtp.FakeSmtp, str]]:
+    cert, key = self_signed(tmp_path)
+    running = fake_smtp.FakeSmtp(cert, key).start()
+    yield running, cert
+    running.stop()
+
+
+def test_email_pages_by_mail_and_follow_ups_reply_in_the_thread(conn, fake, start_dispatcher, mail_server):
+    server, cert = mail_server
+    # a second channel with its password by reference, and a third whose mailbox the server refuses for good
+    for name, to in (("email_payments", "payments@example.com"), ("email_finance", "refused-finance@example.com")):
+        conn.execute("INSERT INTO monitoring_providers (provider, kind, settings, secret_refs) VALUES (%s, 'email', "
+                     "jsonb_build_object('smtp_url', %s::text, 'from', 'alerts@example.com', 'to', jsonb_build_array(%s::text), "
+                     "'username', %s::text), '{\"password\": \"env:SMTP_PASSWORD_PAYMENTS\"}')",
+                     (name, server.url, to, fake_smtp.USERNAME))
+    conn.execute("INSERT INTO monitoring_routes (alert_type, provider) VALUES ('deploy_failed', 'email'), "
+                 "('deploy_failed', 'email_payments'), ('deploy_failed', 'email_finance')")
+    env = {**fake.env(), "REQUESTS_CA_BUNDLE": cert, "EMAIL_SMTP_URL": server.url, "EMAIL_FROM": "pgalert <alerts@example.com>",
+           "EMAIL_TO": "ops@example.com", "EMAIL_SMTP_USERNAME": fake_smtp.USERNAME, "EMAIL_SMTP_PASSWORD": fake_smtp.PASSWORD,
+           "SMTP_PASSWORD_PAYMENTS": fake_smtp.PASSWORD}
+    dispatcher = start_dispatcher(env=env)
+    alert = conn.execute("SELECT monitoring_raise_alert('deploy_failed', 'warning', 'Deploy of api 4.2 failed')").fetchone()[0]
+    wait_until(lambda: all_final(conn) and len(statuses(conn)) == 3)
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'alice')", (alert,))
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'alice')", (alert,))
+    wait_until(lambda: all_final(conn) and len(statuses(conn)) == 9)
+    assert sorted(statuses(conn)) == sorted(
+        [(channel, action, "failed" if channel == "email_finance" else "succeeded")
+         for channel in ("email", "email_payments", "email_finance") for action in ("trigger", "acknowledge", "resolve")])
+    # a 5xx is final at once (the SMTP code is kept as the attempt's status), not retried for nothing
+    assert conn.execute("SELECT DISTINCT last_http_status, last_error, attempts FROM monitoring_deliveries "
+                        "WHERE provider = 'email_finance'").fetchall() == [(550, "SMTP 550: 550 5.1.1 No such mailbox", 1)]
+    received = server.received
+    assert all(r.over_tls and r.authenticated_as == fake_smtp.USERNAME for r in received)
+    to_ops = [r.message for r in received if r.recipients == ("ops@example.com",)]
+    assert [m["Subject"] for m in to_ops] == ["[P1 warning] Deploy of api 4.2 failed",
+                                              "Re: [P1 warning] Deploy of api 4.2 failed", "Re: [P1 warning] Deploy of api 4.2 failed"]
+    thread = to_ops[0]["Message-ID"]
+    assert [m["In-Reply-To"] for m in to_ops] == [None, thread, thread]
+    assert to_ops[2].get_body("plain").get_content().startswith("Resolved by alice")
+    assert len([r for r in received if r.recipients == ("payments@example.com",)]) == 3
+    assert dispatcher.stop() == 0
+    stored = conn.execute("SELECT string_agg(to_jsonb(p)::text, ' ') FROM monitoring_providers AS p").fetchone()[0]
+    assert fake_smtp.PASSWORD not in stored and fake_smtp.PASSWORD not in dispatcher.output
 
 
 def test_metrics_and_health(conn, fake, start_dispatcher):

@@ -70,6 +70,9 @@ def test_a_responders_acknowledge_is_not_echoed_to_any_channel_of_the_kind_it_ca
     ({"provider": "teams_x", "kind": "carrier_pigeon"}, "kind_is_known"),
     ({"provider": "slack_x", "kind": "slack", "settings": Jsonb(["url"])}, "settings_is_an_object"),
     ({"provider": "Slack X", "kind": "slack"}, "provider_name_is_simple"),
+    # the password in the URL instead of in secret_refs
+    ({"provider": "mail_x", "kind": "email", "settings": Jsonb({"smtp_url": "smtps://alerts:hunter2@smtp.example.com"})},
+     "smtp_url_carries_no_credentials"),
 ])
 def test_a_bad_channel_is_refused_with_the_reason(conn, row, message):
     with pytest.raises(psycopg.Error, match=message):
@@ -98,3 +101,12 @@ def test_a_teams_channel_per_team_and_the_default_teams_channel_take_trigger_to_
     assert conn.execute("SELECT provider, actions, is_pager FROM monitoring_providers WHERE kind = 'teams' ORDER BY 1"
                         ).fetchall() == [("teams", ["trigger", "acknowledge", "resolve", "notify"], False),
                                          ("teams_platform", ["trigger", "acknowledge", "resolve", "notify"], False)]
+
+
+def test_an_email_channel_per_team_and_the_default_email_channel_take_trigger_to_notify(conn):
+    conn.execute("""INSERT INTO monitoring_providers (provider, kind, settings, secret_refs)
+                    VALUES ('email_platform', 'email', '{"smtp_url": "smtps://smtp.example.com", "from": "a@example.com",
+                            "to": ["platform@example.com"], "username": "alerts"}', '{"password": "env:SMTP_PASSWORD"}')""")
+    assert conn.execute("SELECT provider, actions, is_pager FROM monitoring_providers WHERE kind = 'email' ORDER BY 1"
+                        ).fetchall() == [("email", ["trigger", "acknowledge", "resolve", "notify"], False),
+                                         ("email_platform", ["trigger", "acknowledge", "resolve", "notify"], False)]

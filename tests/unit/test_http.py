@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -12,12 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from devtools import fake_smtp
 from dispatcher import probes
 from dispatcher.http import HttpClient, SendFailed, SendTimeout
-from dispatcher.providers.base import HttpRequest, HttpResponse
+from dispatcher.providers.base import HttpRequest, HttpResponse, MailRequest
+from tests.certificates import self_signed
 
 
-def send(client: HttpClient, request: HttpRequest) -> HttpResponse:
+def send(client: HttpClient, request: HttpRequest | MailRequest) -> HttpResponse:
     """Submit and wait for the reply; raise what came back instead of one."""
     finished = threading.Event()
     outcome: list[HttpResponse | SendTimeout | SendFailed] = []
@@ -239,16 +239,11 @@ def test_a_request_built_on_the_loop_is_sent_skipped_or_failed_alone(server, cli
 @pytest.fixture
 def tls_server(tmp_path) -> Iterator[tuple[Server, str]]:
     """A server with a certificate of its own; the path of that certificate, to trust it as a CA bundle."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    cert, key = self_signed(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     running = Server(context)
-    yield running, str(cert)
+    yield running, cert
     running.httpd.shutdown()
     running.httpd.server_close()
 
@@ -264,3 +259,66 @@ def test_https_is_verified_against_the_configured_ca_bundle(tls_server, monkeypa
     assert send(trusting, post(server.url + "/p/tls")).status == 200
     trusting.close()
     assert [path for _, path, _, _ in server.seen] == ["/p/tls"]
+
+
+# ---- SMTP on the same loop ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def mail_server(tmp_path, request, monkeypatch) -> Iterator[fake_smtp.FakeSmtp]:
+    """A submission server (TLS as the test's `tls` parameter says, STARTTLS by default) whose certificate the
+    client trusts."""
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    running = fake_smtp.FakeSmtp(cert, key, tls=getattr(request, "param", "starttls")).start()
+    yield running
+    running.stop()
+
+
+def mail(server: fake_smtp.FakeSmtp, *recipients: str, password: str = fake_smtp.PASSWORD,
+         starttls_required: bool = True) -> MailRequest:
+    message = b"From: a@example.com\r\nTo: ops@example.com\r\nSubject: hello\r\n\r\nbody\r\n"
+    return MailRequest(server.url + "/pgalert.test", "alerts@example.com", recipients or ("ops@example.com",), message,
+                       fake_smtp.USERNAME, password, starttls_required)
+
+
+@pytest.mark.parametrize("mail_server", ["starttls", "implicit"], indirect=True)
+def test_mail_is_sent_over_tls_after_auth(mail_server):
+    client = HttpClient(2, 3, 5, 1024)
+    reply = send(client, mail(mail_server, "ops@example.com", "lead@example.org"))
+    client.close()
+    assert (reply.status, reply.body) == (250, b"250 2.0.0 Ok: queued")
+    [received] = mail_server.received
+    assert (received.mail_from, received.recipients, received.over_tls, received.authenticated_as) == (
+        "alerts@example.com", ("ops@example.com", "lead@example.org"), True, fake_smtp.USERNAME)
+    assert received.message["Subject"] == "hello"
+
+
+@pytest.mark.parametrize(("recipient", "password", "status"), [
+    ("refused@example.com", fake_smtp.PASSWORD, 550), ("busy@example.com", fake_smtp.PASSWORD, 451),
+    ("ops@example.com", "wrong password", 535)])
+def test_a_mail_server_refusal_comes_back_as_its_reply_code(mail_server, recipient, password, status):
+    client = HttpClient(2, 3, 5, 1024)
+    reply = send(client, mail(mail_server, recipient, password=password))
+    client.close()
+    assert reply.status == status and reply.body.startswith(str(status).encode())
+    assert mail_server.received == []
+
+
+@pytest.mark.parametrize("mail_server", ["none"], indirect=True)
+def test_without_starttls_nothing_is_sent_unless_the_relay_is_allowed_to_be_plain(mail_server):
+    client = HttpClient(2, 3, 5, 1024)
+    with pytest.raises(SendFailed, match="curl error 64"):  # CURLE_USE_SSL_FAILED: no password, no alert in clear
+        send(client, mail(mail_server))
+    assert mail_server.received == []
+    assert send(client, mail(mail_server, starttls_required=False)).status == 250  # this machine's own relay
+    client.close()
+    assert [r.over_tls for r in mail_server.received] == [False]
+
+
+def test_mail_to_an_untrusted_certificate_is_refused(mail_server, monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    client = HttpClient(2, 3, 5, 1024)
+    with pytest.raises(SendFailed, match="certificate"):
+        send(client, mail(mail_server))
+    client.close()
+    assert mail_server.received == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.message
+import email.parser
+import email.policy
 import json
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from devtools import fake_providers as fake
 from dispatcher.providers.base import Delivery, HttpResponse, truncate, truncate_utf8
 from dispatcher.providers.jsm import JiraServiceManagement
+from dispatcher.providers.mail import Mail
 from dispatcher.providers.opsgenie import Opsgenie
 from dispatcher.providers.pagerduty import EU_EVENTS_URL, PagerDuty
 from dispatcher.providers.sentry import Sentry, event_id, parse_sentry_target
@@ -347,3 +351,79 @@ def test_teams_judge(status, outcome):
 
 def test_teams_url_and_its_signature_are_secrets():
     assert {TEAMS_URL, fake.TEAMS_SIG} <= set(TEAMS.secrets())
+
+
+# ---- Email --------------------------------------------------------------------------------------------------
+
+MAIL = Mail("smtps://smtp.example.com", "pgalert <alerts@example.com>", ("ops@example.com", "lead@example.org"), "alerts", "pw")
+
+
+def mail_of(request) -> email.message.EmailMessage:
+    return email.parser.BytesParser(policy=email.policy.default).parsebytes(request.message)
+
+
+def test_email_trigger_is_plain_text_and_html_with_the_facts():
+    request = MAIL.build(delivery(provider="email"))
+    assert (request.url, request.mail_from, request.recipients, request.username) == (
+        "smtps://smtp.example.com", "alerts@example.com", ("ops@example.com", "lead@example.org"), "alerts")
+    assert b"\r\n" in request.message and b"\n" not in request.message.replace(b"\r\n", b"")  # SMTP wants CRLF
+    message = mail_of(request)
+    assert message["Subject"] == "[P0 critical] Payments failing"
+    assert (message["From"], message["To"]) == ("pgalert <alerts@example.com>", "ops@example.com, lead@example.org")
+    assert message["Message-ID"] == "<pgalert-abcd1234-7@example.com>" and message["In-Reply-To"] is None
+    assert (message["Auto-Submitted"], message["Importance"], message["X-Pgalert-Alert-Id"]) == ("auto-generated", "high", "7")
+    text = message.get_body("plain").get_content()
+    assert "Severity: critical (P0)" in text and "Message: 3 failures in 5 min" in text and "gateway: mercadopago" in text
+    assert "Runbook: https://runbooks.example/payments" in text
+    page = message.get_body("html").get_content()
+    assert '<a href="https://runbooks.example/payments">Runbook</a>' in page and "<th" in page
+
+
+@pytest.mark.parametrize(("action", "context", "heading"), [
+    ("acknowledge", {"by": "alice", "note": "on it", "via": "pagerduty"}, "Acknowledged by alice in PagerDuty"),
+    ("resolve", {"by": "bob", "false_positive": True}, "Resolved as a false positive by bob"),
+    ("notify", {"person": "Carol", "reason": "level 2 of payments"}, "Carol, level 2 of payments"),
+])
+def test_email_follow_ups_reply_in_the_alert_thread(action, context, heading):
+    message = mail_of(MAIL.build(delivery(action, "email", context)))
+    assert message["Subject"] == "Re: [P0 critical] Payments failing"
+    assert message["In-Reply-To"] == message["References"] == "<pgalert-abcd1234-7@example.com>"
+    assert message["Message-ID"] == "<pgalert-abcd1234-7.11@example.com>"  # its own, stable across retries
+    assert message.get_body("plain").get_content().startswith(heading + "\r\n")
+
+
+def test_an_email_page_goes_to_the_person_on_call_when_their_address_is_known():
+    assert MAIL.build(delivery("notify", "email", {"person": "Carol", "email": "carol@example.com"})).recipients == ("carol@example.com",)
+    assert MAIL.build(delivery("notify", "email", {"person": "Dan"})).recipients == MAIL.recipients
+    # an address that could add recipients is not taken: the channel's list is
+    assert MAIL.build(delivery("notify", "email", {"email": "x@example.com, y@example.com"})).recipients == MAIL.recipients
+
+
+def test_email_escapes_html_and_keeps_the_subject_one_line():
+    request = MAIL.build(delivery(provider="email", title="<script>x</script>\r\nBcc: victim@example.com", message="a < b & c"))
+    message = mail_of(request)
+    assert message["Bcc"] is None and message["Subject"] == "[P0 critical] <script>x</script> Bcc: victim@example.com"
+    page = message.get_body("html").get_content()
+    assert "<script>" not in page and "&lt;script&gt;" in page and "a &lt; b &amp; c" in page
+
+
+def test_email_of_a_huge_alert_is_bounded_and_readable():
+    request = MAIL.build(delivery(provider="email", **HUGE))
+    message = mail_of(request)
+    assert len(request.message) < 400_000 and message["Subject"].startswith("[P0 critical] 💥 Ünïcödé")
+    assert len(message["Subject"]) <= 200
+
+
+@pytest.mark.parametrize(("code", "outcome"), [(250, "succeeded"), (421, "retry"), (451, "retry"), (452, "retry"),
+                                               (535, "failed"), (550, "failed"), (554, "failed")])
+def test_email_judge_by_smtp_reply_code(code, outcome):
+    verdict = MAIL.judge(delivery(provider="email"), HttpResponse(code, {}, f"{code} 4.0.0 something".encode()))
+    assert verdict.outcome == outcome
+    if outcome == "succeeded":
+        assert verdict.reference == "<pgalert-abcd1234-7@example.com>"
+    else:
+        assert verdict.error == f"SMTP {code}: {code} 4.0.0 something"
+
+
+def test_email_password_is_the_secret():
+    assert MAIL.secrets() == ("pw",)

@@ -72,7 +72,7 @@ def test_unconfigured_providers_say_why():
     providers = providers_from_env({})
     assert all(isinstance(p, Unconfigured) for p in providers.values())
     assert providers["pagerduty"].reason == "PAGERDUTY_INTEGRATION_KEY is not set"
-    assert set(providers) == {"pagerduty", "opsgenie", "jsm", "slack", "teams", "sentry", "webhook"}
+    assert set(providers) == {"pagerduty", "opsgenie", "jsm", "slack", "teams", "sentry", "webhook", "email"}
     assert providers["jsm"].reason == "JSM_API_KEY is not set"
 
 
@@ -95,6 +95,16 @@ def test_seed_secret_names_configure_the_providers():
     ({"JSM_API_KEY": "k", "JSM_API_URL": "http://api.atlassian.com/jsm/ops/integration"}, "JSM_API_URL uses plain http://"),
     ({"PGALERT_WEBHOOK_URL": "https://hooks.example.com:port/x", "PGALERT_WEBHOOK_SECRET": "whsec_c2VjcmV0"}, "PGALERT_WEBHOOK_URL is not a valid URL"),
     ({"SENTRY_WEBHOOK_URL": "http://KEY@sentry.example.com/42"}, "SENTRY_WEBHOOK_URL uses plain http://"),
+    ({"EMAIL_SMTP_URL": "https://mail.example.com", "EMAIL_FROM": "a@example.com", "EMAIL_TO": "b@example.com"},
+     "EMAIL_SMTP_URL must start with smtps://"),
+    ({"EMAIL_SMTP_URL": "smtp://alerts:hunter2pass@mail.example.com:587", "EMAIL_FROM": "a@example.com", "EMAIL_TO": "b@example.com"},
+     "EMAIL_SMTP_URL must not carry a user or password"),
+    ({"EMAIL_SMTP_URL": "smtps://mail.example.com", "EMAIL_TO": "b@example.com"}, "EMAIL_FROM must be one mail address"),
+    ({"EMAIL_SMTP_URL": "smtps://mail.example.com", "EMAIL_FROM": "a@example.com"}, "EMAIL_TO must be one or more"),
+    ({"EMAIL_SMTP_URL": "smtps://mail.example.com", "EMAIL_FROM": "a@example.com", "EMAIL_TO": "b@example.com\r\nBcc: c@example.com"},
+     "EMAIL_TO must be one or more"),
+    ({"EMAIL_SMTP_URL": "smtps://mail.example.com", "EMAIL_FROM": "a@example.com", "EMAIL_TO": "b@example.com",
+      "EMAIL_SMTP_PASSWORD": "hunter2pass"}, "a password is set for email but no username"),
 ])
 def test_bad_provider_configuration_is_explained_without_the_url(env, message):
     with pytest.raises(ProviderConfigError, match=message) as refused:
@@ -111,6 +121,30 @@ def test_https_anywhere_and_plain_http_to_this_machine_are_accepted(url):
 def test_plain_http_elsewhere_only_when_allowed_explicitly():
     env = {"SLACK_WEBHOOK_URL": "http://proxy.internal/hook", "PGALERT_ALLOW_PLAIN_HTTP": "1"}
     assert providers_from_env(env)["slack"].name == "slack"
+
+
+@pytest.mark.parametrize(("url", "starttls_required"), [
+    ("smtp://mail.example.com:587", True),  # STARTTLS or nothing: the password never crosses in clear
+    ("smtps://mail.example.com:465", True),
+    ("smtp://127.0.0.1:25", False),  # this machine's own relay may not offer STARTTLS; used when it does
+    ("smtp://localhost", False),
+])
+def test_email_from_the_environment(url, starttls_required):
+    env = {"EMAIL_SMTP_URL": url, "EMAIL_FROM": "pgalert <alerts@example.com>", "EMAIL_TO": "ops@example.com, Lead <lead@example.org>",
+           "EMAIL_SMTP_USERNAME": "alerts", "EMAIL_SMTP_PASSWORD": "hunter2pass"}
+    mail = providers_from_env(env)["email"]
+    assert (mail.smtp_url, mail.recipients, mail.username, mail.starttls_required) == (
+        url, ("ops@example.com", "lead@example.org"), "alerts", starttls_required)
+    assert all_secrets({"email": mail}) == ("hunter2pass",)  # the username is not redacted from every log line
+    assert "hunter2pass" not in repr(mail)
+
+
+def test_an_email_channel_takes_its_settings_and_its_password_by_reference():
+    channel = Channel("email_payments", "email", {"smtp_url": "smtps://smtp.example.com", "from": "alerts@example.com",
+                                                   "to": ["payments@example.com", "cfo@example.com"], "username": "alerts"},
+                      {"password": "env:SMTP_PASSWORD_PAYMENTS"})
+    mail = channel_provider(channel, {"SMTP_PASSWORD_PAYMENTS": "s3cret-pw"})
+    assert (mail.name, mail.recipients, mail.password) == ("email_payments", ("payments@example.com", "cfo@example.com"), "s3cret-pw")
 
 
 def test_redaction_masks_every_secret_and_the_longest_first():
@@ -143,6 +177,10 @@ def test_a_channel_reads_its_secrets_from_the_environment_by_reference():
      "channel hook_x:"),
     (Channel("pigeon_x", "carrier_pigeon", {}, {}), {}, "does not know the kind 'carrier_pigeon': upgrade it"),
     (Channel("teams_x", "teams", {}, {}), {}, "secret_refs needs webhook_url"),
+    (Channel("mail_x", "email", {"smtp_url": "smtps://smtp.example.com", "from": "a@example.com", "to": "b@example.com",
+                                 "username": "u"}, {"password": "env:MAIL_X"}), {}, "password names MAIL_X, which is not set"),
+    (Channel("mail_x", "email", {"smtp_url": "smtps://smtp.example.com", "from": "a@example.com", "to": ["not an address"]}, {}),
+     {}, "to must be one or more mail addresses"),
 ])
 def test_a_channel_that_cannot_work_is_skipped_with_a_reason_that_never_holds_the_secret(channel, env, reason):
     provider = channel_provider(channel, env)
