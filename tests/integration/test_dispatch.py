@@ -169,6 +169,29 @@ def test_two_dispatchers_send_each_delivery_once(conn, fake, start_dispatcher):
     assert conn.execute("SELECT count(DISTINCT delivery_id) FROM monitoring_delivery_attempts WHERE outcome = 'succeeded'").fetchone() == (450,)
 
 
+@pytest.mark.parametrize("dispatchers", [2, 4])
+def test_dispatchers_draining_critical_alerts_together_never_deadlock(conn, fake, start_dispatcher, dispatchers):
+    """Recording results touches SLA rows of many alerts at once (sql/sla.sql locks them in alert order). Several
+    dispatchers racing over one backlog is where a lock-order bug shows, as a deadlock PostgreSQL counts."""
+    def deadlocks() -> int:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, dedup_key) "
+                 "SELECT 'race_' || (g % 7), 'critical', 't', 'race-' || g FROM generate_series(1, 1000) g")
+    before = deadlocks()
+    started = [start_dispatcher(name=f"racer{i}") for i in range(dispatchers)]
+    wait_until(lambda: all_final(conn), timeout=120)
+    for dispatcher in started:  # a backend reports its counters when it ends, so stop them before reading
+        assert dispatcher.stop() == 0
+        assert "deadlock" not in dispatcher.output
+    wait_until(lambda: conn.execute("SELECT count(*) FROM pg_stat_activity "
+                                    "WHERE application_name LIKE 'pgalert % racer%'").fetchone() == (0,))
+    assert deadlocks() == before
+    assert conn.execute("SELECT status, count(*) FROM monitoring_deliveries GROUP BY 1").fetchall() == [("succeeded", 3000)]
+    assert conn.execute("SELECT count(*), count(first_notified_at) FROM monitoring_sla_metrics").fetchone() == (1000, 1000)
+
+
 def test_while_one_dispatcher_is_busy_another_takes_the_work(conn, fake, start_dispatcher):
     # a sends one request at a time and its first hangs at PagerDuty for 30 s, inside its HTTP timeout, so with
     # room for two claims (the one in flight, the one queued behind it) it claims nothing more for those 30 s:
