@@ -38,7 +38,9 @@ test: lint
 demo: deps
 	$(PY) -m devtools.demo
 
+# the optional `bench` extra adds the peer (pgqueuer) to the hot-path comparison; `make test` stays without it
 bench: deps
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench.run
 
 # Regenerate sql/install.psql (the psql-only install path) after adding a migration or a definitions file.

@@ -1,8 +1,9 @@
 """`make bench`: pgalert's figures against local fake providers on loopback, each beside a baseline from the
 same run (these machines are shared and noisy, so ratios mean more than absolute numbers).
 
-- latency: INSERT commit -> fake PagerDuty receives the request, 1,000 critical alerts at ~100/s; the floor is
-  a trigger NOTIFY -> listener round trip plus one keep-alive HTTP POST, measured the same way in the same run;
+- the hot path (bench/hotpath.py): latency INSERT commit -> an out-of-process receiver, against floor-1 (NOTIFY
+  + POST), floor-2 (+ one SKIP LOCKED claim) and pgqueuer, alternating rounds; one-worker drains against a
+  minimal claim-then-send dispatcher; deadlocks with 2 and 4 dispatchers;
 - throughput: 10,000 critical alerts in one transaction (40,000 deliveries: three providers and the first
   on-call page each), one dispatcher, then two;
 - insert cost: single-session INSERT rate into monitoring_alerts with all its triggers, as a ratio of the same
@@ -19,14 +20,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import psycopg
-import pycurl
 
-from bench import hygiene, inbound, rules, sla
+from bench import hotpath, hygiene, inbound, rules, sla
 from devtools.fake_providers import FakeProviders
 from devtools.localpg import LocalServer
 from dispatcher.migrate import migrate
@@ -73,76 +72,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-# ---- latency ------------------------------------------------------------------------------------------------
-
-def paced(count: int, rate: float):
-    start = time.perf_counter()
-    for i in range(count):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        yield i
-
-
-def measure_floor(url: str, fake: FakeProviders, samples: int, rate: float) -> list[float]:
-    """NOTIFY from a trigger -> a LISTEN connection -> one keep-alive POST to the fake PagerDuty, with the
-    dispatcher's HTTP library (libcurl) on the listening thread: the least any design could do."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("""
-            CREATE TABLE bench_floor (id bigint PRIMARY KEY);
-            CREATE FUNCTION bench_floor_notify() RETURNS trigger LANGUAGE plpgsql AS
-            $$ BEGIN PERFORM pg_notify('bench_floor', ''); RETURN NULL; END $$;
-            CREATE TRIGGER bench_floor_notify AFTER INSERT ON bench_floor
-            FOR EACH STATEMENT EXECUTE FUNCTION bench_floor_notify();
-        """)
-    handle = pycurl.Curl()  # the same request every time, so set once; perform() reuses the connection
-    handle.setopt(pycurl.URL, fake.env()["PAGERDUTY_EVENTS_URL"])
-    handle.setopt(pycurl.POSTFIELDS, b'{"routing_key":"x","event_action":"trigger","dedup_key":"floor","payload":{}}')
-    handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json"])
-    handle.setopt(pycurl.WRITEFUNCTION, len)  # the reply is not needed
-    ready, done = threading.Event(), threading.Event()
-
-    def listen() -> None:
-        with psycopg.connect(url, autocommit=True) as listener:
-            listener.execute("LISTEN bench_floor")
-            ready.set()
-            while not done.is_set():
-                for _ in listener.notifies(timeout=0.2):
-                    handle.perform()
-
-    thread = threading.Thread(target=listen, daemon=True)
-    thread.start()
-    ready.wait()
-    before = len(fake.requests_for("pagerduty"))
-    commits = []
-    with psycopg.connect(url, autocommit=True) as conn:
-        for i in paced(samples, rate):
-            conn.execute("INSERT INTO bench_floor VALUES (%s)", (i,))
-            commits.append(time.perf_counter())
-    fake.wait_for(lambda r: sum(1 for x in r if x.provider == "pagerduty") >= before + samples, timeout=60)
-    done.set()
-    arrivals = [r.at for r in fake.requests_for("pagerduty")[before:before + samples]]
-    return [(a - c) * 1000 for a, c in zip(arrivals, commits, strict=True)]
-
-
-def measure_latency(url: str, fake: FakeProviders, samples: int, rate: float) -> list[float]:
-    commits: dict[int, float] = {}
-    with psycopg.connect(url, autocommit=True) as conn:
-        for i in paced(samples, rate):
-            alert_id = conn.execute(
-                "INSERT INTO monitoring_alerts (alert_type, severity, title, message) "
-                "VALUES (%s, 'critical', 'Latency probe', 'bench') RETURNING id", (f"latency_{i}",)).fetchone()[0]
-            commits[alert_id] = time.perf_counter()
-    fake.wait_for(lambda r: sum(1 for x in r if x.provider == "pagerduty" and x.status == 202
-                                and b"Latency probe" in x.body) >= samples, timeout=120)
-    latencies = []
-    for received in fake.requests_for("pagerduty", 202):
-        if b"Latency probe" in received.body:
-            alert_id = int(received.json["dedup_key"].rsplit("-", 1)[1])
-            latencies.append((received.at - commits[alert_id]) * 1000)
-    return latencies
 
 
 # ---- throughput ---------------------------------------------------------------------------------------------
@@ -205,11 +134,11 @@ def measure_insert_cost(url: str, rounds: int, per_round: int) -> tuple[float, f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--latency-samples", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=100.0, help="alerts per second in the latency run")
     parser.add_argument("--alerts", type=int, default=10_000, help="alerts in the throughput run")
     parser.add_argument("--port", type=int, default=55434)
-    parser.add_argument("--only", choices=["core", "hygiene", "sla", "rules", "inbound"], help="run one part")
+    parser.add_argument("--only", choices=["core", "hotpath", "hygiene", "sla", "rules", "inbound"],
+                        help="run one part")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the hot-path comparison")
     args = parser.parse_args()
 
     server = LocalServer("bench", args.port)
@@ -218,6 +147,9 @@ def main() -> int:
     fake = FakeProviders().start()
     print(f"pgalert benchmark on {os.cpu_count()} cores; logs in {log_dir}", flush=True)
 
+    if args.only in (None, "hotpath"):
+        print("hot path against its floor ...", flush=True)
+        hotpath.run(lambda name: fresh_database(server, name), log_dir, report, percentile, rounds=args.rounds)
     if args.only in (None, "core"):
         core(server, fake, log_dir, args)
     if args.only == "hygiene":  # part of core; alone, for the INSERT path's figures
@@ -242,18 +174,6 @@ def main() -> int:
 
 
 def core(server: LocalServer, fake: FakeProviders, log_dir: Path, args: argparse.Namespace) -> None:
-    print("latency ...", flush=True)
-    url = fresh_database(server, "pgalert_bench_latency")
-    floor = measure_floor(url, fake, min(args.latency_samples, 500), args.rate)
-    dispatcher = start_dispatcher(url, fake, "latency", log_dir)
-    time.sleep(1.5)
-    latency = measure_latency(url, fake, args.latency_samples, args.rate)
-    stop(dispatcher)
-    p50, p99, f50, f99 = percentile(latency, 50), percentile(latency, 99), percentile(floor, 50), percentile(floor, 99)
-    report("latency p50 (INSERT commit -> PagerDuty)", f"{p50:.2f} ms", f"floor p50 {f50:.2f} ms = {p50 / f50:.2f}x",
-           "goal <= 2x floor")
-    report("latency p99", f"{p99:.2f} ms", f"floor p99 {f99:.2f} ms", "goal < 10 ms")
-
     print("throughput ...", flush=True)
     one, peak_one, insert_s, deliveries = measure_throughput(server, fake, 1, args.alerts, log_dir)
     two, peak_two, _, _ = measure_throughput(server, fake, 2, args.alerts, log_dir)
