@@ -54,10 +54,11 @@ class DispatcherQueries:
             return None
         return self.conn.execute(queries()["latest_migration"]).fetchone()[0]
 
-    def claim(self, limit: int, lease_seconds: float) -> list[tuple]:
-        return self.conn.execute(
-            queries()["claim"], {"dispatcher": self.dispatcher_id, "limit": limit, "lease_seconds": lease_seconds}
-        ).fetchall()
+    def claim(self, limit: int, lease_seconds: float, paces: dict[str, dict[str, float]] | None = None) -> list[tuple]:
+        """Due deliveries, claimed; those of a channel in `paces` only as far as its pace allows now."""
+        params = {"dispatcher": self.dispatcher_id, "limit": limit, "lease_seconds": lease_seconds,
+                  "paces": Jsonb(paces or {})}
+        return self.conn.execute(queries()["claim"], params).fetchall()
 
     def complete(self, results: list[dict]) -> int:
         row = self.conn.execute(queries()["complete"], {"dispatcher": self.dispatcher_id, "results": Jsonb(results)})

@@ -15,7 +15,7 @@ SELECT max(version) FROM public._monitoring_migrations;
 
 -- name: claim
 SELECT delivery_id, attempt, provider, action, target, context, provider_key, alert
-FROM monitoring_claim_deliveries(%(dispatcher)s, %(limit)s, make_interval(secs => %(lease_seconds)s));
+FROM monitoring_claim_deliveries(%(dispatcher)s, %(limit)s, make_interval(secs => %(lease_seconds)s), %(paces)s);
 
 -- name: complete
 SELECT monitoring_complete_deliveries(%(dispatcher)s, %(results)s);

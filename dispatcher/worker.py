@@ -41,7 +41,7 @@ from dispatcher.providers.base import (
     minimal_alert,
 )
 from dispatcher.redact import redact
-from dispatcher.settings import Settings
+from dispatcher.settings import Pace, Settings
 
 RESPONSE_BODY_MAX = 64 * 1024
 SCHEMA_RECHECK_SECONDS = 5.0
@@ -138,6 +138,7 @@ class Dispatcher:
         self._default_providers = dict(providers)
         self.providers = dict(providers)  # replaced whole when channels load, so readers never see it half-built
         self.kinds: dict[str, str] = {name: name for name in providers}
+        self.claim_paces = self._paces_for_the_claim()
         self._env = os.environ if env is None else env
         self._channels: tuple = ()
         self._channels_loaded = -float("inf")
@@ -339,6 +340,7 @@ class Dispatcher:
         logs.add_secrets(new_secrets)
         self.kinds = {**{name: name for name in self._default_providers}, **{c.name: c.kind for c in channels}}
         self.providers = providers
+        self.claim_paces = self._paces_for_the_claim()
         for channel in channels:
             provider = providers[channel.name]
             if isinstance(provider, Unconfigured):
@@ -348,7 +350,7 @@ class Dispatcher:
 
     def _claim(self, queries: db.DispatcherQueries, capacity: int) -> int:
         self._load_channels(queries)
-        rows = queries.claim(min(capacity, self.settings.batch_size), self.settings.lease_seconds)
+        rows = queries.claim(min(capacity, self.settings.batch_size), self.settings.lease_seconds, self.claim_paces)
         deliveries = [to_delivery(row) for row in rows]
         if any(d.provider not in self.providers for d in deliveries):
             self._load_channels(queries, force=True)
@@ -364,15 +366,28 @@ class Dispatcher:
                 self._send(group)
         return len(deliveries)
 
+    def _pace_of(self, channel: str) -> Pace | None:
+        """A channel is paced as its kind unless --pacing names it; each channel keeps its own pace and pauses."""
+        return self.settings.pacing.get(channel) or self.settings.pacing.get(self.kinds.get(channel, channel))
+
+    def _paces_for_the_claim(self) -> dict[str, dict[str, float]]:
+        """The paced channels whose slots the claim reserves, so their sends cost one round trip: all but those
+        that fold what exceeds their pace into a digest (Slack), which _pace does after the claim."""
+        paces = {}
+        for channel, sender in self.providers.items():
+            pace = self._pace_of(channel)
+            if pace and not isinstance(sender, Unconfigured) and getattr(sender, "digest_max", 1) <= 1:
+                paces[channel] = {"interval": pace.interval, "burst": pace.burst}
+        return paces
+
     def _pace(self, queries: db.DispatcherQueries, provider: str, batch: list[Delivery]) -> list[list[Delivery]]:
         """What to send now, one list per request; what the pace does not allow now is deferred, never dropped.
 
         A provider that can send a digest (Slack) folds what exceeds its pace into the last granted message,
         and defers the rest together to its next slot, where they make the next digest."""
-        # a channel is paced as its kind unless --pacing names it; each channel keeps its own pace and pauses
-        pace = self.settings.pacing.get(provider) or self.settings.pacing.get(self.kinds.get(provider, provider))
+        pace = self._pace_of(provider)
         sender = self.providers.get(provider)
-        if not pace or isinstance(sender, Unconfigured | None):
+        if not pace or isinstance(sender, Unconfigured | None) or provider in self.claim_paces:
             return [[delivery] for delivery in batch]
         granted, wait = queries.reserve_slots(provider, len(batch), pace.interval, pace.burst)
         digest_max = getattr(sender, "digest_max", 1)

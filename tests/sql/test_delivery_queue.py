@@ -135,6 +135,37 @@ def test_pacing_grants_a_burst_then_defers_and_a_pause_holds_everyone(conn, conn
     assert conn.execute("SELECT granted FROM monitoring_reserve_send_slots('pagerduty', 10, '0.5 seconds', 10)").fetchone() == (0,)
 
 
+PACED_CLAIM = ("SELECT delivery_id, provider FROM monitoring_claim_deliveries(%s, 100, '60 seconds', %s) "
+               "ORDER BY delivery_id")
+PD_PACE = Jsonb({"pagerduty": {"interval": 1, "burst": 2}})
+
+
+def test_the_claim_reserves_the_pace_and_leaves_the_rest_pending_at_their_slots(conn, connect):
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) "
+                 "SELECT 'paced_' || g, 'critical', 't' FROM generate_series(1, 5) g")
+    claimed = conn.execute(PACED_CLAIM, ("d1", PD_PACE)).fetchall()
+    # a burst of 2 to PagerDuty; the other providers are not paced in this claim
+    assert [p for _, p in claimed].count("pagerduty") == 2 and [p for _, p in claimed].count("slack") == 5
+    waiting = conn.execute("SELECT status, claimed_by, attempts, extract(EPOCH FROM next_attempt_at - now())::numeric(4, 1) "
+                           "FROM monitoring_deliveries WHERE provider = 'pagerduty' AND status <> 'sending' ORDER BY id").fetchall()
+    # pending, untouched attempts, each at its own slot one interval apart (the next one is due within a second)
+    assert [(s, c, a) for s, c, a, _ in waiting] == [("pending", None, 0)] * 3
+    slots = [float(w[3]) for w in waiting]
+    assert 0 <= slots[0] <= 1.0 and [round(b - a, 1) for a, b in zip(slots, slots[1:], strict=False)] == [1.0, 1.0]
+    # the pace is shared: another dispatcher claiming at once gets no PagerDuty send either
+    assert all(p != "pagerduty" for _, p in connect().execute(PACED_CLAIM, ("d2", PD_PACE)).fetchall())
+
+
+def test_a_paced_claim_honours_a_pause_and_takes_a_lease_over_cleanly(conn):
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('x', 'critical', 't')")
+    conn.execute("SELECT * FROM monitoring_claim_deliveries('dead', 100, '0 seconds')")  # its lease ends at once
+    conn.execute("SELECT monitoring_pause_provider('pagerduty', now() + interval '1 minute')")  # a 429 said wait
+    claimed = conn.execute(PACED_CLAIM, ("alive", PD_PACE)).fetchall()
+    assert "pagerduty" not in [p for _, p in claimed] and len(claimed) == 2
+    assert conn.execute("SELECT status, claimed_by, next_attempt_at > now() + interval '50 seconds' "
+                        "FROM monitoring_deliveries WHERE provider = 'pagerduty'").fetchone() == ("pending", None, True)
+
+
 def test_a_429_result_pauses_the_provider_for_every_dispatcher(conn):
     conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('x', 'info', 't')")
     (row,) = claim(conn)
