@@ -10,7 +10,7 @@ import email.utils
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from dispatcher.providers.base import Provider, Unconfigured
 from dispatcher.providers.jsm import JSM_API_URL, JiraServiceManagement
@@ -237,17 +237,8 @@ def mail_address(text: str) -> bool:
 def check_smtp_url(variable: str, url: str) -> bool:
     """Refuse an SMTP URL that cannot work or would carry the password in it; True when STARTTLS is required
     (smtp:// to any host but this machine, whose local relay may not offer it; smtps:// is TLS anyway)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        raise ProviderConfigError(f"{variable} is not a valid URL") from None
-    if parts.scheme not in ("smtp", "smtps"):
-        raise ProviderConfigError(f"{variable} must start with smtps:// (implicit TLS, port 465) or smtp:// "
-                                  "(STARTTLS, port 587)")
-    if not host:
-        raise ProviderConfigError(f"{variable} has no host")
+    parts, host = _parsed_url(variable, url, ("smtp", "smtps"),
+                              "smtps:// (implicit TLS, port 465) or smtp:// (STARTTLS, port 587)")
     if parts.username or parts.password:
         raise ProviderConfigError(f"{variable} must not carry a user or password: give them as the username "
                                   "setting and the password secret")
@@ -257,21 +248,27 @@ def check_smtp_url(variable: str, url: str) -> bool:
 def check_url(variable: str, url: str, allow_plain_http: bool = False) -> None:
     """Refuse a provider URL that cannot work or would send alerts in the clear. The message names the
     variable, never the URL: a Slack webhook URL or a Sentry DSN is itself a secret."""
+    parts, host = _parsed_url(variable, url, ("http", "https"), "https:// (it has no http(s) scheme)")
+    if parts.scheme == "http" and not allow_plain_http and not _is_loopback(host):
+        raise ProviderConfigError(
+            f"{variable} uses plain http:// to a host that is not this machine: alerts and keys would cross the "
+            "network unencrypted. Use https://, or set PGALERT_ALLOW_PLAIN_HTTP=1 (e.g. behind a local proxy)"
+        )
+
+
+def _parsed_url(variable: str, url: str, schemes: tuple[str, ...], expected: str) -> tuple[SplitResult, str]:
+    """The URL's parts and host, or an error that names the variable and never the URL."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
         raise ProviderConfigError(f"{variable} is not a valid URL") from None
-    if parts.scheme not in ("http", "https"):
-        raise ProviderConfigError(f"{variable} must start with https:// (it has no http(s) scheme)")
+    if parts.scheme not in schemes:
+        raise ProviderConfigError(f"{variable} must start with {expected}")
     if not host:
         raise ProviderConfigError(f"{variable} has no host")
-    if parts.scheme == "http" and not allow_plain_http and not _is_loopback(host):
-        raise ProviderConfigError(
-            f"{variable} uses plain http:// to a host that is not this machine: alerts and keys would cross the "
-            "network unencrypted. Use https://, or set PGALERT_ALLOW_PLAIN_HTTP=1 (e.g. behind a local proxy)"
-        )
+    return parts, host
 
 
 def _is_loopback(host: str) -> bool:

@@ -224,3 +224,14 @@ def alert_links(alert: dict[str, Any]) -> list[dict[str, str]]:
 
 def who(delivery: Delivery) -> str:
     return str(delivery.context.get("by") or "someone")
+
+
+# where a responder acted, as people call it: "Acknowledged by alice in PagerDuty"
+VIA = {"pagerduty": "PagerDuty", "opsgenie": "Opsgenie", "jsm": "Jira Service Management", "slack": "Slack",
+       "alertmanager": "Alertmanager", "api": "the API", "rule": "its rule", "group": "its group"}
+
+
+def where(delivery: Delivery) -> str:
+    """" in PagerDuty" when a responder acted there; nothing for SQL."""
+    via = delivery.context.get("via")
+    return f" in {VIA.get(via, str(via))}" if via and via != "sql" else ""

@@ -27,14 +27,13 @@ from dispatcher.providers.base import (
     details_of,
     response_text,
     truncate,
+    where,
     who,
 )
 
 SUBJECT_MAX = 200
 TEXT_MAX = 20_000  # the alert's message; the whole mail stays far below the 10 MB servers commonly take
 DETAILS_MAX = 40
-VIA = {"pagerduty": "PagerDuty", "opsgenie": "Opsgenie", "jsm": "Jira Service Management", "slack": "Slack",
-       "alertmanager": "Alertmanager", "api": "the API", "rule": "its rule", "group": "its group"}
 
 
 @dataclass(frozen=True)
@@ -130,10 +129,6 @@ def build_message(delivery: Delivery, sender: str, recipients: tuple[str, ...]) 
     message.add_alternative(_html(heading, lines, alert), subtype="html")
     return message
 
-
-def where(delivery: Delivery) -> str:
-    via = delivery.context.get("via")
-    return f" in {VIA.get(via, str(via))}" if via and via != "sql" else ""
 
 
 def _trigger_lines(alert: dict) -> list[tuple[str, str]]:

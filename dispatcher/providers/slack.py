@@ -22,6 +22,7 @@ from dispatcher.providers.base import (
     truncate,
     who,
 )
+from dispatcher.providers.base import where as base_where
 
 SECTION_TEXT_MAX = 3000
 HEADER_TEXT_MAX = 150
@@ -40,8 +41,6 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-VIA = {"pagerduty": "PagerDuty", "opsgenie": "Opsgenie", "slack": "Slack", "alertmanager": "Alertmanager",
-       "api": "the API", "rule": "its rule"}
 
 
 @dataclass(frozen=True)
@@ -102,9 +101,8 @@ def build_message(delivery: Delivery, interactive: bool = False) -> dict | None:
 
 
 def where(delivery: Delivery) -> str:
-    """" in PagerDuty" when a responder acted there; nothing for SQL."""
-    via = delivery.context.get("via")
-    return f" in {VIA.get(via, escape(str(via)))}" if via and via != "sql" else ""
+    """" in PagerDuty" when a responder acted there, escaped for mrkdwn; nothing for SQL."""
+    return escape(base_where(delivery))
 
 
 def lifecycle_buttons(provider_key: str) -> dict:

@@ -21,6 +21,7 @@ from dispatcher.providers.base import (
     json_body,
     judge_by_status,
     truncate,
+    where,
     who,
 )
 
@@ -30,8 +31,6 @@ TEXT_MAX = 5000
 TITLE_MAX = 400
 ACTIONS_MAX = 5
 SEVERITY_COLOR = {"critical": "Attention", "warning": "Warning", "info": "Accent"}
-VIA = {"pagerduty": "PagerDuty", "opsgenie": "Opsgenie", "jsm": "Jira Service Management", "slack": "Slack",
-       "alertmanager": "Alertmanager", "api": "the API", "rule": "its rule", "group": "its group"}
 
 
 @dataclass(frozen=True)
@@ -87,10 +86,6 @@ def build_card(delivery: Delivery) -> dict | None:
     body.append(_text(ref, is_subtle=True, size="Small"))
     return _card(body)
 
-
-def where(delivery: Delivery) -> str:
-    via = delivery.context.get("via")
-    return f" in {VIA.get(via, str(via))}" if via and via != "sql" else ""
 
 
 def _trigger_card(alert: dict) -> dict:
