@@ -138,13 +138,18 @@ GRANT EXECUTE ON FUNCTION _monitoring_window_is_open(monitoring_maintenance_wind
 
 -- Could anything hold a notification of an alert raised at p_at or later? Most INSERTs meet nothing, and pay
 -- for this one probe.
+-- plpgsql, not sql: a sql function that is not inlined (this one has sub-selects) plans its body at every call,
+-- and this is asked at every INSERT; measured 0.21 ms a call as sql.
 CREATE OR REPLACE FUNCTION _monitoring_hygiene_in_force(p_at timestamptz)
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
 AS $$
-    SELECT EXISTS (SELECT FROM public.monitoring_silences AS s WHERE s.expired_at IS NULL AND s.ends_at > p_at)
+BEGIN
+    RETURN EXISTS (SELECT FROM public.monitoring_silences AS s WHERE s.expired_at IS NULL AND s.ends_at > p_at)
         OR EXISTS (SELECT FROM public.monitoring_maintenance_windows AS w WHERE w.enabled)
-        OR EXISTS (SELECT FROM public.monitoring_inhibit_rules AS r WHERE r.enabled)
+        OR EXISTS (SELECT FROM public.monitoring_inhibit_rules AS r WHERE r.enabled);
+END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_hygiene_in_force(timestamptz) FROM PUBLIC;
 

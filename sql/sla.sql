@@ -29,6 +29,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan  -- see _monitoring_alert_before_insert
 AS $$
 BEGIN
     UPDATE public.monitoring_sla_metrics AS s
@@ -57,6 +58,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan  -- see _monitoring_alert_before_insert
 AS $$
 BEGIN
     -- Every recorder locks the rows it will change in alert order first: two dispatchers recording results
