@@ -210,10 +210,7 @@ class HttpClient:
         handle = self._idle.pop()
         transfer = _Transfer(done, self._body_max, isinstance(request, MailRequest))
         try:
-            if transfer.mail:
-                self._configure_mail(handle, request, transfer)
-            else:
-                self._configure(handle, request, transfer)
+            self._configure(handle, request, transfer)
             self._multi.add_handle(handle)
         except Exception as error:  # noqa: BLE001 - a request libcurl refuses must not stop the loop
             self._idle.append(handle)
@@ -259,13 +256,21 @@ class HttpClient:
         except Exception as error:  # noqa: BLE001 - the loop serves every other request too
             logs.error("handling a reply failed", error=f"{type(error).__name__}: {error}")
 
-    def _configure(self, handle: pycurl.Curl, request: HttpRequest, transfer: _Transfer) -> None:
+    def _configure(self, handle: pycurl.Curl, request: Request, transfer: _Transfer) -> None:
         handle.reset()  # forgets the last request's options; connections live in the multi handle
         handle.setopt(pycurl.URL, request.url)
         handle.setopt(pycurl.NOSIGNAL, 1)  # libcurl must not use SIGALRM in a threaded program
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, self._connect_ms)
         handle.setopt(pycurl.TIMEOUT_MS, self._timeout_ms)
         handle.setopt(pycurl.CAINFO, self._ca_bundle)
+        # an HTTP reply's headers, or an SMTP server's reply lines
+        handle.setopt(pycurl.HEADERFUNCTION, transfer.header_lines.append)
+        if isinstance(request, MailRequest):
+            self._mail_options(handle, request)
+        else:
+            self._http_options(handle, request, transfer)
+
+    def _http_options(self, handle: pycurl.Curl, request: HttpRequest, transfer: _Transfer) -> None:
         handle.setopt(pycurl.PROXY, self._proxy(request.url))
         handle.setopt(pycurl.NOPROXY, "")  # NO_PROXY was already applied in _proxy
         handle.setopt(pycurl.USERAGENT, f"pgalert/{__version__}")
@@ -277,15 +282,10 @@ class HttpClient:
         if request.method == "POST" or request.body:
             handle.setopt(pycurl.POSTFIELDS, request.body)
         handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
-        handle.setopt(pycurl.HEADERFUNCTION, transfer.header_lines.append)
 
-    def _configure_mail(self, handle: pycurl.Curl, request: MailRequest, transfer: _Transfer) -> None:
-        handle.reset()
-        handle.setopt(pycurl.URL, request.url)  # smtp(s)://host:port/name-to-greet-with
-        handle.setopt(pycurl.NOSIGNAL, 1)
-        handle.setopt(pycurl.CONNECTTIMEOUT_MS, self._connect_ms)
-        handle.setopt(pycurl.TIMEOUT_MS, self._timeout_ms)
-        handle.setopt(pycurl.CAINFO, self._ca_bundle)
+    @staticmethod
+    def _mail_options(handle: pycurl.Curl, request: MailRequest) -> None:
+        # the URL is smtp(s)://host:port/name-to-greet-with
         handle.setopt(pycurl.PROXY, "")  # HTTP(S)_PROXY is for HTTP: mail goes to its server directly
         # smtps:// is TLS from the start; on smtp://, USESSL_ALL refuses to go on unless STARTTLS succeeds, so a
         # server (or a man in the middle) that stops offering it never gets the password or the alert in clear
@@ -298,7 +298,6 @@ class HttpClient:
         handle.setopt(pycurl.UPLOAD, 1)
         handle.setopt(pycurl.READFUNCTION, io.BytesIO(request.message).read)
         handle.setopt(pycurl.INFILESIZE, len(request.message))
-        handle.setopt(pycurl.HEADERFUNCTION, transfer.header_lines.append)
 
     def _proxy(self, url: str) -> str:
         """The proxy HTTP(S)_PROXY and NO_PROXY name for this scheme and host, or "" for a direct connection.
