@@ -2,12 +2,19 @@
 
 Secrets come only from the environment and are never written to the database or a log. A channel (a row of
 monitoring_providers beyond the default one of each kind) names its secrets as `env:NAME`; they are read here.
+
+A channel is written by a database admin, who is not the operator of the dispatchers' hosts: a channel may name
+only the variables that the operator lists in PGALERT_CHANNEL_SECRETS, each for one kind, and where a setting of
+the channel chooses the destination (an events_url, api_url, webhook url or SMTP server) the secret goes only to
+the vendor's own hosts or to hosts the operator listed beside it. No channel may name the dispatcher's own
+variables (DATABASE_URL, PG*, the default channels' and pgalert serve's secrets), whatever the list says.
 """
 
 from __future__ import annotations
 
 import email.utils
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
@@ -84,7 +91,7 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
         try:
             signing_key(secret)
         except WebhookSecretError as error:
-            raise ProviderConfigError(str(error)) from None
+            raise ProviderConfigError(f"PGALERT_WEBHOOK_SECRET {error}") from None
     providers["webhook"] = Webhook(url, secret) if url else Unconfigured("webhook", "PGALERT_WEBHOOK_URL is not set")
 
     url = get("EMAIL_SMTP_URL")
@@ -93,6 +100,7 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
         get("EMAIL_SMTP_USERNAME"), get("EMAIL_SMTP_PASSWORD")
     ) if url else Unconfigured("email", "EMAIL_SMTP_URL is not set")
 
+    channel_secret_grants(env)  # a mistake in the operator's list stops the start, with what is wrong
     allow_plain_http = get("PGALERT_ALLOW_PLAIN_HTTP").lower() in ("1", "true", "yes", "on")
     for variable, url in (("PAGERDUTY_EVENTS_URL", get("PAGERDUTY_EVENTS_URL")),
                           ("OPSGENIE_API_URL", get("OPSGENIE_API_URL")),
@@ -116,6 +124,86 @@ CHANNEL_SETTINGS = {
     "pagerduty": ("events_url",), "opsgenie": ("api_url",), "jsm": ("api_url",), "slack": ("label",),
     "teams": ("label",), "sentry": (), "webhook": ("url",), "email": ("smtp_url", "from", "to", "username"),
 }
+
+
+CHANNEL_SECRETS_VARIABLE = "PGALERT_CHANNEL_SECRETS"
+# Where a kind's secret may go when a channel's setting chooses the address: the vendor's own hosts. The operator
+# adds others per variable (a regional or test endpoint); webhook and email have no vendor, so every host is
+# the operator's to list.
+VENDOR_HOSTS = {
+    "pagerduty": ("events.pagerduty.com", "events.eu.pagerduty.com"),
+    "opsgenie": ("api.opsgenie.com", "api.eu.opsgenie.com"),
+    "jsm": ("api.atlassian.com",),
+}
+# the setting that chooses where a kind's secret goes; slack, teams and sentry secrets are their destination
+DESTINATION_SETTING = {"pagerduty": "events_url", "opsgenie": "api_url", "jsm": "api_url", "webhook": "url",
+                       "email": "smtp_url"}
+# the dispatcher's and pgalert serve's own variables: never a channel's, whatever the operator's list says
+OWN_VARIABLES = frozenset(
+    {"DATABASE_URL", "PRODUCTION_URL", "SLACK_SIGNING_SECRET", "PAGERDUTY_WEBHOOK_SECRETS", "PAGERDUTY_API_TOKEN",
+     "OPSGENIE_WEBHOOK_TOKEN"} | {name for names in PROVIDER_ENV.values() for name in names})
+
+
+def is_own_variable(name: str) -> bool:
+    """DATABASE_URL, libpq's PG* and pgalert's PGALERT_*, and every default channel's and serve's secret."""
+    return name in OWN_VARIABLES or name.startswith("PG")
+
+
+@dataclass(frozen=True)
+class SecretGrant:
+    """The operator allows channels of `kind` to name this variable, sending it to the vendor or `hosts`."""
+
+    kind: str
+    hosts: tuple[str, ...] = ()
+
+
+def channel_secret_grants(env: Mapping[str, str]) -> dict[str, SecretGrant]:
+    """PGALERT_CHANNEL_SECRETS: `NAME=KIND[@HOST|HOST...]`, separated by commas or spaces, e.g.
+    `PAGERDUTY_KEY_PAYMENTS=pagerduty, SMTP_PASSWORD_PAYMENTS=email@smtp.example.com`."""
+    grants: dict[str, SecretGrant] = {}
+    for entry in (env.get(CHANNEL_SECRETS_VARIABLE) or "").replace(",", " ").split():
+        name, _, grant = entry.partition("=")
+        kind, _, hosts = grant.partition("@")
+        host_list = tuple(h.strip().lower() for h in hosts.split("|")) if hosts else ()
+        if (not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name) or kind not in CHANNEL_SECRETS
+                or not all(re.fullmatch(r"[a-z0-9.:\[\]-]+", h) for h in host_list)):
+            raise ProviderConfigError(
+                f"{CHANNEL_SECRETS_VARIABLE}: {entry!r} is not NAME=KIND[@HOST|HOST...] with KIND one of "
+                f"{', '.join(CHANNEL_SECRETS)}, e.g. PAGERDUTY_KEY_PAYMENTS=pagerduty")
+        if is_own_variable(name):
+            raise ProviderConfigError(
+                f"{CHANNEL_SECRETS_VARIABLE} lists {name}, which no channel may use: DATABASE_URL, PG*, PGALERT_* "
+                "and the default channels' and pgalert serve's variables stay the dispatcher's own")
+        if name in grants:
+            raise ProviderConfigError(f"{CHANNEL_SECRETS_VARIABLE} lists {name} twice")
+        grants[name] = SecretGrant(kind, host_list)
+    return grants
+
+
+def _granted_secret(kind: str, key: str, variable: str, grants: Mapping[str, SecretGrant]) -> SecretGrant:
+    if is_own_variable(variable):
+        raise ProviderConfigError(f"{key} names {variable}, which is the dispatcher's own and no channel's")
+    grant = grants.get(variable)
+    if grant is None:
+        raise ProviderConfigError(
+            f"{key} names {variable}, which the dispatchers' operator has not allowed: add "
+            f"{variable}={kind} to {CHANNEL_SECRETS_VARIABLE} in their environment")
+    if grant.kind != kind:
+        raise ProviderConfigError(f"{key} names {variable}, which {CHANNEL_SECRETS_VARIABLE} allows for "
+                                  f"{grant.kind} channels only")
+    return grant
+
+
+def _check_destination(kind: str, setting_name: str, url: str, variables: Mapping[str, SecretGrant]) -> None:
+    """A secret chosen by reference goes only where the operator let it: its vendor's hosts or those listed."""
+    host = (urlsplit(url).hostname or "").lower()
+    for variable, grant in variables.items():
+        allowed = VENDOR_HOSTS.get(kind, ()) + grant.hosts
+        if host not in allowed:
+            raise ProviderConfigError(
+                f"{setting_name} points at {host}, where {variable} may not go: "
+                + (f"{CHANNEL_SECRETS_VARIABLE} allows it to {', '.join(allowed)} only" if allowed else
+                   f"list the host in {CHANNEL_SECRETS_VARIABLE}, e.g. {variable}={kind}@{host}"))
 
 
 @dataclass(frozen=True)
@@ -147,16 +235,29 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
         if unknown:
             raise ProviderConfigError(f"a {kind} channel takes no {what} {', '.join(unknown)} "
                                       f"(it takes: {', '.join(known) or 'none'})")
+    grants = channel_secret_grants(env)
     secrets: dict[str, str] = {}
+    granted: dict[str, SecretGrant] = {}  # by variable: where each secret may go
     for key, reference in channel.secret_refs.items():
         variable = str(reference).removeprefix("env:")
+        granted[variable] = _granted_secret(kind, key, variable, grants)
         value = (env.get(variable) or "").strip()
         if not value:
             raise ProviderConfigError(f"{key} names {variable}, which is not set")
         secrets[key] = value
+    if kind in DESTINATION_SETTING and granted:
+        default = {"pagerduty": US_EVENTS_URL, "opsgenie": US_API_URL, "jsm": JSM_API_URL}.get(kind, "")
+        destination = str(channel.settings.get(DESTINATION_SETTING[kind]) or default).strip()
+        if destination:
+            _check_destination(kind, DESTINATION_SETTING[kind], destination, granted)
     setting = lambda key, default="": str(channel.settings.get(key) or default).strip()  # noqa: E731
     allow_plain_http = (env.get("PGALERT_ALLOW_PLAIN_HTTP") or "").strip().lower() in ("1", "true", "yes", "on")
     urls: list[tuple[str, str]] = []
+
+    def named(key: str) -> str:
+        """A secret's key and its variable: the operator fixes the variable, the admin the key."""
+        reference = channel.secret_refs.get(key)
+        return f"{key} ({str(reference).removeprefix('env:')})" if reference else key
 
     def required(key: str) -> str:
         if key not in secrets:
@@ -172,10 +273,10 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
         urls.append(("api_url", setting("api_url", default)))
         provider = cls(required("api_key"), urls[-1][1], name=name)
     elif kind == "slack":
-        urls.append(("webhook_url", required("webhook_url")))
+        urls.append((named("webhook_url"), required("webhook_url")))
         provider = Slack(urls[-1][1], name=name, interactive=bool((env.get("SLACK_SIGNING_SECRET") or "").strip()))
     elif kind == "teams":
-        urls.append(("webhook_url", required("webhook_url")))
+        urls.append((named("webhook_url"), required("webhook_url")))
         provider = Teams(urls[-1][1], name=name)
     elif kind == "email":
         to = channel.settings.get("to")
@@ -185,7 +286,7 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
     elif kind == "sentry":
         if not secrets:
             raise ProviderConfigError("secret_refs needs dsn or webhook_url")
-        urls.append(("dsn" if "dsn" in secrets else "webhook_url", secrets.get("dsn") or secrets["webhook_url"]))
+        urls.append((named("dsn" if "dsn" in secrets else "webhook_url"), secrets.get("dsn") or secrets["webhook_url"]))
         try:
             provider = Sentry(parse_sentry_target(secrets.get("dsn"), secrets.get("webhook_url")), name=name)
         except ValueError as error:
@@ -195,11 +296,11 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
         if not url:
             raise ProviderConfigError("settings needs url")
         try:
-            signing_key(required("signing_secret"))
+            signing_key(required("signing_secret"), channel=True)
         except WebhookSecretError as error:
-            raise ProviderConfigError(str(error)) from None
+            raise ProviderConfigError(f"signing_secret {error}") from None
         urls.append(("url", url))
-        provider = Webhook(url, secrets["signing_secret"], name=name)
+        provider = Webhook(url, secrets["signing_secret"], name=name, legacy_signature=False)
     for key, url in urls:
         check_url(key, url, allow_plain_http)
     return provider

@@ -40,17 +40,25 @@ class WebhookSecretError(ValueError):
     pass
 
 
-def signing_key(secret: str) -> bytes:
-    """The key a Standard Webhooks library derives from the same secret string."""
+def signing_key(secret: str, channel: bool = False) -> bytes:
+    """The key a Standard Webhooks library derives from the same secret string: `whsec_` and base64.
+
+    A channel's secret (named by a row an admin wrote) must be exactly that form with 24 to 64 bytes, as the
+    scheme asks: a shorter or free-form value could be guessed offline by anyone who receives one signed
+    webhook."""
+    if not secret.startswith("whsec_"):
+        raise WebhookSecretError(_SECRET_FORM)
     try:
-        key = base64.b64decode(secret.removeprefix("whsec_") + "==")
+        key = base64.b64decode(secret.removeprefix("whsec_") + ("" if channel else "=="), validate=channel)
     except (binascii.Error, ValueError):
         key = b""
-    if not key:
-        raise WebhookSecretError(
-            "PGALERT_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_ followed by base64, e.g. "
-            "whsec_$(openssl rand -base64 32)")
+    if not key or (channel and not 24 <= len(key) <= 64):
+        raise WebhookSecretError(_SECRET_FORM + (" (24 to 64 bytes)" if channel else ""))
     return key
+
+
+_SECRET_FORM = ("must be a Standard Webhooks secret: whsec_ followed by base64, e.g. "
+                "whsec_$(openssl rand -base64 32)")
 
 
 def standard_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
@@ -90,6 +98,9 @@ class Webhook:
     url: str
     secret: str
     name: str = "webhook"
+    # 0.1.0's X-Pgalert-Signature, for the default channel's receivers written against it; channels came later
+    # and never had one
+    legacy_signature: bool = True
 
     def secrets(self) -> tuple[str, ...]:
         return (self.secret,)
@@ -111,9 +122,10 @@ class Webhook:
             "webhook-id": message_id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": standard_signature(self.secret, message_id, timestamp, body),
-            "X-Pgalert-Signature": sign(self.secret, timestamp, body),
-            "X-Pgalert-Delivery": message_id,
         }
+        if self.legacy_signature:
+            headers["X-Pgalert-Signature"] = sign(self.secret, timestamp, body)
+            headers["X-Pgalert-Delivery"] = message_id
         return HttpRequest("POST", self.url, headers, body)
 
     def judge(self, delivery: Delivery, response: HttpResponse) -> Verdict:

@@ -8,6 +8,9 @@ import random
 
 import pytest
 
+from dispatcher.providers import (
+    CHANNEL_SECRETS_VARIABLE as GRANTS,
+)
 from dispatcher.providers import Channel, ProviderConfigError, all_secrets, channel_provider, providers_from_env
 from dispatcher.providers.base import (
     Delivery,
@@ -143,7 +146,8 @@ def test_an_email_channel_takes_its_settings_and_its_password_by_reference():
     channel = Channel("email_payments", "email", {"smtp_url": "smtps://smtp.example.com", "from": "alerts@example.com",
                                                    "to": ["payments@example.com", "cfo@example.com"], "username": "alerts"},
                       {"password": "env:SMTP_PASSWORD_PAYMENTS"})
-    mail = channel_provider(channel, {"SMTP_PASSWORD_PAYMENTS": "s3cret-pw"})
+    mail = channel_provider(channel, {"SMTP_PASSWORD_PAYMENTS": "s3cret-pw",
+                                      "PGALERT_CHANNEL_SECRETS": "SMTP_PASSWORD_PAYMENTS=email@smtp.example.com"})
     assert (mail.name, mail.recipients, mail.password) == ("email_payments", ("payments@example.com", "cfo@example.com"), "s3cret-pw")
 
 
@@ -155,7 +159,8 @@ def test_redaction_masks_every_secret_and_the_longest_first():
 
 
 def test_a_channel_reads_its_secrets_from_the_environment_by_reference():
-    env = {"PAGERDUTY_KEY_PAYMENTS": "pd-payments", "SLACK_WEBHOOK_PAYMENTS": "https://hooks.slack.com/services/T/P/Y"}
+    env = {"PAGERDUTY_KEY_PAYMENTS": "pd-payments", "SLACK_WEBHOOK_PAYMENTS": "https://hooks.slack.com/services/T/P/Y",
+           "PGALERT_CHANNEL_SECRETS": "PAGERDUTY_KEY_PAYMENTS=pagerduty, SLACK_WEBHOOK_PAYMENTS=slack"}
     pagerduty = channel_provider(Channel("pagerduty_payments", "pagerduty", {}, {"routing_key": "env:PAGERDUTY_KEY_PAYMENTS"}), env)
     slack = channel_provider(Channel("slack_payments", "slack", {"label": "#payments"},
                                      {"webhook_url": "env:SLACK_WEBHOOK_PAYMENTS"}), env)
@@ -165,25 +170,25 @@ def test_a_channel_reads_its_secrets_from_the_environment_by_reference():
 
 
 @pytest.mark.parametrize(("channel", "env", "reason"), [
-    (Channel("pd_x", "pagerduty", {}, {"routing_key": "env:PD_X"}), {}, "channel pd_x: routing_key names PD_X, which is not set"),
+    (Channel("pd_x", "pagerduty", {}, {"routing_key": "env:PD_X"}), {GRANTS: "PD_X=pagerduty"}, "channel pd_x: routing_key names PD_X, which is not set"),
     (Channel("pd_x", "pagerduty", {}, {}), {}, "secret_refs needs routing_key"),
-    (Channel("pd_x", "pagerduty", {"region": "eu"}, {"routing_key": "env:PD_X"}), {"PD_X": "pd-secret-key"},
+    (Channel("pd_x", "pagerduty", {"region": "eu"}, {"routing_key": "env:PD_X"}), {"PD_X": "pd-secret-key", GRANTS: "PD_X=pagerduty"},
      "a pagerduty channel takes no setting region (it takes: events_url)"),
     (Channel("slack_x", "slack", {}, {"url": "env:S"}), {"S": "https://hooks.slack.com/x"},
      "a slack channel takes no secret url (it takes: webhook_url)"),
-    (Channel("slack_x", "slack", {}, {"webhook_url": "env:S"}), {"S": "http://hooks.slack.com/services/T/B/SECRETPART"},
-     "webhook_url uses plain http://"),
-    (Channel("hook_x", "webhook", {"url": "https://hooks.example.com/x"}, {"signing_secret": "env:W"}), {"W": "short"},
+    (Channel("slack_x", "slack", {}, {"webhook_url": "env:S"}), {"S": "http://hooks.slack.com/services/T/B/SECRETPART", GRANTS: "S=slack"},
+     "webhook_url (S) uses plain http://"),
+    (Channel("hook_x", "webhook", {"url": "https://hooks.example.com/x"}, {"signing_secret": "env:W"}), {"W": "short", GRANTS: "W=webhook@hooks.example.com"},
      "channel hook_x:"),
     (Channel("pigeon_x", "carrier_pigeon", {}, {}), {}, "does not know the kind 'carrier_pigeon': upgrade it"),
     (Channel("teams_x", "teams", {}, {}), {}, "secret_refs needs webhook_url"),
     (Channel("mail_x", "email", {"smtp_url": "smtps://smtp.example.com", "from": "a@example.com", "to": "b@example.com",
-                                 "username": "u"}, {"password": "env:MAIL_X"}), {}, "password names MAIL_X, which is not set"),
+                                 "username": "u"}, {"password": "env:MAIL_X"}), {GRANTS: "MAIL_X=email@smtp.example.com"}, "password names MAIL_X, which is not set"),
     (Channel("mail_x", "email", {"smtp_url": "smtps://smtp.example.com", "from": "a@example.com", "to": ["not an address"]}, {}),
      {}, "to must be one or more mail addresses"),
 ])
 def test_a_channel_that_cannot_work_is_skipped_with_a_reason_that_never_holds_the_secret(channel, env, reason):
     provider = channel_provider(channel, env)
     assert isinstance(provider, Unconfigured) and reason in provider.reason
-    for value in env.values():
-        assert value not in provider.reason
+    for name, value in env.items():
+        assert name == GRANTS or value not in provider.reason
