@@ -224,33 +224,66 @@ SET plan_cache_mode = force_generic_plan  -- see _monitoring_alert_before_insert
 AS $$
 DECLARE
     v_batch record;
-    v_hygiene boolean := public._monitoring_hygiene_in_force((SELECT min(a.created_at) FROM new_alerts AS a));
-    v_grouping boolean := EXISTS (SELECT FROM public.monitoring_group_rules AS r WHERE r.enabled);
+    -- the alerts pgalert raises about a rule it takes out of force are not held by rules (sql/hygiene.sql)
+    v_rules_apply boolean := coalesce(current_setting('pgalert.disabling_broken_rules', TRUE), '') <> 'on';
+    v_flapping boolean;
+    v_hygiene boolean;
+    v_grouping boolean;
+    v_error text;
 BEGIN
-    -- keys that flap rules watch: their opening is counted, and one that flaps is marked (sql/flapping.sql)
-    IF EXISTS (SELECT FROM public.monitoring_flap_rules AS r WHERE r.enabled) THEN
-        PERFORM public._monitoring_flap_on_open(ARRAY(SELECT a.id FROM new_alerts AS a WHERE a.status <> 'resolved'));
-    END IF;
-    -- silences, maintenance windows and inhibition hold the new alerts' notifications (sql/hygiene.sql)
-    IF v_hygiene THEN
-        INSERT INTO public.monitoring_notification_holds (alert_id, reason, held_by, held_at)
-        SELECT a.id, h.reason, h.held_by, a.created_at
-        FROM new_alerts AS a
-        CROSS JOIN LATERAL public._monitoring_holds_for(a, a.created_at) AS h
-        WHERE a.status <> 'resolved'
-        ON CONFLICT DO NOTHING;
-    END IF;
-    -- alerts that match a group rule and that nothing holds join their group and are notified only through it
-    -- (sql/grouping.sql); a group alert, inserted from here, is not grouped again
-    IF v_grouping THEN
-        PERFORM public._monitoring_group_new_alerts(ARRAY(
-            SELECT a.id FROM new_alerts AS a
-            WHERE a.status <> 'resolved'
-              AND NOT EXISTS (SELECT FROM public.monitoring_alert_groups AS g WHERE g.alert_id = a.id)
-              AND NOT (v_hygiene AND EXISTS (SELECT FROM public.monitoring_notification_holds AS h
-                                             WHERE h.alert_id = a.id AND h.released_at IS NULL))
-        ));
-    END IF;
+    -- Flapping, holds and grouping decide how the new alerts are notified, never whether: if evaluating them
+    -- fails, the rules that cannot be evaluated are taken out of force and the rest evaluated again; failing
+    -- twice, the alerts are notified as if no rule were in force. The savepoint is paid only when a rule is.
+    FOR v_try IN 1..2 LOOP
+        v_flapping := v_rules_apply AND EXISTS (SELECT FROM public.monitoring_flap_rules AS r WHERE r.enabled);
+        v_hygiene := v_rules_apply
+            AND public._monitoring_hygiene_in_force((SELECT min(a.created_at) FROM new_alerts AS a));
+        v_grouping := v_rules_apply AND EXISTS (SELECT FROM public.monitoring_group_rules AS r WHERE r.enabled);
+        EXIT WHEN NOT (v_flapping OR v_hygiene OR v_grouping);
+        BEGIN
+            -- keys that flap rules watch: their opening is counted, and one that flaps is marked (sql/flapping.sql)
+            IF v_flapping THEN
+                PERFORM public._monitoring_flap_on_open(
+                    ARRAY(SELECT a.id FROM new_alerts AS a WHERE a.status <> 'resolved'));
+            END IF;
+            -- silences, maintenance windows and inhibition hold the new alerts' notifications (sql/hygiene.sql)
+            IF v_hygiene THEN
+                INSERT INTO public.monitoring_notification_holds (alert_id, reason, held_by, source_alert_id, held_at)
+                SELECT a.id, h.reason, h.held_by, h.source_alert_id, a.created_at
+                FROM new_alerts AS a
+                CROSS JOIN LATERAL public._monitoring_holds_for(a, a.created_at) AS h
+                WHERE a.status <> 'resolved'
+                ON CONFLICT DO NOTHING;
+                -- alerts of this statement that inhibit each other: one of them is notified
+                IF EXISTS (SELECT FROM public.monitoring_notification_holds AS h JOIN new_alerts AS a ON a.id = h.alert_id
+                           WHERE h.reason = 'inhibition' AND h.released_at IS NULL
+                             AND h.source_alert_id IN (SELECT n.id FROM new_alerts AS n)) THEN
+                    PERFORM public._monitoring_break_inhibition_cycles(
+                        ARRAY(SELECT a.id FROM new_alerts AS a), (SELECT min(a.created_at) FROM new_alerts AS a));
+                END IF;
+            END IF;
+            -- alerts that match a group rule and that nothing holds join their group and are notified only
+            -- through it (sql/grouping.sql); a group alert, inserted from here, is not grouped again
+            IF v_grouping THEN
+                PERFORM public._monitoring_group_new_alerts(ARRAY(
+                    SELECT a.id FROM new_alerts AS a
+                    WHERE a.status <> 'resolved'
+                      AND NOT EXISTS (SELECT FROM public.monitoring_alert_groups AS g WHERE g.alert_id = a.id)
+                      AND NOT (v_hygiene AND EXISTS (SELECT FROM public.monitoring_notification_holds AS h
+                                                     WHERE h.alert_id = a.id AND h.released_at IS NULL))
+                ));
+            END IF;
+            EXIT;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;
+            IF public._monitoring_disable_broken_rules(v_error) = 0 OR v_try = 2 THEN
+                v_flapping := FALSE;
+                v_hygiene := FALSE;
+                v_grouping := FALSE;
+                EXIT;
+            END IF;
+        END;
+    END LOOP;
     INSERT INTO public.monitoring_deliveries (alert_id, provider, action, status)
     SELECT a.id, r.provider, 'trigger',
            CASE WHEN v_hygiene AND EXISTS (

@@ -172,5 +172,5 @@ settled. pg_cron runs it every minute.';
 REVOKE ALL ON FUNCTION monitoring_settle_flapping(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_settle_flapping(timestamptz) TO monitoring_admin;
 
-CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE ON monitoring_flap_rules
+CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers ON monitoring_flap_rules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();

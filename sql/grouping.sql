@@ -321,5 +321,5 @@ deliveries it queued. pg_cron runs it every minute.';
 REVOKE ALL ON FUNCTION monitoring_flush_groups(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_flush_groups(timestamptz) TO monitoring_admin;
 
-CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE ON monitoring_group_rules
+CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers ON monitoring_group_rules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();

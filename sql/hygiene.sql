@@ -29,6 +29,18 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION _monitoring_alert_field(monitoring_alerts, text) FROM PUBLIC;
 
+-- A matcher's regex as it is evaluated: it matches the whole value, as Alertmanager's do. Alertmanager's (RE2)
+-- case-insensitive flag `(?i)` is kept in front, where PostgreSQL accepts embedded options. This is the only
+-- place the form is written: the save check compiles exactly this, so a saved regex cannot fail at INSERT time.
+CREATE OR REPLACE FUNCTION _monitoring_whole_value_regex(p_regex text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN left(p_regex, 4) = '(?i)' THEN '(?i)^(?:' || substr(p_regex, 5) || ')$'
+                ELSE '^(?:' || p_regex || ')$' END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_whole_value_regex(text) FROM PUBLIC;
+
 -- The matchers an alert fails; it matches when there is none: NOT EXISTS (SELECT FROM
 -- _monitoring_failed_matchers(alert, matchers)). A set-returning SQL function without SET is inlined into the
 -- query that uses it, so a hundred silences cost one query, not a hundred function calls (measured: 35 us a
@@ -43,8 +55,8 @@ AS $$
     WHERE NOT CASE m.matcher ->> 'op'
         WHEN '=' THEN f.value = m.matcher ->> 'value'
         WHEN '!=' THEN f.value <> m.matcher ->> 'value'
-        WHEN '=~' THEN f.value ~ ('^(?:' || (m.matcher ->> 'value') || ')$')  -- anchored, as Alertmanager's
-        WHEN '!~' THEN f.value !~ ('^(?:' || (m.matcher ->> 'value') || ')$')
+        WHEN '=~' THEN f.value ~ public._monitoring_whole_value_regex(m.matcher ->> 'value')
+        WHEN '!~' THEN f.value !~ public._monitoring_whole_value_regex(m.matcher ->> 'value')
     END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_failed_matchers(monitoring_alerts, jsonb) FROM PUBLIC;
@@ -53,10 +65,13 @@ REVOKE ALL ON FUNCTION _monitoring_failed_matchers(monitoring_alerts, jsonb) FRO
 CREATE OR REPLACE FUNCTION _monitoring_check_matchers(p_matchers jsonb, p_what text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
+SECURITY DEFINER  -- it reads nothing but its arguments; the definer's rights reach the regex form it compiles
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_matcher jsonb;
+    v_regex text;
+    v_why text;
 BEGIN
     IF jsonb_typeof(p_matchers) IS DISTINCT FROM 'array' OR jsonb_array_length(p_matchers) = 0 THEN
         RAISE EXCEPTION '% must be a non-empty JSON array of matchers', p_what
@@ -74,17 +89,38 @@ BEGIN
                              'op: =, !=, =~ (regex) or !~';
         END IF;
         IF v_matcher ->> 'op' IN ('=~', '!~') THEN
-            BEGIN
-                PERFORM '' ~ (v_matcher ->> 'value');
-            EXCEPTION WHEN invalid_regular_expression THEN
-                RAISE EXCEPTION '% has a regex that does not compile: %', p_what, v_matcher ->> 'value'
+            v_regex := v_matcher ->> 'value';
+            IF length(v_regex) > 1000 THEN
+                RAISE EXCEPTION '% has a regex of % characters; at most 1000', p_what, length(v_regex)
                     USING ERRCODE = 'invalid_regular_expression';
+            END IF;
+            -- a back-reference is the one construct whose matching time can explode (and RE2, Alertmanager's
+            -- engine, has none): refused, so no saved regex can hold an INSERT for long
+            IF v_regex ~ '(^|[^\\])(\\\\)*\\[1-9]' THEN
+                RAISE EXCEPTION '% has a regex with a back-reference (\1 ... \9): %', p_what, left(v_regex, 200)
+                    USING ERRCODE = 'invalid_regular_expression',
+                          HINT = 'Alertmanager''s regexes have none either; spell the alternatives out';
+            END IF;
+            BEGIN
+                -- the form that is evaluated ((?s)x compiles alone, not inside ^(?:...)$), and the bare value, so
+                -- that x)|(.* cannot close the anchoring group and match everything
+                PERFORM '' ~ public._monitoring_whole_value_regex(v_regex), '' ~ v_regex;
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_why = MESSAGE_TEXT;
+                RAISE EXCEPTION '% has a regex that does not compile as it is evaluated: % (%)',
+                                p_what, left(v_regex, 200), v_why
+                    USING ERRCODE = 'invalid_regular_expression',
+                          HINT = 'a regex matches the whole value, as ^(?:REGEX)$; of the embedded options only a '
+                                 'leading (?i) is accepted';
             END;
         END IF;
     END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_check_matchers(jsonb, text) FROM PUBLIC;
+-- admins write hygiene, group and flap rules with plain INSERTs, and the row trigger calls this as them; a console
+-- or CLI may ask it before saving, and the answer is the database's own
+GRANT EXECUTE ON FUNCTION _monitoring_check_matchers(jsonb, text) TO monitoring_admin;
 
 CREATE OR REPLACE FUNCTION _monitoring_check_hygiene_row()
 RETURNS trigger
@@ -106,12 +142,95 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_check_hygiene_row() FROM PUBLIC;
 
-CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE ON monitoring_silences
+-- checked when what is checked changes: disabling or expiring a rule that can no longer be evaluated must work
+CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers ON monitoring_silences
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();
-CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE ON monitoring_maintenance_windows
+CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers, time_zone ON monitoring_maintenance_windows
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();
-CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE ON monitoring_inhibit_rules
+CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF source_matchers, target_matchers ON monitoring_inhibit_rules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();
+
+-- A rule that cannot be evaluated must never stop an alert or its page. Rows are checked when saved, but a row
+-- saved by an older release, restored with triggers off, or whose time zone left the tz database can still
+-- fail. When evaluating fails, this takes every such rule out of force (a silence is expired, a window or rule
+-- disabled), raises one alert about each, and returns how many; the caller then evaluates again without them,
+-- or notifies as if no rule were in force. An error it can pin on no rule is raised as an alert too.
+CREATE OR REPLACE FUNCTION _monitoring_disable_broken_rules(p_error text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rule record;
+    v_why text;
+    v_broken integer := 0;
+BEGIN
+    -- the alerts raised from here are stored and sent, but no rule is evaluated for them (sql/alerts.sql)
+    PERFORM set_config('pgalert.disabling_broken_rules', 'on', TRUE);
+    FOR v_rule IN
+        SELECT 'silence' AS kind, s.id, 'silence ' || s.id AS label, s.matchers, '[]'::jsonb AS more, 'UTC' AS zone
+        FROM public.monitoring_silences AS s WHERE s.expired_at IS NULL AND s.ends_at > now()
+        UNION ALL
+        SELECT 'maintenance window', w.id, 'maintenance window ' || w.name, w.matchers, '[]', w.time_zone
+        FROM public.monitoring_maintenance_windows AS w WHERE w.enabled
+        UNION ALL
+        SELECT 'inhibit rule', r.id, 'inhibit rule ' || r.name, r.source_matchers, r.target_matchers, 'UTC'
+        FROM public.monitoring_inhibit_rules AS r WHERE r.enabled
+        UNION ALL
+        SELECT 'group rule', g.id, 'group rule ' || g.name, g.matchers, '[]', 'UTC'
+        FROM public.monitoring_group_rules AS g WHERE g.enabled
+        UNION ALL
+        SELECT 'flap rule', f.id, 'flap rule ' || f.name, f.matchers, '[]', 'UTC'
+        FROM public.monitoring_flap_rules AS f WHERE f.enabled
+        ORDER BY 1, 2  -- one order for every session, so two disabling at once cannot deadlock
+    LOOP
+        BEGIN
+            PERFORM public._monitoring_check_matchers(v_rule.matchers, 'matchers');
+            IF v_rule.more <> '[]' THEN
+                PERFORM public._monitoring_check_matchers(v_rule.more, 'target_matchers');
+            END IF;
+            PERFORM now() AT TIME ZONE v_rule.zone;
+            CONTINUE;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_why = MESSAGE_TEXT;
+        END;
+        CASE v_rule.kind
+            WHEN 'silence' THEN
+                UPDATE public.monitoring_silences SET expired_at = now(), expired_by = 'pgalert: cannot be evaluated'
+                WHERE id = v_rule.id AND expired_at IS NULL;
+            WHEN 'maintenance window' THEN
+                UPDATE public.monitoring_maintenance_windows SET enabled = FALSE WHERE id = v_rule.id AND enabled;
+            WHEN 'inhibit rule' THEN
+                UPDATE public.monitoring_inhibit_rules SET enabled = FALSE WHERE id = v_rule.id AND enabled;
+            WHEN 'group rule' THEN
+                UPDATE public.monitoring_group_rules SET enabled = FALSE WHERE id = v_rule.id AND enabled;
+            ELSE
+                UPDATE public.monitoring_flap_rules SET enabled = FALSE WHERE id = v_rule.id AND enabled;
+        END CASE;
+        IF FOUND THEN
+            v_broken := v_broken + 1;
+            PERFORM public.monitoring_raise_alert(
+                'pgalert_rule_disabled', 'warning',
+                left('pgalert took ' || v_rule.label || ' out of force: it cannot be evaluated', 500),
+                'Evaluating ' || v_rule.label || ' failed (' || left(v_why, 500) || '), so alerts were notified '
+                || 'without it. Fix its matchers or time zone and enable it again (a silence: create a new one).',
+                'pgalert', 'pgalert_rule_disabled:' || v_rule.kind || ':' || v_rule.id,
+                jsonb_build_object('rule_kind', v_rule.kind, 'rule_id', v_rule.id, 'error', left(v_why, 500)));
+        END IF;
+    END LOOP;
+    IF v_broken = 0 THEN
+        PERFORM public.monitoring_raise_alert(
+            'pgalert_rule_disabled', 'critical', 'pgalert could not evaluate its notification rules',
+            'Silences, maintenance windows, inhibition, grouping or flapping failed with: ' || left(p_error, 500)
+            || '. Alerts are notified as if no such rule were in force until this is fixed.',
+            'pgalert', 'pgalert_rule_disabled:unexplained', jsonb_build_object('error', left(p_error, 500)));
+    END IF;
+    PERFORM set_config('pgalert.disabling_broken_rules', '', TRUE);
+    RETURN v_broken;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_disable_broken_rules(text) FROM PUBLIC;
 
 -- A window's times are wall-clock times in its zone: a window every Sunday 02:00-04:00 in Sao Paulo starts at
 -- 02:00 there in every season. Each of the last eight local days may have opened it (a window lasts a week
@@ -156,22 +275,22 @@ REVOKE ALL ON FUNCTION _monitoring_hygiene_in_force(timestamptz) FROM PUBLIC;
 -- What holds an alert's notifications at p_at: one row per cause. An inhibition is held per source alert,
 -- so it lasts while any of them is unresolved.
 CREATE OR REPLACE FUNCTION _monitoring_holds_for(p_alert monitoring_alerts, p_at timestamptz)
-RETURNS TABLE (reason text, held_by text)
+RETURNS TABLE (reason text, held_by text, source_alert_id bigint)
 LANGUAGE sql STABLE
 AS $$
-    SELECT 'silence', 'silence ' || s.id
+    SELECT 'silence', 'silence ' || s.id, NULL::bigint
     FROM public.monitoring_silences AS s
     WHERE s.expired_at IS NULL AND s.starts_at <= p_at AND s.ends_at > p_at
       -- one equality first (migration 0021): most silences fail on it, before their matchers are unpacked
       AND (s.equals_field IS NULL OR public._monitoring_alert_field(p_alert, s.equals_field) = s.equals_value)
       AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, s.matchers))
     UNION ALL
-    SELECT 'maintenance', 'maintenance window ' || w.name
+    SELECT 'maintenance', 'maintenance window ' || w.name, NULL
     FROM public.monitoring_maintenance_windows AS w
     WHERE public._monitoring_window_is_open(w, p_at)
       AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, w.matchers))
     UNION ALL
-    SELECT 'inhibition', 'inhibit rule ' || pair.rule_name || ': alert ' || (pair.source).id
+    SELECT 'inhibition', 'inhibit rule ' || pair.rule_name || ': alert ' || (pair.source).id, (pair.source).id
     FROM (
         -- first the rules that have an unresolved source at all (usually none: one index probe per rule), and
         -- only then the matchers; OFFSET 0 keeps the planner from testing the target's matchers first
@@ -200,6 +319,58 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION _monitoring_holds_for(monitoring_alerts, timestamptz) FROM PUBLIC;
 
+-- An alert is never held only by alerts it holds. Holds made at one INSERT point at older alerts, except between
+-- the alerts of one statement: two symmetric inhibit rules and both alerts raised together would hold each other
+-- for ever, nobody paged. Among p_alert_ids, the earliest alert on a cycle of inhibitions is let go of the holds
+-- by alerts on that cycle, until no cycle is left; what it released, it returns.
+CREATE OR REPLACE FUNCTION _monitoring_break_inhibition_cycles(p_alert_ids bigint[], p_at timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert_id bigint;
+    v_released integer := 0;
+    v_count integer;
+BEGIN
+    LOOP
+        WITH RECURSIVE edge AS (
+            SELECT h.alert_id AS target, h.source_alert_id AS source
+            FROM public.monitoring_notification_holds AS h
+            WHERE h.alert_id = ANY (p_alert_ids) AND h.source_alert_id = ANY (p_alert_ids)
+              AND h.reason = 'inhibition' AND h.released_at IS NULL
+        ),
+        reach (start, node) AS (
+            SELECT e.target, e.source FROM edge AS e
+            UNION
+            SELECT r.start, e.source FROM reach AS r JOIN edge AS e ON e.target = r.node
+        )
+        SELECT min(r.start) INTO v_alert_id FROM reach AS r WHERE r.start = r.node;
+        EXIT WHEN v_alert_id IS NULL;
+        -- its holds by the alerts that (through others) it holds
+        WITH RECURSIVE edge AS (
+            SELECT h.alert_id AS target, h.source_alert_id AS source
+            FROM public.monitoring_notification_holds AS h
+            WHERE h.alert_id = ANY (p_alert_ids) AND h.source_alert_id = ANY (p_alert_ids)
+              AND h.reason = 'inhibition' AND h.released_at IS NULL
+        ),
+        held_by_it (node) AS (
+            SELECT e.target FROM edge AS e WHERE e.source = v_alert_id
+            UNION
+            SELECT e.target FROM held_by_it AS r JOIN edge AS e ON e.source = r.node
+        )
+        UPDATE public.monitoring_notification_holds AS h
+        SET released_at = p_at, release_reason = 'its source is held by it'
+        WHERE h.alert_id = v_alert_id AND h.reason = 'inhibition' AND h.released_at IS NULL
+          AND h.source_alert_id IN (SELECT node FROM held_by_it);
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        v_released := v_released + v_count;
+    END LOOP;
+    RETURN v_released;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_break_inhibition_cycles(bigint[], timestamptz) FROM PUBLIC;
+
 -- The alert was acknowledged or resolved while held: nobody is to be paged for it any more.
 CREATE OR REPLACE FUNCTION _monitoring_drop_held(p_alert_id bigint, p_why text, p_at timestamptz)
 RETURNS void
@@ -225,14 +396,30 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_released bigint[];
+    v_error text;
 BEGIN
-    -- the causes that have ended (a concurrent run waits on the row, then finds it released: no double release)
-    UPDATE public.monitoring_notification_holds AS h
-    SET released_at = p_at, release_reason = 'ended'
-    FROM public.monitoring_alerts AS a
-    WHERE a.id = h.alert_id AND h.released_at IS NULL
-      AND NOT EXISTS (SELECT FROM public._monitoring_holds_for(a, p_at) AS still
-                      WHERE still.reason = h.reason AND still.held_by = h.held_by);
+    -- the causes that have ended (a concurrent run waits on the row, then finds it released: no double release);
+    -- a rule that cannot be evaluated is taken out of force (so its holds end), and if evaluating still fails
+    -- every hold ends: an alert is paged rather than held by a rule nobody can evaluate
+    FOR v_try IN 1..2 LOOP
+        BEGIN
+            UPDATE public.monitoring_notification_holds AS h
+            SET released_at = p_at, release_reason = 'ended'
+            FROM public.monitoring_alerts AS a
+            WHERE a.id = h.alert_id AND h.released_at IS NULL
+              AND NOT EXISTS (SELECT FROM public._monitoring_holds_for(a, p_at) AS still
+                              WHERE still.reason = h.reason AND still.held_by = h.held_by);
+            EXIT;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;
+            IF public._monitoring_disable_broken_rules(v_error) = 0 OR v_try = 2 THEN
+                UPDATE public.monitoring_notification_holds
+                SET released_at = p_at, release_reason = 'rules could not be evaluated'
+                WHERE released_at IS NULL;
+                EXIT;
+            END IF;
+        END;
+    END LOOP;
 
     -- alerts that nothing holds any more, still open: their triggers go out now
     WITH released AS (

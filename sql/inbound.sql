@@ -156,8 +156,21 @@ BEGIN
 
     IF NOT EXISTS (SELECT FROM public.monitoring_alerts AS a WHERE a.id = p_alert_id) THEN
         v_outcome := 'unknown_alert';
+    ELSIF NOT EXISTS (
+        -- a provider acts only on what it was sent: a channel of its kind got the alert's trigger (or a page)
+        SELECT FROM public.monitoring_deliveries AS d
+        JOIN public.monitoring_providers AS p ON p.provider = d.provider
+        WHERE d.alert_id = p_alert_id AND p.kind = p_via AND d.action IN ('trigger', 'notify')
+          AND d.status IN ('succeeded', 'sending')
+    ) THEN
+        v_outcome := 'not_sent_there';
     ELSE
         v_alert := public._monitoring_get_alert_for_update(p_alert_id);
+        -- a time before the alert existed cannot be the provider's: it is the time pgalert heard of it
+        -- (never pulled to created_at, which would make MTTA or MTTR zero)
+        IF v_at < v_alert.created_at THEN
+            v_at := now();
+        END IF;
         v_outcome := CASE
             WHEN p_action = 'acknowledge' AND v_alert.status = 'open' THEN 'acknowledged'
             WHEN p_action = 'resolve' AND v_alert.status <> 'resolved' THEN 'resolved'
@@ -187,8 +200,9 @@ $$;
 COMMENT ON FUNCTION monitoring_inbound_act(text, text, bigint, text, text, timestamptz, text, text) IS
 'pgalert serve: a responder acted at provider p_via (acknowledge, resolve, unacknowledge: back to open, reopen:
 a resolved alert is open again). Recorded once per p_receipt_id, with p_at (the provider''s time) as the
-acknowledged or resolved time; p_slack_member_id names the person through monitoring_people. outcome:
-acknowledged, resolved, reopened, superseded, already_<status>, unknown_alert or duplicate.';
+acknowledged or resolved time (a time before the alert existed is replaced by now); p_slack_member_id names the
+person through monitoring_people. A provider acts only on alerts that a channel of its kind was sent. outcome:
+acknowledged, resolved, reopened, superseded, already_<status>, unknown_alert, not_sent_there or duplicate.';
 REVOKE ALL ON FUNCTION monitoring_inbound_act(text, text, bigint, text, text, timestamptz, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_inbound_act(text, text, bigint, text, text, timestamptz, text, text)
 TO monitoring_inbound;

@@ -93,7 +93,7 @@ BEGIN
     -- this alert may have been inhibiting others: those still open and held by nothing else go out now
     IF EXISTS (SELECT FROM public.monitoring_notification_holds AS h
                WHERE h.released_at IS NULL AND h.reason = 'inhibition'
-                 AND h.held_by LIKE '%: alert ' || p_alert_id) THEN
+                 AND h.source_alert_id = p_alert_id) THEN
         PERFORM public.monitoring_release_holds(greatest(p_at, now()));
     END IF;
     RETURN v_alert;

@@ -3,6 +3,8 @@
 CREATE OR REPLACE FUNCTION monitoring_claim_health_checks(p_limit integer DEFAULT 10)
 RETURNS TABLE (check_id bigint, name text, url text, method text, expected_status integer, timeout_seconds double precision)
 LANGUAGE sql
+-- the dispatcher holds no table rights: it takes, records and names checks through these alone
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH due AS (
@@ -27,6 +29,7 @@ CREATE OR REPLACE FUNCTION monitoring_record_health_check(
 )
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -62,6 +65,7 @@ GRANT EXECUTE ON FUNCTION monitoring_record_health_check(bigint, integer, double
 CREATE OR REPLACE FUNCTION monitoring_ensure_health_check(p_name text, p_url text, p_interval interval DEFAULT '5 minutes')
 RETURNS void
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO public.monitoring_health_checks AS c (name, url, check_interval) VALUES (p_name, p_url, p_interval)

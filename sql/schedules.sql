@@ -45,3 +45,97 @@ longer have a row; returns how many jobs it scheduled. Without pg_cron in this d
 says so in a NOTICE, and returns 0.';
 REVOKE ALL ON FUNCTION monitoring_install_schedules() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_install_schedules() TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_scheduler_heartbeat()
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.monitoring_scheduler_heartbeat SET beat_at = now();
+$$;
+COMMENT ON FUNCTION monitoring_scheduler_heartbeat() IS
+'pg_cron runs it every minute (job pgalert_heartbeat): the proof that pgalert''s scheduled jobs run.';
+REVOKE ALL ON FUNCTION monitoring_scheduler_heartbeat() FROM PUBLIC;
+
+-- pg_cron 1.4 keeps its jobs in a cache it reloads on an invalidation of cron.job. A migration is one large
+-- transaction, whose many catalog changes can overflow the shared invalidation queue; the scheduler then gets
+-- a reset that its callback ignores (it listens for cron.job alone), and the jobs the migration scheduled never
+-- run until something else touches cron.job (seen on fresh clusters in 7 of 13 tries). Both install paths call
+-- this in a small transaction of its own after the migration commits: rescheduling one job sends pg_cron the
+-- one invalidation it listens for.
+CREATE OR REPLACE FUNCTION monitoring_refresh_scheduler()
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN FALSE;
+    END IF;
+    PERFORM cron.schedule(s.job_name, s.schedule, s.command)
+    FROM public.monitoring_schedules AS s WHERE s.job_name = 'pgalert_heartbeat';
+    RETURN TRUE;
+END
+$$;
+COMMENT ON FUNCTION monitoring_refresh_scheduler() IS
+'Make pg_cron reload its jobs (false without pg_cron here). `pgalert migrate` and install.psql call it after
+their transaction commits; call it after scheduling jobs in a large transaction of your own.';
+REVOKE ALL ON FUNCTION monitoring_refresh_scheduler() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_refresh_scheduler() TO monitoring_admin;
+
+-- Whether pgalert's scheduled jobs run, judged by the heartbeat: rules, escalations, hold releases, flapping
+-- and grouping all depend on them, and pg_cron cannot say that it stopped.
+CREATE OR REPLACE FUNCTION monitoring_scheduler_status(p_stale_after interval DEFAULT '3 minutes')
+RETURNS TABLE (last_run_at timestamptz, seconds_since_run double precision, running boolean)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT h.beat_at,
+           extract(EPOCH FROM now() - coalesce(h.beat_at, h.installed_at))::float8,
+           coalesce(h.beat_at, h.installed_at) > now() - p_stale_after
+    FROM public.monitoring_scheduler_heartbeat AS h
+$$;
+COMMENT ON FUNCTION monitoring_scheduler_status(interval) IS
+'When pg_cron last ran pgalert''s heartbeat job, how long ago (since install if never), and whether that is
+within p_stale_after. Every dispatcher asks it and says on /healthz and in metrics.';
+REVOKE ALL ON FUNCTION monitoring_scheduler_status(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_scheduler_status(interval) TO monitoring_reader, monitoring_dispatcher;
+
+-- Raised by the dispatchers, not by pg_cron (which is what stopped): one open alert while the jobs do not run,
+-- resolved when they run again. Returns the status it judged.
+CREATE OR REPLACE FUNCTION monitoring_check_scheduler(p_stale_after interval DEFAULT '3 minutes')
+RETURNS TABLE (last_run_at timestamptz, seconds_since_run double precision, running boolean)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_status record;
+    v_open bigint;
+BEGIN
+    SELECT * INTO v_status FROM public.monitoring_scheduler_status(p_stale_after);
+    SELECT a.id INTO v_open FROM public.monitoring_alerts AS a
+    WHERE a.dedup_key = 'pgalert_scheduler_stalled' AND a.status <> 'resolved';
+    IF NOT v_status.running AND v_open IS NULL THEN
+        PERFORM public.monitoring_raise_alert(
+            'pgalert_scheduler_stalled', 'critical', 'pgalert''s scheduled jobs are not running',
+            format('pg_cron has not run pgalert''s heartbeat job for %s s: rules, escalations, the release of held '
+                   'notifications, flapping and grouping are not running. Check that pg_cron is in '
+                   'shared_preload_libraries, that cron.database_name is this database (%s), that this server is '
+                   'the primary, and SELECT monitoring_refresh_scheduler().',
+                   round(v_status.seconds_since_run), current_database()),
+            'pgalert', 'pgalert_scheduler_stalled',
+            jsonb_build_object('last_run_at', v_status.last_run_at));
+    ELSIF v_status.running AND v_open IS NOT NULL THEN
+        PERFORM public._monitoring_resolve(v_open, 'pgalert', 'scheduled jobs run again', FALSE, now(), 'rule');
+    END IF;
+    RETURN QUERY SELECT v_status.last_run_at, v_status.seconds_since_run, v_status.running;
+END
+$$;
+COMMENT ON FUNCTION monitoring_check_scheduler(interval) IS
+'Dispatchers only: monitoring_scheduler_status, and raise the critical alert pgalert_scheduler_stalled while the
+jobs do not run (resolved when they run again), so a stopped pg_cron pages without pg_cron.';
+REVOKE ALL ON FUNCTION monitoring_check_scheduler(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_check_scheduler(interval) TO monitoring_dispatcher;

@@ -105,7 +105,8 @@ def test_a_provider_clock_ahead_or_behind_cannot_break_the_alert_times(conn, inb
     act(inbound, paged, "acknowledge", receipt="a", at=created - 10 * M)  # before the alert existed
     act(inbound, paged, "resolve", receipt="b", at=created + 600 * M)  # in the future
     acked, resolved = conn.execute("SELECT acknowledged_at, resolved_at FROM monitoring_alerts").fetchone()
-    assert acked == created and created <= resolved <= conn.execute("SELECT now()").fetchone()[0]
+    # a time before the alert existed is when pgalert heard of it, not created_at: MTTA is not made zero (#22, 10)
+    assert acked > created + 9 * M and acked <= resolved <= conn.execute("SELECT now()").fetchone()[0]
 
 
 def test_an_unknown_or_foreign_incident_is_recorded_and_changes_nothing(conn, inbound, paged):
@@ -130,6 +131,8 @@ def test_unacknowledged_reopens_and_the_next_acknowledge_reaches_the_providers_a
     conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', completed_at = now() WHERE action = 'acknowledge'")
     assert act(inbound, paged, "unacknowledge", receipt="2")[:3] == ("reopened", 1, "open")
     assert conn.execute("SELECT status, acknowledged_via FROM monitoring_alerts").fetchone() == ("open", "slack")  # first ack kept for MTTA
+    # Opsgenie acts only on what it got (#22, 7): here it had the trigger too
+    conn.execute("INSERT INTO monitoring_deliveries (alert_id, provider, action, status, completed_at, attempts) VALUES (1, 'opsgenie', 'trigger', 'succeeded', now(), 1)")
     assert act(inbound, paged, "acknowledge", receipt="3", via="opsgenie")[0] == "acknowledged"
     assert conn.execute("SELECT provider, target = '', status FROM monitoring_deliveries WHERE action = 'acknowledge' "
                         "ORDER BY id").fetchall() == [("pagerduty", False, "succeeded"), ("pagerduty", True, "pending"),
@@ -174,6 +177,7 @@ def test_an_escalation_finished_by_the_acknowledge_resumes_too(conn, inbound):
     t = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
     conn.execute("UPDATE monitoring_oncall_schedules SET rotation_start = %s WHERE name = 'primary'", (t.date(),))
     alert = conn.execute("SELECT monitoring_raise_alert('payment_failure', 'critical', 'Down', p_at => %s)", (t,)).fetchone()[0]
+    sent(conn, alert)
     act(inbound, alert, "acknowledge", receipt="ack", at=t + 4 * M)
     conn.execute("SELECT monitoring_run_oncall(%s)", (t + 15 * M,))
     assert conn.execute("SELECT finish_reason FROM monitoring_alert_escalations").fetchone() == ("acknowledged",)
@@ -287,3 +291,24 @@ def test_the_inbound_functions_cannot_be_widened_through_search_path_or_input(co
     with pytest.raises(psycopg.errors.CheckViolation):
         act(inbound, paged, "delete", receipt="w")
     assert conn.execute("SELECT count(*) FROM public.monitoring_alerts").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(("via", "action"), [("pagerduty", "acknowledge"), ("opsgenie", "resolve"), ("slack", "resolve"),
+                                             ("jsm", "acknowledge"), ("teams", "acknowledge")])
+def test_a_provider_acts_only_on_alerts_a_channel_of_its_kind_was_sent(conn, inbound, via, action):
+    """#22, 7: a warning went to Opsgenie, Slack and Sentry only; a critical to PagerDuty only."""
+    conn.execute("DELETE FROM monitoring_routes WHERE severity = 'critical' AND provider <> 'pagerduty'")
+    warning = conn.execute("SELECT monitoring_raise_alert('disk_filling', 'warning', 'Disk 85%')").fetchone()[0]
+    critical = conn.execute("SELECT monitoring_raise_alert('payment_failure', 'critical', 'Payments')").fetchone()[0]
+    sent(conn, warning)
+    sent(conn, critical)
+    got = {a for (a,) in conn.execute("SELECT DISTINCT d.alert_id FROM monitoring_deliveries AS d JOIN monitoring_providers AS p "
+                                      "ON p.provider = d.provider WHERE p.kind = %s", (via,))}
+    for receipt, alert in enumerate((warning, critical)):
+        outcome = act(inbound, alert, action, receipt=f"r{receipt}", via=via)[0]
+        assert (outcome != "not_sent_there") is (alert in got), (alert, outcome)
+        if alert not in got:
+            assert conn.execute("SELECT status FROM monitoring_alerts WHERE id = %s", (alert,)).fetchone() == ("open",)
+    # a trigger still pending (never sent) gives no right either
+    pending = conn.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'DB')").fetchone()[0]
+    assert act(inbound, pending, action, receipt="r9", via="pagerduty")[0] == "not_sent_there"

@@ -297,8 +297,8 @@ def test_an_upgrade_from_0_1_0_keeps_alerts_deliveries_rules_schedules_and_sla_r
         after = {t: [({k: v for k, v in row.items() if k not in added},) for (row,) in rows] for t, rows in after.items()}
         # and jobs added since, every one of the old kept as it was
         new_jobs = [row for row in after["monitoring_schedules"] if row not in before["monitoring_schedules"]]
-        assert sorted(job["job_name"] for (job,) in new_jobs) == ["pgalert_flush_groups", "pgalert_release_holds",
-                                                                      "pgalert_settle_flapping"]
+        assert sorted(job["job_name"] for (job,) in new_jobs) == ["pgalert_flush_groups", "pgalert_heartbeat",
+                                                                      "pgalert_release_holds", "pgalert_settle_flapping"]
         after["monitoring_schedules"] = [row for row in after["monitoring_schedules"] if row not in new_jobs]
         assert after == before
         # and the upgraded database works: a resolve reaches the providers that heard of the alert
