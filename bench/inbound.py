@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 import requests
 
-from devtools.serve import inbound_login, start_serve
+from devtools.serve import role_login, start_serve
 from dispatcher.http import HttpClient
 from dispatcher.inbound.verify import new_token, token_sha256
 from dispatcher.providers.base import HttpRequest, HttpResponse
@@ -82,7 +82,7 @@ def run(url: str, log_dir: Path, report: Callable[..., None]) -> None:
     token = new_token()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT monitoring_create_api_client('bench', %s)", (token_sha256(token),))
-    serve, base = start_serve(inbound_login(url, "pgalert_bench_serve"), log_dir / "serve.log",
+    serve, base = start_serve(role_login(url, "pgalert_bench_serve"), log_dir / "serve.log",
                               "--log-level", "warning", "--pool-size", str(CONCURRENCY))
     headers = {"Authorization": f"Bearer {token}"}
     try:

@@ -25,7 +25,7 @@ import requests
 
 from devtools.fake_providers import PAGERDUTY_API_TOKEN, FakeProviders, describe, sign_pagerduty, sign_slack
 from devtools.localpg import LocalServer
-from devtools.serve import inbound_login, start_serve
+from devtools.serve import role_login, start_serve
 from dispatcher.migrate import MigrationError, migrate
 from dispatcher.providers import PROVIDER_ENV
 
@@ -123,7 +123,9 @@ def main() -> int:
     say(f"Database ready: {url}  (pg_cron jobs: {', '.join(f'{j} [{s}]' for j, s in jobs) or 'none'})")
 
     configured = [name for name, variables in PROVIDER_ENV.items() if any(os.environ.get(v) for v in variables)]
-    env = dict(os.environ, DATABASE_URL=url, PYTHONUNBUFFERED="1")
+    # the dispatcher runs as production runs it: a login holding monitoring_dispatcher and nothing more
+    env = dict(os.environ, DATABASE_URL=role_login(url, "pgalert_demo_dispatcher", "monitoring_dispatcher"),
+               PYTHONUNBUFFERED="1")
     receiver = None
     if configured:
         say(f"Sending for real to: {', '.join(configured)} (the others are skipped)")
@@ -142,7 +144,7 @@ def main() -> int:
     try:
         if receiver:
             serve_log = server.base_dir / "serve.log"
-            serve, serve_url = start_serve(inbound_login(url, "pgalert_demo_serve"), serve_log,
+            serve, serve_url = start_serve(role_login(url, "pgalert_demo_serve"), serve_log,
                                            env=serve_env(receiver))
             say(f"Started pgalert serve on {serve_url}, where PagerDuty and Slack call back (its log: {serve_log})")
         time.sleep(1.0)

@@ -46,6 +46,10 @@ SELECT coalesce(current_setting('pgalert.schema_changed', TRUE), '') = 'on'
 \\ir after_migrate.sql
 \\endif
 COMMIT;
+-- after the commit, in a transaction of its own: pg_cron reloads the jobs scheduled above (sql/schedules.sql)
+\\if :changed
+SELECT monitoring_refresh_scheduler() AS pg_cron_reloaded \\gset
+\\endif
 """
 
 

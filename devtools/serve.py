@@ -15,12 +15,12 @@ import requests
 from devtools.localpg import free_port
 
 
-def inbound_login(url: str, login: str) -> str:
-    """`url` for `login`, a LOGIN role holding only monitoring_inbound, made if missing (roles are cluster-wide,
-    so a second run finds it)."""
+def role_login(url: str, login: str, role: str = "monitoring_inbound") -> str:
+    """`url` for `login`, a LOGIN role holding only `role` (serve's monitoring_inbound, the dispatcher's
+    monitoring_dispatcher), made if missing (roles are cluster-wide, so a second run finds it)."""
     with psycopg.connect(url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone():
-            conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE monitoring_inbound')
+            conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{role}"')
     return url.replace("postgresql://postgres@", f"postgresql://{login}@", 1)
 
 

@@ -82,6 +82,11 @@ class DispatcherQueries:
     def queue(self) -> list[tuple[str, int, float]]:
         return self.conn.execute(queries()["queue"]).fetchall()
 
+    def check_scheduler(self) -> tuple[float, bool]:
+        """Seconds since pg_cron last ran pgalert's heartbeat, and whether that is recent enough."""
+        _, seconds, running = self.conn.execute(queries()["check_scheduler"]).fetchone()
+        return seconds, running
+
     def claim_health_checks(self, limit: int) -> list[tuple]:
         return self.conn.execute(queries()["claim_health_checks"], {"limit": limit}).fetchall()
 

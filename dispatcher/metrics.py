@@ -30,6 +30,13 @@ class Metrics:
         self.listener_connected = Gauge(
             "pgalert_listener_connected", "1 while the LISTEN connection is up", registry=self.registry,
         )
+        self.scheduler_age = Gauge(
+            "pgalert_scheduler_seconds_since_run",
+            "Seconds since pg_cron last ran pgalert's heartbeat job (rules, escalations and releases run with it)",
+            registry=self.registry,
+        )
+        # whether pg_cron runs pgalert's jobs, as the last check found (None: not checked yet)
+        self.scheduler_running: bool | None = None
         self.last_loop = time.monotonic()
         # why the dispatcher cannot do its work right now (schema missing or old, claims failing), or None
         self.problem: str | None = None
@@ -46,7 +53,9 @@ class Metrics:
         loop_age = time.monotonic() - self.last_loop
         listening = self.listener_connected._value.get() == 1  # noqa: SLF001 - prometheus keeps no public getter
         problem = self.problem
-        state = {"listener_connected": listening, "loop_age_seconds": round(loop_age, 3), "problem": problem}
+        state = {"listener_connected": listening, "loop_age_seconds": round(loop_age, 3), "problem": problem,
+                 # said, not failed: restarting dispatchers cannot mend pg_cron, and they still deliver
+                 "scheduled_jobs_running": self.scheduler_running}
         return listening and loop_age < stale_after and problem is None, state
 
 

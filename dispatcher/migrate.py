@@ -187,6 +187,9 @@ def migrate(conn: psycopg.Connection, root: Traversable = SQL_ROOT, log=print, c
         raise MigrationError(_message(error)) from None
     except psycopg.errors.InvalidTransactionTermination as error:
         raise MigrationError(_message(error)) from None
+    if plan.pending and not check_only:
+        # in a small transaction of its own, so pg_cron hears of the jobs just scheduled (sql/schedules.sql)
+        conn.execute("SELECT monitoring_refresh_scheduler()")
     return plan
 
 

@@ -47,3 +47,7 @@ SELECT monitoring_record_health_check(%(check_id)s, %(status)s, %(response_ms)s,
 
 -- name: ensure_health_check
 SELECT monitoring_ensure_health_check(%(name)s, %(url)s, make_interval(secs => %(interval_seconds)s));
+
+-- name: check_scheduler
+-- raises (and later resolves) pgalert_scheduler_stalled: pg_cron cannot say that it stopped
+SELECT last_run_at, seconds_since_run, running FROM monitoring_check_scheduler();

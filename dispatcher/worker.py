@@ -45,6 +45,7 @@ from dispatcher.settings import Pace, Settings
 
 RESPONSE_BODY_MAX = 64 * 1024
 SCHEMA_RECHECK_SECONDS = 5.0
+SCHEDULER_CHECK_SECONDS = 30.0  # how often a dispatcher asks whether pg_cron still runs pgalert's jobs
 CHANNEL_RELOAD_SECONDS = 30.0  # channels added or changed in SQL are picked up this soon, or at their first delivery
 # the schema this dispatcher was built with: the newest migration shipped beside it
 EXPECTED_SCHEMA = discover_migrations()[-1].version
@@ -244,7 +245,7 @@ class Dispatcher:
 
     def _claim_forever(self) -> float:
         backoff = Backoff()
-        last_gauges = 0.0
+        last_gauges = last_scheduler_check = 0.0
         while not self.stopping.is_set():
             try:
                 with self._connect("claim") as conn:
@@ -265,6 +266,9 @@ class Dispatcher:
                         if time.monotonic() - last_gauges > 5:
                             self.metrics.set_queue(queries.queue())
                             last_gauges = time.monotonic()
+                        if time.monotonic() - last_scheduler_check > SCHEDULER_CHECK_SECONDS:
+                            self._check_scheduler(queries)
+                            last_scheduler_check = time.monotonic()
                         self.wake.clear()
                         capacity = self._capacity()
                         claimed = self._claim(queries, capacity) if capacity else 0
@@ -292,6 +296,17 @@ class Dispatcher:
             logs.warning("database schema is newer than this dispatcher; upgrade the dispatcher soon",
                          schema=version, dispatcher_schema=EXPECTED_SCHEMA)
         return None
+
+    def _check_scheduler(self, queries: db.DispatcherQueries) -> None:
+        """pg_cron runs rules, escalations and hold releases; when it stops, nothing in it can say so. Every
+        dispatcher asks (the alert is raised once, resolved when the jobs run again) and shows it on /healthz."""
+        seconds, running = queries.check_scheduler()
+        self.metrics.scheduler_age.set(seconds)
+        if not running and self.metrics.scheduler_running is not False:
+            logs.error("scheduled jobs are not running", seconds_since_run=round(seconds))
+        elif running and self.metrics.scheduler_running is False:
+            logs.info("scheduled jobs run again")
+        self.metrics.scheduler_running = running
 
     def _report(self, problem: str | None) -> None:
         """Say what keeps the dispatcher from working once, when it starts or changes, not at every retry;

@@ -77,6 +77,9 @@ def _escalation_only_where_asked(request: pytest.FixtureRequest) -> None:
         return
     with psycopg.connect(request.getfixturevalue("db_url"), autocommit=True) as connection:
         connection.execute("DELETE FROM monitoring_escalation_assignments")
+        # pg_cron runs only in its own database, not in this clone: the scheduler heartbeat is stamped so that a
+        # dispatcher here does not raise pgalert_scheduler_stalled (tests of it make the heartbeat stale)
+        connection.execute("UPDATE monitoring_scheduler_heartbeat SET beat_at = now()")
 
 
 @pytest.fixture
@@ -84,6 +87,27 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit superuser connection to this test's freshly migrated database."""
     with psycopg.connect(db_url, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture
+def login_url(db_url: str) -> Iterator:
+    """login_url("monitoring_dispatcher"): the URL of a LOGIN role made for this test that holds only that role,
+    for a process (dispatcher, serve, CLI) to run as its documented role and no more; dropped afterwards."""
+    logins: list[str] = []
+
+    def make(role: str) -> str:
+        login = f"pgalert_login_{role.removeprefix('monitoring_')}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{role}"')
+        logins.append(login)
+        return db_url.replace("postgresql://postgres@", f"postgresql://{login}@", 1)
+
+    yield make
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        for login in logins:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (login,))
+            admin.execute(f'DROP OWNED BY "{login}"')
+            admin.execute(f'DROP ROLE "{login}"')
 
 
 @pytest.fixture

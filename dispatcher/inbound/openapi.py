@@ -62,7 +62,8 @@ def _provider(summary: str, description: str, security: list[dict], media: str =
         "summary": summary, "description": description, "security": security,
         "requestBody": {"required": True, "content": {media: {"schema": {"type": "object"}}}},
         "responses": _answers({"description": "Handled: outcome says what changed (acknowledged, resolved, "
-                                              "reopened, already_<status>, unknown_alert, duplicate, ignored)."},
+                                              "reopened, already_<status>, unknown_alert, not_sent_there, "
+                                              "duplicate, ignored)."},
                               400, 401, 404, 413, 503),
     }}
 

@@ -305,6 +305,7 @@ def slack_updated_message(message: dict | None, outcome: str, member_id: str, st
         "resolved": f":white_check_mark: Resolved by <@{member_id}>",
         "duplicate": f":information_source: <@{member_id}>: that click was already counted",
         "unknown_alert": f":warning: <@{member_id}>: this alert is not in pgalert any more",
+        "not_sent_there": f":warning: <@{member_id}>: this alert was never sent to Slack: act on it where it was",
     }.get(outcome, f":information_source: <@{member_id}>: the alert is already {status or 'gone'}, nothing changed")
     kept.append({"type": "context", "elements": [{"type": "mrkdwn", "text": said}]})
     text = (message or {}).get("text") or said

@@ -45,12 +45,14 @@ class DispatcherProcess:
 
 
 @pytest.fixture
-def start_dispatcher(db_url: str, fake: FakeProviders, tmp_path: Path) -> Iterator[Callable[..., DispatcherProcess]]:
+def start_dispatcher(login_url, fake: FakeProviders, tmp_path: Path) -> Iterator[Callable[..., DispatcherProcess]]:
+    """Dispatchers as production runs them: each a login that holds monitoring_dispatcher and nothing more."""
     started: list[DispatcherProcess] = []
+    dispatcher_url = login_url("monitoring_dispatcher")
 
     def start(*extra: str, env: dict[str, str] | None = None, name: str | None = None) -> DispatcherProcess:
         name = name or f"d{len(started) + 1}"
-        process = DispatcherProcess(db_url, fake.env() if env is None else env,
+        process = DispatcherProcess(dispatcher_url, fake.env() if env is None else env,
                                     [*FAST, "--dispatcher-id", name, *extra], tmp_path / f"{name}.log")
         started.append(process)
         return process

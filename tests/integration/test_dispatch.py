@@ -7,9 +7,11 @@ import signal
 import time
 import urllib.request
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from devtools import fake_smtp
 from devtools.fake_providers import PAGERDUTY_KEY, PAGERDUTY_KEY_PAYMENTS, SLACK_PATH, SLACK_PATH_PAYMENTS, Fault
@@ -341,7 +343,38 @@ def two_teams(conn, fake) -> dict[str, str]:
     conn.execute("UPDATE monitoring_providers SET settings = jsonb_build_object('events_url', %s::text) "
                  "WHERE provider = 'pagerduty_payments'", (fake.env()["PAGERDUTY_EVENTS_URL"],))
     return {**fake.env(), "PAGERDUTY_KEY_PAYMENTS": PAGERDUTY_KEY_PAYMENTS,
-            "SLACK_WEBHOOK_PAYMENTS": fake.base_url + SLACK_PATH_PAYMENTS}
+            "SLACK_WEBHOOK_PAYMENTS": fake.base_url + SLACK_PATH_PAYMENTS,
+            # the operator lets channels use these two, the PagerDuty key also at the fake's address
+            "PGALERT_CHANNEL_SECRETS": f"PAGERDUTY_KEY_PAYMENTS=pagerduty@{fake.host}, SLACK_WEBHOOK_PAYMENTS=slack"}
+
+
+def test_an_admins_channel_cannot_send_the_dispatchers_secrets_to_the_admins_server(conn, fake, mail_server, start_dispatcher):
+    """#22: the admin points channels of every kind that chooses its destination at a server of theirs, naming the
+    dispatcher's own secrets and an unlisted one; nothing reaches those servers, and each delivery says why."""
+    server, cert = mail_server
+    smtp_url = server.url
+    attacks = [
+        ("leak_mail", "email", {"smtp_url": smtp_url, "from": "a@example.com", "to": ["b@example.com"], "username": "x"},
+         {"password": "env:DATABASE_URL"}),
+        ("leak_pd", "pagerduty", {"events_url": fake.env()["PAGERDUTY_EVENTS_URL"]}, {"routing_key": "env:PAGERDUTY_INTEGRATION_KEY"}),
+        ("leak_hook", "webhook", {"url": fake.base_url + "/webhook"}, {"signing_secret": "env:PGALERT_WEBHOOK_SECRET"}),
+        ("leak_og", "opsgenie", {"api_url": fake.env()["OPSGENIE_API_URL"]}, {"api_key": "env:UNLISTED_KEY"}),
+    ]
+    for name, kind, settings, refs in attacks:
+        conn.execute("INSERT INTO monitoring_providers (provider, kind, settings, secret_refs) VALUES (%s, %s, %s, %s)",
+                     (name, kind, Jsonb(settings), Jsonb(refs)))
+        conn.execute("INSERT INTO monitoring_routes (alert_type, provider) VALUES ('exfiltrate', %s)", (name,))
+    env = {**fake.env(), "REQUESTS_CA_BUNDLE": cert, "UNLISTED_KEY": "og-unlisted-secret"}
+    dispatcher = start_dispatcher(env=env)
+    conn.execute("SELECT monitoring_raise_alert('exfiltrate', 'critical', 'x')")
+    wait_until(lambda: all_final(conn) and len(statuses(conn)) == 4)
+    assert sorted(statuses(conn)) == sorted((name, "trigger", "skipped") for name, *_ in attacks)
+    assert fake.received == [] and server.received == []
+    errors = " ".join(e for (e,) in conn.execute("SELECT last_error FROM monitoring_deliveries"))
+    assert "dispatcher's own" in errors and "PGALERT_CHANNEL_SECRETS" in errors
+    assert dispatcher.stop() == 0
+    for secret in ("og-unlisted-secret", PAGERDUTY_KEY):
+        assert secret not in errors and secret not in dispatcher.output
 
 
 def test_two_teams_each_get_their_pagerduty_service_and_slack_channel(conn, fake, start_dispatcher):
@@ -417,7 +450,8 @@ def test_email_pages_by_mail_and_follow_ups_reply_in_the_thread(conn, fake, star
                  "('deploy_failed', 'email_payments'), ('deploy_failed', 'email_finance')")
     env = {**fake.env(), "REQUESTS_CA_BUNDLE": cert, "EMAIL_SMTP_URL": server.url, "EMAIL_FROM": "pgalert <alerts@example.com>",
            "EMAIL_TO": "ops@example.com", "EMAIL_SMTP_USERNAME": fake_smtp.USERNAME, "EMAIL_SMTP_PASSWORD": fake_smtp.PASSWORD,
-           "SMTP_PASSWORD_PAYMENTS": fake_smtp.PASSWORD}
+           "SMTP_PASSWORD_PAYMENTS": fake_smtp.PASSWORD,
+           "PGALERT_CHANNEL_SECRETS": f"SMTP_PASSWORD_PAYMENTS=email@{urlsplit(server.url).hostname}"}
     dispatcher = start_dispatcher(env=env)
     alert = conn.execute("SELECT monitoring_raise_alert('deploy_failed', 'warning', 'Deploy of api 4.2 failed')").fetchone()[0]
     wait_until(lambda: all_final(conn) and len(statuses(conn)) == 3)

@@ -366,8 +366,9 @@ def og_event(action: str, alias: str, user: str = "bob@example.com") -> dict:
 
 @pytest.mark.parametrize("auth", ["bearer", "basic", "query"])
 def test_an_opsgenie_acknowledge_by_alias_with_the_token_however_it_is_sent(serve, conn, auth):
-    alert_id, key, _ = paged_alert(conn)
+    # Opsgenie acts only on what it was sent (#22, 7): the critical route goes there before the alert is raised
     conn.execute("UPDATE monitoring_routes SET provider = 'opsgenie' WHERE provider = 'pagerduty'")
+    alert_id, key, _ = paged_alert(conn)
     headers = {"bearer": {"Authorization": f"Bearer {OPSGENIE_TOKEN}"},
                "basic": {"Authorization": "Basic " + base64.b64encode(f"opsgenie:{OPSGENIE_TOKEN}".encode()).decode()},
                "query": {}}[auth]
@@ -378,6 +379,7 @@ def test_an_opsgenie_acknowledge_by_alias_with_the_token_however_it_is_sent(serv
 
 
 def test_an_opsgenie_webhook_with_a_wrong_token_is_refused(serve, conn):
+    conn.execute("UPDATE monitoring_routes SET provider = 'opsgenie' WHERE provider = 'pagerduty'")
     alert_id, key, _ = paged_alert(conn)
     assert serve.post("/v1/opsgenie?token=nope", og_event("Close", key)).status_code == 401
     assert serve.post("/v1/opsgenie", og_event("Close", key)).status_code == 401
@@ -514,3 +516,11 @@ def test_a_pagerduty_acknowledge_stops_the_escalation_tells_slack_and_sets_mtta(
     mtta = conn.execute("SELECT samples, p50 FROM monitoring_get_sla_summary(24) WHERE metric = 'mtta'").fetchone()
     assert mtta == (1, 120)
     assert dispatcher.stop() == 0
+
+
+def test_an_opsgenie_webhook_cannot_close_a_critical_that_went_only_to_pagerduty(serve, conn):
+    """#22, 7: Opsgenie's token sits in a URL; whoever has it acts only on alerts Opsgenie was sent."""
+    alert_id, key, _ = paged_alert(conn)  # PagerDuty, Slack and Sentry: never Opsgenie
+    answer = serve.post(f"/v1/opsgenie?token={OPSGENIE_TOKEN}", og_event("Close", key))
+    assert answer.status_code == 200 and answer.json()["outcome"] == "not_sent_there"
+    assert conn.execute("SELECT status FROM monitoring_alerts WHERE id = %s", (alert_id,)).fetchone() == ("open",)

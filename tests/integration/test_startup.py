@@ -15,6 +15,7 @@ import urllib.request
 import psycopg
 import pytest
 
+from devtools.serve import role_login
 from dispatcher.migrate import migrate
 from tests.conftest import SERVER
 from tests.integration.conftest import wait_until
@@ -56,11 +57,13 @@ def health(port: int) -> tuple[int, dict]:
 
 def test_an_unmigrated_database_is_unhealthy_said_once_and_worked_on_once_migrated(empty_db, tmp_path):
     port = free_port()
+    # as its documented role: roles are the cluster's, so it exists before this database is migrated
+    dispatcher_url = role_login(empty_db, "pgalert_startup_dispatcher", "monitoring_dispatcher")
     log = tmp_path / "dispatcher.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "dispatcher", "dispatch", "--pacing", "off", "--poll-seconds", "0.5",
          "--metrics-port", str(port), "--no-health-checks"],
-        env={**os.environ, "DATABASE_URL": empty_db}, stdout=subprocess.DEVNULL, stderr=open(log, "w"),  # noqa: SIM115
+        env={**os.environ, "DATABASE_URL": dispatcher_url}, stdout=subprocess.DEVNULL, stderr=open(log, "w"),  # noqa: SIM115
     )
     try:
         # 503 also while it is still connecting; wait for the verdict on the schema itself

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from devtools.serve import role_login
 from tests.integration.conftest import all_final, wait_until
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -50,7 +51,8 @@ def test_the_installed_wheel_migrates_an_empty_db_and_dispatches(installed, empt
 
     dispatcher = subprocess.Popen(
         [str(installed), "dispatch", "--pacing", "off", "--poll-seconds", "0.5", "--dispatcher-id", "wheel"],
-        env={**os.environ, **fake.env(), **env}, cwd=installed.parent,
+        env={**os.environ, **fake.env(), "DATABASE_URL": role_login(empty_db, "pgalert_wheel_dispatcher", "monitoring_dispatcher")},
+        cwd=installed.parent,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -1,0 +1,41 @@
+"""A fresh PostgreSQL 15 + pg_cron 1.4 cluster runs the jobs `pgalert migrate` installs within their first minute
+(#22, 4). pg_cron keeps its jobs in a cache; the migration's one large transaction could leave it stale, and the
+jobs never ran until something else touched cron.job."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from devtools.localpg import CRON_DATABASE, LocalServer, free_port
+from dispatcher.migrate import migrate
+from tests.integration.conftest import wait_until
+
+
+@pytest.fixture
+def fresh_cluster():
+    server = LocalServer(f"fresh-{uuid.uuid4().hex[:6]}", free_port())
+    try:
+        server.start()  # initdb, pg_cron preloaded, its database and extension
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.mark.integration
+def test_the_jobs_of_a_fresh_install_run_in_their_first_minute(fresh_cluster):
+    with psycopg.connect(fresh_cluster.url(CRON_DATABASE), autocommit=True) as conn:
+        migrate(conn, log=lambda *_: None)
+        assert conn.execute("SELECT count(*) FROM cron.job WHERE jobname = 'pgalert_heartbeat'").fetchone() == (1,)
+        # the next minute boundary, plus pg_cron's own second: never more than about 61 s away
+        wait_until(lambda: conn.execute("SELECT beat_at IS NOT NULL FROM monitoring_scheduler_heartbeat").fetchone()[0],
+                   timeout=125, interval=0.5)
+        assert conn.execute("SELECT running FROM monitoring_scheduler_status()").fetchone() == (True,)
+        # every job of the minute ran, not only the heartbeat
+        every_minute = {name for (name,) in conn.execute(
+            "SELECT job_name FROM monitoring_schedules WHERE schedule = '* * * * *'")}
+        wait_until(lambda: every_minute <= {name for (name,) in conn.execute(
+            "SELECT DISTINCT j.jobname FROM cron.job_run_details AS d JOIN cron.job AS j USING (jobid) "
+            "WHERE d.status = 'succeeded'")}, timeout=30, interval=0.5)
