@@ -254,10 +254,9 @@ BEGIN
                 CROSS JOIN LATERAL public._monitoring_holds_for(a, a.created_at) AS h
                 WHERE a.status <> 'resolved'
                 ON CONFLICT DO NOTHING;
-                -- alerts of this statement that inhibit each other: one of them is notified
-                IF EXISTS (SELECT FROM public.monitoring_notification_holds AS h JOIN new_alerts AS a ON a.id = h.alert_id
-                           WHERE h.reason = 'inhibition' AND h.released_at IS NULL
-                             AND h.source_alert_id IN (SELECT n.id FROM new_alerts AS n)) THEN
+                -- alerts of this statement that inhibit each other: one of them is notified (one alert alone
+                -- cannot: it is never its own source)
+                IF EXISTS (SELECT FROM new_alerts AS a OFFSET 1) THEN
                     PERFORM public._monitoring_break_inhibition_cycles(
                         ARRAY(SELECT a.id FROM new_alerts AS a), (SELECT min(a.created_at) FROM new_alerts AS a));
                 END IF;

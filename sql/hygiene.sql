@@ -122,6 +122,29 @@ REVOKE ALL ON FUNCTION _monitoring_check_matchers(jsonb, text) FROM PUBLIC;
 -- or CLI may ask it before saving, and the answer is the database's own
 GRANT EXECUTE ON FUNCTION _monitoring_check_matchers(jsonb, text) TO monitoring_admin;
 
+-- What a silence, window, inhibit, group or flap rule must pass: checked when it is saved, and again for the rules
+-- in force when evaluating them failed (_monitoring_disable_broken_rules), so both ask the same questions.
+-- p_target_matchers is an inhibit rule's, p_time_zone a maintenance window's.
+CREATE OR REPLACE FUNCTION _monitoring_check_rule(
+    p_matchers jsonb, p_matchers_name text, p_target_matchers jsonb DEFAULT NULL, p_time_zone text DEFAULT NULL
+)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM public._monitoring_check_matchers(p_matchers, p_matchers_name);
+    IF p_target_matchers IS NOT NULL THEN
+        PERFORM public._monitoring_check_matchers(p_target_matchers, 'target_matchers');
+    END IF;
+    IF p_time_zone IS NOT NULL THEN
+        PERFORM now() AT TIME ZONE p_time_zone;  -- an unknown zone is refused here, by name
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_check_rule(jsonb, text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_check_rule(jsonb, text, jsonb, text) TO monitoring_admin;
+
 CREATE OR REPLACE FUNCTION _monitoring_check_hygiene_row()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -129,13 +152,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_TABLE_NAME = 'monitoring_inhibit_rules' THEN
-        PERFORM public._monitoring_check_matchers(NEW.source_matchers, 'source_matchers');
-        PERFORM public._monitoring_check_matchers(NEW.target_matchers, 'target_matchers');
+        PERFORM public._monitoring_check_rule(NEW.source_matchers, 'source_matchers', NEW.target_matchers);
+    ELSIF TG_TABLE_NAME = 'monitoring_maintenance_windows' THEN
+        PERFORM public._monitoring_check_rule(NEW.matchers, 'matchers', p_time_zone => NEW.time_zone);
     ELSE
-        PERFORM public._monitoring_check_matchers(NEW.matchers, 'matchers');
-    END IF;
-    IF TG_TABLE_NAME = 'monitoring_maintenance_windows' THEN
-        PERFORM now() AT TIME ZONE NEW.time_zone;  -- an unknown zone is refused here, by name
+        PERFORM public._monitoring_check_rule(NEW.matchers, 'matchers');
     END IF;
     RETURN NEW;
 END
@@ -169,28 +190,27 @@ BEGIN
     -- the alerts raised from here are stored and sent, but no rule is evaluated for them (sql/alerts.sql)
     PERFORM set_config('pgalert.disabling_broken_rules', 'on', TRUE);
     FOR v_rule IN
-        SELECT 'silence' AS kind, s.id, 'silence ' || s.id AS label, s.matchers, '[]'::jsonb AS more, 'UTC' AS zone
+        SELECT 'silence' AS kind, s.id, 'silence ' || s.id AS label,
+               s.matchers, 'matchers' AS matchers_name, NULL::jsonb AS target_matchers, NULL::text AS time_zone
         FROM public.monitoring_silences AS s WHERE s.expired_at IS NULL AND s.ends_at > now()
         UNION ALL
-        SELECT 'maintenance window', w.id, 'maintenance window ' || w.name, w.matchers, '[]', w.time_zone
+        SELECT 'maintenance window', w.id, 'maintenance window ' || w.name, w.matchers, 'matchers', NULL, w.time_zone
         FROM public.monitoring_maintenance_windows AS w WHERE w.enabled
         UNION ALL
-        SELECT 'inhibit rule', r.id, 'inhibit rule ' || r.name, r.source_matchers, r.target_matchers, 'UTC'
+        SELECT 'inhibit rule', r.id, 'inhibit rule ' || r.name, r.source_matchers, 'source_matchers',
+               r.target_matchers, NULL
         FROM public.monitoring_inhibit_rules AS r WHERE r.enabled
         UNION ALL
-        SELECT 'group rule', g.id, 'group rule ' || g.name, g.matchers, '[]', 'UTC'
+        SELECT 'group rule', g.id, 'group rule ' || g.name, g.matchers, 'matchers', NULL, NULL
         FROM public.monitoring_group_rules AS g WHERE g.enabled
         UNION ALL
-        SELECT 'flap rule', f.id, 'flap rule ' || f.name, f.matchers, '[]', 'UTC'
+        SELECT 'flap rule', f.id, 'flap rule ' || f.name, f.matchers, 'matchers', NULL, NULL
         FROM public.monitoring_flap_rules AS f WHERE f.enabled
         ORDER BY 1, 2  -- one order for every session, so two disabling at once cannot deadlock
     LOOP
         BEGIN
-            PERFORM public._monitoring_check_matchers(v_rule.matchers, 'matchers');
-            IF v_rule.more <> '[]' THEN
-                PERFORM public._monitoring_check_matchers(v_rule.more, 'target_matchers');
-            END IF;
-            PERFORM now() AT TIME ZONE v_rule.zone;
+            PERFORM public._monitoring_check_rule(v_rule.matchers, v_rule.matchers_name, v_rule.target_matchers,
+                                                  v_rule.time_zone);
             CONTINUE;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_why = MESSAGE_TEXT;
@@ -319,6 +339,18 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION _monitoring_holds_for(monitoring_alerts, timestamptz) FROM PUBLIC;
 
+-- The inhibitions in force among p_alert_ids: who (target) is held by whom (source). Inlined where it is used.
+CREATE OR REPLACE FUNCTION _monitoring_inhibitions_among(p_alert_ids bigint[])
+RETURNS TABLE (target bigint, source bigint)
+LANGUAGE sql STABLE
+AS $$
+    SELECT h.alert_id, h.source_alert_id
+    FROM public.monitoring_notification_holds AS h
+    WHERE h.alert_id = ANY (p_alert_ids) AND h.source_alert_id = ANY (p_alert_ids)
+      AND h.reason = 'inhibition' AND h.released_at IS NULL
+$$;
+REVOKE ALL ON FUNCTION _monitoring_inhibitions_among(bigint[]) FROM PUBLIC;
+
 -- An alert is never held only by alerts it holds. Holds made at one INSERT point at older alerts, except between
 -- the alerts of one statement: two symmetric inhibit rules and both alerts raised together would hold each other
 -- for ever, nobody paged. Among p_alert_ids, the earliest alert on a cycle of inhibitions is let go of the holds
@@ -334,30 +366,20 @@ DECLARE
     v_count integer;
 BEGIN
     LOOP
-        WITH RECURSIVE edge AS (
-            SELECT h.alert_id AS target, h.source_alert_id AS source
-            FROM public.monitoring_notification_holds AS h
-            WHERE h.alert_id = ANY (p_alert_ids) AND h.source_alert_id = ANY (p_alert_ids)
-              AND h.reason = 'inhibition' AND h.released_at IS NULL
-        ),
-        reach (start, node) AS (
-            SELECT e.target, e.source FROM edge AS e
+        WITH RECURSIVE reach (start, node) AS (
+            SELECT e.target, e.source FROM public._monitoring_inhibitions_among(p_alert_ids) AS e
             UNION
-            SELECT r.start, e.source FROM reach AS r JOIN edge AS e ON e.target = r.node
+            SELECT r.start, e.source
+            FROM reach AS r JOIN public._monitoring_inhibitions_among(p_alert_ids) AS e ON e.target = r.node
         )
         SELECT min(r.start) INTO v_alert_id FROM reach AS r WHERE r.start = r.node;
         EXIT WHEN v_alert_id IS NULL;
         -- its holds by the alerts that (through others) it holds
-        WITH RECURSIVE edge AS (
-            SELECT h.alert_id AS target, h.source_alert_id AS source
-            FROM public.monitoring_notification_holds AS h
-            WHERE h.alert_id = ANY (p_alert_ids) AND h.source_alert_id = ANY (p_alert_ids)
-              AND h.reason = 'inhibition' AND h.released_at IS NULL
-        ),
-        held_by_it (node) AS (
-            SELECT e.target FROM edge AS e WHERE e.source = v_alert_id
+        WITH RECURSIVE held_by_it (node) AS (
+            SELECT e.target FROM public._monitoring_inhibitions_among(p_alert_ids) AS e WHERE e.source = v_alert_id
             UNION
-            SELECT e.target FROM held_by_it AS r JOIN edge AS e ON e.source = r.node
+            SELECT e.target
+            FROM held_by_it AS r JOIN public._monitoring_inhibitions_among(p_alert_ids) AS e ON e.source = r.node
         )
         UPDATE public.monitoring_notification_holds AS h
         SET released_at = p_at, release_reason = 'its source is held by it'

@@ -245,14 +245,10 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
         if not value:
             raise ProviderConfigError(f"{key} names {variable}, which is not set")
         secrets[key] = value
-    if kind in DESTINATION_SETTING and granted:
-        default = {"pagerduty": US_EVENTS_URL, "opsgenie": US_API_URL, "jsm": JSM_API_URL}.get(kind, "")
-        destination = str(channel.settings.get(DESTINATION_SETTING[kind]) or default).strip()
-        if destination:
-            _check_destination(kind, DESTINATION_SETTING[kind], destination, granted)
     setting = lambda key, default="": str(channel.settings.get(key) or default).strip()  # noqa: E731
     allow_plain_http = (env.get("PGALERT_ALLOW_PLAIN_HTTP") or "").strip().lower() in ("1", "true", "yes", "on")
     urls: list[tuple[str, str]] = []
+    destination = ""  # email's SMTP server; the others' destination is among urls
 
     def named(key: str) -> str:
         """A secret's key and its variable: the operator fixes the variable, the admin the key."""
@@ -280,9 +276,10 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
         provider = Teams(urls[-1][1], name=name)
     elif kind == "email":
         to = channel.settings.get("to")
-        return mail_provider(name, ("smtp_url", setting("smtp_url")), ("from", setting("from")),
-                             ("to", ",".join(map(str, to)) if isinstance(to, list) else setting("to")),
-                             setting("username"), secrets.get("password", ""))
+        provider = mail_provider(name, ("smtp_url", setting("smtp_url")), ("from", setting("from")),
+                                 ("to", ",".join(map(str, to)) if isinstance(to, list) else setting("to")),
+                                 setting("username"), secrets.get("password", ""))
+        destination = provider.smtp_url
     elif kind == "sentry":
         if not secrets:
             raise ProviderConfigError("secret_refs needs dsn or webhook_url")
@@ -303,6 +300,10 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
         provider = Webhook(url, secrets["signing_secret"], name=name, legacy_signature=False)
     for key, url in urls:
         check_url(key, url, allow_plain_http)
+    if granted and kind in DESTINATION_SETTING:
+        # where the secrets go, as the provider will send them: the vendor's hosts or those the operator listed
+        _check_destination(kind, DESTINATION_SETTING[kind], destination or dict(urls)[DESTINATION_SETTING[kind]],
+                           granted)
     return provider
 
 
