@@ -29,11 +29,12 @@ lint: deps
 	$(VENV)/bin/ruff check dispatcher devtools tests bench
 	$(VENV)/bin/sqlfluff lint sql
 
-# Every test (the installed wheel's included); then the SQL tests again on a database built by pgalert 0.1.0
-# and upgraded, which must behave exactly as a fresh one.
+# Every test (the installed wheel's included), the SQL tests both on a fresh install and on a database built by
+# pgalert 0.1.0 and upgraded, which must behave exactly as a fresh one; in parallel, on every core and at least
+# two (the tests wait on subprocesses and the database as much as they compute).
+TEST_WORKERS ?= $(shell n=$$(nproc); [ $$n -lt 2 ] && n=2; echo $$n)
 test: lint
-	$(PY) -m pytest
-	PGALERT_TEST_UPGRADE=1 $(PY) -m pytest tests/sql
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 demo: deps
 	$(PY) -m devtools.demo

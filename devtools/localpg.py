@@ -250,6 +250,11 @@ def checkout_port(base: int, span: int) -> int:
     return base + int(hashlib.sha256(str(REPO).encode()).hexdigest()[:8], 16) % span
 
 
+def test_server() -> LocalServer:
+    """The server the tests (and the reference generator) use: a port per checkout, PGALERT_TEST_PORT to choose."""
+    return LocalServer("test", int(os.environ.get("PGALERT_TEST_PORT", checkout_port(55500, 400))))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -131,7 +131,7 @@ def migrate_command(database_url: str, check: bool) -> None:
 @click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
               show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
 @click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True, show_envvar=True)
+              default="info", show_default=True, show_envvar=True, help="The least important events to log.")
 def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, batch_size: int, lease_seconds: float,
                      poll_seconds: float, http_timeout: float, max_attempts: int, backoff_base: float,
                      backoff_cap: float, pacing: str, shutdown_seconds: float, metrics_port: int | None,
@@ -185,6 +185,13 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
     os._exit(code)
 
 
+def command_sql(name: str) -> str:
+    """A named query of dispatcher/commands.sql."""
+    from dispatcher.db import COMMANDS_FILE, named_queries
+
+    return named_queries(COMMANDS_FILE)[name]
+
+
 def _secret_list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
@@ -197,6 +204,9 @@ def _secret_list(value: str) -> tuple[str, ...]:
               show_envvar=True, help="Port to listen on.")
 @click.option("--max-body-bytes", envvar="PGALERT_SERVE_MAX_BODY_BYTES", type=click.IntRange(1024), default=1 << 20,
               show_default=True, show_envvar=True, help="Larger requests are refused (413) before they are read.")
+@click.option("--body-timeout", envvar="PGALERT_SERVE_BODY_TIMEOUT", type=click.FloatRange(0.1, 300), default=10.0,
+              show_default=True, show_envvar=True,
+              help="Seconds a request body may take to arrive; a slower one is refused (408).")
 @click.option("--alertmanager-default-severity", envvar="PGALERT_ALERTMANAGER_DEFAULT_SEVERITY",
               type=click.Choice(["critical", "warning", "info"]), default="warning", show_default=True,
               show_envvar=True, help="Severity of an Alertmanager alert whose severity label pgalert does not know.")
@@ -205,9 +215,9 @@ def _secret_list(value: str) -> tuple[str, ...]:
 @click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
               show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
 @click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True, show_envvar=True)
-def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, alertmanager_default_severity: str,
-                  pool_size: int, log_format: str, log_level: str) -> None:
+              default="info", show_default=True, show_envvar=True, help="The least important events to log.")
+def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, body_timeout: float,
+                  alertmanager_default_severity: str, pool_size: int, log_format: str, log_level: str) -> None:
     """Hear what responders do at PagerDuty, Opsgenie and Slack, and take alerts over HTTP, until SIGTERM.
 
     \b
@@ -227,7 +237,7 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
 
     env = os.environ
     settings = ServeSettings(
-        database_url=database_url, max_body_bytes=max_body_bytes,
+        database_url=database_url, max_body_bytes=max_body_bytes, body_timeout=body_timeout,
         pagerduty_webhook_secrets=_secret_list(env.get("PAGERDUTY_WEBHOOK_SECRETS", "")),
         pagerduty_api_token=env.get("PAGERDUTY_API_TOKEN", "").strip(),
         pagerduty_api_url=env.get("PAGERDUTY_API_URL", "").strip() or PAGERDUTY_API_URL,
@@ -267,7 +277,7 @@ def api_client_create(database_url: str, name: str) -> None:
     token = new_token()
     with connect_or_fail(database_url) as conn:
         try:
-            conn.execute("SELECT monitoring_create_api_client(%s, %s)", (name, token_sha256(token)))
+            conn.execute(command_sql("create_api_client"), {"name": name, "token_sha256": token_sha256(token)})
             conn.commit()
         except psycopg.Error as error:
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
@@ -283,7 +293,7 @@ def api_client_revoke(database_url: str, name: str) -> None:
     """Stop client NAME's token working, at once. The client stays listed, revoked, for history."""
     with connect_or_fail(database_url) as conn:
         try:
-            revoked = conn.execute("SELECT monitoring_revoke_api_client(%s)", (name,)).fetchone()[0]
+            revoked = conn.execute(command_sql("revoke_api_client"), {"name": name}).fetchone()[0]
             conn.commit()
         except psycopg.Error as error:
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
@@ -302,8 +312,7 @@ def api_client_list(database_url: str, output_format: str) -> None:
 
     with connect_or_fail(database_url) as conn:
         try:
-            cursor = conn.execute(
-                "SELECT name, created_at, created_by, revoked_at FROM monitoring_api_clients ORDER BY name")
+            cursor = conn.execute(command_sql("list_api_clients"))
         except psycopg.Error as error:
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
         rows = cursor.fetchall()
@@ -344,8 +353,8 @@ def silence_add(database_url: str, matchers: tuple[str, ...], duration: str | No
         raise click.UsageError(str(error)) from None
     with connect_or_fail(database_url) as conn:
         try:
-            silence_id = conn.execute("SELECT monitoring_create_silence(%s, %s, %s)",
-                                      (Jsonb(parsed), ends_at, comment)).fetchone()[0]
+            silence_id = conn.execute(command_sql("create_silence"),
+                                      {"matchers": Jsonb(parsed), "ends_at": ends_at, "comment": comment}).fetchone()[0]
             conn.commit()
         except psycopg.Error as error:
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
@@ -363,14 +372,7 @@ def silence_list(database_url: str, show_all: bool, output_format: str) -> None:
 
     with connect_or_fail(database_url) as conn:
         try:
-            cursor = conn.execute("""
-                SELECT s.id, s.matchers::text AS matchers, s.starts_at, least(s.ends_at, s.expired_at) AS ends_at,
-                       s.created_by, s.comment,
-                       (SELECT count(*) FROM monitoring_notification_holds AS h
-                        WHERE h.held_by = 'silence ' || s.id AND h.released_at IS NULL) AS holding
-                FROM monitoring_silences AS s
-                WHERE %s OR (s.expired_at IS NULL AND s.ends_at > now())
-                ORDER BY s.id""", (show_all,))
+            cursor = conn.execute(command_sql("list_silences"), {"show_all": show_all})
         except psycopg.Error as error:
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
         columns = [c.name for c in cursor.description]
@@ -385,7 +387,7 @@ def silence_expire(database_url: str, silence_id: int) -> None:
     """End silence SILENCE_ID now; the open alerts it held (and nothing else holds) are notified at once."""
     with connect_or_fail(database_url) as conn:
         try:
-            expired = conn.execute("SELECT monitoring_expire_silence(%s)", (silence_id,)).fetchone()[0]
+            expired = conn.execute(command_sql("expire_silence"), {"silence_id": silence_id}).fetchone()[0]
             conn.commit()
         except psycopg.Error as error:
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
@@ -410,10 +412,8 @@ def sla_command(database_url: str, hours: float, dimension: str | None, output_f
 
     with connect_or_fail(database_url) as conn:
         try:
-            if dimension:
-                cursor = conn.execute("SELECT * FROM monitoring_get_sla_breakdown(%s, %s::numeric)", (dimension, hours))
-            else:
-                cursor = conn.execute("SELECT * FROM monitoring_get_sla_summary(%s::numeric)", (hours,))
+            cursor = conn.execute(command_sql("sla_breakdown" if dimension else "sla_summary"),
+                                  {"dimension": dimension, "hours": hours})
         except psycopg.Error as error:
             raise click.ClickException(str(error).strip()) from None
         columns = [c.name for c in cursor.description]
@@ -433,16 +433,14 @@ def oncall_command(database_url: str, weeks: int, schedule_name: str | None, out
 
     with connect_or_fail(database_url) as conn:
         names = [schedule_name] if schedule_name else [
-            n for (n,) in conn.execute("SELECT name FROM monitoring_oncall_schedules ORDER BY name").fetchall()]
+            n for (n,) in conn.execute(command_sql("oncall_schedules")).fetchall()]
         rows = []
         try:
             for name in names:
-                now = conn.execute("SELECT person, is_override, shift_ends_at FROM monitoring_who_is_on_call(%s)",
-                                   (name,)).fetchone()
+                now = conn.execute(command_sql("who_is_on_call"), {"schedule": name}).fetchone()
                 rows.append((name, "now", now[0], now[1], None, now[2]))
                 rows += [(name, "shift", person, override, starts, ends) for starts, ends, person, override in
-                         conn.execute("SELECT * FROM monitoring_oncall_timeline(%s, now(), now() + make_interval("
-                                      "days => %s))", (name, weeks * 7)).fetchall()]
+                         conn.execute(command_sql("oncall_timeline"), {"schedule": name, "days": weeks * 7}).fetchall()]
         except psycopg.Error as error:
             raise click.ClickException(str(error).strip()) from None
     columns = ["schedule", "kind", "person", "override", "starts_at", "ends_at"]

@@ -10,14 +10,20 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-QUERIES_FILE = Path(__file__).with_name("queries.sql")
+QUERIES_FILE = Path(__file__).with_name("queries.sql")  # the dispatcher's
+COMMANDS_FILE = Path(__file__).with_name("commands.sql")  # the CLI's
+INBOUND_FILE = Path(__file__).parent / "inbound" / "queries.sql"  # pgalert serve's
 
 
 @cache
-def queries() -> dict[str, str]:
-    text = QUERIES_FILE.read_text()
-    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)
+def named_queries(path: Path) -> dict[str, str]:
+    """The statements of a .sql file of named queries (`-- name: NAME` before each), by name."""
+    blocks = re.split(r"^-- name: (\w+)\n", path.read_text(), flags=re.MULTILINE)
     return {name: body.strip() for name, body in zip(blocks[1::2], blocks[2::2], strict=True)}
+
+
+def queries() -> dict[str, str]:
+    return named_queries(QUERIES_FILE)
 
 
 def connect(url: str, *, connect_timeout: float = 3.0, application_name: str = "pgalert") -> psycopg.Connection:

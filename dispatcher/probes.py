@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,12 +30,27 @@ class Outcome:
     error: str | None
 
 
-def resolve_url(url: str, env: Mapping[str, str]) -> tuple[str | None, tuple[str, ...]]:
-    """The URL to call and the secrets to keep out of errors; None when an env: reference is unset."""
+# The variables a health check may name: an admin chooses the check, the dispatcher's operator what it may read,
+# so no check can make a dispatcher request (and report on) a URL kept in one of its other secrets.
+PROBE_VARIABLE = re.compile(r"PRODUCTION_URL|PGALERT_PROBE_[A-Z0-9_]{1,64}")
+
+
+class UnusableUrl(ValueError):
+    """A check's env: reference that this dispatcher will not, or cannot, resolve; the message says which."""
+
+
+def resolve_url(url: str, env: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+    """The URL to call and the secrets to keep out of errors."""
     if not url.startswith("env:"):
         return url, ()
-    value = (env.get(url[4:]) or "").strip()
-    return (value or None), ((value,) if value else ())
+    name = url[4:]
+    if not PROBE_VARIABLE.fullmatch(name):
+        raise UnusableUrl(f"env:{name[:80]} is not a variable health checks may read (PRODUCTION_URL or "
+                          "PGALERT_PROBE_<NAME>)")
+    value = (env.get(name) or "").strip()
+    if not value:
+        raise UnusableUrl(f"{name} is not set on this dispatcher")
+    return value, (value,)
 
 
 def session() -> requests.Session:
@@ -50,9 +66,10 @@ def session() -> requests.Session:
 
 
 def run_check(session: requests.Session, check: Check, env: Mapping[str, str]) -> Outcome:
-    url, secrets = resolve_url(check.url, env)
-    if url is None:
-        return Outcome(None, None, f"{check.url[4:]} is not set on this dispatcher")
+    try:
+        url, secrets = resolve_url(check.url, env)
+    except UnusableUrl as refusal:
+        return Outcome(None, None, str(refusal))
     started = time.perf_counter()
     try:
         with session.request(check.method, url, timeout=check.timeout_seconds, allow_redirects=False,

@@ -79,8 +79,10 @@ REVOKE ALL ON FUNCTION _monitoring_step_person(jsonb, timestamptz) FROM PUBLIC;
 --   ordered by delay and each cycle starts after the last step plus repeat_after, so the due steps of an
 --   escalation are always the next ones in order;
 -- - within one call each step names one person, asked once (a rotation is asked at p_at);
--- - a step whose person is found notifies them on Slack and on every provider that takes 'notify' and
---   received the alert's trigger; the target names cycle and level, so no step is ever notified twice;
+-- - a step whose person is found notifies them on every channel that takes 'notify' and received the alert's
+--   trigger: a page goes where the alert's route says (a team's Slack channel, not also the default one);
+--   only an alert whose route reached no such channel pages on the default Slack channel, so no page is
+--   lost; the target names cycle and level, so no step is ever notified twice;
 -- - an alert no longer open finishes its escalation (acknowledged, or resolved);
 -- - after the last step of the last cycle and repeat_after more, the escalation is exhausted and
 --   pgalert_unacknowledged is raised.
@@ -140,10 +142,16 @@ BEGIN
         FROM notifications AS n
         JOIN public.monitoring_providers AS p
             ON 'notify' = ANY (p.actions)
-           AND (p.provider = 'slack' OR EXISTS (
-                SELECT FROM public.monitoring_deliveries AS t
-                WHERE t.alert_id = n.alert_id AND t.provider = p.provider AND t.action = 'trigger'
-                  AND t.status <> 'skipped'))
+           AND (EXISTS (
+                    SELECT FROM public.monitoring_deliveries AS t
+                    WHERE t.alert_id = n.alert_id AND t.provider = p.provider AND t.action = 'trigger'
+                      AND t.status <> 'skipped')
+                -- the default Slack channel only for an alert whose route reached no channel that takes pages
+                OR (p.provider = 'slack' AND NOT EXISTS (
+                    SELECT FROM public.monitoring_deliveries AS t
+                    JOIN public.monitoring_providers AS routed ON routed.provider = t.provider
+                    WHERE t.alert_id = n.alert_id AND t.action = 'trigger' AND t.status <> 'skipped'
+                      AND 'notify' = ANY (routed.actions))))
         ORDER BY n.alert_id, n.step_index  -- delivery ids follow the steps, so the chain reads in order
         ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
     ),
@@ -198,7 +206,7 @@ BEGIN
                    v_alert ->> 'id', v_alert ->> 'policy', v_alert ->> 'cycles'),
             'pgalert', 'pgalert_unacknowledged:' || (v_alert ->> 'id'),
             jsonb_build_object('unacknowledged_alert_id', (v_alert ->> 'id')::bigint, 'policy', v_alert ->> 'policy'),
-            NULL, p_at);
+            NULL, least(p_at, now()));  -- a run for a later time (a test, a catch-up) raises it now, not ahead
     END LOOP;
     RETURN v_notified;
 END

@@ -166,10 +166,78 @@ REVOKE ALL ON FUNCTION _monitoring_check_hygiene_row() FROM PUBLIC;
 -- checked when what is checked changes: disabling or expiring a rule that can no longer be evaluated must work
 CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers ON monitoring_silences
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();
+COMMENT ON TRIGGER check_matchers ON monitoring_silences IS
+'Matchers are checked in the form they are evaluated in; a bad one is refused with the reason.';
 CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers, time_zone ON monitoring_maintenance_windows
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();
+COMMENT ON TRIGGER check_matchers ON monitoring_maintenance_windows IS
+'Matchers and the time zone are checked in the form they are evaluated in; a bad one is refused with the reason.';
 CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF source_matchers, target_matchers ON monitoring_inhibit_rules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();
+COMMENT ON TRIGGER check_matchers ON monitoring_inhibit_rules IS
+'Source and target matchers are checked in the form they are evaluated in; a bad one is refused with the reason.';
+
+-- Who made or ended a silence or window is the database login that did, whatever the statement says: a name it
+-- gives (a console acting for a person) is kept after the login's, as a claim. A silence ends within
+-- silence_max_duration (monitoring_settings, 30 days unless set) of when it is made or extended: one
+-- forgotten for a year silences a service for a year. Longer or recurring holds are maintenance windows.
+CREATE OR REPLACE FUNCTION _monitoring_accountable(p_claimed text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN nullif(btrim(p_claimed), '') IS NULL OR p_claimed = session_user THEN session_user::text
+                ELSE session_user || ' for ' || left(p_claimed, 200) END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_accountable(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_accountable(text) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION _monitoring_record_accountable()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_longest interval;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.created_by := public._monitoring_accountable(NEW.created_by);
+    ELSE
+        NEW.created_by := OLD.created_by;
+    END IF;
+    IF TG_TABLE_NAME <> 'monitoring_silences' THEN
+        RETURN NEW;
+    END IF;
+    NEW.expired_by := CASE
+        WHEN NEW.expired_at IS NULL THEN NULL
+        WHEN OLD.expired_at IS NULL THEN public._monitoring_accountable(NEW.expired_by)  -- OLD is NULL on INSERT
+        ELSE OLD.expired_by
+    END;
+    IF TG_OP = 'INSERT' OR NEW.ends_at IS DISTINCT FROM OLD.ends_at THEN
+        v_longest := coalesce(
+            (SELECT s.value::interval FROM public.monitoring_settings AS s WHERE s.setting = 'silence_max_duration'),
+            interval '30 days'
+        );
+        IF NEW.ends_at > now() + v_longest THEN
+            RAISE EXCEPTION 'a silence may end at most % from now, not at %', v_longest, NEW.ends_at
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'a longer or recurring hold is a maintenance window (monitoring_maintenance_windows); '
+                             'the limit is silence_max_duration in monitoring_settings';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_record_accountable() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER record_accountable BEFORE INSERT OR UPDATE ON monitoring_silences
+FOR EACH ROW EXECUTE FUNCTION _monitoring_record_accountable();
+COMMENT ON TRIGGER record_accountable ON monitoring_silences IS
+'created_by and expired_by name the login that did it; a silence ends within silence_max_duration.';
+CREATE OR REPLACE TRIGGER record_accountable BEFORE INSERT OR UPDATE ON monitoring_maintenance_windows
+FOR EACH ROW EXECUTE FUNCTION _monitoring_record_accountable();
+COMMENT ON TRIGGER record_accountable ON monitoring_maintenance_windows IS
+'created_by names the login that made the window, whatever the INSERT says.';
 
 -- A rule that cannot be evaluated must never stop an alert or its page. Rows are checked when saved, but a row
 -- saved by an older release, restored with triggers off, or whose time zone left the tz database can still

@@ -215,6 +215,8 @@ TO monitoring_inbound;
 --   or at a provider is not opened again by a late repeat;
 -- - resolved closes the alert of that instance, or the open alert of the dedup_key, but only one that this
 --   client raised: one client's token cannot close another's alerts;
+-- - firing with the key of an open alert that this client did not raise (an app's, another client's) only
+--   counts a repeat: the raiser's title, message, details and severity stay, and no right to resolve is won;
 -- - one element that is not valid is rejected with its reason, and the rest of the batch still counts;
 -- - the client is named by its token's hash, checked in the same call.
 CREATE OR REPLACE FUNCTION monitoring_inbound_raise(p_via text, p_token_sha256 bytea, p_alerts jsonb)
@@ -230,6 +232,7 @@ DECLARE
     v_dedup_key text;
     v_alert public.monitoring_alerts;
     v_alert_id bigint;
+    v_foreign boolean;
     -- the token is checked here, in the same round trip as the work: a revoked token stops at once
     v_client text := public.monitoring_inbound_client(p_token_sha256);
     v_raised_by text := 'raised_by:' || v_client;
@@ -259,22 +262,36 @@ BEGIN
                     outcome := CASE (SELECT a.status FROM public.monitoring_alerts AS a WHERE a.id = v_alert_id)
                         WHEN 'resolved' THEN 'already_resolved' ELSE 'repeat' END;
                 ELSE
+                    -- the key's writers queue here as in the INSERT trigger (same lock), so the open alert seen
+                    -- now is the one the INSERT merges into
+                    PERFORM pg_advisory_xact_lock(1886414689, hashtext(v_dedup_key));
+                    SELECT * INTO v_alert FROM public.monitoring_alerts AS a
+                    WHERE a.dedup_key = v_dedup_key AND a.status <> 'resolved';
+                    v_foreign := FOUND AND NOT EXISTS (
+                        SELECT FROM public._monitoring_alert_references AS r
+                        WHERE r.via = v_raised_by AND r.reference = v_alert.id::text);
+                    -- a repeat of someone else's alert (an app's, another client's) is counted and changes nothing
+                    -- else: its title, message, details and severity stay the raiser's, and it gives no right to
+                    -- resolve (a dedup key is easy to guess)
                     INSERT INTO public.monitoring_alerts
                         (alert_type, severity, title, message, source, dedup_key, details, occurred_at)
                     VALUES (
-                        v_item ->> 'alert_type', v_item ->> 'severity', v_item ->> 'title',
-                        coalesce(v_item ->> 'message', ''), coalesce(v_item ->> 'source', ''), v_dedup_key,
-                        coalesce(v_item -> 'details', '{}'), coalesce((v_item ->> 'occurred_at')::timestamptz, now())
+                        v_item ->> 'alert_type',
+                        CASE WHEN v_foreign THEN v_alert.severity ELSE v_item ->> 'severity' END,
+                        CASE WHEN v_foreign THEN v_alert.title ELSE v_item ->> 'title' END,
+                        CASE WHEN v_foreign THEN v_alert.message ELSE coalesce(v_item ->> 'message', '') END,
+                        coalesce(v_item ->> 'source', ''), v_dedup_key,
+                        CASE WHEN v_foreign THEN '{}' ELSE coalesce(v_item -> 'details', '{}') END,
+                        coalesce((v_item ->> 'occurred_at')::timestamptz, now())
                     )
                     RETURNING id INTO v_alert_id;
                     outcome := CASE WHEN v_alert_id IS NULL THEN 'deduplicated' ELSE 'opened' END;
                     -- a repeat is merged into the open alert of its key (the INSERT wrote no row)
-                    v_alert_id := coalesce(v_alert_id, (
-                        SELECT a.id FROM public.monitoring_alerts AS a
-                        WHERE a.dedup_key = v_dedup_key AND a.status <> 'resolved'));
-                    INSERT INTO public._monitoring_alert_references (via, reference, alert_id)
-                    VALUES (v_raised_by, v_alert_id::text, v_alert_id)
-                    ON CONFLICT DO NOTHING;
+                    v_alert_id := coalesce(v_alert_id, v_alert.id);
+                    IF outcome = 'opened' THEN
+                        INSERT INTO public._monitoring_alert_references (via, reference, alert_id)
+                        VALUES (v_raised_by, v_alert_id::text, v_alert_id);
+                    END IF;
                     IF v_instance IS NOT NULL THEN
                         INSERT INTO public._monitoring_alert_references (via, reference, alert_id)
                         VALUES (p_via, v_instance, v_alert_id)
@@ -321,7 +338,8 @@ COMMENT ON FUNCTION monitoring_inbound_raise(text, bytea, jsonb) IS
 'pgalert serve: raise or resolve a batch of alerts through p_via (api, alertmanager) for the active API client
 whose token has SHA-256 p_token_sha256 (invalid_authorization_specification when none). Each element:
 {status: firing|resolved, alert_type, severity, title, message, source, dedup_key, details, occurred_at,
-resolved_at, instance, actor, note}. One row per element, with the client''s name: outcome opened,
+resolved_at, instance, actor, note}. A client resolves only what it raised, and a firing repeat of an alert it
+did not raise only counts an occurrence. One row per element, with the client''s name: outcome opened,
 deduplicated, repeat, resolved, already_resolved, unknown, not_raised_by_client or rejected (with error).';
 REVOKE ALL ON FUNCTION monitoring_inbound_raise(text, bytea, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_inbound_raise(text, bytea, jsonb) TO monitoring_inbound;

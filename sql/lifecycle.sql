@@ -138,7 +138,8 @@ BEGIN
         completed_at = CASE WHEN status = 'pending' THEN now() ELSE completed_at END,
         last_error = CASE WHEN status = 'pending' THEN 'not sent: reopened via ' || p_via || ' by ' || p_by
                           ELSE last_error END,
-        target = 'before reopen at ' || p_at
+        -- the delivery's own id keeps the archived row unique when two reopens carry the same provider time
+        target = 'before reopen at ' || p_at || ' #' || id
     WHERE alert_id = p_alert_id AND action IN ('acknowledge', 'resolve') AND target = '';
     -- a reopened group takes members again, unless another group of its key opened meanwhile
     UPDATE public.monitoring_alert_groups AS g

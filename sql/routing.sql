@@ -20,8 +20,10 @@ AS $$
 $$;
 COMMENT ON FUNCTION monitoring_route_providers(text, text) IS
 'The providers an alert of this type and severity is delivered to, by monitoring_routes.';
-REVOKE ALL ON FUNCTION monitoring_route_providers(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_route_providers(text, text) TO monitoring_reader, monitoring_writer;
+-- readers and admins, who can read the routes it reads; an app needs no map of where its alerts go (earlier
+-- releases granted it to writers, for whom it could only fail)
+REVOKE ALL ON FUNCTION monitoring_route_providers(text, text) FROM PUBLIC, monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_route_providers(text, text) TO monitoring_reader;
 
 -- A new channel speaks its kind's API: it can be told what the kind's default channel can, and is a pager when
 -- that one is, unless the INSERT says otherwise.

@@ -1,11 +1,15 @@
 """Tests run against a real PostgreSQL 15 with pg_cron loaded: the project-owned `test` server.
 
-A template database is migrated once per session and cloned for each test (pytest-postgresql's `load=`).
-With PGALERT_TEST_UPGRADE=1 the template is a database built by pgalert 0.1.0 and then upgraded, so the same
-tests prove that an upgraded database behaves as a fresh one (`make test` runs tests/sql both ways).
+Two template databases are migrated once per run and cloned for each test (CREATE DATABASE ... TEMPLATE, by
+pytest-postgresql's DatabaseJanitor): a fresh install, and a database built by pgalert 0.1.0 and then upgraded.
+Every test of tests/sql runs on both ([fresh] and [upgraded]), which proves that an upgraded database behaves
+as a fresh one; the other tests use the fresh one. PGALERT_TEST_UPGRADE=1 runs tests/sql on the upgraded one
+only.
 
-The server listens on a port chosen per checkout (PGALERT_TEST_PORT overrides it) and a run stops the server
-it started, so two checkouts can run `make test` one after the other or side by side.
+`make test` runs the tests in parallel (pytest-xdist). Roles are the cluster's, and migrating a new database
+changes them, so whatever does (building a template, a test marked `cluster_roles`) holds one cluster-wide
+advisory lock while it does. The server listens on a port chosen per checkout (PGALERT_TEST_PORT overrides it)
+and a run stops the server it started, so two checkouts can run `make test` one after the other or side by side.
 """
 
 from __future__ import annotations
@@ -17,40 +21,116 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pytest_postgresql import factories
+from pytest_postgresql.janitor import DatabaseJanitor
 
-from devtools.localpg import LocalServer, checkout_port
 from dispatcher.migrate import migrate
+from tests.helpers import SERVER
 
-SERVER = LocalServer("test", int(os.environ.get("PGALERT_TEST_PORT", checkout_port(55500, 400))))
-UPGRADE = os.environ.get("PGALERT_TEST_UPGRADE") == "1"
+UPGRADED_ONLY = os.environ.get("PGALERT_TEST_UPGRADE") == "1"
 LEGACY_MIGRATIONS = Path(__file__).resolve().parent / "fixtures" / "pgalert-0.1.0" / "migrations"
+CLUSTER_LOCK = 7_330_001  # pg_advisory_lock key, taken in the postgres database
+TEMPLATE_PREFIX = "pgalert_tmpl_"
+RUN_TOKEN = pytest.StashKey[str]()
 _started_here: list[bool] = []
+_templates: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker_input = getattr(config, "workerinput", None)
+    config.stash[RUN_TOKEN] = worker_input["pgalert_run"] if worker_input else uuid.uuid4().hex[:8]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # pytest-xdist: every worker clones the same templates
+    node.workerinput["pgalert_run"] = node.config.stash[RUN_TOKEN]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return
     _started_here.append(not SERVER.is_running())
     SERVER.start()
+    _drop_templates()  # a killed run's: each run builds its own from the SQL as it is now
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return
+    _drop_templates()
     if _started_here and _started_here[0] and not os.environ.get("PGALERT_TEST_KEEP_SERVER"):
         SERVER.stop()
 
 
-def migrate_template(host: str, port: int, user: str, dbname: str, password: str | None = None, **_: object) -> None:
-    with psycopg.connect(host=host, port=port, user=user, dbname=dbname, password=password, autocommit=True) as conn:
-        if UPGRADE:
-            for path in sorted(LEGACY_MIGRATIONS.glob("*.sql")):  # as 0.1.0's `pgalert migrate` applied them
-                with conn.transaction():
-                    conn.execute(path.read_text())
-        migrate(conn, log=lambda *_: None)
+def _drop_templates() -> None:
+    with psycopg.connect(SERVER.url("postgres"), autocommit=True) as admin:
+        names = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (TEMPLATE_PREFIX + "%",))
+        for (name,) in names.fetchall():
+            admin.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE false')
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-postgresql_server = factories.postgresql_noproc(
-    host="127.0.0.1", port=SERVER.port, user="postgres", dbname="pgalert_tests", load=[migrate_template]
-)
-postgresql = factories.postgresql("postgresql_server")
+def template_for(origin: str, run: str) -> str:
+    """The template of this run built `origin`ally (fresh, or by 0.1.0 and upgraded): built by the first
+    process that needs it, under the cluster lock; the others wait for it and clone it."""
+    name = f"{TEMPLATE_PREFIX}{origin}_{run}"
+    if name in _templates:
+        return name
+    with psycopg.connect(SERVER.url("postgres"), autocommit=True) as admin:
+        admin.execute("SELECT pg_advisory_lock(%s)", (CLUSTER_LOCK,))  # released when this connection closes
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            building = f"{name}_building"
+            admin.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{building}"')
+            with psycopg.connect(SERVER.url(building), autocommit=True) as conn:
+                if origin == "upgraded":
+                    for path in sorted(LEGACY_MIGRATIONS.glob("*.sql")):  # as 0.1.0's `pgalert migrate` applied them
+                        with conn.transaction():
+                            conn.execute(path.read_text())
+                migrate(conn, log=lambda *_: None)
+            admin.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+            admin.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE true')
+    _templates[name] = name
+    return name
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test of tests/sql that uses a database runs on a fresh install and on an upgraded one."""
+    if "schema_origin" in metafunc.fixturenames and metafunc.definition.path.parent.name == "sql":
+        metafunc.parametrize("schema_origin", ["upgraded"] if UPGRADED_ONLY else ["fresh", "upgraded"],
+                             indirect=True)
+
+
+@pytest.fixture
+def schema_origin(request: pytest.FixtureRequest) -> str:
+    """fresh or upgraded: how the test's database was built (fresh unless the test is parametrized)."""
+    return getattr(request, "param", "fresh")
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, schema_origin: str) -> Iterator[str]:
+    """A database of this test's own, cloned from the migrated template; dropped afterwards."""
+    template = template_for(schema_origin, request.config.stash[RUN_TOKEN])
+    janitor = DatabaseJanitor(user="postgres", host="127.0.0.1", port=SERVER.port,
+                              dbname=f"pgalert_test_{uuid.uuid4().hex[:10]}", template_dbname=template)
+    janitor.init()
+    try:
+        yield SERVER.url(janitor.dbname)
+    finally:
+        janitor.drop()
+
+
+@pytest.fixture(autouse=True)
+def _alone_in_the_cluster(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked cluster_roles holds the cluster lock, so no template is built and no other such test runs
+    beside it. The templates are built first: building one needs the same lock."""
+    if not request.node.get_closest_marker("cluster_roles"):
+        yield
+        return
+    for origin in ("fresh", "upgraded"):
+        template_for(origin, request.config.stash[RUN_TOKEN])
+    with psycopg.connect(SERVER.url("postgres"), autocommit=True) as lock:
+        lock.execute("SELECT pg_advisory_lock(%s)", (CLUSTER_LOCK,))
+        yield
 
 
 @pytest.fixture
@@ -63,20 +143,15 @@ def empty_db() -> Iterator[str]:
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def db_url(postgresql: psycopg.Connection) -> str:
-    info = postgresql.info
-    return f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}"
-
-
 @pytest.fixture(autouse=True)
 def _escalation_only_where_asked(request: pytest.FixtureRequest) -> None:
     """Core tests assert the core's deliveries exactly; the seed's on-call escalation would add a notify to
     every critical alert. Tests marked `escalation` (test_oncall.py) keep it."""
-    if "db_url" not in request.fixturenames or request.node.get_closest_marker("escalation"):
+    if "db_url" not in request.fixturenames:
         return
     with psycopg.connect(request.getfixturevalue("db_url"), autocommit=True) as connection:
-        connection.execute("DELETE FROM monitoring_escalation_assignments")
+        if not request.node.get_closest_marker("escalation"):
+            connection.execute("DELETE FROM monitoring_escalation_assignments")
         # pg_cron runs only in its own database, not in this clone: the scheduler heartbeat is stamped so that a
         # dispatcher here does not raise pgalert_scheduler_stalled (tests of it make the heartbeat stale)
         connection.execute("UPDATE monitoring_scheduler_heartbeat SET beat_at = now()")
@@ -141,15 +216,3 @@ def connect(db_url: str) -> Iterator:
                 admin.execute(f'DROP ROLE "{login}"')
 
 
-SEED_CRITICAL = (
-    "INSERT INTO monitoring_alerts (alert_type, severity, title, message) "
-    "VALUES ('payment_failure', 'critical', 'Test', 'Test PagerDuty');"
-)
-
-
-def deliveries(conn: psycopg.Connection, alert_id: int | None = None) -> list[tuple]:
-    """(provider, action, status) of every delivery, in id order."""
-    sql = "SELECT provider, action, status FROM monitoring_deliveries"
-    if alert_id is not None:
-        return conn.execute(sql + " WHERE alert_id = %s ORDER BY id", (alert_id,)).fetchall()
-    return conn.execute(sql + " ORDER BY id").fetchall()

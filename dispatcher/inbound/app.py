@@ -24,11 +24,12 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dispatcher import logs
+from dispatcher.db import INBOUND_FILE, named_queries
 from dispatcher.inbound import translate, verify
 from dispatcher.inbound.openapi import openapi_document
 
@@ -40,6 +41,7 @@ INCIDENT_ID = re.compile(r"^[A-Z0-9]{1,40}$")
 class ServeSettings:
     database_url: str = ""
     max_body_bytes: int = 1 << 20
+    body_timeout: float = 10.0  # a body still arriving after this is refused (408), not waited for
     pagerduty_webhook_secrets: tuple[str, ...] = ()
     pagerduty_api_token: str = ""
     pagerduty_api_url: str = PAGERDUTY_API_URL
@@ -128,8 +130,13 @@ class Inbound:
             try:
                 if name not in self.enabled_endpoints():
                     raise Refused(404, f"the {name} endpoint is not configured on this server")
-                body = await read_body(request, self.settings.max_body_bytes)
+                body = await read_body(request, self.settings.max_body_bytes, self.settings.body_timeout)
                 response = await handler(request, body)
+            except ClientDisconnect:
+                # nobody is left to answer; nothing was written
+                logs.info("inbound request abandoned by the client", endpoint=name,
+                          remote=request.client.host if request.client else None)
+                response = Response(status_code=499)
             except Refused as refusal:
                 level = logs.warning if refusal.status in (401, 403) else logs.info
                 level("inbound request refused", endpoint=name, status=refusal.status, reason=refusal.reason,
@@ -150,7 +157,7 @@ class Inbound:
     # --- probes ----------------------------------------------------------------------------------------
     async def healthz(self, _request: Request) -> Response:
         try:
-            rows = await self.call("SELECT monitoring_inbound_ready()", ())
+            rows = await self.call("ready", {})
         except (psycopg.Error, PoolTimeout) as error:
             return JSONResponse({"status": "database unavailable", "error": type(error).__name__}, 503)
         return JSONResponse({"status": "ok"} if rows and rows[0][0] else {"status": "pgalert not installed"},
@@ -164,30 +171,44 @@ class Inbound:
 
     # --- alerts in: the generic API and Alertmanager -------------------------------------------------------
     async def api_alerts(self, request: Request, body: bytes) -> Response:
-        token = bearer_token_or_refuse(request)
+        token = await self.authenticated_token(request)
         return await self.raise_alerts("api", token, translate.api_alerts(translate.parse_json(body)))
 
     async def alertmanager(self, request: Request, body: bytes) -> Response:
-        token = bearer_token_or_refuse(request)
+        token = await self.authenticated_token(request)
         alerts = translate.alertmanager_alerts(translate.parse_json(body), self.settings.alertmanager_default_severity)
         return await self.raise_alerts("alertmanager", token, alerts)
 
-    async def raise_alerts(self, via: str, token: str, alerts: list[dict]) -> Response:
-        # the token is checked by the same call that does the work: one round trip, and a revoked token fails at
-        # once. A request with a wrong token is still parsed first; it writes nothing and learns only about its
-        # own body.
-        try:
-            rows = await self.call(
-                "SELECT alert_index, outcome, alert_id, error, client FROM monitoring_inbound_raise(%s, %s, %s)",
-                (via, verify.token_sha256(token), Jsonb(alerts)))
-        except psycopg.errors.InvalidAuthorizationSpecification:
-            raise Refused(401, "the token is not one of an active API client") from None
-        results = [{"index": i, "outcome": o, "alert_id": a, **({"error": e} if e else {})} for i, o, a, e, _ in rows]
+    async def authenticated_token(self, request: Request) -> str:
+        """The bearer token, once the database knows it: a caller without one learns nothing about how its
+        body would be read, and no body of theirs is parsed."""
+        token = bearer_token_or_refuse(request)
+        rows = await self.call("client", {"token_sha256": verify.token_sha256(token)})
+        if not rows or rows[0][0] is None:
+            raise Refused(401, "the token is not one of an active API client")
+        return token
+
+    async def raise_alerts(self, via: str, token: str, alerts: list[dict | translate.Rejected]) -> Response:
+        # The alerts that could be read go to the database in one call, which checks the token again: one
+        # revoked between the two calls stops here. The others answer `rejected` at their own index.
+        valid = [(i, a) for i, a in enumerate(alerts) if not isinstance(a, translate.Rejected)]
+        results: list[dict] = [{"index": i, "outcome": "rejected", "alert_id": None, "error": a.reason}
+                               for i, a in enumerate(alerts) if isinstance(a, translate.Rejected)]
+        client = None
+        if valid:
+            try:
+                rows = await self.call("raise", {"via": via, "token_sha256": verify.token_sha256(token),
+                                                 "alerts": Jsonb([a for _, a in valid])})
+            except psycopg.errors.InvalidAuthorizationSpecification:
+                raise Refused(401, "the token is not one of an active API client") from None
+            client = rows[0][4] if rows else None
+            results += [{"index": valid[i][0], "outcome": o, "alert_id": a, **({"error": e} if e else {})}
+                        for i, o, a, e, _ in rows]
+        results.sort(key=lambda r: r["index"])
         for result in results:
             self.metrics.outcomes.labels(via, result["outcome"]).inc()
         rejected = sum(r["outcome"] == "rejected" for r in results)
-        logs.info("alerts received", via=via, client=rows[0][4] if rows else None, alerts=len(results),
-                  rejected=rejected)
+        logs.info("alerts received", via=via, client=client, alerts=len(results), rejected=rejected)
         return JSONResponse({"results": results}, 422 if rejected == len(results) else 200)
 
     # --- actions at providers ----------------------------------------------------------------------------
@@ -195,7 +216,7 @@ class Inbound:
         if not verify.pagerduty_signature_ok(body, request.headers.get("x-pagerduty-signature"),
                                              self.settings.pagerduty_webhook_secrets):
             raise Refused(401, "X-PagerDuty-Signature is missing or matches no configured secret")
-        action = translate.pagerduty_action(translate.parse_json(body), request.headers.get("x-webhook-id"))
+        action = translate.pagerduty_action(translate.parse_json(body))
         if action.action is None:
             if action.provider_key and action.reference:  # incident.triggered: learn the incident's id
                 await self.find_alert(action)
@@ -250,10 +271,10 @@ class Inbound:
 
     async def record(self, action: translate.ProviderAction, alert_id: int | None,
                      slack_member_id: str | None = None) -> tuple[str, int | None, str | None, str]:
-        rows = await self.call(
-            "SELECT outcome, alert_id, alert_status, actor FROM monitoring_inbound_act(%s, %s, %s, %s, %s, %s, %s, %s)",
-            (action.via, action.receipt_id, alert_id, action.action, action.actor, action.occurred_at, action.note,
-             slack_member_id))
+        rows = await self.call("act", {
+            "via": action.via, "receipt_id": action.receipt_id, "alert_id": alert_id, "action": action.action,
+            "actor": action.actor, "occurred_at": action.occurred_at, "note": action.note,
+            "slack_member_id": slack_member_id})
         outcome, alert_id, status, actor = rows[0]
         self.metrics.outcomes.labels(action.via, outcome).inc()
         logs.info("provider action", via=action.via, provider_event=action.event, outcome=outcome, alert_id=alert_id,
@@ -261,8 +282,8 @@ class Inbound:
         return outcome, alert_id, status, actor
 
     async def find_alert(self, action: translate.ProviderAction, provider_key: str | None = None) -> int | None:
-        rows = await self.call("SELECT monitoring_inbound_find_alert(%s, %s, %s)",
-                               (action.via, provider_key or action.provider_key, action.reference))
+        rows = await self.call("find_alert", {"via": action.via, "provider_key": provider_key or action.provider_key,
+                                              "reference": action.reference})
         return rows[0][0]
 
     async def pagerduty_incident_key(self, incident_id: str) -> str | None:
@@ -296,24 +317,29 @@ class Inbound:
         except requests.RequestException as error:
             logs.warning("slack message update failed", error=type(error).__name__)
 
-    async def call(self, sql: str, params: tuple) -> list[tuple]:
+    async def call(self, query: str, params: dict) -> list[tuple]:
+        """Run the named query of dispatcher/inbound/queries.sql."""
         async with self.pool.connection(timeout=self.settings.lookup_timeout) as conn:
-            cursor = await conn.execute(sql, params)
+            cursor = await conn.execute(named_queries(INBOUND_FILE)[query], params)
             return await cursor.fetchall()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     """The whole body, refused with 413 as soon as it is known to be over the limit (by its Content-Length,
-    or while it streams in), so an oversized request costs neither memory nor parsing."""
+    or while it streams in), so an oversized request costs neither memory nor parsing; and with 408 when it
+    has not all arrived within timeout seconds, so a client that trickles or stalls holds no worker."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise Refused(413, f"body over {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refused(413, f"body over {limit} bytes")
-        chunks.append(chunk)
+    with anyio.move_on_after(timeout) as reading:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Refused(413, f"body over {limit} bytes")
+            chunks.append(chunk)
+    if reading.cancelled_caught:
+        raise Refused(408, f"the body did not arrive within {timeout:g} s")
     return b"".join(chunks)
 
 

@@ -47,6 +47,7 @@ def _answers(ok: dict, *codes: int) -> dict:
     reasons = {400: "The body is not what this endpoint takes; error says why.",
                401: "Not authenticated (token or signature); nothing was written.",
                404: "This endpoint is not configured on this server.",
+               408: "The body did not arrive in time; nothing was written.",
                413: "The body is over the configured size.",
                422: "Every alert in the request was rejected; each result says why.",
                503: "The database is unavailable; retry (Retry-After)."}
@@ -64,7 +65,7 @@ def _provider(summary: str, description: str, security: list[dict], media: str =
         "responses": _answers({"description": "Handled: outcome says what changed (acknowledged, resolved, "
                                               "reopened, already_<status>, unknown_alert, not_sent_there, "
                                               "duplicate, ignored)."},
-                              400, 401, 404, 413, 503),
+                              400, 401, 404, 408, 413, 503),
     }}
 
 
@@ -85,7 +86,7 @@ def openapi_document(max_body_bytes: int) -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                     {"$ref": "#/components/schemas/Alert"},
                     {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}, "maxItems": 1000}]}}}},
-                "responses": _answers(results, 400, 401, 413, 422, 503),
+                "responses": _answers(results, 400, 401, 408, 413, 422, 503),
             }},
             "/v1/alertmanager": {"post": {
                 "summary": "Prometheus Alertmanager / Grafana webhook (payload version 4)",
@@ -93,7 +94,7 @@ def openapi_document(max_body_bytes: int) -> dict:
                                "label; repeats of a firing alert change nothing.",
                 "security": [{"bearer": []}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-                "responses": _answers(results, 400, 401, 413, 422, 503),
+                "responses": _answers(results, 400, 401, 408, 413, 422, 503),
             }},
             "/v1/pagerduty": _provider("PagerDuty webhooks v3", "Signed with X-PagerDuty-Signature (v1=, "
                                        "HMAC-SHA256); repeats ignored by X-Webhook-Id.", [{"pagerdutySignature": []}]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,17 +23,97 @@ ALERTMANAGER_SEVERITY = {
     "info": "info", "informational": "info", "none": "info", "low": "info", "minor": "info",
 }
 ZERO_TIME_PREFIX = "0001-01-01"  # Alertmanager's endsAt while an alert fires
+MAX_DEPTH = 32  # objects and arrays within one another; Alertmanager's deepest is 3
+MAX_INTEGER_DIGITS = 1000
 
 
 class BadPayload(ValueError):
     """The request cannot be understood; the message says why, for the sender."""
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """One alert of a batch that cannot be stored; the rest of the batch still counts."""
+
+    reason: str
+
+
+class _Unrepresentable:
+    """A JSON number PostgreSQL cannot store (NaN, Infinity, 1e999, a thousand-digit integer), kept until the
+    alert holding it is judged, so that only that alert is rejected."""
+
+    def __init__(self, text: str):
+        self.text = text[:20] + ("..." if len(text) > 20 else "")
+
+
+def _number(text: str, convert) -> Any:
+    value = convert(text) if len(text) <= MAX_INTEGER_DIGITS else None
+    return value if isinstance(value, int) or (value is not None and math.isfinite(value)) else _Unrepresentable(text)
+
+
 def parse_json(body: bytes) -> Any:
+    """The body as JSON. A value that no alert could hold (a number PostgreSQL cannot store, a NUL, a lone
+    surrogate, nesting deeper than MAX_DEPTH) is not refused here: unsafe_value_problem judges it where it is."""
     try:
-        return json.loads(body)
+        return json.loads(body, parse_int=lambda t: _number(t, int), parse_float=lambda t: _number(t, float),
+                          parse_constant=_Unrepresentable)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BadPayload(f"body is not JSON: {error}") from None
+    except RecursionError:
+        raise BadPayload(f"body is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:  # what json.loads lets through of int() and float()
+        raise BadPayload(f"body is not JSON pgalert can store: {str(error)[:100]}") from None
+
+
+def unsafe_value_problem(value: Any, what: str, depth: int = 0) -> str | None:
+    """Why a parsed JSON value cannot reach PostgreSQL as text or jsonb, or None. PostgreSQL refuses NUL in
+    text and jsonb, UTF-8 cannot carry a lone surrogate, and jsonb has no NaN or Infinity."""
+    if depth > MAX_DEPTH:
+        return f"{what} is nested deeper than {MAX_DEPTH} levels"
+    if isinstance(value, _Unrepresentable):
+        return f"{what} is a number PostgreSQL cannot store ({value.text})"
+    if isinstance(value, str):
+        return _text_problem(value, what)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _text_problem(key, f"{what} key") or unsafe_value_problem(item, f"{what}.{key[:40]}", depth + 1)
+            if problem:
+                return problem
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = unsafe_value_problem(item, f"{what}[{index}]", depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def _text_problem(text: str, what: str) -> str | None:
+    if "\x00" in text:
+        return f"{what} contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{what} is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def refuse_unsafe(document: Any) -> Any:
+    """The document, or BadPayload when any value in it cannot be stored (a provider's action is all or nothing)."""
+    problem = unsafe_value_problem(document, "the payload")
+    if problem:
+        raise BadPayload(problem)
+    return document
+
+
+def _each_alert(item: Any, what: str, translate_one, *args) -> dict | Rejected:
+    """One alert of a batch translated, or Rejected with the reason: a bad alert never fails the batch."""
+    try:
+        problem = unsafe_value_problem(item, what)
+        if problem:
+            return Rejected(problem)
+        return translate_one(_object(item, what), what, *args)
+    except BadPayload as error:
+        return Rejected(str(error))
 
 
 def _object(value: Any, what: str) -> dict:
@@ -71,12 +152,12 @@ def _time(value: Any, what: str) -> str | None:
 # ---------------------------------------------------------------------------------------------------------
 # The generic API: POST /v1/alerts
 # ---------------------------------------------------------------------------------------------------------
-def api_alerts(document: Any) -> list[dict]:
-    """One alert object, or an array of them."""
+def api_alerts(document: Any) -> list[dict | Rejected]:
+    """One alert object, or an array of them; each that is not valid is Rejected with its reason."""
     items = document if isinstance(document, list) else [document]
     if not items or len(items) > BATCH_MAX:
         raise BadPayload(f"send 1 to {BATCH_MAX} alerts in one request")
-    return [_api_alert(_object(item, f"alert {i}"), f"alert {i}") for i, item in enumerate(items)]
+    return [_each_alert(item, f"alert {i}", _api_alert) for i, item in enumerate(items)]
 
 
 def _api_alert(item: dict, what: str) -> dict:
@@ -110,17 +191,19 @@ def _api_alert(item: dict, what: str) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 # Prometheus Alertmanager (and Grafana's webhook contact point): payload version 4
 # ---------------------------------------------------------------------------------------------------------
-def alertmanager_alerts(document: Any, default_severity: str = "warning") -> list[dict]:
+def alertmanager_alerts(document: Any, default_severity: str = "warning") -> list[dict | Rejected]:
     """Each alert of the group, raised or resolved by its fingerprint (stable per label set), and remembered
-    with its start time, so a repeat of the same firing is a no-op and a new firing of it is a new alert."""
+    with its start time, so a repeat of the same firing is a no-op and a new firing of it is a new alert. An
+    alert that is not valid is Rejected with its reason; the group's other alerts still count."""
     document = _object(document, "the payload")
+    refuse_unsafe({k: v for k, v in document.items() if k != "alerts"})
     if str(document.get("version", "4")) != "4":
         raise BadPayload(f"Alertmanager payload version {document.get('version')!r} is not supported (only 4)")
     alerts = document.get("alerts")
     if not isinstance(alerts, list) or not alerts or len(alerts) > BATCH_MAX:
         raise BadPayload(f"alerts must be an array of 1 to {BATCH_MAX} alerts")
     context = {k: document[k] for k in ("receiver", "externalURL", "groupKey") if isinstance(document.get(k), str)}
-    return [_alertmanager_alert(_object(a, f"alerts[{i}]"), f"alerts[{i}]", default_severity, context)
+    return [_each_alert(a, f"alerts[{i}]", _alertmanager_alert, default_severity, context)
             for i, a in enumerate(alerts)]
 
 
@@ -193,8 +276,10 @@ PAGERDUTY_ACTIONS = {
 }
 
 
-def pagerduty_action(document: Any, webhook_id: str | None) -> ProviderAction:
-    event = _object(_object(document, "the payload").get("event"), "event")
+def pagerduty_action(document: Any) -> ProviderAction:
+    """The receipt is the event's id, which the signature covers: the X-Webhook-Id header is not signed, so a
+    captured webhook re-sent with a new header would otherwise act again."""
+    event = _object(_object(refuse_unsafe(document), "the payload").get("event"), "event")
     event_type = _text(event, "event_type", "event", required=True)
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     incident_key = data.get("incident_key") if isinstance(data.get("incident_key"), str) else None
@@ -203,7 +288,7 @@ def pagerduty_action(document: Any, webhook_id: str | None) -> ProviderAction:
     if action and not isinstance(data.get("id"), str):
         raise BadPayload("event.data.id (the incident id) is required")
     return ProviderAction(
-        via="pagerduty", action=action, receipt_id=webhook_id or _text(event, "id", "event"),
+        via="pagerduty", action=action, receipt_id=_text(event, "id", "event", required=action is not None),
         provider_key=incident_key, reference=data.get("id") if isinstance(data.get("id"), str) else None,
         actor=str(agent.get("summary") or "") or None, occurred_at=_time(event.get("occurred_at"), "event.occurred_at"),
         event=event_type,
@@ -214,7 +299,7 @@ OPSGENIE_ACTIONS = {"Acknowledge": "acknowledge", "Close": "resolve", "UnAcknowl
 
 
 def opsgenie_action(document: Any) -> ProviderAction:
-    document = _object(document, "the payload")
+    document = _object(refuse_unsafe(document), "the payload")
     name = _text(document, "action", "the payload", required=True)
     alert = _object(document.get("alert"), "alert")
     action = OPSGENIE_ACTIONS.get(name)
@@ -269,7 +354,7 @@ SLACK_ACTIONS = {"pgalert_acknowledge": "acknowledge", "pgalert_resolve": "resol
 def slack_click(form_payload: str | None) -> SlackClick:
     if not form_payload:
         raise BadPayload("the form field payload is missing")
-    document = _object(parse_json(form_payload.encode()), "payload")
+    document = _object(refuse_unsafe(parse_json(form_payload.encode())), "payload")
     if document.get("type") != "block_actions":
         return SlackClick(None, None, "", None, "0", None, None)
     user = _object(document.get("user"), "payload.user")

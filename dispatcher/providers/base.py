@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -209,17 +212,36 @@ def minimal_alert(alert: dict[str, Any]) -> dict[str, Any]:
 
 
 def alert_links(alert: dict[str, Any]) -> list[dict[str, str]]:
-    """Links an app put in details: `runbook_url`, and `links` as [{"href", "text"}]."""
+    """Links an app put in details: `runbook_url`, and `links` as [{"href", "text"}], each labelled by
+    link_label."""
     details = details_of(alert)
     links: list[dict[str, str]] = []
     runbook = details.get("runbook_url")
     if isinstance(runbook, str) and runbook.startswith(("http://", "https://")):
-        links.append({"href": runbook, "text": "Runbook"})
+        links.append({"href": runbook, "text": link_label("Runbook", runbook)})
     links_given = details.get("links")
     for link in links_given if isinstance(links_given, list) else []:
         if isinstance(link, dict) and str(link.get("href", "")).startswith(("http://", "https://")):
-            links.append({"href": str(link["href"]), "text": str(link.get("text") or link["href"])})
+            href = str(link["href"])
+            links.append({"href": href, "text": link_label(str(link.get("text") or ""), href)})
     return links
+
+
+# words of pgalert's own actions (and of the providers'): a writer's link labelled so is marked as a link
+ACTION_WORDS = re.compile(r"ack|acknowledge|unacknowledge|resolve|close|silence|snooze|mute|escalate|reopen|"
+                          r"accept|confirm|approve|login|signin|verify")
+
+
+def link_label(text: str, href: str) -> str:
+    """How a writer's link is labelled in every provider's message: its text followed by the host it leads to.
+    pgalert's own actions (Slack's Acknowledge and Resolve buttons) never name a host, so no link an app sends
+    can pass for one of them; a label that reads as an action word is also marked as a link."""
+    host = urlsplit(href).hostname or "?"
+    label = " ".join(text.split())[:60] or host
+    plain = "".join(c for c in unicodedata.normalize("NFKC", label).casefold() if c.isalpha())
+    if ACTION_WORDS.fullmatch(plain):
+        label = f"Link: {label}"
+    return label if label == host else f"{label} ({host})"
 
 
 def who(delivery: Delivery) -> str:

@@ -37,10 +37,9 @@ ACTION_MARK = {"trigger": "", "acknowledge": ":eyes: acknowledged", "resolve": "
 
 
 def escape(text: str) -> str:
-    """Slack mrkdwn treats &, < and > as control characters."""
+    """Slack mrkdwn treats &, < and > as control characters: escaped, a writer's <!channel>, <@U...> or
+    <https://x|label> is shown as typed, never a mention or a disguised link."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 
 
 @dataclass(frozen=True)
@@ -154,7 +153,8 @@ def _trigger_message(alert: dict) -> dict:
         "type": "context",
         "elements": [{"type": "mrkdwn", "text": f"pgalert alert #{alert['id']} · dedup `{dedup}`"}],
     })
-    fallback = f"{mark} [{alert['severity']}] {alert['title']}: {alert.get('message') or ''}"
+    # the notification's text: as live as the blocks, so a writer's <!channel> or <https://x|label> is escaped here too
+    fallback = f"{mark} [{alert['severity']}] {escape(alert['title'])}: {escape(alert.get('message') or '')}"
     fallback = truncate(fallback, FALLBACK_TEXT_MAX)
     return {"text": fallback, "blocks": blocks[:BLOCKS_MAX]}
 

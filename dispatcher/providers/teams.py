@@ -9,6 +9,7 @@ retried send can show twice.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,6 +32,14 @@ TEXT_MAX = 5000
 TITLE_MAX = 400
 ACTIONS_MAX = 5
 SEVERITY_COLOR = {"critical": "Attention", "warning": "Warning", "info": "Accent"}
+# what makes a link or formatting; "_" is left (snake_case keys are common, and it only ever makes italics)
+MARKDOWN = re.compile(r"([\\`*\[\]~])")
+
+
+def escape(text: str) -> str:
+    """Teams reads TextBlock and Fact values as Markdown: escaped, a writer's [Acknowledge](https://x) or
+    **text** is shown as typed, never a link or formatting that passes for pgalert's own."""
+    return MARKDOWN.sub(r"\\\1", text)
 
 
 @dataclass(frozen=True)
@@ -64,25 +73,25 @@ def message(card: dict) -> dict:
 
 def build_card(delivery: Delivery) -> dict | None:
     alert = delivery.alert
-    title = truncate(alert["title"], TITLE_MAX)
+    title = escape(truncate(alert["title"], TITLE_MAX))
     ref = f"pgalert alert #{alert['id']}"
     if delivery.action == "trigger":
         return _trigger_card(alert)
     if delivery.action == "acknowledge":
-        line = f"👀 Acknowledged by {who(delivery)}{where(delivery)}: {title}"
+        line = f"👀 Acknowledged by {escape(who(delivery))}{where(delivery)}: {title}"
     elif delivery.action == "resolve":
         verb = "Resolved as a false positive" if delivery.context.get("false_positive") else "Resolved"
-        line = f"✅ {verb} by {who(delivery)}{where(delivery)}: {title}"
+        line = f"✅ {verb} by {escape(who(delivery))}{where(delivery)}: {title}"
     elif delivery.action == "notify":
-        person = str(delivery.context.get("person") or delivery.target)
-        reason = str(delivery.context.get("reason") or "you are being paged")
+        person = escape(str(delivery.context.get("person") or delivery.target))
+        reason = escape(str(delivery.context.get("reason") or "you are being paged"))
         line = f"🚨 {person}, {reason}: {title} ({alert['severity']})"
     else:
         return None
     body = [_text(line, weight="Bolder")]
     note = delivery.context.get("note")
     if note:
-        body.append(_text(truncate(str(note), TEXT_MAX), is_subtle=True))
+        body.append(_text(escape(truncate(str(note), TEXT_MAX)), is_subtle=True))
     body.append(_text(ref, is_subtle=True, size="Small"))
     return _card(body)
 
@@ -90,18 +99,18 @@ def build_card(delivery: Delivery) -> dict | None:
 
 def _trigger_card(alert: dict) -> dict:
     severity = alert["severity"]
-    heading = truncate(f"{alert.get('priority', '')} {alert['title']}".strip(), TITLE_MAX)
+    heading = escape(truncate(f"{alert.get('priority', '')} {alert['title']}".strip(), TITLE_MAX))
     body = [_text(heading, weight="Bolder", size="Medium", color=SEVERITY_COLOR.get(severity, "Default"))]
     facts = [{"title": "Severity", "value": f"{severity} ({alert.get('priority', '')})"},
-             {"title": "Type", "value": truncate(alert["alert_type"], 200)}]
+             {"title": "Type", "value": escape(truncate(alert["alert_type"], 200))}]
     if alert.get("source"):
-        facts.append({"title": "Source", "value": truncate(alert["source"], 500)})
+        facts.append({"title": "Source", "value": escape(truncate(alert["source"], 500))})
     if (alert.get("occurrence_count") or 1) > 1:
         facts.append({"title": "Occurrences", "value": str(alert["occurrence_count"])})
-    facts.append({"title": "Alert", "value": f"#{alert['id']} · {truncate(str(alert.get('dedup_key')), 200)}"})
+    facts.append({"title": "Alert", "value": f"#{alert['id']} · {escape(truncate(str(alert.get('dedup_key')), 200))}"})
     body.append({"type": "FactSet", "facts": facts})
     if alert.get("message"):
-        body.append(_text(truncate(alert["message"], TEXT_MAX)))
+        body.append(_text(escape(truncate(alert["message"], TEXT_MAX))))
     card = _card(body)
     links = alert_links(alert)[:ACTIONS_MAX]
     if links:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from dispatcher.cli import cli
@@ -15,6 +16,7 @@ def test_migrate_reports_what_it_did(db_url):
     assert first.exit_code == 0 and first.output.strip() == "database is up to date"
 
 
+@pytest.mark.cluster_roles  # migrates a database of its own: roles are the cluster's
 def test_migrate_check_exits_1_while_anything_is_pending_and_0_after(empty_db):
     runner = CliRunner()
     pending = runner.invoke(cli, ["migrate", "--check", "--database-url", empty_db])
@@ -74,3 +76,16 @@ def test_silence_add_refuses_bad_input_with_the_reason(db_url, conn):
         result = runner.invoke(cli, ["silence", "add", "--database-url", db_url, "--comment", "c", *args])
         assert result.exit_code == 2 and reason in result.output
     assert conn.execute("SELECT count(*) FROM monitoring_silences").fetchone() == (0,)
+
+
+def test_api_clients_are_created_listed_and_revoked_without_their_tokens(db_url):
+    runner = CliRunner()
+    created = runner.invoke(cli, ["api-client", "create", "ci", "--database-url", db_url])
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip().splitlines()[0]
+    assert runner.invoke(cli, ["api-client", "revoke", "ci", "--database-url", db_url]).exit_code == 0
+    listed = runner.invoke(cli, ["api-client", "list", "--database-url", db_url, "--format", "json"])
+    [client] = json.loads(listed.output)
+    assert client["name"] == "ci" and client["revoked_at"] is not None and token not in listed.output
+    again = runner.invoke(cli, ["api-client", "revoke", "ci", "--database-url", db_url])
+    assert again.exit_code == 1 and "no active API client is named ci" in again.output

@@ -11,7 +11,7 @@ import pytest
 
 from devtools.localpg import CRON_DATABASE, LocalServer, free_port
 from dispatcher.migrate import migrate
-from tests.integration.conftest import wait_until
+from tests.helpers import wait_until
 
 
 @pytest.fixture

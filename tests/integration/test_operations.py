@@ -12,9 +12,7 @@ from click.testing import CliRunner
 
 from devtools.localpg import LocalBouncer, free_port
 from dispatcher.cli import cli
-from tests.conftest import SEED_CRITICAL, SERVER
-from tests.integration.conftest import wait_until
-from tests.sql.test_dashboard import expand_grafana_macros, queries
+from tests.helpers import SEED_CRITICAL, SERVER, expand_grafana_macros, queries, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +92,7 @@ def test_apps_write_alerts_and_events_through_pgbouncer_in_transaction_pooling_m
     assert conn.execute("SELECT count(*) FROM monitoring_deliveries").fetchone()[0] >= 9
 
 
+@pytest.mark.cluster_roles  # migrates a database of its own: roles are the cluster's
 def test_a_migrating_role_without_superuser_rights_installs_and_runs_pgalert(empty_db):
     """As on a managed PostgreSQL: the database's owner with CREATEROLE, no superuser."""
     name = f"pgalert_owner_{uuid.uuid4().hex[:8]}"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,7 +22,7 @@ import requests
 
 from devtools.fake_providers import PAGERDUTY_API_TOKEN, FakeProviders, sign_pagerduty, sign_slack
 from devtools.serve import start_serve
-from tests.integration.conftest import wait_until
+from tests.helpers import child_environment, wait_until
 
 PD_SECRETS = ("pd-secret-old", "pd-secret-new")  # a subscription's secret mid-rotation
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -66,7 +66,8 @@ def inbound_url(db_url: str) -> Iterator[str]:
 
 
 def start(database_url: str, env: dict[str, str], log: Path) -> ServeProcess:
-    process, url = start_serve(database_url, log, "--max-body-bytes", str(MAX_BODY), env=env)
+    process, url = start_serve(database_url, log, "--max-body-bytes", str(MAX_BODY), env=env,
+                               base_env=child_environment())
     return ServeProcess(url, log, process)
 
 
@@ -90,7 +91,7 @@ def serve(inbound_url: str, fake: FakeProviders, tmp_path: Path) -> Iterator[Ser
 
 def create_client(db_url: str, name: str) -> str:
     done = subprocess.run([sys.executable, "-m", "dispatcher", "api-client", "create", name],
-                          env={**os.environ, "DATABASE_URL": db_url}, capture_output=True, text=True, timeout=60)
+                          env=child_environment(DATABASE_URL=db_url), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -150,7 +151,7 @@ def test_a_request_without_a_valid_token_is_refused_and_writes_nothing(serve, to
 def test_a_revoked_token_stops_working_at_once(serve, token, db_url, conn):
     assert serve.post("/v1/alerts", {"alert_type": "x", "severity": "info", "title": "t"}, bearer(token)).status_code == 200
     done = subprocess.run([sys.executable, "-m", "dispatcher", "api-client", "revoke", "prometheus"],
-                          env={**os.environ, "DATABASE_URL": db_url}, capture_output=True, text=True, timeout=60)
+                          env=child_environment(DATABASE_URL=db_url), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert serve.post("/v1/alerts", {"alert_type": "y", "severity": "info", "title": "t"}, bearer(token)).status_code == 401
     assert conn.execute("SELECT token_sha256 <> sha256(%s::bytea) FROM monitoring_api_clients", (token.encode(),)).fetchone() == (False,)
@@ -159,17 +160,90 @@ def test_a_revoked_token_stops_working_at_once(serve, token, db_url, conn):
 
 @pytest.mark.parametrize(("body", "status", "reason"), [
     (b"{not json", 400, "not JSON"),
-    (b'{"alert_type": "x", "severity": "loud", "title": "t"}', 400, "severity must be one of"),
-    (b'{"alert_type": "x", "severity": "info"}', 400, "title is required"),
-    (b'{"alert_type": "x", "severity": "info", "title": "t", "occurred_at": "yesterday"}', 400, "RFC 3339"),
-    (b'{"alert_type": "x", "severity": "info", "title": "t", "details": [1]}', 400, "details must be a JSON object"),
+    (b"[" * 30_000 + b"]" * 30_000, 400, "nested deeper"),
     (b"[]", 400, "1 to 1000"),
+    # an alert that cannot be stored is rejected (422 when every alert of the request is)
+    (b'{"alert_type": "x", "severity": "loud", "title": "t"}', 422, "severity must be one of"),
+    (b'{"alert_type": "x", "severity": "info"}', 422, "title is required"),
+    (b'{"alert_type": "x", "severity": "info", "title": "t", "occurred_at": "yesterday"}', 422, "RFC 3339"),
+    (b'{"alert_type": "x", "severity": "info", "title": "t", "details": [1]}', 422, "details must be a JSON object"),
     (json.dumps({"alert_type": "x", "severity": "info", "title": "t" * 5000}).encode(), 422, "over the limit"),
 ])
 def test_malformed_alerts_get_a_reason_and_write_nothing(serve, token, conn, body, status, reason):
     answer = serve.post("/v1/alerts", body, bearer(token))
     assert answer.status_code == status and reason in json.dumps(answer.json())
     assert alert_count(conn) == 0
+
+
+HOSTILE = [  # each gave a 500 with a traceback (#22, 9)
+    (b'"title": "a\\u0000b"', "NUL"),
+    (b'"labels": {"env": "\\u0000"}', "NUL"),
+    (b'"labels": {"a\\u0000": "1"}', "NUL"),
+    (b'"title": "\\udc00"', "lone surrogate"),
+    (b'"details": {"x": 1e999}', "cannot store"),
+    (b'"details": {"x": NaN}', "cannot store"),
+    (b'"details": {"x": ' + b"9" * 5000 + b"}", "cannot store"),
+    (b'"details": ' + b'{"a": ' * 40 + b"1" + b"}" * 40, "nested deeper"),
+]
+
+
+def test_a_hostile_alert_is_rejected_alone_and_the_rest_of_its_batch_counts(serve, token, conn):
+    good = b'{"alert_type": "ok", "severity": "info", "title": "fine", "dedup_key": "ok-%d"}'
+    for number, (field, reason) in enumerate(HOSTILE):
+        # a second "title" key overrides the first, as JSON parsers do
+        hostile = b'{"alert_type": "x", "severity": "info", "title": "t", "dedup_key": "bad", ' + field + b"}"
+        body = b"[" + good % (2 * number) + b", " + hostile + b", " + good % (2 * number + 1) + b"]"
+        answer = serve.post("/v1/alerts", body, bearer(token))
+        assert answer.status_code == 200, (field, answer.text)
+        results = answer.json()["results"]
+        assert [r["outcome"] for r in results] == ["opened", "rejected", "opened"], field
+        assert reason in results[1]["error"] and "alert 1" in results[1]["error"], field
+    assert alert_count(conn) == 2 * len(HOSTILE)
+    assert conn.execute("SELECT count(*) FROM monitoring_alerts WHERE dedup_key = 'bad'").fetchone() == (0,)
+    assert "Traceback" not in serve.output and "Exception in ASGI" not in serve.output
+
+
+def test_one_hostile_alert_of_an_alertmanager_group_leaves_the_others_stored(serve, token, conn):
+    bad_label = json.dumps(am_payload(am_alert("g1"), am_alert("g2", instance="a\x00b"), am_alert("g3"))).encode()
+    answer = serve.post("/v1/alertmanager", bad_label, bearer(token))
+    assert [r["outcome"] for r in answer.json()["results"]] == ["opened", "rejected", "opened"]
+    assert "NUL" in answer.json()["results"][1]["error"]
+    unknown_status = am_payload(am_alert("g4"), dict(am_alert("g5"), status="pending"))
+    assert [r["outcome"] for r in serve.post("/v1/alertmanager", unknown_status, bearer(token)).json()["results"]] == \
+        ["opened", "rejected"]
+    assert {k for (k,) in conn.execute("SELECT dedup_key FROM monitoring_alerts")} == \
+        {"alertmanager:g1", "alertmanager:g3", "alertmanager:g4"}
+
+
+@pytest.mark.parametrize("path", ["/v1/alerts", "/v1/alertmanager"])
+@pytest.mark.parametrize("body", [b"{not json", b"[" * 30_000 + b"]" * 30_000, b'{"title": "\\u0000"}'])
+def test_a_wrong_token_is_refused_before_the_body_is_read(serve, token, conn, path, body):
+    for headers in ({}, {"Authorization": "Bearer pga_wrong"}):
+        answer = serve.post(path, body, headers)
+        assert answer.status_code == 401 and "token" in answer.json()["error"], answer.text
+    assert "Traceback" not in serve.output
+
+
+def test_a_body_that_never_finishes_is_timed_out_and_a_client_that_leaves_is_not_an_error(inbound_url, token,
+                                                                                       tmp_path, conn):
+    process, url = start_serve(inbound_url, tmp_path / "slow.log", "--body-timeout", "0.5",
+                               base_env=child_environment())
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"alert_type\"").encode()
+    try:
+        with socket.create_connection((host, int(port)), timeout=30) as stalled:
+            stalled.sendall(head)  # and then nothing: the answer comes when the server gives up
+            assert stalled.recv(4096).startswith(b"HTTP/1.1 408 ")
+        with socket.create_connection((host, int(port)), timeout=30) as leaving:
+            leaving.sendall(head)
+        log = tmp_path / "slow.log"
+        wait_until(lambda: "abandoned by the client" in log.read_text(), timeout=30)
+        assert "Traceback" not in log.read_text() and "Exception in ASGI" not in log.read_text()
+        assert alert_count(conn) == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(serve, token, conn):
@@ -282,6 +356,35 @@ def test_a_signed_pagerduty_acknowledge_is_recorded_once_with_the_responders_tim
         (at, "Alice Responder", "pagerduty")
     # no echo: Slack is told, PagerDuty is not
     assert conn.execute("SELECT provider FROM monitoring_deliveries WHERE action = 'acknowledge'").fetchall() == [("slack",)]
+
+
+def test_a_captured_pagerduty_webhook_replayed_under_a_new_id_acts_once(serve, conn):
+    """The receipt is the signed event id: X-Webhook-Id is not signed, so anyone holding one signed webhook
+    could otherwise replay it as often as they liked (#22, 13)."""
+    alert_id, key, created = paged_alert(conn)
+    ack = pd_event("incident.acknowledged", "PINC010", created + dt.timedelta(minutes=1), incident_key=key)
+    assert post_pd(serve, ack, webhook_id="wh-a").json()["outcome"] == "acknowledged"
+    post_pd(serve, pd_event("incident.unacknowledged", "PINC010", created + dt.timedelta(minutes=2), incident_key=key))
+    assert post_pd(serve, ack, webhook_id="wh-b").json()["outcome"] == "duplicate"
+    assert conn.execute("SELECT status FROM monitoring_alerts").fetchone() == ("open",)
+
+
+def test_a_resolve_dated_before_the_alert_counts_from_when_pgalert_heard_it(serve, conn):
+    alert_id, key, created = paged_alert(conn)
+    old = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    assert post_pd(serve, pd_event("incident.resolved", "PINC011", old, incident_key=key)).json()["outcome"] == "resolved"
+    resolved_at, recorded = conn.execute(
+        "SELECT a.resolved_at, ia.occurred_at FROM monitoring_alerts AS a, monitoring_inbound_actions AS ia").fetchone()
+    assert resolved_at > created + dt.timedelta(minutes=9) and recorded == old  # MTTR is not 0; the claim is kept
+
+
+def test_a_second_reopen_at_the_same_provider_time_is_not_an_error(serve, conn):
+    alert_id, key, created = paged_alert(conn)
+    at = created + dt.timedelta(minutes=1)
+    for _ in range(2):
+        post_pd(serve, pd_event("incident.resolved", "PINC012", at, incident_key=key))
+        answer = post_pd(serve, pd_event("incident.reopened", "PINC012", at, incident_key=key))
+        assert (answer.status_code, answer.json()["outcome"]) == (200, "reopened"), answer.text
 
 
 @pytest.mark.parametrize("signature", [
@@ -507,10 +610,13 @@ def test_a_pagerduty_acknowledge_stops_the_escalation_tells_slack_and_sets_mtta(
     follow_up = fake.wait_for(lambda got: any(r.provider == "slack" and "Acknowledged" in r.json["text"] for r in got))
     assert any("Acknowledged* by Alice Responder in PagerDuty" in r.json["text"] for r in follow_up if r.provider == "slack")
     wait_until(lambda: conn.execute("SELECT bool_and(completed_at IS NOT NULL) FROM monitoring_deliveries").fetchone()[0])
-    assert [r.json["event_action"] for r in fake.requests_for("pagerduty")] == ["trigger"]
+    # (a trigger's send retried after a slow reply under load is the same event: PagerDuty deduplicates it)
+    assert {r.json["event_action"] for r in fake.requests_for("pagerduty")} == {"trigger"}
+    assert conn.execute("SELECT alert_type, status, message FROM monitoring_alerts ORDER BY id").fetchall()[1:] == []
     # pgalert's own escalation stops at the primary: nobody else is paged, however long we wait
     conn.execute("SELECT monitoring_run_oncall(now() + interval '2 hours')")
-    assert conn.execute("SELECT finish_reason, level_reached FROM monitoring_alert_escalations").fetchone() == ("acknowledged", 1)
+    assert conn.execute("SELECT finish_reason, level_reached FROM monitoring_alert_escalations WHERE alert_id = %s",
+                        (alert_id,)).fetchone() == ("acknowledged", 1)
     assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE action = 'notify' AND provider = 'slack'").fetchone() == (1,)
     # MTTA is the responder's two minutes, not when the webhook arrived
     mtta = conn.execute("SELECT samples, p50 FROM monitoring_get_sla_summary(24) WHERE metric = 'mtta'").fetchone()

@@ -4,7 +4,6 @@ and otherwise wait, say what is wrong once, and answer 503 on /healthz until it 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,13 +16,12 @@ import pytest
 
 from devtools.serve import role_login
 from dispatcher.migrate import migrate
-from tests.conftest import SERVER
-from tests.integration.conftest import wait_until
+from tests.helpers import SERVER, child_environment, wait_until
 
 
 def dispatch(url: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dispatcher", "dispatch", "--pacing", "off", *args],
-                          env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, timeout=timeout)
+                          env=child_environment(DATABASE_URL=url), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize(("url", "said"), [
@@ -55,6 +53,7 @@ def health(port: int) -> tuple[int, dict]:
         return 0, {}
 
 
+@pytest.mark.cluster_roles  # migrates a database of its own: roles are the cluster's
 def test_an_unmigrated_database_is_unhealthy_said_once_and_worked_on_once_migrated(empty_db, tmp_path):
     port = free_port()
     # as its documented role: roles are the cluster's, so it exists before this database is migrated
@@ -63,7 +62,7 @@ def test_an_unmigrated_database_is_unhealthy_said_once_and_worked_on_once_migrat
     process = subprocess.Popen(
         [sys.executable, "-m", "dispatcher", "dispatch", "--pacing", "off", "--poll-seconds", "0.5",
          "--metrics-port", str(port), "--no-health-checks"],
-        env={**os.environ, "DATABASE_URL": dispatcher_url}, stdout=subprocess.DEVNULL, stderr=open(log, "w"),  # noqa: SIM115
+        env=child_environment(DATABASE_URL=dispatcher_url), stdout=subprocess.DEVNULL, stderr=open(log, "w"),  # noqa: SIM115
     )
     try:
         # 503 also while it is still connecting; wait for the verdict on the schema itself

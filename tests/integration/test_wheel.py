@@ -3,7 +3,6 @@ dispatches. Nothing here imports from the checkout into the installed program.""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,10 @@ import psycopg
 import pytest
 
 from devtools.serve import role_login
-from tests.integration.conftest import all_final, wait_until
+from tests.helpers import all_final, child_environment, wait_until
+
+# the installed wheel migrates a database of its own (roles are the cluster's)
+pytestmark = pytest.mark.cluster_roles
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -37,7 +39,12 @@ def installed(tmp_path_factory) -> Path:
 def run(pgalert: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     # cwd is a directory with no sql/ and no dispatcher/: the installed package must carry its own SQL
     return subprocess.run([str(pgalert), *args], capture_output=True, text=True, cwd=pgalert.parent,
-                          env={k: v for k, v in {**os.environ, **env}.items() if k != "PYTHONPATH"})
+                          env=wheel_environment(**env))
+
+
+def wheel_environment(**variables: str) -> dict[str, str]:
+    """The installed wheel's own venv and nothing of the checkout's (no VIRTUAL_ENV, no PYTHONPATH)."""
+    return {k: v for k, v in child_environment(**variables).items() if k != "VIRTUAL_ENV"}
 
 
 @pytest.mark.integration
@@ -51,7 +58,8 @@ def test_the_installed_wheel_migrates_an_empty_db_and_dispatches(installed, empt
 
     dispatcher = subprocess.Popen(
         [str(installed), "dispatch", "--pacing", "off", "--poll-seconds", "0.5", "--dispatcher-id", "wheel"],
-        env={**os.environ, **fake.env(), "DATABASE_URL": role_login(empty_db, "pgalert_wheel_dispatcher", "monitoring_dispatcher")},
+        env=wheel_environment(**fake.env(), DATABASE_URL=role_login(empty_db, "pgalert_wheel_dispatcher",
+                                                                   "monitoring_dispatcher")),
         cwd=installed.parent,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )

@@ -7,7 +7,7 @@ import threading
 import psycopg
 import pytest
 
-from tests.conftest import SEED_CRITICAL, deliveries
+from tests.helpers import SEED_CRITICAL, deliveries
 
 
 def test_seed_statement_routes_critical_to_pagerduty_slack_sentry(conn):

@@ -7,15 +7,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.conftest import SEED_CRITICAL
-
-TWO_TEAMS = """
-INSERT INTO monitoring_providers (provider, kind, secret_refs, description) VALUES
-  ('pagerduty_payments', 'pagerduty', '{"routing_key": "env:PAGERDUTY_KEY_PAYMENTS"}', 'Payments service'),
-  ('slack_payments', 'slack', '{"webhook_url": "env:SLACK_WEBHOOK_PAYMENTS"}', '#payments');
-INSERT INTO monitoring_routes (alert_type, provider) VALUES
-  ('payment_failure', 'pagerduty_payments'), ('payment_failure', 'slack_payments');
-"""
+from tests.helpers import SEED_CRITICAL, TWO_TEAMS
 
 
 def triggers(conn, alert_id):

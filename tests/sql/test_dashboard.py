@@ -2,27 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
-
 import pytest
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "pgalert-sla.json"
-TIME_FROM, TIME_TO = "'2026-11-25T00:00:00Z'", "'2026-11-26T00:00:00Z'"
-
-
-def expand_grafana_macros(sql: str) -> str:
-    """The PostgreSQL data source's macros this dashboard uses, as Grafana expands them."""
-    sql = re.sub(r"\$__timeFilter\(([^)]+)\)", rf"\1 BETWEEN {TIME_FROM} AND {TIME_TO}", sql)
-    sql = sql.replace("$__timeFrom()", TIME_FROM).replace("$__timeTo()", TIME_TO)
-    assert "$__" not in sql, f"unexpanded macro in: {sql}"
-    return sql
-
-
-def queries():
-    dashboard = json.loads(DASHBOARD.read_text())
-    return [(p["title"], t["rawSql"], p["type"]) for p in dashboard["panels"] for t in p["targets"]]
+from tests.helpers import expand_grafana_macros, queries
 
 
 @pytest.mark.parametrize(("title", "sql", "kind"), queries(), ids=[q[0] for q in queries()])

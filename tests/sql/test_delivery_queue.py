@@ -8,7 +8,7 @@ import threading
 
 from psycopg.types.json import Jsonb
 
-from tests.conftest import SEED_CRITICAL, deliveries
+from tests.helpers import SEED_CRITICAL, deliveries
 
 CLAIM = "SELECT delivery_id, attempt, provider, action, provider_key FROM monitoring_claim_deliveries(%s, %s, %s)"
 

@@ -285,7 +285,8 @@ def test_two_writers_opening_the_same_group_at_once_make_one_group(connect, conn
     racer = threading.Thread(target=insert_second)
     racer.start()
     # the second writer is waiting for the first one's group lock (a condition, not a sleep)
-    while not conn.execute("SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)").fetchone()[0]:
+    while not conn.execute("SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                           "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))").fetchone()[0]:
         pass
     first.commit()
     racer.join()

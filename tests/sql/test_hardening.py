@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.conftest import SEED_CRITICAL
+from tests.helpers import SEED_CRITICAL
 
 # --- a sql rule's query is untrusted code --------------------------------------------------------------
 
@@ -99,10 +99,14 @@ def test_an_admin_adds_changes_disables_and_deletes_every_rule_type(connect, rul
     admin.execute("UPDATE monitoring_alert_rules SET description = 'tuned', clear_after = '10 minutes' WHERE rule_name = %s", (name,))
     if rule_type != "sql":
         admin.execute("UPDATE monitoring_alert_rules SET threshold = threshold + 1, window_size = '10 minutes' WHERE rule_name = %s", (name,))
+    evaluated = "SELECT count(*) FROM monitoring_evaluate_alert_rules(p_force => true) WHERE rule_name = %s"
+    assert admin.execute(evaluated, (name,)).fetchone()[0] >= 1
+    # over an hour without events only the absence rule would have fired (its heartbeat never came)
+    would_fire = admin.execute("SELECT count(*) FROM monitoring_backtest_rule(%s, now() - interval '1 hour', now())",
+                               (name,)).fetchone()[0]
+    assert (would_fire > 0) == (rule_type == "absence")
     admin.execute("UPDATE monitoring_alert_rules SET enabled = FALSE WHERE rule_name = %s", (name,))
-    assert admin.execute("SELECT * FROM monitoring_evaluate_alert_rules()").fetchall() is not None
-    assert admin.execute("SELECT count(*) FROM monitoring_backtest_rule(%s, now() - interval '1 hour', now())",
-                         (name,)).fetchone()[0] >= 0
+    assert admin.execute(evaluated, (name,)).fetchone() == (0,)  # disabled: not evaluated, even when forced
     admin.execute("DELETE FROM monitoring_alert_rules WHERE rule_name = %s", (name,))
     assert admin.execute("SELECT count(*) FROM monitoring_alert_rules WHERE rule_name = %s", (name,)).fetchone() == (0,)
 

@@ -70,6 +70,31 @@ def test_expiring_a_silence_early_notifies_at_once_and_keeps_it_for_history(conn
     assert admin.execute("SELECT expired_by IS NOT NULL FROM monitoring_silences").fetchone() == (True,)
 
 
+def test_a_silence_names_the_login_that_made_and_ended_it_and_has_a_longest_life(conn, connect):
+    """An admin could set created_by to anyone and make a silence last 100 years (#22, 16)."""
+    admin = connect("monitoring_admin")
+    login = admin.execute("SELECT session_user").fetchone()[0]
+    forged = admin.execute("INSERT INTO monitoring_silences (matchers, ends_at, comment, created_by) "
+                           "VALUES (%s, now() + interval '1 hour', 'x', 'the CEO') RETURNING id", (Jsonb(DEGRADED),)).fetchone()[0]
+    plain = admin.execute("SELECT monitoring_create_silence(%s, now() + interval '1 hour', 'deploy')", (Jsonb(DEGRADED),)).fetchone()[0]
+    # the owner alone may UPDATE a silence, and even it cannot rewrite who made one
+    conn.execute("UPDATE monitoring_silences SET created_by = 'someone else', comment = 'y' WHERE id = %s", (plain,))
+    admin.execute("SELECT monitoring_expire_silence(%s, 'night shift')", (forged,))
+    assert admin.execute("SELECT id, created_by, expired_by FROM monitoring_silences ORDER BY id").fetchall() == [
+        (forged, f"{login} for the CEO", f"{login} for night shift"), (plain, login, None)]
+    window = admin.execute("INSERT INTO monitoring_maintenance_windows (name, matchers, starts_at, ends_at, created_by) "
+                           "VALUES ('w', %s, now(), now() + interval '1 hour', 'nobody') RETURNING created_by", (Jsonb(DEGRADED),)).fetchone()
+    assert window == (f"{login} for nobody",)
+    for statement in ("SELECT monitoring_create_silence(%s, now() + interval '100 years', 'forever')",
+                      "INSERT INTO monitoring_silences (matchers, ends_at, comment) VALUES (%s, now() + interval '31 days', 'x')"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 30 days from now"):
+            admin.execute(statement, (Jsonb(DEGRADED),))
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="maintenance window"):
+        conn.execute("UPDATE monitoring_silences SET ends_at = now() + interval '1 year' WHERE id = %s", (plain,))
+    admin.execute("UPDATE monitoring_settings SET value = '90 days' WHERE setting = 'silence_max_duration'")
+    admin.execute("SELECT monitoring_create_silence(%s, now() + interval '60 days', 'long migration')", (Jsonb(DEGRADED),))
+
+
 def test_an_alert_resolved_while_held_is_never_sent_nor_its_resolve(conn):
     silence(conn)
     alert = raise_alert(conn)
@@ -281,7 +306,7 @@ def test_two_sessions_releasing_at_once_release_each_alert_once(conn, connect):
         second.execute("SELECT monitoring_release_holds(%s)", (T + 31 * M,)).fetchone()[0]))
     racer.start()
     while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                       "AND query LIKE '%monitoring_release_holds%'").fetchone()[0] < 1:
+                       "AND datname = current_database() AND query LIKE '%monitoring_release_holds%'").fetchone()[0] < 1:
         threading.Event().wait(0.01)  # until the second session waits on the first's locks
     first.execute("COMMIT")
     racer.join(10)

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.conftest import SEED_CRITICAL, deliveries
+from tests.helpers import SEED_CRITICAL, deliveries
 
 M = dt.timedelta(minutes=1)
 
@@ -77,7 +77,7 @@ def test_concurrent_copies_of_one_webhook_give_one_state_change(conn, connect, p
         thread.start()
     # wait (on a condition, not a clock) until both sessions are blocked, then let them go
     while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                       "AND query LIKE '%monitoring_inbound_act%'").fetchone()[0] < 1:
+                       "AND datname = current_database() AND query LIKE '%monitoring_inbound_act%'").fetchone()[0] < 1:
         threading.Event().wait(0.01)
     holder.execute("COMMIT")
     for thread in threads:
@@ -234,6 +234,27 @@ def test_a_client_cannot_resolve_what_another_raised(conn, inbound, client):
         [("not_raised_by_client", None, None)]
     assert raise_batch(inbound, [{"status": "resolved", "dedup_key": "disk"}], via="api") == [("resolved", 2, None)]
     assert conn.execute("SELECT status FROM monitoring_alerts ORDER BY id").fetchall() == [("open",), ("resolved",)]
+
+
+def test_a_repeat_of_another_raisers_alert_only_counts_and_gives_no_right_to_resolve(conn, inbound, client):
+    """Dedup keys are easy to guess: a client that repeats one must not take the alert over (#22, 8)."""
+    conn.execute(SEED_CRITICAL)  # an app's alert
+    mine = {"status": "firing", "alert_type": "disk", "severity": "info", "title": "disk 91%", "dedup_key": "disk",
+            "details": {"host": "db1"}}
+    raise_batch(inbound, [mine], via="api")
+    for key, alert_id in (("payment_failure", 1), ("disk", 2)):
+        takeover = {"status": "firing", "alert_type": "x", "severity": "critical", "title": "click here",
+                    "message": "evil", "dedup_key": key, "details": {"runbook_url": "https://evil.example"}}
+        assert raise_batch(inbound, [takeover], client="grafana", via="api") == [("deduplicated", alert_id, None)]
+        assert raise_batch(inbound, [{"status": "resolved", "dedup_key": key}], client="grafana", via="api") == \
+            [("not_raised_by_client", None, None)]
+    rows = conn.execute("SELECT title, message, severity, details ? 'runbook_url', occurrence_count, status "
+                        "FROM monitoring_alerts ORDER BY id").fetchall()
+    assert rows == [("Test", "Test PagerDuty", "critical", False, 2, "open"), ("disk 91%", "", "info", False, 2, "open")]
+    # the raiser's own repeat still updates its alert, and it still resolves it
+    raise_batch(inbound, [dict(mine, title="disk 95%")], via="api")
+    assert conn.execute("SELECT title, occurrence_count FROM monitoring_alerts WHERE id = 2").fetchone() == ("disk 95%", 3)
+    assert raise_batch(inbound, [{"status": "resolved", "dedup_key": "disk"}], via="api") == [("resolved", 2, None)]
 
 
 def test_a_batch_with_an_unknown_or_revoked_token_writes_nothing(conn, inbound, client):

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from dispatcher.providers.base import Delivery, HttpRequest
 from dispatcher.worker import build_request
-from tests.unit.test_payload_properties import PROVIDERS, assert_within_limits, json_values
+from tests.helpers import PROVIDERS, assert_within_limits, json_values
 
 PROPERTY = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.conftest import SEED_CRITICAL, deliveries
+from tests.helpers import SEED_CRITICAL, deliveries
 
 
 def test_acknowledge_records_who_and_enqueues_provider_acknowledgements(conn):

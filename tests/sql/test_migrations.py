@@ -18,7 +18,10 @@ import pytest
 from devtools.install_script import INSTALL_SCRIPT, render
 from devtools.localpg import PG_BIN
 from dispatcher.migrate import SQL_ROOT, MigrationError, discover_definitions, discover_migrations, migrate, statements
-from tests.conftest import SERVER
+from tests.helpers import SERVER
+
+# each test migrates a database of its own (roles are the cluster's) or uses the pg_cron database
+pytestmark = pytest.mark.cluster_roles
 
 SQL_DIR = Path(str(SQL_ROOT))
 LEGACY = Path(__file__).resolve().parent.parent / "fixtures" / "pgalert-0.1.0" / "migrations"

@@ -135,6 +135,27 @@ def test_no_ack_reaches_backup_manager_then_cto(chain):
     assert mention["slack_member_id"] == "U0MANAGER" and mention["level"] == 3
 
 
+def test_a_page_goes_where_the_alerts_route_says_and_never_also_to_the_default_channel(chain):
+    """A team's alert paged the team's Slack channel and the default one too (#22, 12)."""
+    chain.execute("""
+        INSERT INTO monitoring_providers (provider, kind, secret_refs) VALUES
+          ('slack_payments', 'slack', '{"webhook_url": "env:SLACK_WEBHOOK_PAYMENTS"}'),
+          ('teams_payments', 'teams', '{"webhook_url": "env:TEAMS_WEBHOOK_PAYMENTS"}');
+        INSERT INTO monitoring_routes (alert_type, provider) VALUES
+          ('payment_failure', 'pagerduty'), ('payment_failure', 'slack_payments'), ('payment_failure', 'teams_payments'),
+          ('db_down', 'pagerduty');""")
+    team_alert = raise_critical(chain)
+    run(chain, T + 15 * M)
+    pages = chain.execute("SELECT provider, context->>'person' FROM monitoring_deliveries "
+                          "WHERE alert_id = %s AND action = 'notify' ORDER BY id", (team_alert,)).fetchall()
+    assert pages == [("slack_payments", "ana"), ("teams_payments", "ana"), ("slack_payments", "bruno"), ("teams_payments", "bruno")]
+    # an alert whose route reached no channel that takes pages still pages someone: on the default channel
+    pager_only = chain.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_at => %s)",
+                               (T,)).fetchone()[0]
+    assert chain.execute("SELECT provider FROM monitoring_deliveries WHERE alert_id = %s AND action = 'notify'",
+                         (pager_only,)).fetchall() == [("slack",)]
+
+
 def test_a_resolve_in_between_stops_everything(chain):
     alert = raise_critical(chain)
     run(chain, T + 15 * M)

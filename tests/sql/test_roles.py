@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.conftest import SEED_CRITICAL
+from tests.helpers import SEED_CRITICAL
 
 
 def test_writer_runs_the_seed_statement_and_raise_alert(connect):
@@ -145,7 +145,7 @@ FUNCTION_RIGHTS = {
     "monitoring_install_schedules": ["admin"], "monitoring_maintain_event_partitions": ["admin"],
     "monitoring_purge_history": ["admin"], "monitoring_run_oncall": ["admin"],
     "monitoring_oncall_timeline": READ, "monitoring_who_is_on_call": READ,
-    "monitoring_raise_alert": ["writer", "admin"], "monitoring_route_providers": ["writer", "reader", "admin"],
+    "monitoring_raise_alert": ["writer", "admin"], "monitoring_route_providers": ["reader", "admin"],
     "monitoring_create_api_client": ["admin"], "monitoring_revoke_api_client": ["admin"],
     "monitoring_create_silence": ["admin"], "monitoring_expire_silence": ["admin"], "monitoring_release_holds": ["admin"],
     "monitoring_flush_groups": ["admin"], "monitoring_settle_flapping": ["admin"],

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.conftest import SEED_CRITICAL
+from tests.helpers import SEED_CRITICAL
 
 PROD = [{"field": "labels.env", "op": "=~", "value": "(?i)prod"}]
 SEED = [{"field": "alert_type", "op": "=", "value": "payment_failure"}]

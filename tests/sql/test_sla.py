@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.integration.conftest import wait_until
+from tests.helpers import wait_until
 
 T = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 S = dt.timedelta(seconds=1)

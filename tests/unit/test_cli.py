@@ -44,3 +44,19 @@ def test_bad_input_is_a_clear_error(args, env, message):
     result = CliRunner().invoke(cli, args, env={"DATABASE_URL": "", **env})
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_every_named_query_the_code_runs_exists_and_none_is_left_unused():
+    """cli.py and inbound/app.py run SQL only by name, from commands.sql and inbound/queries.sql."""
+    import re
+    from pathlib import Path
+
+    from dispatcher.db import COMMANDS_FILE, INBOUND_FILE, named_queries
+
+    package = Path(__file__).resolve().parents[2] / "dispatcher"
+    for code, queries, call in ((package / "cli.py", COMMANDS_FILE, r"command_sql\(([^)]*)\)"),
+                                (package / "inbound" / "app.py", INBOUND_FILE, r"self\.call\(([^,]*),")):
+        text = code.read_text()
+        used = {name for arguments in re.findall(call, text) for name in re.findall(r'"(\w+)"', arguments)}
+        assert used and used == set(named_queries(queries)), (code.name, used ^ set(named_queries(queries)))
+        assert "SELECT" not in re.sub(r'"""[\s\S]*?"""', "", text), f"{code.name} has SQL of its own"

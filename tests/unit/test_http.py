@@ -322,3 +322,22 @@ def test_mail_to_an_untrusted_certificate_is_refused(mail_server, monkeypatch):
         send(client, mail(mail_server))
     client.close()
     assert mail_server.received == []
+
+
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "SLACK_WEBHOOK_URL", "PAGERDUTY_INTEGRATION_KEY", "PGPASSWORD",
+                                      "PGALERT_CHANNEL_SECRETS", "HOME", "production_url", "PGALERT_PROBE_"])
+def test_a_health_check_reads_only_the_variables_meant_for_probes(server, variable):
+    """An admin's check could name any of the dispatcher's variables as its URL (#22)."""
+    env = {variable: server.url + "/health"}
+    outcome = probes.run_check(probes.session(), probes.Check(1, "x", f"env:{variable}", "POST", 200, 2.0), env)
+    assert outcome.status is None and "not a variable health checks may read" in outcome.error
+    assert server.url not in outcome.error and not server.seen
+
+
+def test_production_url_and_probe_variables_are_read_and_kept_out_of_errors(server):
+    env = {"PRODUCTION_URL": server.url + "/health", "PGALERT_PROBE_API": "http://user:pw@127.0.0.1:1/health"}
+    assert probes.run_check(probes.session(), probes.Check(1, "p", "env:PRODUCTION_URL", "POST", 200, 2.0), env).status == 200
+    refused = probes.run_check(probes.session(), probes.Check(2, "a", "env:PGALERT_PROBE_API", "POST", 200, 2.0), env)
+    assert refused.status is None and "pw" not in refused.error
+    unset = probes.run_check(probes.session(), probes.Check(3, "b", "env:PGALERT_PROBE_GONE", "POST", 200, 2.0), env)
+    assert unset.error == "PGALERT_PROBE_GONE is not set on this dispatcher"

@@ -93,13 +93,24 @@ def test_an_alert_without_a_fingerprint_keys_on_its_label_set():
     ([], "must be a JSON object"),
     ({"version": "3", "alerts": []}, "version"),
     ({"alerts": []}, "1 to 1000"),
-    ({"alerts": [{"status": "firing", "labels": []}]}, "labels"),
-    ({"alerts": [{"status": "pending", "labels": {}}]}, "firing or resolved"),
-    ({"alerts": [{"status": "firing", "labels": {}, "startsAt": "2026-11-30 10:00"}]}, "time zone"),
+    ({"receiver": "a\x00b", "alerts": [{"status": "firing", "labels": {}}]}, "receiver contains a NUL"),
 ])
 def test_bad_alertmanager_payloads_say_why(document, reason):
     with pytest.raises(BadPayload, match=reason):
         translate.alertmanager_alerts(document)
+
+
+@pytest.mark.parametrize(("alert", "reason"), [
+    ({"status": "firing", "labels": []}, "labels"),
+    ({"status": "pending", "labels": {}}, "firing or resolved"),
+    ({"status": "firing", "labels": {}, "startsAt": "2026-11-30 10:00"}, "time zone"),
+    ("firing", "must be a JSON object"),
+])
+def test_a_bad_alert_of_an_alertmanager_group_is_rejected_alone(alert, reason):
+    good = {"status": "firing", "labels": {"alertname": "a"}, "fingerprint": "f"}
+    first, bad, last = translate.alertmanager_alerts({"alerts": [good, alert, good]})
+    assert first["dedup_key"] == last["dedup_key"] == "alertmanager:f"
+    assert isinstance(bad, translate.Rejected) and reason in bad.reason and "alerts[1]" in bad.reason
 
 
 def test_the_generic_api_takes_one_alert_or_a_list():
@@ -108,8 +119,10 @@ def test_the_generic_api_takes_one_alert_or_a_list():
                     "severity": "P1", "title": "t", "message": "", "occurred_at": None}]
     many = translate.api_alerts([{"alert_type": "x", "severity": "info", "title": "t"}, {"status": "resolved", "dedup_key": "k"}])
     assert [a["status"] for a in many] == ["firing", "resolved"] and many[1]["alert_type"] is None
-    with pytest.raises(BadPayload, match=r"alert 1\.alert_type is required"):
-        translate.api_alerts([{"alert_type": "x", "severity": "info", "title": "t"}, {"status": "resolved"}])
+    assert translate.api_alerts([{"alert_type": "x", "severity": "info", "title": "t"}, {"status": "resolved"}])[1] == \
+        translate.Rejected("alert 1.alert_type is required")
+    assert translate.api_alerts([{"alert_type": "x", "severity": "loud", "title": "t"}]) == \
+        [translate.Rejected("alert 0.severity must be one of critical, warning, info, P0, P1, P2")]
     with pytest.raises(BadPayload, match="1 to 1000"):
         translate.api_alerts([{}] * 1001)
 
@@ -121,16 +134,20 @@ def pd(event_type: str, **data) -> dict:
 
 
 def test_pagerduty_events_map_to_actions_and_the_rest_is_ignored():
-    ack = translate.pagerduty_action(pd("incident.acknowledged", incident_key="pgalert-0a1b2c3d-7"), "wh-1")
+    ack = translate.pagerduty_action(pd("incident.acknowledged", incident_key="pgalert-0a1b2c3d-7"))
+    # the receipt is the signed event id, never the unsigned X-Webhook-Id header
     assert (ack.action, ack.receipt_id, ack.provider_key, ack.reference, ack.actor) == \
-        ("acknowledge", "wh-1", "pgalert-0a1b2c3d-7", "PGR0VU2", "Alice")
+        ("acknowledge", "01ABC", "pgalert-0a1b2c3d-7", "PGR0VU2", "Alice")
     assert ack.occurred_at == "2026-11-30T10:02:00+00:00"
-    assert translate.pagerduty_action(pd("incident.resolved"), None).receipt_id == "01ABC"  # no header: the event id
-    assert [translate.pagerduty_action(pd(t), "x").action for t in
+    assert [translate.pagerduty_action(pd(t)).action for t in
             ("incident.unacknowledged", "incident.reopened", "incident.annotated", "incident.triggered")] == \
         ["unacknowledge", "reopen", None, None]
     with pytest.raises(BadPayload, match="event must be a JSON object"):
-        translate.pagerduty_action({"messages": []}, "x")
+        translate.pagerduty_action({"messages": []})
+    without_id = pd("incident.resolved")
+    del without_id["event"]["id"]
+    with pytest.raises(BadPayload, match=r"event\.id is required"):
+        translate.pagerduty_action(without_id)
 
 
 def test_opsgenie_times_come_in_any_epoch_unit():
@@ -170,3 +187,50 @@ def test_a_slack_click_and_the_message_it_leaves():
     assert translate.slack_click(json.dumps({"type": "view_submission"})).action is None
     with pytest.raises(BadPayload):
         translate.slack_click("not json")
+
+
+HOSTILE_VALUES = [
+    (b'"a\\u0000b"', "NUL"),
+    (b'"\\ud800"', "lone surrogate"),
+    (b"1e999", "cannot store (1e999)"),
+    (b"-1e999", "cannot store"),
+    (b"NaN", "cannot store (NaN)"),
+    (b"Infinity", "cannot store"),
+    (b"1" * 5000, "cannot store (11111111111111111111...)"),
+    (b"[" * 40 + b"1" + b"]" * 40, "nested deeper than 32"),
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), HOSTILE_VALUES)
+@pytest.mark.parametrize("place", ["title", "details", "label", "label key"])
+def test_a_value_postgresql_cannot_store_rejects_only_its_alert(value, reason, place):
+    """Each would have failed the whole request with a 500 (PostgreSQL refuses NUL and NaN, UTF-8 a lone
+    surrogate, Python a 5,000-digit integer): now its alert alone is rejected, anywhere in the alert."""
+    spot = {"title": b'"title": %s', "details": b'"details": {"x": %s}', "label": b'"labels": {"env": %s}',
+            "label key": b'"labels": {%s: "1"}'}[place]
+    if place == "label key" and not value.startswith(b'"'):
+        value = b'"a\\u0000b"'
+        reason = "NUL"
+    bad = b'{"alert_type": "x", "severity": "info", "title": "t", ' + spot % value + b"}"
+    good = b'{"alert_type": "x", "severity": "info", "title": "t"}'
+    alerts = translate.api_alerts(translate.parse_json(b"[" + good + b", " + bad + b"]"))
+    assert alerts[0]["title"] == "t"
+    assert isinstance(alerts[1], translate.Rejected) and reason in alerts[1].reason and "alert 1" in alerts[1].reason
+
+
+def test_a_body_too_deep_to_parse_or_of_a_bad_number_is_refused_whole():
+    with pytest.raises(BadPayload, match="nested deeper"):
+        translate.parse_json(b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(BadPayload, match="not JSON"):
+        translate.parse_json(b"\xff")
+
+
+@pytest.mark.parametrize(("value", "reason"), HOSTILE_VALUES)
+def test_a_provider_action_with_an_unstorable_value_is_refused_whole(value, reason):
+    document = json.loads(json.dumps(pd("incident.acknowledged")))
+    with_value = json.dumps(document).replace('"Alice"', value.decode()).encode()
+    with pytest.raises(BadPayload, match=reason.split(" (")[0]):
+        translate.pagerduty_action(translate.parse_json(with_value))
+    opsgenie = b'{"action": "Acknowledge", "alert": {"alertId": "a", "alias": "k", "username": %s}}' % value
+    with pytest.raises(BadPayload, match=reason.split(" (")[0]):
+        translate.opsgenie_action(translate.parse_json(opsgenie))

@@ -11,29 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dispatcher.providers.base import Delivery, HttpRequest, Verdict
-from dispatcher.providers.opsgenie import Opsgenie
-from dispatcher.providers.pagerduty import PagerDuty
-from dispatcher.providers.sentry import Sentry, parse_sentry_target
-from dispatcher.providers.slack import Slack
-from dispatcher.providers.webhook import Webhook
 from dispatcher.worker import build_request
+from tests.helpers import PROVIDERS, assert_within_limits, json_values
 
 PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-PROVIDERS = {
-    "pagerduty": PagerDuty("pd-routing-key", "https://events.pagerduty.com/v2/enqueue"),
-    "opsgenie": Opsgenie("og-key", "https://api.opsgenie.com"),
-    "slack": Slack("https://hooks.slack.com/services/T0/B0/X"),
-    "sentry": Sentry(parse_sentry_target("https://public@o1.ingest.sentry.io/42")),
-    "webhook": Webhook("https://hooks.example.com/pgalert", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-}
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=20), children, max_size=6),
-    max_leaves=30,
-)
 texts = st.text()
 # huge values are named here and made inside the test, so a failing example prints in a line
 HUGE = {
@@ -63,35 +47,6 @@ alerts = st.fixed_dictionaries({
 def deliveries_for(alert: dict, provider: str, action: str) -> list[Delivery]:
     context = {"by": "alice", "note": "on it"} if action != "trigger" else {}
     return [Delivery(1, 1, provider, action, "", context, f"pgalert-abcd1234-{alert['id']}", alert)]
-
-
-def assert_within_limits(provider: str, request: HttpRequest) -> None:
-    body = request.body
-    if provider == "pagerduty":
-        event = json.loads(body)
-        assert len(body) <= 512 * 1024
-        assert len(event["dedup_key"]) <= 255
-        if "payload" in event:
-            assert len(event["payload"]["summary"]) <= 1024 and len(event["payload"]["source"]) <= 255
-    elif provider == "opsgenie":
-        document = json.loads(body)
-        if "alias" in document:
-            assert len(document["message"]) <= 130 and len(document["alias"]) <= 512
-            assert len(document["description"]) <= 15000 and len(document.get("entity", "")) <= 512
-            assert sum(len(k) + len(v) for k, v in document["details"].items()) <= 8000
-            assert len(document["tags"]) <= 20 and all(len(tag) <= 50 for tag in document["tags"])
-    elif provider == "slack":
-        message = json.loads(body)
-        assert len(message.get("blocks", [])) <= 50 and len(message["text"]) <= 40000
-        for block in message.get("blocks", []):
-            for text in [block.get("text")] + block.get("fields", []):
-                assert text is None or len(text["text"]) <= 3000
-    elif provider == "sentry":
-        assert len(body) <= 1024 * 1024
-        item = json.loads(body.split(b"\n")[2])
-        assert len(item["message"]["formatted"]) <= 8192
-    elif provider == "webhook":
-        assert len(body) <= 512 * 1024
 
 
 @PROPERTY

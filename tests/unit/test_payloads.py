@@ -55,7 +55,7 @@ def test_pagerduty_trigger_event():
     assert event["payload"]["summary"] == "Payments failing: 3 failures in 5 min"
     assert event["payload"]["class"] == "payment_failure" and event["payload"]["source"] == "checkout"
     assert event["payload"]["custom_details"]["details"]["gateway"] == "mercadopago"
-    assert event["links"] == [{"href": "https://runbooks.example/payments", "text": "Runbook"}]
+    assert event["links"] == [{"href": "https://runbooks.example/payments", "text": "Runbook (runbooks.example)"}]
 
 
 @pytest.mark.parametrize("action", ["acknowledge", "resolve"])
@@ -137,7 +137,7 @@ def test_opsgenie_reference_is_the_request_id():
 
 def test_slack_message_is_readable_and_escaped():
     message = json.loads(SLACK.build(delivery(provider="slack", title="<b>&", message="x > y")).body)
-    assert message["text"].startswith(":red_circle: [critical] <b>&")
+    assert message["text"].startswith(":red_circle: [critical] &lt;b&gt;&amp;")
     assert message["blocks"][0]["type"] == "header"
     assert message["blocks"][1]["text"]["text"] == "x &gt; y"
     facts = " ".join(f["text"] for f in message["blocks"][2]["fields"])
@@ -318,7 +318,7 @@ def test_teams_trigger_is_one_adaptive_card_with_the_facts_and_the_runbook():
     facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
     assert facts["Severity"] == "critical (P0)" and facts["Source"] == "checkout"
     assert facts["Alert"] == "#7 · payment_failure:checkout"
-    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Runbook", "url": "https://runbooks.example/payments"}]
+    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Runbook (runbooks.example)", "url": "https://runbooks.example/payments"}]
 
 
 def test_teams_limits_hold_for_huge_alerts():
@@ -375,9 +375,9 @@ def test_email_trigger_is_plain_text_and_html_with_the_facts():
     assert (message["Auto-Submitted"], message["Importance"], message["X-Pgalert-Alert-Id"]) == ("auto-generated", "high", "7")
     text = message.get_body("plain").get_content()
     assert "Severity: critical (P0)" in text and "Message: 3 failures in 5 min" in text and "gateway: mercadopago" in text
-    assert "Runbook: https://runbooks.example/payments" in text
+    assert "Runbook (runbooks.example): https://runbooks.example/payments" in text
     page = message.get_body("html").get_content()
-    assert '<a href="https://runbooks.example/payments">Runbook</a>' in page and "<th" in page
+    assert '<a href="https://runbooks.example/payments">Runbook (runbooks.example)</a>' in page and "<th" in page
 
 
 @pytest.mark.parametrize(("action", "context", "heading"), [
@@ -428,3 +428,58 @@ def test_email_judge_by_smtp_reply_code(code, outcome):
 
 def test_email_password_is_the_secret():
     assert MAIL.secrets() == ("pw",)
+
+
+# ---- what a writer sends never speaks for pgalert (#22, 11) ---------------------------------------------------
+
+LIVE_SLACK = ("<!channel>", "<!here>", "<!everyone>", "<@U0BOSS>", "<https://evil.example/ack|Acknowledge>")
+DISGUISED_LINKS = [{"href": "https://evil.example/ack", "text": label}
+                   for label in ("Acknowledge", " acknowledge! ", "ＡＣＫ", "Resolve", "Аcknowledge")]  # fullwidth, Cyrillic А
+
+
+def hostile(**extra):
+    text = " ".join(LIVE_SLACK) + " [Acknowledge](https://evil.example/md) **urgent**"
+    return {"title": text, "message": text, "source": text, "details": {"links": DISGUISED_LINKS}, **extra}
+
+
+@pytest.mark.parametrize("action", ["trigger", "acknowledge", "resolve", "notify"])
+def test_a_writers_mentions_and_links_are_never_live_in_slack(action):
+    context = {"by": "<!channel>", "note": "<@U0BOSS>", "person": "<!here>", "reason": "<!everyone>"}
+    message = json.loads(Slack("http://hooks.local/x", interactive=True).build(delivery(action, "slack", context, **hostile())).body)
+    mrkdwn = [message["text"]]  # the notification's text, and every mrkdwn element (plain_text shows as typed)
+
+    def collect(node):
+        if isinstance(node, dict):
+            if node.get("type") == "mrkdwn":
+                mrkdwn.append(node["text"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+    collect(message["blocks"])
+    assert len(mrkdwn) >= 2
+    for live in LIVE_SLACK:
+        assert not any(live in text for text in mrkdwn), (live, message["text"])
+    buttons = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    own = [e for e in buttons if e.get("action_id", "").startswith("pgalert_")]
+    assert all(e["text"]["text"] not in {o["text"]["text"] for o in own} and "(evil.example)" in e["text"]["text"]
+               for e in buttons if "url" in e)
+    if action == "trigger":
+        assert len(own) == 2 and len(buttons) == 2 + len(DISGUISED_LINKS)
+
+
+def test_a_writers_link_never_reads_as_an_action_in_teams_pagerduty_or_email():
+    own_labels = {"Acknowledge", "Resolve"}
+    card = json.loads(TEAMS.build(delivery(provider="teams", **hostile())).body)["attachments"][0]["content"]
+    titles = [a["title"] for a in card["actions"]]
+    texts = json.dumps(card["body"])
+    assert "[Acknowledge](" not in texts and "\\\\[Acknowledge\\\\](" in texts and "**urgent**" not in texts
+    pd_links = json.loads(PAGERDUTY.build(delivery(**hostile())).body)["links"]
+    mail = mail_of(MAIL.build(delivery(provider="email", **hostile())))
+    html = mail.get_body("html").get_content()
+    for labels in (titles, [link["text"] for link in pd_links]):
+        assert len(labels) >= 5 and not own_labels & set(labels)
+        assert all(label.endswith("(evil.example)") for label in labels)
+        assert sum(label.startswith("Link: ") for label in labels) == 4  # the Cyrillic one is shown with its host only
+    assert ">Acknowledge<" not in html and ">Link: Acknowledge (evil.example)<" in html
