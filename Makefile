@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PG_BIN := /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps system-deps test lint demo bench install-script wheel-smoke clean
+.PHONY: deps system-deps test lint demo bench install-script reference wheel-smoke clean
 
 system-deps:
 	@if [ ! -x $(PG_BIN)/postgres ] || [ ! -f /usr/lib/postgresql/15/lib/pg_cron.so ] || ! command -v runuser >/dev/null \
@@ -47,6 +47,11 @@ bench: deps
 # Regenerate sql/install.psql (the psql-only install path) after adding a migration or a definitions file.
 install-script: deps
 	$(PY) -m devtools.install_script --write
+
+# Regenerate sql/schema.sql, docs/reference/sql.md and docs/reference/cli.md after changing the schema, a
+# COMMENT ON or a command's help (tests/sql/test_reference.py says when one is stale).
+reference: deps
+	$(PY) -m devtools.reference --write
 
 clean:
 	-$(PY) -m devtools.localpg destroy --name test

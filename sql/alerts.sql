@@ -92,6 +92,8 @@ CREATE OR REPLACE TRIGGER monitoring_alerts_status_by_lifecycle
 BEFORE UPDATE OF status ON monitoring_alerts
 FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status)
 EXECUTE FUNCTION _monitoring_alert_status_guard();
+COMMENT ON TRIGGER monitoring_alerts_status_by_lifecycle ON monitoring_alerts IS
+'An alert''s status changes only through the lifecycle functions (acknowledge, resolve, reopen), so providers, escalation and SLA always follow.';
 
 CREATE OR REPLACE FUNCTION _monitoring_alert_before_insert()
 RETURNS trigger
@@ -355,11 +357,15 @@ CREATE OR REPLACE TRIGGER monitoring_alerts_deduplicate
 BEFORE INSERT ON monitoring_alerts
 FOR EACH ROW WHEN (new.status IS DISTINCT FROM 'resolved')
 EXECUTE FUNCTION _monitoring_alert_before_insert();
+COMMENT ON TRIGGER monitoring_alerts_deduplicate ON monitoring_alerts IS
+'Validates a new alert and merges a repeat of an open dedup key into that alert (the INSERT then writes no row).';
 
 CREATE OR REPLACE TRIGGER monitoring_alerts_enqueue
 AFTER INSERT ON monitoring_alerts
 REFERENCING NEW TABLE AS new_alerts
 FOR EACH STATEMENT EXECUTE FUNCTION _monitoring_alerts_after_insert();
+COMMENT ON TRIGGER monitoring_alerts_enqueue ON monitoring_alerts IS
+'Per statement: flapping, holds and grouping, then the outbox rows, SLA rows and escalations of the new alerts.';
 
 CREATE OR REPLACE FUNCTION monitoring_raise_alert(
     p_alert_type text,
@@ -469,3 +475,5 @@ CREATE OR REPLACE TRIGGER monitoring_alerts_history
 BEFORE INSERT ON monitoring_alerts
 FOR EACH ROW WHEN (new.status = 'resolved')
 EXECUTE FUNCTION _monitoring_alert_history_insert();
+COMMENT ON TRIGGER monitoring_alerts_history ON monitoring_alerts IS
+'An alert inserted as resolved is history (an admin''s import): validated, given its SLA row, never sent.';

@@ -24,12 +24,16 @@ CREATE CONSTRAINT TRIGGER policy_has_steps
 AFTER INSERT OR UPDATE ON monitoring_escalation_policies
 DEFERRABLE INITIALLY DEFERRED
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_policy('id');
+COMMENT ON TRIGGER policy_has_steps ON monitoring_escalation_policies IS
+'At commit: an escalation policy without steps is refused (it could page nobody).';
 
 DROP TRIGGER IF EXISTS policy_keeps_steps ON monitoring_escalation_steps;
 CREATE CONSTRAINT TRIGGER policy_keeps_steps
 AFTER DELETE OR UPDATE ON monitoring_escalation_steps
 DEFERRABLE INITIALLY DEFERRED
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_policy('policy_id');
+COMMENT ON TRIGGER policy_keeps_steps ON monitoring_escalation_steps IS
+'At commit: removing a policy''s last step is refused (it could page nobody).';
 
 CREATE OR REPLACE FUNCTION _monitoring_step_at(p_escalation monitoring_alert_escalations, p_index integer)
 RETURNS timestamptz

@@ -159,6 +159,8 @@ CREATE OR REPLACE TRIGGER monitoring_events_detect
 AFTER INSERT ON monitoring_events
 REFERENCING NEW TABLE AS new_events
 FOR EACH STATEMENT EXECUTE FUNCTION _monitoring_events_after_insert();
+COMMENT ON TRIGGER monitoring_events_detect ON monitoring_events IS
+'Per statement: count rules learn of the new events at once (rule counts), so a burst fires without waiting for pg_cron.';
 
 -- The group an event belongs to under a rule: the same object _monitoring_rule_observations builds.
 CREATE OR REPLACE FUNCTION _monitoring_group_key(p_group_by text[], p_labels jsonb)
@@ -221,6 +223,8 @@ REVOKE ALL ON FUNCTION _monitoring_rule_counts_follow_rule() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER monitoring_alert_rules_counts
 AFTER INSERT OR UPDATE OF rule_type, event_type, group_by, window_size, enabled ON monitoring_alert_rules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_rule_counts_follow_rule();
+COMMENT ON TRIGGER monitoring_alert_rules_counts ON monitoring_alert_rules IS
+'A count rule whose event, grouping or window changes starts its counts afresh.';
 
 CREATE OR REPLACE FUNCTION monitoring_compact_rule_counts(p_at timestamptz DEFAULT now())
 RETURNS bigint

@@ -323,3 +323,5 @@ GRANT EXECUTE ON FUNCTION monitoring_flush_groups(timestamptz) TO monitoring_adm
 
 CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers ON monitoring_group_rules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();
+COMMENT ON TRIGGER check_matchers ON monitoring_group_rules IS
+'Matchers are checked in the form they are evaluated in; a bad one is refused with the reason.';

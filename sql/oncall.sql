@@ -35,12 +35,16 @@ CREATE CONSTRAINT TRIGGER schedule_has_participants
 AFTER INSERT OR UPDATE ON monitoring_oncall_schedules
 DEFERRABLE INITIALLY DEFERRED
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_schedule('id');
+COMMENT ON TRIGGER schedule_has_participants ON monitoring_oncall_schedules IS
+'At commit: a schedule without participants is refused (it could page nobody).';
 
 DROP TRIGGER IF EXISTS schedule_keeps_participants ON monitoring_oncall_participants;
 CREATE CONSTRAINT TRIGGER schedule_keeps_participants
 AFTER DELETE OR UPDATE ON monitoring_oncall_participants
 DEFERRABLE INITIALLY DEFERRED
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_schedule('schedule_id');
+COMMENT ON TRIGGER schedule_keeps_participants ON monitoring_oncall_participants IS
+'At commit: removing a schedule''s last participant is refused (it could page nobody).';
 
 -- A sentence instead of a constraint's name, before the table's constraints would refuse the row.
 CREATE OR REPLACE FUNCTION _monitoring_explain_oncall_row()
@@ -73,10 +77,14 @@ REVOKE ALL ON FUNCTION _monitoring_explain_oncall_row() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER monitoring_oncall_schedules_explain
 BEFORE INSERT OR UPDATE ON monitoring_oncall_schedules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_explain_oncall_row();
+COMMENT ON TRIGGER monitoring_oncall_schedules_explain ON monitoring_oncall_schedules IS
+'A schedule that cannot work (unknown time zone, no participants) is refused with a sentence saying why.';
 
 CREATE OR REPLACE TRIGGER monitoring_oncall_overrides_explain
 BEFORE INSERT OR UPDATE ON monitoring_oncall_overrides
 FOR EACH ROW EXECUTE FUNCTION _monitoring_explain_oncall_row();
+COMMENT ON TRIGGER monitoring_oncall_overrides_explain ON monitoring_oncall_overrides IS
+'An override that cannot work is refused with a sentence saying why.';
 
 CREATE OR REPLACE FUNCTION monitoring_add_override(
     p_schedule text, p_person text, p_from timestamptz, p_until timestamptz, p_reason text DEFAULT NULL

@@ -52,6 +52,8 @@ REVOKE ALL ON FUNCTION _monitoring_deliveries_notify() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER monitoring_deliveries_wake_dispatchers
 AFTER INSERT ON monitoring_deliveries
 FOR EACH STATEMENT EXECUTE FUNCTION _monitoring_deliveries_notify();
+COMMENT ON TRIGGER monitoring_deliveries_wake_dispatchers ON monitoring_deliveries IS
+'NOTIFY monitoring_deliveries once per statement: a wake-up for the dispatchers, never the data.';
 
 -- Claiming and recording have plans that do not depend on the delivery queue's statistics.
 --

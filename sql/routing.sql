@@ -47,3 +47,5 @@ REVOKE ALL ON FUNCTION _monitoring_channel_defaults() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER monitoring_providers_channel_defaults
 BEFORE INSERT ON monitoring_providers
 FOR EACH ROW EXECUTE FUNCTION _monitoring_channel_defaults();
+COMMENT ON TRIGGER monitoring_providers_channel_defaults ON monitoring_providers IS
+'A new channel takes its kind''s actions and pager role unless the INSERT says otherwise.';

@@ -145,6 +145,8 @@ REVOKE ALL ON FUNCTION _monitoring_validate_rule() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER monitoring_alert_rules_validate
 BEFORE INSERT OR UPDATE ON monitoring_alert_rules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_validate_rule();
+COMMENT ON TRIGGER monitoring_alert_rules_validate ON monitoring_alert_rules IS
+'A rule that cannot be evaluated is refused when saved, with the reason.';
 
 -- What a rule sees at one moment: per group, the observed value, whether its condition holds, and when the
 -- evidence began. Read-only: evaluation and backtests share it.
@@ -600,3 +602,5 @@ CREATE OR REPLACE TRIGGER monitoring_alert_rules_sql_job
 AFTER INSERT OR DELETE OR UPDATE OF rule_name, rule_type, enabled, query_timeout, evaluate_every
 ON monitoring_alert_rules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_sync_sql_rule_job();
+COMMENT ON TRIGGER monitoring_alert_rules_sql_job ON monitoring_alert_rules IS
+'Each enabled sql rule has its own pg_cron job, kept in step with the rule.';

@@ -52,6 +52,8 @@ CREATE OR REPLACE TRIGGER monitoring_alerts_sla_update
 AFTER UPDATE ON monitoring_alerts
 REFERENCING NEW TABLE AS changed_alerts
 FOR EACH STATEMENT EXECUTE FUNCTION _monitoring_sla_on_alert_update();
+COMMENT ON TRIGGER monitoring_alerts_sla_update ON monitoring_alerts IS
+'Acknowledge, resolve and escalation times reach the alert''s SLA row in the same transaction.';
 
 CREATE OR REPLACE FUNCTION _monitoring_sla_on_delivery_update()
 RETURNS trigger
@@ -109,6 +111,8 @@ CREATE OR REPLACE TRIGGER monitoring_deliveries_sla_update
 AFTER UPDATE ON monitoring_deliveries
 REFERENCING NEW TABLE AS changed_deliveries
 FOR EACH STATEMENT EXECUTE FUNCTION _monitoring_sla_on_delivery_update();
+COMMENT ON TRIGGER monitoring_deliveries_sla_update ON monitoring_deliveries IS
+'The first successful trigger delivery sets the alert''s delivery time in its SLA row.';
 
 -- Every alert detected in the window with each duration and the target that applies to it.
 CREATE OR REPLACE FUNCTION _monitoring_sla_durations(p_from timestamptz, p_to timestamptz)
