@@ -285,7 +285,8 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
             raise ProviderConfigError("secret_refs needs dsn or webhook_url")
         urls.append((named("dsn" if "dsn" in secrets else "webhook_url"), secrets.get("dsn") or secrets["webhook_url"]))
         try:
-            provider = Sentry(parse_sentry_target(secrets.get("dsn"), secrets.get("webhook_url")), name=name)
+            target = parse_sentry_target(secrets.get("dsn"), secrets.get("webhook_url"), name=urls[-1][0])
+            provider = Sentry(target, name=name)
         except ValueError as error:
             raise ProviderConfigError(str(error)) from None
     else:
@@ -295,7 +296,7 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
         try:
             signing_key(required("signing_secret"), channel=True)
         except WebhookSecretError as error:
-            raise ProviderConfigError(f"signing_secret {error}") from None
+            raise ProviderConfigError(f"{named('signing_secret')} {error}") from None
         urls.append(("url", url))
         provider = Webhook(url, secrets["signing_secret"], name=name, legacy_signature=False)
     for key, url in urls:

@@ -37,10 +37,12 @@ class SentryTarget:
     dsn: str | None
 
 
-def parse_sentry_target(dsn: str | None = None, webhook_url: str | None = None) -> SentryTarget:
-    """SENTRY_DSN, or the seed's SENTRY_WEBHOOK_URL: either a DSN too, or an envelope URL with ?sentry_key=."""
+def parse_sentry_target(dsn: str | None = None, webhook_url: str | None = None,
+                        name: str | None = None) -> SentryTarget:
+    """SENTRY_DSN, or the seed's SENTRY_WEBHOOK_URL: either a DSN too, or an envelope URL with ?sentry_key=.
+    Errors call the value `name` (a channel's secret and its variable), else by the default variable."""
     value = dsn or webhook_url or ""
-    name = "SENTRY_DSN" if dsn else "SENTRY_WEBHOOK_URL"
+    name = name or ("SENTRY_DSN" if dsn else "SENTRY_WEBHOOK_URL")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SentryConfigError(f"{name} must be an http(s) URL")

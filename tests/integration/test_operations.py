@@ -22,8 +22,9 @@ def replica():
     standby.destroy()
 
 
-def replayed(primary: psycopg.Connection, standby_url: str) -> bool:
-    position = primary.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+def replayed(position: str, standby_url: str) -> bool:
+    """The standby has replayed the primary's WAL up to `position` (taken once: other tests keep writing, so
+    the primary's current position is a target that moves)."""
     with psycopg.connect(standby_url, autocommit=True) as standby:
         return standby.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (position,)).fetchone()[0]
 
@@ -37,7 +38,8 @@ def test_analysts_read_sla_on_call_and_dashboards_from_a_streaming_replica(conn,
     login = f"pgalert_analyst_{uuid.uuid4().hex[:8]}"
     conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE monitoring_reader')
     try:
-        wait_until(lambda: replayed(conn, replica.url("postgres")), timeout=30)
+        written = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+        wait_until(lambda: replayed(written, replica.url("postgres")), timeout=60)
         url = replica.url(conn.info.dbname).replace("//postgres@", f"//{login}@")
         with psycopg.connect(url, autocommit=True) as standby:
             assert standby.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)

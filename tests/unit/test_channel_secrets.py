@@ -125,8 +125,17 @@ def test_a_mistake_in_the_operators_list_stops_the_start(spec):
 def test_a_channels_webhook_secret_is_a_standard_webhooks_secret_of_24_to_64_bytes(secret):
     channel, grant = WORKING["webhook"]
     provider = channel_provider(channel, {"TEAM_SECRET": secret, GRANTS: grant})
-    assert isinstance(provider, Unconfigured) and "signing_secret" in provider.reason
+    assert isinstance(provider, Unconfigured) and "signing_secret (TEAM_SECRET)" in provider.reason
     assert secret not in provider.reason
+
+
+@pytest.mark.parametrize("value", ["not a url", "https://o1.ingest.sentry.io/no-key", "https://key@o1.sentry.io/p"])
+def test_a_channels_bad_secret_is_named_by_its_setting_and_its_variable_never_by_a_default_one(value):
+    """A Sentry channel's error said SENTRY_WEBHOOK_URL, a variable the channel never named (#22, 16)."""
+    channel = Channel("c", "sentry", {}, {"webhook_url": "env:SENTRY_PAYMENTS"})
+    provider = channel_provider(channel, {"SENTRY_PAYMENTS": value, GRANTS: "SENTRY_PAYMENTS=sentry"})
+    assert isinstance(provider, Unconfigured) and "webhook_url (SENTRY_PAYMENTS)" in provider.reason, provider
+    assert "SENTRY_WEBHOOK_URL" not in provider.reason and "SENTRY_DSN" not in provider.reason
 
 
 def test_only_the_default_webhook_keeps_the_legacy_signature_keyed_by_the_raw_secret():
