@@ -13,6 +13,7 @@ import click
 import psycopg
 
 from dispatcher import db, logs
+from dispatcher.inbound.settings import ServeSettings
 from dispatcher.migrate import MigrationError, migrate
 from dispatcher.providers import ProviderConfigError, all_secrets, providers_from_env
 from dispatcher.redact import redact
@@ -101,30 +102,35 @@ def migrate_command(database_url: str, check: bool) -> None:
 @database_option
 @click.option("--dispatcher-id", envvar="PGALERT_DISPATCHER_ID", default=default_dispatcher_id, show_envvar=True,
               help="Name recorded on every attempt. [default: host:pid]")
-@click.option("--concurrency", envvar="PGALERT_CONCURRENCY", type=click.IntRange(1, 256), default=64,
+@click.option("--concurrency", envvar="PGALERT_CONCURRENCY", type=click.IntRange(1, 256), default=Settings.concurrency,
               show_default=True, show_envvar=True, help="Sends in flight at once.")
-@click.option("--batch-size", envvar="PGALERT_BATCH_SIZE", type=click.IntRange(1, 5000), default=100,
+@click.option("--batch-size", envvar="PGALERT_BATCH_SIZE", type=click.IntRange(1, 5000), default=Settings.batch_size,
               show_default=True, show_envvar=True, help="Deliveries claimed per query.")
-@click.option("--lease-seconds", envvar="PGALERT_LEASE_SECONDS", type=click.FloatRange(5), default=60.0,
-              show_default=True, show_envvar=True,
+@click.option("--lease-seconds", envvar="PGALERT_LEASE_SECONDS", type=click.FloatRange(5),
+              default=Settings.lease_seconds, show_default=True, show_envvar=True,
               help="How long a claim lasts; after it another dispatcher takes the delivery over.")
-@click.option("--poll-seconds", envvar="PGALERT_POLL_SECONDS", type=click.FloatRange(0.05), default=5.0,
+@click.option("--poll-seconds", envvar="PGALERT_POLL_SECONDS", type=click.FloatRange(0.05),
+              default=Settings.poll_seconds,
               show_default=True, show_envvar=True, help="Look for work at least this often, NOTIFY or not.")
-@click.option("--http-timeout", envvar="PGALERT_HTTP_TIMEOUT", type=click.FloatRange(0.1), default=10.0,
+@click.option("--http-timeout", envvar="PGALERT_HTTP_TIMEOUT", type=click.FloatRange(0.1),
+              default=Settings.http_timeout,
               show_default=True, show_envvar=True, help="Seconds a send may take, connecting included.")
-@click.option("--max-attempts", envvar="PGALERT_MAX_ATTEMPTS", type=click.IntRange(1), default=10,
+@click.option("--max-attempts", envvar="PGALERT_MAX_ATTEMPTS", type=click.IntRange(1), default=RetryPolicy.max_attempts,
               show_default=True, show_envvar=True, help="Attempts before a delivery is failed.")
-@click.option("--backoff-base", envvar="PGALERT_BACKOFF_BASE", type=click.FloatRange(0.0), default=1.0,
+@click.option("--backoff-base", envvar="PGALERT_BACKOFF_BASE", type=click.FloatRange(0.0),
+              default=RetryPolicy.base_seconds,
               show_default=True, show_envvar=True, help="First retry delay in seconds; doubles, with jitter.")
-@click.option("--backoff-cap", envvar="PGALERT_BACKOFF_CAP", type=click.FloatRange(0.0), default=300.0,
+@click.option("--backoff-cap", envvar="PGALERT_BACKOFF_CAP", type=click.FloatRange(0.0),
+              default=RetryPolicy.cap_seconds,
               show_default=True, show_envvar=True, help="Longest retry delay in seconds.")
 @click.option("--pacing", envvar="PGALERT_PACING", default=DEFAULT_PACING, show_default=True, show_envvar=True,
               help="Per-provider send rate shared by all dispatchers, PROVIDER=COUNT/SECONDS[:BURST],...; 'off'.")
-@click.option("--shutdown-seconds", envvar="PGALERT_SHUTDOWN_SECONDS", type=click.FloatRange(0.5, 60), default=8.0,
+@click.option("--shutdown-seconds", envvar="PGALERT_SHUTDOWN_SECONDS", type=click.FloatRange(0.5, 60),
+              default=Settings.shutdown_seconds,
               show_default=True, show_envvar=True, help="On SIGTERM, how long in-flight sends may finish.")
 @click.option("--metrics-port", envvar="PGALERT_METRICS_PORT", type=click.IntRange(0, 65535), default=None,
               show_envvar=True, help="Serve Prometheus /metrics and /healthz on this port.")
-@click.option("--metrics-host", envvar="PGALERT_METRICS_HOST", default="127.0.0.1", show_default=True,
+@click.option("--metrics-host", envvar="PGALERT_METRICS_HOST", default=Settings.metrics_host, show_default=True,
               show_envvar=True, help="Address for the metrics server.")
 @click.option("--health-checks/--no-health-checks", envvar="PGALERT_HEALTH_CHECKS", default=True, show_default=True,
               show_envvar=True, help="Run the due checks of monitoring_health_checks (PRODUCTION_URL adds one).")
@@ -202,15 +208,19 @@ def _secret_list(value: str) -> tuple[str, ...]:
               help="Address to listen on (put TLS in front: a reverse proxy or load balancer).")
 @click.option("--port", envvar="PGALERT_SERVE_PORT", type=click.IntRange(0, 65535), default=8080, show_default=True,
               show_envvar=True, help="Port to listen on.")
-@click.option("--max-body-bytes", envvar="PGALERT_SERVE_MAX_BODY_BYTES", type=click.IntRange(1024), default=1 << 20,
+@click.option("--max-body-bytes", envvar="PGALERT_SERVE_MAX_BODY_BYTES", type=click.IntRange(1024),
+              default=ServeSettings.max_body_bytes,
               show_default=True, show_envvar=True, help="Larger requests are refused (413) before they are read.")
-@click.option("--body-timeout", envvar="PGALERT_SERVE_BODY_TIMEOUT", type=click.FloatRange(0.1, 300), default=10.0,
+@click.option("--body-timeout", envvar="PGALERT_SERVE_BODY_TIMEOUT", type=click.FloatRange(0.1, 300),
+              default=ServeSettings.body_timeout,
               show_default=True, show_envvar=True,
               help="Seconds a request body may take to arrive; a slower one is refused (408).")
 @click.option("--alertmanager-default-severity", envvar="PGALERT_ALERTMANAGER_DEFAULT_SEVERITY",
-              type=click.Choice(["critical", "warning", "info"]), default="warning", show_default=True,
+              type=click.Choice(["critical", "warning", "info"]), default=ServeSettings.alertmanager_default_severity,
+              show_default=True,
               show_envvar=True, help="Severity of an Alertmanager alert whose severity label pgalert does not know.")
-@click.option("--pool-size", envvar="PGALERT_SERVE_POOL_SIZE", type=click.IntRange(1, 100), default=10,
+@click.option("--pool-size", envvar="PGALERT_SERVE_POOL_SIZE", type=click.IntRange(1, 100),
+              default=ServeSettings.pool_size,
               show_default=True, show_envvar=True, help="Database connections at most.")
 @click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
               show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
@@ -233,16 +243,17 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
     it can run the inbound functions and nothing else. Run as many as you like behind a load balancer."""
     import uvicorn
 
-    from dispatcher.inbound.app import PAGERDUTY_API_URL, Inbound, ServeSettings
+    from dispatcher.inbound.app import Inbound
 
     env = os.environ
     settings = ServeSettings(
         database_url=database_url, max_body_bytes=max_body_bytes, body_timeout=body_timeout,
         pagerduty_webhook_secrets=_secret_list(env.get("PAGERDUTY_WEBHOOK_SECRETS", "")),
         pagerduty_api_token=env.get("PAGERDUTY_API_TOKEN", "").strip(),
-        pagerduty_api_url=env.get("PAGERDUTY_API_URL", "").strip() or PAGERDUTY_API_URL,
+        pagerduty_api_url=env.get("PAGERDUTY_API_URL", "").strip() or ServeSettings.pagerduty_api_url,
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip(),
-        slack_response_url_prefix=env.get("SLACK_RESPONSE_URL_PREFIX", "").strip() or "https://hooks.slack.com/",
+        slack_response_url_prefix=(env.get("SLACK_RESPONSE_URL_PREFIX", "").strip()
+                                   or ServeSettings.slack_response_url_prefix),
         opsgenie_webhook_token=env.get("OPSGENIE_WEBHOOK_TOKEN", "").strip(),
         alertmanager_default_severity=alertmanager_default_severity, pool_size=pool_size,
     )

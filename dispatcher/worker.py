@@ -299,8 +299,16 @@ class Dispatcher:
 
     def _check_scheduler(self, queries: db.DispatcherQueries) -> None:
         """pg_cron runs rules, escalations and hold releases; when it stops, nothing in it can say so. Every
-        dispatcher asks (the alert is raised once, resolved when the jobs run again) and shows it on /healthz."""
-        seconds, running = queries.check_scheduler()
+        dispatcher asks (the alert is raised once, resolved when the jobs run again) and shows it on /healthz.
+        The check watches the delivery, it never stops it: an error in it is logged and the claim loop goes on
+        (unless the connection itself broke, which the loop handles)."""
+        try:
+            seconds, running = queries.check_scheduler()
+        except psycopg.Error as error:
+            if queries.conn.broken:
+                raise
+            logs.error("checking the scheduled jobs failed", error=self._clean(str(error).strip())[:300])
+            return
         self.metrics.scheduler_age.set(seconds)
         if not running and self.metrics.scheduler_running is not False:
             logs.error("scheduled jobs are not running", seconds_since_run=round(seconds))
@@ -391,7 +399,7 @@ class Dispatcher:
         paces = {}
         for channel, sender in self.providers.items():
             pace = self._pace_of(channel)
-            if pace and not isinstance(sender, Unconfigured) and getattr(sender, "digest_max", 1) <= 1:
+            if pace and not isinstance(sender, Unconfigured) and sender.digest_max <= 1:
                 paces[channel] = {"interval": pace.interval, "burst": pace.burst}
         return paces
 
@@ -405,7 +413,7 @@ class Dispatcher:
         if not pace or isinstance(sender, Unconfigured | None) or provider in self.claim_paces:
             return [[delivery] for delivery in batch]
         granted, wait = queries.reserve_slots(provider, len(batch), pace.interval, pace.burst)
-        digest_max = getattr(sender, "digest_max", 1)
+        digest_max = sender.digest_max
         if granted >= len(batch) or digest_max <= 1:
             for position, delivery in enumerate(batch[granted:]):
                 self._defer(delivery, wait + position * pace.interval)

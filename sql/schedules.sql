@@ -92,8 +92,10 @@ LANGUAGE sql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- least(): a stamp ahead of the clock (a restored backup, 'infinity' set by hand) is "just now", never an
+    -- error that would stop every dispatcher asking
     SELECT h.beat_at,
-           extract(EPOCH FROM now() - coalesce(h.beat_at, h.installed_at))::float8,
+           extract(EPOCH FROM now() - least(coalesce(h.beat_at, h.installed_at), now()))::float8,
            coalesce(h.beat_at, h.installed_at) > now() - p_stale_after
     FROM public.monitoring_scheduler_heartbeat AS h
 $$;

@@ -37,7 +37,8 @@ _templates: dict[str, str] = {}
 
 def pytest_configure(config: pytest.Config) -> None:
     worker_input = getattr(config, "workerinput", None)
-    config.stash[RUN_TOKEN] = worker_input["pgalert_run"] if worker_input else uuid.uuid4().hex[:8]
+    # the controlling process's pid is in the name: a run drops the templates of runs whose process is gone
+    config.stash[RUN_TOKEN] = worker_input["pgalert_run"] if worker_input else f"{uuid.uuid4().hex[:8]}_{os.getpid()}"
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -50,23 +51,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     _started_here.append(not SERVER.is_running())
     SERVER.start()
-    _drop_templates()  # a killed run's: each run builds its own from the SQL as it is now
+    _drop_templates(lambda run: not Path(f"/proc/{run.rpartition('_')[2]}").exists())  # killed runs' leftovers
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):
         return
-    _drop_templates()
+    _drop_templates(lambda run: run == session.config.stash[RUN_TOKEN])
     if _started_here and _started_here[0] and not os.environ.get("PGALERT_TEST_KEEP_SERVER"):
         SERVER.stop()
 
 
-def _drop_templates() -> None:
+def _drop_templates(of_run) -> None:
+    """Drop the templates (and half-built ones) of the runs for which of_run(run token) is true: each run
+    builds its own from the SQL as it is now, and leaves those of a run going on beside it alone."""
     with psycopg.connect(SERVER.url("postgres"), autocommit=True) as admin:
         names = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (TEMPLATE_PREFIX + "%",))
         for (name,) in names.fetchall():
-            admin.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE false')
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            run = name.removeprefix(TEMPLATE_PREFIX).split("_", 1)[1].removesuffix("_building")
+            if of_run(run):
+                admin.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE false')
+                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def template_for(origin: str, run: str) -> str:

@@ -32,30 +32,9 @@ from dispatcher import logs
 from dispatcher.db import INBOUND_FILE, named_queries
 from dispatcher.inbound import translate, verify
 from dispatcher.inbound.openapi import openapi_document
+from dispatcher.inbound.settings import ServeSettings
 
-PAGERDUTY_API_URL = "https://api.pagerduty.com"
 INCIDENT_ID = re.compile(r"^[A-Z0-9]{1,40}$")
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    database_url: str = ""
-    max_body_bytes: int = 1 << 20
-    body_timeout: float = 10.0  # a body still arriving after this is refused (408), not waited for
-    pagerduty_webhook_secrets: tuple[str, ...] = ()
-    pagerduty_api_token: str = ""
-    pagerduty_api_url: str = PAGERDUTY_API_URL
-    slack_signing_secret: str = ""
-    slack_response_url_prefix: str = "https://hooks.slack.com/"
-    opsgenie_webhook_token: str = ""
-    alertmanager_default_severity: str = "warning"
-    pool_size: int = 10
-    lookup_timeout: float = 3.0  # PagerDuty wants an answer within 5 s
-    statement_timeout_ms: int = 4000
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (*self.pagerduty_webhook_secrets, self.pagerduty_api_token,
-                                 self.slack_signing_secret, self.opsgenie_webhook_token) if s)
 
 
 class Refused(Exception):

@@ -76,6 +76,7 @@ class Verdict:
 
 class Provider(Protocol):
     name: str
+    digest_max: int  # deliveries one request may carry: above 1, what exceeds the pace is folded into a digest
 
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never reach a log, an error message or the database."""
@@ -83,12 +84,24 @@ class Provider(Protocol):
     def build(self, delivery: Delivery) -> Request | None:
         """The request for this delivery, or None when the provider has nothing to say for this action."""
 
+    def build_digest(self, deliveries: list[Delivery]) -> Request:
+        """One request for 2 to digest_max deliveries (only asked of a provider whose digest_max is above 1)."""
+
     def judge(self, delivery: Delivery, response: HttpResponse) -> Verdict:
         """Classify a reply: success, worth retrying, or final."""
 
 
+class OneAtATime:
+    """What a provider without digests says: a request carries one delivery."""
+
+    digest_max = 1
+
+    def build_digest(self, deliveries: list[Delivery]) -> Request:
+        raise TypeError(f"{type(self).__name__} sends one delivery a request, not {len(deliveries)}")
+
+
 @dataclass(frozen=True)
-class Unconfigured:
+class Unconfigured(OneAtATime):
     """A provider whose settings are missing: its deliveries are skipped, visibly, with the reason."""
 
     name: str

@@ -22,6 +22,7 @@ from dispatcher.providers.base import (
     Delivery,
     HttpResponse,
     MailRequest,
+    OneAtATime,
     Verdict,
     alert_links,
     details_of,
@@ -37,7 +38,7 @@ DETAILS_MAX = 40
 
 
 @dataclass(frozen=True)
-class Mail:
+class Mail(OneAtATime):
     smtp_url: str
     sender: str
     recipients: tuple[str, ...]

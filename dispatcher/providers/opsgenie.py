@@ -12,6 +12,7 @@ from dispatcher.providers.base import (
     Delivery,
     HttpRequest,
     HttpResponse,
+    OneAtATime,
     Verdict,
     details_of,
     json_body,
@@ -34,7 +35,7 @@ PRIORITY = {"critical": "P1", "warning": "P2", "info": "P3"}
 
 
 @dataclass(frozen=True)
-class Opsgenie:
+class Opsgenie(OneAtATime):
     api_key: str
     api_url: str = US_API_URL
     name: str = "opsgenie"

@@ -8,6 +8,7 @@ from dispatcher.providers.base import (
     Delivery,
     HttpRequest,
     HttpResponse,
+    OneAtATime,
     Verdict,
     alert_links,
     details_of,
@@ -28,7 +29,7 @@ ACTIONS = {"trigger": "trigger", "acknowledge": "acknowledge", "resolve": "resol
 
 
 @dataclass(frozen=True)
-class PagerDuty:
+class PagerDuty(OneAtATime):
     routing_key: str
     events_url: str = US_EVENTS_URL
     name: str = "pagerduty"

@@ -12,6 +12,7 @@ from dispatcher.providers.base import (
     Delivery,
     HttpRequest,
     HttpResponse,
+    OneAtATime,
     Verdict,
     bounded,
     details_of,
@@ -67,7 +68,7 @@ def event_id(delivery: Delivery) -> str:
 
 
 @dataclass(frozen=True)
-class Sentry:
+class Sentry(OneAtATime):
     target: SentryTarget
     name: str = "sentry"
 

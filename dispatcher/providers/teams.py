@@ -17,6 +17,7 @@ from dispatcher.providers.base import (
     Delivery,
     HttpRequest,
     HttpResponse,
+    OneAtATime,
     Verdict,
     alert_links,
     json_body,
@@ -43,7 +44,7 @@ def escape(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class Teams:
+class Teams(OneAtATime):
     webhook_url: str
     name: str = "teams"
 

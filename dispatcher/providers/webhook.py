@@ -23,6 +23,7 @@ from dispatcher.providers.base import (
     Delivery,
     HttpRequest,
     HttpResponse,
+    OneAtATime,
     Verdict,
     bounded,
     details_of,
@@ -94,7 +95,7 @@ def bounded_alert(alert: dict) -> dict:
 
 
 @dataclass(frozen=True)
-class Webhook:
+class Webhook(OneAtATime):
     url: str
     secret: str
     name: str = "webhook"

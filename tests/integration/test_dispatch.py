@@ -525,6 +525,18 @@ def _reachable(scrape):
         return False
 
 
+def test_a_failing_scheduler_check_never_stops_delivery(conn, fake, start_dispatcher):
+    """The check watches delivery, it must not stop it: an error in it (here: no right to call it) used to end
+    every claim as "database unavailable"."""
+    conn.execute("REVOKE EXECUTE ON FUNCTION monitoring_check_scheduler(interval) FROM monitoring_dispatcher")
+    dispatcher = start_dispatcher()
+    conn.execute(SEED_CRITICAL)
+    wait_until(lambda: all_final(conn))
+    assert {status for _, _, status in statuses(conn)} == {"succeeded"}
+    assert "checking the scheduled jobs failed" in dispatcher.output and "dispatcher cannot work" not in dispatcher.output
+    assert dispatcher.stop() == 0
+
+
 def test_health_probes_record_events_and_keep_the_url_out_of_the_database(conn, fake, start_dispatcher):
     secret_url = f"{fake.base_url}/app/health?token=s3cret-token"
     fake.script("app", Fault(200, b"ok"), Fault(503, b"down"))

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from devtools import fake_providers as fake
-from dispatcher.providers.base import Delivery, HttpResponse, truncate, truncate_utf8
+from dispatcher.providers.base import Delivery, HttpResponse, Unconfigured, truncate, truncate_utf8
 from dispatcher.providers.jsm import JiraServiceManagement
 from dispatcher.providers.mail import Mail
 from dispatcher.providers.opsgenie import Opsgenie
@@ -483,3 +483,17 @@ def test_a_writers_link_never_reads_as_an_action_in_teams_pagerduty_or_email():
         assert all(label.endswith("(evil.example)") for label in labels)
         assert sum(label.startswith("Link: ") for label in labels) == 4  # the Cyrillic one is shown with its host only
     assert ">Acknowledge<" not in html and ">Link: Acknowledge (evil.example)<" in html
+
+
+@pytest.mark.parametrize("provider", [
+    PAGERDUTY, OPSGENIE, SLACK, TEAMS, SENTRY, MAIL, Webhook("https://h.example/x", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    JiraServiceManagement(fake.JSM_KEY), Unconfigured("x", "unset")], ids=lambda p: type(p).__name__)
+def test_every_provider_says_how_many_deliveries_a_request_carries(provider):
+    """The worker asks digest_max and build_digest of every provider, through the Provider protocol."""
+    if isinstance(provider, Slack):
+        assert provider.digest_max > 1
+        assert json.loads(provider.build_digest([delivery(provider="slack")] * 2).body)["blocks"]
+    else:
+        assert provider.digest_max == 1
+        with pytest.raises(TypeError, match="one delivery a request"):
+            provider.build_digest([delivery()] * 2)

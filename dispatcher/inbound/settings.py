@@ -1,0 +1,29 @@
+"""`pgalert serve`'s settings: one frozen value built from flags and the environment (the flags' defaults are
+these). No I/O, and nothing heavy to import: the CLI reads the defaults without loading the HTTP stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PAGERDUTY_API_URL = "https://api.pagerduty.com"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    database_url: str = ""
+    max_body_bytes: int = 1 << 20
+    body_timeout: float = 10.0  # a body still arriving after this is refused (408), not waited for
+    pagerduty_webhook_secrets: tuple[str, ...] = ()
+    pagerduty_api_token: str = ""
+    pagerduty_api_url: str = PAGERDUTY_API_URL
+    slack_signing_secret: str = ""
+    slack_response_url_prefix: str = "https://hooks.slack.com/"
+    opsgenie_webhook_token: str = ""
+    alertmanager_default_severity: str = "warning"
+    pool_size: int = 10
+    lookup_timeout: float = 3.0  # PagerDuty wants an answer within 5 s
+    statement_timeout_ms: int = 4000
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (*self.pagerduty_webhook_secrets, self.pagerduty_api_token,
+                                 self.slack_signing_secret, self.opsgenie_webhook_token) if s)
