@@ -53,8 +53,9 @@ def _answers(ok: dict, *codes: int) -> dict:
                503: "The database is unavailable; retry (Retry-After)."}
     answers = {"200": ok}
     for code in codes:
+        schema = "Results" if code == 422 else "Error"  # a 422 is the results, every one of them rejected
         answers[str(code)] = {"description": reasons[code],
-                              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                              "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
     return answers
 
 
@@ -81,7 +82,8 @@ def openapi_document(max_body_bytes: int) -> dict:
             "/v1/alerts": {"post": {
                 "summary": "Raise or resolve alerts",
                 "description": "One alert object, or an array of up to 1000. Goes through the same deduplication "
-                               "and routing as an INSERT into monitoring_alerts.",
+                               "and routing as an INSERT into monitoring_alerts. The token is checked before the "
+                               "body is read; an alert that cannot be stored is rejected alone.",
                 "security": [{"bearer": []}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                     {"$ref": "#/components/schemas/Alert"},
@@ -97,7 +99,8 @@ def openapi_document(max_body_bytes: int) -> dict:
                 "responses": _answers(results, 400, 401, 408, 413, 422, 503),
             }},
             "/v1/pagerduty": _provider("PagerDuty webhooks v3", "Signed with X-PagerDuty-Signature (v1=, "
-                                       "HMAC-SHA256); repeats ignored by X-Webhook-Id.", [{"pagerdutySignature": []}]),
+                                       "HMAC-SHA256); a repeat of a signed event id acts once.",
+                                       [{"pagerdutySignature": []}]),
             "/v1/opsgenie": _provider("Opsgenie outgoing webhook", "Acknowledge, Close and UnAcknowledge by the "
                                       "alias pgalert gave.", [{"bearer": []}, {"basic": []}, {"tokenQuery": []}]),
             "/v1/slack/actions": _provider("Slack interactivity (Acknowledge and Resolve buttons)",

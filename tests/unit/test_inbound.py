@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 
 import pytest
 
@@ -234,3 +235,16 @@ def test_a_provider_action_with_an_unstorable_value_is_refused_whole(value, reas
     opsgenie = b'{"action": "Acknowledge", "alert": {"alertId": "a", "alias": "k", "username": %s}}' % value
     with pytest.raises(BadPayload, match=reason.split(" (")[0]):
         translate.opsgenie_action(translate.parse_json(opsgenie))
+
+
+def test_the_openapi_document_describes_what_each_status_carries():
+    from dispatcher.inbound.openapi import openapi_document
+
+    document = openapi_document(1 << 20)
+    refs = re.findall(r'"\$ref": "#/components/schemas/(\w+)"', json.dumps(document))
+    assert refs and set(refs) <= set(document["components"]["schemas"])  # every reference resolves
+    for path in ("/v1/alerts", "/v1/alertmanager"):
+        answers = document["paths"][path]["post"]["responses"]
+        assert answers["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/Results")  # the results
+        assert answers["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+        assert "408" in answers
