@@ -160,8 +160,11 @@ def cli_reference() -> str:
     for path, command in commands.items():
         context = None
         for depth in range(1, len(path) + 1):  # the parents' contexts, so usage lines read "pgalert silence add"
-            context = click.Context(commands[path[:depth]], info_name=path[depth - 1], parent=context,
-                                    max_content_width=100, terminal_width=100)
+            parent = commands[path[:depth]]
+            # the command's own context settings (-h as well as --help), as `pgalert` builds its contexts; a
+            # fixed width, so the reference does not depend on the terminal it was made in
+            settings = {**parent.context_settings, "max_content_width": 100, "terminal_width": 100}
+            context = click.Context(parent, info_name=path[depth - 1], parent=context, **settings)
         out += [f"## `{' '.join(path)}`", "", "```text", command.get_help(context).rstrip(), "```", ""]
     return "\n".join(out).rstrip() + "\n"
 

@@ -14,11 +14,11 @@ SELECT name, created_at, created_by, revoked_at FROM monitoring_api_clients ORDE
 SELECT monitoring_create_silence(%(matchers)s, %(ends_at)s, %(comment)s);
 
 -- name: list_silences
--- what each silence holds now, by the hold's label (monitoring_notification_holds.held_by)
+-- what each silence holds now
 SELECT s.id, s.matchers::text AS matchers, s.starts_at, least(s.ends_at, s.expired_at) AS ends_at,
        s.created_by, s.comment,
        (SELECT count(*) FROM monitoring_notification_holds AS h
-        WHERE h.held_by = 'silence ' || s.id AND h.released_at IS NULL) AS holding
+        WHERE h.reason = 'silence' AND h.cause_id = s.id AND h.released_at IS NULL) AS holding
 FROM monitoring_silences AS s
 WHERE %(show_all)s OR (s.expired_at IS NULL AND s.ends_at > now())
 ORDER BY s.id;

@@ -250,8 +250,9 @@ BEGIN
             END IF;
             -- silences, maintenance windows and inhibition hold the new alerts' notifications (sql/hygiene.sql)
             IF v_hygiene THEN
-                INSERT INTO public.monitoring_notification_holds (alert_id, reason, held_by, source_alert_id, held_at)
-                SELECT a.id, h.reason, h.held_by, h.source_alert_id, a.created_at
+                INSERT INTO public.monitoring_notification_holds
+                    (alert_id, reason, held_by, source_alert_id, cause_id, held_at)
+                SELECT a.id, h.reason, h.held_by, h.source_alert_id, h.cause_id, a.created_at
                 FROM new_alerts AS a
                 CROSS JOIN LATERAL public._monitoring_holds_for(a, a.created_at) AS h
                 WHERE a.status <> 'resolved'

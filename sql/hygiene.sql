@@ -360,29 +360,31 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_hygiene_in_force(timestamptz) FROM PUBLIC;
 
--- What holds an alert's notifications at p_at: one row per cause. An inhibition is held per source alert,
--- so it lasts while any of them is unresolved.
+-- What holds an alert's notifications at p_at: one row per cause, named by its id (cause_id) and labelled for
+-- people (held_by). An inhibition is held per source alert, so it lasts while any of them is unresolved.
 CREATE OR REPLACE FUNCTION _monitoring_holds_for(p_alert monitoring_alerts, p_at timestamptz)
-RETURNS TABLE (reason text, held_by text, source_alert_id bigint)
+RETURNS TABLE (reason text, held_by text, source_alert_id bigint, cause_id bigint)
 LANGUAGE sql STABLE
 AS $$
-    SELECT 'silence', 'silence ' || s.id, NULL::bigint
+    SELECT 'silence', 'silence ' || s.id, NULL::bigint, s.id
     FROM public.monitoring_silences AS s
     WHERE s.expired_at IS NULL AND s.starts_at <= p_at AND s.ends_at > p_at
       -- one equality first (migration 0021): most silences fail on it, before their matchers are unpacked
       AND (s.equals_field IS NULL OR public._monitoring_alert_field(p_alert, s.equals_field) = s.equals_value)
       AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, s.matchers))
     UNION ALL
-    SELECT 'maintenance', 'maintenance window ' || w.name, NULL
+    SELECT 'maintenance', 'maintenance window ' || w.name, NULL, w.id
     FROM public.monitoring_maintenance_windows AS w
     WHERE public._monitoring_window_is_open(w, p_at)
       AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, w.matchers))
     UNION ALL
-    SELECT 'inhibition', 'inhibit rule ' || pair.rule_name || ': alert ' || (pair.source).id, (pair.source).id
+    SELECT 'inhibition', 'inhibit rule ' || pair.rule_name || ': alert ' || (pair.source).id, (pair.source).id,
+           pair.rule_id
     FROM (
         -- first the rules that have an unresolved source at all (usually none: one index probe per rule), and
         -- only then the matchers; OFFSET 0 keeps the planner from testing the target's matchers first
-        SELECT r.name AS rule_name, r.source_matchers, r.target_matchers, r.equal, src.alert AS source
+        SELECT r.id AS rule_id, r.name AS rule_name, r.source_matchers, r.target_matchers, r.equal,
+               src.alert AS source
         FROM public.monitoring_inhibit_rules AS r
         CROSS JOIN LATERAL (
             -- a rule that names its source's alert_type finds the sources by index; others look at every open alert
@@ -497,8 +499,14 @@ BEGIN
             SET released_at = p_at, release_reason = 'ended'
             FROM public.monitoring_alerts AS a
             WHERE a.id = h.alert_id AND h.released_at IS NULL
+              -- the same cause by id (a renamed window or rule still holds); by label only for a hold older
+              -- than cause_id whose cause could not be named (migration 0026)
               AND NOT EXISTS (SELECT FROM public._monitoring_holds_for(a, p_at) AS still
-                              WHERE still.reason = h.reason AND still.held_by = h.held_by);
+                              WHERE still.reason = h.reason
+                                AND CASE WHEN h.cause_id IS NULL THEN still.held_by = h.held_by
+                                         ELSE still.cause_id = h.cause_id
+                                              AND still.source_alert_id IS NOT DISTINCT FROM h.source_alert_id
+                                    END);
             EXIT;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;

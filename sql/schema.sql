@@ -1154,6 +1154,7 @@ CREATE TABLE public.monitoring_notification_holds (
     released_at timestamp with time zone,
     release_reason text,
     source_alert_id bigint,
+    cause_id bigint,
     CONSTRAINT hold_reason_is_known CHECK ((reason = ANY (ARRAY['silence'::text, 'maintenance'::text, 'inhibition'::text])))
 );
 
@@ -1172,6 +1173,14 @@ acknowledged or resolved meanwhile).';
 --
 
 COMMENT ON COLUMN public.monitoring_notification_holds.source_alert_id IS 'For an inhibition, the unresolved alert that holds this one (held_by names it too, for people).';
+
+
+--
+-- Name: COLUMN monitoring_notification_holds.cause_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_notification_holds.cause_id IS 'The id of the silence, maintenance window or inhibit rule that holds (an inhibition also by source_alert_id);
+held_by is its label, for people. NULL only for a hold older than this column whose cause was renamed before.';
 
 
 --
@@ -2277,7 +2286,7 @@ CREATE UNIQUE INDEX one_open_group_per_key ON public.monitoring_alert_groups USI
 -- Name: one_open_hold_per_cause; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE UNIQUE INDEX one_open_hold_per_cause ON public.monitoring_notification_holds USING btree (alert_id, reason, held_by) WHERE (released_at IS NULL);
+CREATE UNIQUE INDEX one_open_hold_per_cause ON public.monitoring_notification_holds USING btree (alert_id, reason, COALESCE(cause_id, ('-1'::integer)::bigint), COALESCE(source_alert_id, ('-1'::integer)::bigint), held_by) WHERE (released_at IS NULL);
 
 
 --

@@ -206,6 +206,26 @@ def test_a_window_may_cross_midnight_and_a_one_off_window_is_a_range(conn):
         weekly(conn, "Mars/Olympus", [1], "02:00", "1 hour", name="mars")
 
 
+def test_renaming_a_window_or_an_inhibit_rule_while_it_holds_keeps_the_hold(conn):
+    """A hold was matched to its cause by its label: renaming the window or rule ended its holds at the next
+    release, and the alerts paged in the middle of the maintenance."""
+    conn.execute("INSERT INTO monitoring_maintenance_windows (name, matchers, starts_at, ends_at) VALUES ('db_upgrade', %s, %s, %s)",
+                 (Jsonb(DEGRADED), T - 10 * M, T + 50 * M))
+    in_window = raise_alert(conn)
+    payments = [{"field": "alert_type", "op": "=", "value": "payment_failure"}]
+    database = [{"field": "alert_type", "op": "=", "value": "database_connection_failure"}]
+    conn.execute("INSERT INTO monitoring_inhibit_rules (name, source_matchers, target_matchers) VALUES ('db_hides_payments', %s, %s)",
+                 (Jsonb(database), Jsonb(payments)))
+    raise_alert(conn, "database_connection_failure", at=T + M)
+    inhibited = raise_alert(conn, "payment_failure", at=T + 2 * M)
+    conn.execute("UPDATE monitoring_maintenance_windows SET name = 'database_upgrade'")
+    conn.execute("UPDATE monitoring_inhibit_rules SET name = 'database_hides_payments'")
+    assert conn.execute("SELECT monitoring_release_holds(%s)", (T + 3 * M,)).fetchone() == (0,)
+    assert set(triggers(conn, in_window).values()) == set(triggers(conn, inhibited).values()) == {"held"}
+    assert conn.execute("SELECT monitoring_release_holds(%s)", (T + 50 * M,)).fetchone() == (1,)  # the window ends
+    assert set(triggers(conn, in_window).values()) == {"pending"}
+
+
 def test_an_alert_raised_in_a_maintenance_window_is_notified_when_it_ends_if_still_open(conn):
     conn.execute("INSERT INTO monitoring_maintenance_windows (name, matchers, starts_at, ends_at) VALUES ('db_upgrade', %s, %s, %s)",
                  (Jsonb(DEGRADED), T - 10 * M, T + 50 * M))
