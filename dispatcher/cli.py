@@ -193,9 +193,7 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
 
 def command_sql(name: str) -> str:
     """A named query of dispatcher/commands.sql."""
-    from dispatcher.db import COMMANDS_FILE, named_queries
-
-    return named_queries(COMMANDS_FILE)[name]
+    return db.named_queries(db.COMMANDS_FILE)[name]
 
 
 def _secret_list(value: str) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from dispatcher.inbound.openapi import openapi_document
 from dispatcher.inbound.settings import ServeSettings
 
 INCIDENT_ID = re.compile(r"^[A-Z0-9]{1,40}$")
+UNKNOWN_TOKEN = "the token is not one of an active API client"
 
 
 class Refused(Exception):
@@ -164,7 +165,7 @@ class Inbound:
         token = bearer_token_or_refuse(request)
         rows = await self.call("client", {"token_sha256": verify.token_sha256(token)})
         if not rows or rows[0][0] is None:
-            raise Refused(401, "the token is not one of an active API client")
+            raise Refused(401, UNKNOWN_TOKEN)
         return token
 
     async def raise_alerts(self, via: str, token: str, alerts: list[dict | translate.Rejected]) -> Response:
@@ -179,7 +180,7 @@ class Inbound:
                 rows = await self.call("raise", {"via": via, "token_sha256": verify.token_sha256(token),
                                                  "alerts": Jsonb([a for _, a in valid])})
             except psycopg.errors.InvalidAuthorizationSpecification:
-                raise Refused(401, "the token is not one of an active API client") from None
+                raise Refused(401, UNKNOWN_TOKEN) from None
             client = rows[0][4] if rows else None
             results += [{"index": valid[i][0], "outcome": o, "alert_id": a, **({"error": e} if e else {})}
                         for i, o, a, e, _ in rows]
