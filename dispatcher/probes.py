@@ -1,4 +1,4 @@
-"""Health probes: run one HTTP check and say how it went. The loop that claims checks lives in worker.py."""
+"""Health probes: run one HTTP check and say how it went. The loop that claims checks lives in worker/health.py."""
 
 from __future__ import annotations
 
