@@ -103,7 +103,9 @@ def migrate_command(database_url: str, check: bool) -> None:
 @click.option("--dispatcher-id", envvar="PGALERT_DISPATCHER_ID", default=default_dispatcher_id, show_envvar=True,
               help="Name recorded on every attempt. [default: host:pid]")
 @click.option("--concurrency", envvar="PGALERT_CONCURRENCY", type=click.IntRange(1, 256), default=Settings.concurrency,
-              show_default=True, show_envvar=True, help="Sends in flight at once.")
+              show_default=True, show_envvar=True,
+              help="Sends (HTTP or SMTP) in flight at once. A dispatcher holds at most twice as many claimed "
+                   "deliveries, so the next sends are claimed while these go.")
 @click.option("--batch-size", envvar="PGALERT_BATCH_SIZE", type=click.IntRange(1, 5000), default=Settings.batch_size,
               show_default=True, show_envvar=True, help="Deliveries claimed per query.")
 @click.option("--lease-seconds", envvar="PGALERT_LEASE_SECONDS", type=click.FloatRange(5),

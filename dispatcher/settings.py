@@ -6,9 +6,10 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from dispatcher.providers.kinds import default_pacing
 from dispatcher.retry import RetryPolicy
 
-DEFAULT_PACING = "pagerduty=120/60:10,slack=1/1:3"
+DEFAULT_PACING = default_pacing()
 
 
 @dataclass(frozen=True)

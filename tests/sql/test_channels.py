@@ -3,6 +3,8 @@ channels, follow-ups go to the channel that got the trigger, and a secret is onl
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
@@ -102,3 +104,13 @@ def test_an_email_channel_per_team_and_the_default_email_channel_take_trigger_to
     assert conn.execute("SELECT provider, actions, is_pager FROM monitoring_providers WHERE kind = 'email' ORDER BY 1"
                         ).fetchall() == [("email", ["trigger", "acknowledge", "resolve", "notify"], False),
                                          ("email_platform", ["trigger", "acknowledge", "resolve", "notify"], False)]
+
+
+def test_the_kinds_the_database_accepts_are_the_dispatchers_registry(conn):
+    from dispatcher.providers import KINDS
+
+    check = conn.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'kind_is_known'"
+        " AND conrelid = 'monitoring_providers'::regclass").fetchone()[0]
+    accepted = set(re.findall(r"'(\w+)'::text", check))
+    assert accepted == set(KINDS)
