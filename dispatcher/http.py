@@ -1,6 +1,7 @@
 """The send path's HTTP client: one thread runs every request through a libcurl multi handle (pycurl). Mail
 goes the same way: libcurl speaks SMTP too, so a message to a mail server is one more transfer on the same loop,
-with the same timeouts, CA bundle and `done` callback, and no thread of its own.
+with the same timeouts, CA bundle and `done` callback, and no thread of its own; what is SMTP's own (its
+options, how its replies read) is in dispatcher.smtp.
 
 Why: in Python, the HTTP request is most of a delivery's cost, and threads make it worse, because each thread
 must win the interpreter lock back for every piece of a reply. Measured against a keep-alive server in
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import io
 import os
 import select
 import threading
@@ -34,7 +34,7 @@ import pycurl
 import requests.certs
 import requests.utils
 
-from dispatcher import __version__, logs
+from dispatcher import __version__, logs, smtp
 from dispatcher.providers.base import HttpRequest, HttpResponse, MailRequest, Request
 
 MAIL_POLL_MS = 5
@@ -88,10 +88,6 @@ class _Transfer:
                 name, value = text.split(":", 1)
                 headers[name.strip().lower()] = value.strip()
         return headers
-
-    def last_reply(self) -> bytes:
-        """An SMTP server's last reply line ("250 2.0.0 Ok: queued"), what a message's fate is told by."""
-        return self.header_lines[-1].rstrip(b"\r\n") if self.header_lines else b""
 
 
 class HttpClient:
@@ -225,15 +221,14 @@ class HttpClient:
             for handle in succeeded:
                 status = handle.getinfo(pycurl.RESPONSE_CODE)
                 transfer = self._release(handle)
-                reply = HttpResponse(status, {}, transfer.last_reply()) if transfer.mail \
+                reply = smtp.reply(status, transfer.header_lines) if transfer.mail \
                     else HttpResponse(status, transfer.headers(), bytes(transfer.body))
                 self._call(transfer.done, reply, time.perf_counter() - transfer.started)
             for handle, code, message in failed:
                 status = handle.getinfo(pycurl.RESPONSE_CODE)
                 transfer = self._release(handle)
-                if transfer.mail and status >= 400 and code != pycurl.E_OPERATION_TIMEDOUT:
-                    # the server said no (a 4xx to try again, a 5xx for good): the provider judges the code
-                    result: HttpResponse | SendTimeout | SendFailed = HttpResponse(status, {}, transfer.last_reply())
+                if transfer.mail and smtp.refused(status, code):
+                    result: HttpResponse | SendTimeout | SendFailed = smtp.reply(status, transfer.header_lines)
                 elif code == pycurl.E_OPERATION_TIMEDOUT:
                     result = SendTimeout(message)
                 else:
@@ -266,7 +261,7 @@ class HttpClient:
         # an HTTP reply's headers, or an SMTP server's reply lines
         handle.setopt(pycurl.HEADERFUNCTION, transfer.header_lines.append)
         if isinstance(request, MailRequest):
-            self._mail_options(handle, request)
+            smtp.configure(handle, request)
         else:
             self._http_options(handle, request, transfer)
 
@@ -282,22 +277,6 @@ class HttpClient:
         if request.method == "POST" or request.body:
             handle.setopt(pycurl.POSTFIELDS, request.body)
         handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
-
-    @staticmethod
-    def _mail_options(handle: pycurl.Curl, request: MailRequest) -> None:
-        # the URL is smtp(s)://host:port/name-to-greet-with
-        handle.setopt(pycurl.PROXY, "")  # HTTP(S)_PROXY is for HTTP: mail goes to its server directly
-        # smtps:// is TLS from the start; on smtp://, USESSL_ALL refuses to go on unless STARTTLS succeeds, so a
-        # server (or a man in the middle) that stops offering it never gets the password or the alert in clear
-        handle.setopt(pycurl.USE_SSL, pycurl.USESSL_ALL if request.starttls_required else pycurl.USESSL_TRY)
-        if request.username:
-            handle.setopt(pycurl.USERNAME, request.username)
-            handle.setopt(pycurl.PASSWORD, request.password)
-        handle.setopt(pycurl.MAIL_FROM, f"<{request.mail_from}>")
-        handle.setopt(pycurl.MAIL_RCPT, [f"<{address}>" for address in request.recipients])
-        handle.setopt(pycurl.UPLOAD, 1)
-        handle.setopt(pycurl.READFUNCTION, io.BytesIO(request.message).read)
-        handle.setopt(pycurl.INFILESIZE, len(request.message))
 
     def _proxy(self, url: str) -> str:
         """The proxy HTTP(S)_PROXY and NO_PROXY name for this scheme and host, or "" for a direct connection.
