@@ -8,13 +8,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps system-deps test lint demo bench install-script reference wheel-smoke clean
 
+# Chromium is for the console's browser tests (Playwright drives Debian's build: its own download cannot work here)
 system-deps:
 	@if [ ! -x $(PG_BIN)/postgres ] || [ ! -f /usr/lib/postgresql/15/lib/pg_cron.so ] || ! command -v runuser >/dev/null \
-		|| [ ! -x /usr/sbin/pgbouncer ]; then \
-		echo "installing PostgreSQL 15, pg_cron and PgBouncer from Debian's packages"; \
+		|| [ ! -x /usr/sbin/pgbouncer ] || [ ! -x /usr/bin/chromium ]; then \
+		echo "installing PostgreSQL 15, pg_cron, PgBouncer and Chromium from Debian's packages"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15 postgresql-15-cron pgbouncer \
-			util-linux >/dev/null; \
+			util-linux chromium >/dev/null; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

@@ -83,7 +83,7 @@ def run(url: str, log_dir: Path, report: Callable[..., None]) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT monitoring_create_api_client('bench', %s)", (token_sha256(token),))
     serve, base = start_serve(role_login(url, "pgalert_bench_serve"), log_dir / "serve.log",
-                              "--log-level", "warning", "--pool-size", str(CONCURRENCY))
+                              "--log-level", "warning", "--pool-size", str(CONCURRENCY), "--no-console")
     headers = {"Authorization": f"Bearer {token}"}
     try:
         session = requests.Session()

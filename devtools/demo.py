@@ -26,6 +26,7 @@ import requests
 from devtools.fake_providers import PAGERDUTY_API_TOKEN, FakeProviders, describe, sign_pagerduty, sign_slack
 from devtools.localpg import LocalServer
 from devtools.serve import role_login, start_serve
+from dispatcher.console.auth import hash_password
 from dispatcher.migrate import MigrationError, migrate
 from dispatcher.providers import PROVIDER_ENV
 
@@ -39,6 +40,12 @@ SEED = [
 _PRINT = threading.Lock()
 DEMO_PAGERDUTY_WEBHOOK_SECRET = "demo-pagerduty-webhook-secret"
 DEMO_SLACK_SIGNING_SECRET = "demo-slack-signing-secret"
+# the console's demo login: an admin, on this machine only (the demo's serve listens on 127.0.0.1)
+DEMO_CONSOLE_LOGIN, DEMO_CONSOLE_PASSWORD = "demo", "pgalert-demo-only"
+# left open at the end, for the console to show
+LEFT_OPEN = [("disk_full", "warning", "Disk 95% on db-1", "db-1", '{"labels": {"env": "prod", "host": "db-1"}, '
+              '"runbook_url": "https://runbooks.example.com/disk-full"}'),
+             ("queue_lag", "info", "Email queue 4 minutes behind", "mailer", '{"labels": {"env": "prod"}}')]
 
 
 def say(text: str = "") -> None:
@@ -142,11 +149,15 @@ def main() -> int:
                                   env=env, stderr=open(log_path, "ab"))  # noqa: SIM115 - lives as long as the child
     serve = None
     try:
-        if receiver:
-            serve_log = server.base_dir / "serve.log"
-            serve, serve_url = start_serve(role_login(url, "pgalert_demo_serve"), serve_log,
-                                           env=serve_env(receiver))
-            say(f"Started pgalert serve on {serve_url}, where PagerDuty and Slack call back (its log: {serve_log})")
+        serve_log = server.base_dir / "serve.log"
+        # serve's login as the docs make it: monitoring_inbound, and monitoring_console for the console
+        serve, serve_url = start_serve(role_login(url, "pgalert_demo_serve", "monitoring_inbound,monitoring_console"),
+                                       serve_log, env=serve_env(receiver) if receiver else {})
+        say(f"Started pgalert serve on {serve_url}: the console, and where PagerDuty and Slack call back "
+            f"(its log: {serve_log})")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT monitoring_console_save_user(%s, 'Demo Admin', 'admin', %s)",
+                         (DEMO_CONSOLE_LOGIN, hash_password(DEMO_CONSOLE_PASSWORD)))
         time.sleep(1.0)
         with psycopg.connect(url, autocommit=True) as conn:
             # a second run starts clean: earlier demo alerts would deduplicate the new ones
@@ -169,7 +180,7 @@ def main() -> int:
             keys = dict(conn.execute(
                 "SELECT a.id, 'pgalert-' || left(replace(i.installation_id::text, '-', ''), 8) || '-' || a.id "
                 "FROM monitoring_alerts AS a, _monitoring_installation AS i WHERE a.id = ANY(%s)", (ids,)).fetchall())
-            if serve:
+            if receiver:
                 say(f"\n2. Alice taps Acknowledge in the PagerDuty app; PagerDuty's signed webhook comes back "
                     f"(alert {ids[0]}):")
                 answer = pagerduty_acknowledges(serve_url, receiver, keys[ids[0]], "Alice")
@@ -181,7 +192,7 @@ def main() -> int:
             say(f"\n3. Acknowledged with SQL: SELECT monitoring_acknowledge_alert({ids[1]}, 'bob', 'on it');")
             conn.execute("SELECT monitoring_acknowledge_alert(%s, 'bob', 'on it')", (ids[1],))
             wait_for_deliveries(conn)
-            if serve:
+            if receiver:
                 say(f"\n4. Bob clicks Resolve on the Slack message of alert {ids[1]}; Slack's signed request "
                     "comes back:")
                 status = slack_button_clicked(serve_url, receiver, keys[ids[1]], "U0BOB", "bob")
@@ -200,10 +211,18 @@ def main() -> int:
             for row in conn.execute("SELECT id, status, acknowledged_by, acknowledged_via, resolved_by, resolved_via "
                                     "FROM monitoring_alerts WHERE id = ANY(%s) ORDER BY id", (ids[:2],)):
                 say("  alert {:>3}  {:<13} acknowledged by {} via {}; resolved by {} via {}".format(*row))
+            for alert_type, severity, title, source, details in LEFT_OPEN:
+                conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, source, details) "
+                             "VALUES (%s, %s, %s, %s, %s)", (alert_type, severity, title, source, details))
+            say(f"\n6. Left open for the console: {', '.join(title for _, _, title, _, _ in LEFT_OPEN)}")
         example = ("INSERT INTO monitoring_alerts (alert_type, severity, title, message) "
-                   "VALUES ('disk_full', 'warning', 'Disk 95%', 'db-1 /var')")
+                   "VALUES ('payment_failure', 'critical', 'Checkout down', 'raised from psql')")
         say(f"""
-pgalert is running. In another terminal, raise your own alert and watch it go out here:
+pgalert is running.
+
+  Console: {serve_url}/console/   sign in as {DEMO_CONSOLE_LOGIN} / {DEMO_CONSOLE_PASSWORD}
+
+In another terminal, raise your own alert and watch it appear in the console and go out here:
 
   psql {url} -c "{example}"
   psql {url} -c "SELECT * FROM monitoring_deliveries ORDER BY id DESC LIMIT 5"

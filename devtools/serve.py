@@ -1,5 +1,6 @@
 """`pgalert serve` as the demo, the benchmark and the tests start it: its own process on a free port, logging
-to a file, as a login that holds only monitoring_inbound; returned once /healthz answers 200."""
+to a file, as a login that holds only its documented roles (monitoring_inbound, and monitoring_console for the
+console); returned once /healthz answers 200."""
 
 from __future__ import annotations
 
@@ -17,18 +18,21 @@ from devtools.localpg import free_port
 
 def role_login(url: str, login: str, role: str = "monitoring_inbound") -> str:
     """`url` for `login`, a LOGIN role holding only `role` (serve's monitoring_inbound, the dispatcher's
-    monitoring_dispatcher), made if missing (roles are cluster-wide, so a second run finds it)."""
+    monitoring_dispatcher; several comma-separated), made if missing (roles are cluster-wide, so a second run
+    finds it)."""
+    roles = ", ".join(f'"{name.strip()}"' for name in role.split(","))
     with psycopg.connect(url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone():
-            conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{role}"')
+            conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE {roles}')
     return url.replace("postgresql://postgres@", f"postgresql://{login}@", 1)
 
 
 def start_serve(database_url: str, log: Path, *args: str, env: dict[str, str] | None = None,
-                timeout: float = 30, base_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """The process and its base URL, its environment `env` over `base_env` (default: this process's). Raises
-    with the end of its log if it exits or is not healthy in time."""
-    port = free_port()
+                timeout: float = 30, base_env: dict[str, str] | None = None,
+                port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """The process and its base URL, its environment `env` over `base_env` (default: this process's), on `port`
+    or a free one. Raises with the end of its log if it exits or is not healthy in time."""
+    port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "dispatcher", "serve", "--port", str(port), *args],
         env={**(os.environ if base_env is None else base_env), **(env or {}), "DATABASE_URL": database_url,

@@ -222,12 +222,24 @@ def _secret_list(value: str) -> tuple[str, ...]:
 @click.option("--pool-size", envvar="PGALERT_SERVE_POOL_SIZE", type=click.IntRange(1, 100),
               default=ServeSettings.pool_size,
               show_default=True, show_envvar=True, help="Database connections at most.")
+@click.option("--console/--no-console", envvar="PGALERT_CONSOLE", default=ServeSettings.console, show_default=True,
+              show_envvar=True, help="The web console under /console (/ redirects to it). Its login must also hold "
+                                     "monitoring_console.")
+@click.option("--console-session-hours", envvar="PGALERT_CONSOLE_SESSION_HOURS", type=click.FloatRange(0.1, 720),
+              default=ServeSettings.console_session_hours, show_default=True, show_envvar=True,
+              help="How long a console sign-in lasts.")
+@click.option("--console-auth-header", envvar="PGALERT_CONSOLE_AUTH_HEADER", default="", show_envvar=True,
+              help="Single sign-on: the header in which a trusted reverse proxy (oauth2-proxy, ...) names the person, "
+                   "e.g. X-Forwarded-Email; believed only from --console-trusted-proxies.")
+@click.option("--console-trusted-proxies", envvar="PGALERT_CONSOLE_TRUSTED_PROXIES", default="", show_envvar=True,
+              help="The proxy's addresses or networks, comma-separated, e.g. 10.0.0.5,10.1.0.0/16.")
 @click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
               show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
 @click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, show_envvar=True, help="The least important events to log.")
 def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, body_timeout: float,
-                  alertmanager_default_severity: str, pool_size: int, log_format: str, log_level: str) -> None:
+                  alertmanager_default_severity: str, pool_size: int, console: bool, console_session_hours: float,
+                  console_auth_header: str, console_trusted_proxies: str, log_format: str, log_level: str) -> None:
     """Hear what responders do at PagerDuty, Opsgenie and Slack, and take alerts over HTTP, until SIGTERM.
 
     \b
@@ -237,10 +249,13 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
                             with PAGERDUTY_API_TOKEN (read-only) to map incidents whose payload lacks the key
     POST /v1/opsgenie       Opsgenie webhook        OPSGENIE_WEBHOOK_TOKEN
     POST /v1/slack/actions  Slack buttons           SLACK_SIGNING_SECRET
+    GET  /console/          the web console (people made with `pgalert user create`)
     GET  /healthz, /metrics, /openapi.json
 
-    A provider endpoint whose secret is not set answers 404. Connect as a login holding monitoring_inbound:
-    it can run the inbound functions and nothing else. Run as many as you like behind a load balancer."""
+    A provider endpoint whose secret is not set answers 404. Connect as a login holding monitoring_inbound
+    (the inbound functions and nothing else) and, for the console, monitoring_console (what a reader reads,
+    and the console's functions, which act only for a signed-in person, within their role). Run as many as
+    you like behind a load balancer."""
     import uvicorn
 
     from dispatcher.inbound.app import Inbound
@@ -256,7 +271,18 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
                                    or ServeSettings.slack_response_url_prefix),
         opsgenie_webhook_token=env.get("OPSGENIE_WEBHOOK_TOKEN", "").strip(),
         alertmanager_default_severity=alertmanager_default_severity, pool_size=pool_size,
+        console=console, console_session_hours=console_session_hours, console_auth_header=console_auth_header.strip(),
+        console_trusted_proxies=console_trusted_proxies,
     )
+    if console_auth_header and not console_trusted_proxies:
+        raise click.ClickException("--console-auth-header needs --console-trusted-proxies: anyone could send the "
+                                   "header otherwise")
+    try:
+        from dispatcher.console.auth import parse_networks
+
+        parse_networks(console_trusted_proxies)
+    except ValueError as error:
+        raise click.ClickException(f"--console-trusted-proxies: {error}") from None
     secrets = settings.secrets() + ((database_url,) if database_url else ())
     logs.configure(log_format, log_level, secrets)
     for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own lines in the same format, secrets redacted
@@ -328,6 +354,101 @@ def api_client_list(database_url: str, output_format: str) -> None:
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
         rows = cursor.fetchall()
     click.echo(render(["name", "created_at", "created_by", "revoked_at"], rows, output_format), nl=False)
+
+
+@cli.group("user")
+def user_group() -> None:
+    """The people who may sign in to the web console, and what each may do there (needs monitoring_admin)."""
+
+
+def _read_password(password_stdin: bool) -> str:
+    from dispatcher.console.auth import PASSWORD_MIN
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < PASSWORD_MIN:
+        raise click.ClickException(f"a password needs at least {PASSWORD_MIN} characters")
+    return password
+
+
+@user_group.command("create")
+@database_option
+@click.argument("login")
+@click.option("--name", "display_name", help="As shown on what they do (acknowledged by ...). [default: LOGIN]")
+@click.option("--role", type=click.Choice(["viewer", "responder", "admin"]), default="responder", show_default=True,
+              help="viewer reads; responder also acknowledges, resolves, reopens and silences; admin also more.")
+@click.option("--person", help="Their name in monitoring_people (on-call), if they are on a rotation.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@click.option("--sso-only", is_flag=True, help="No password: they sign in through the trusted proxy only.")
+def user_create(database_url: str, login: str, display_name: str | None, role: str, person: str | None,
+                password_stdin: bool, sso_only: bool) -> None:
+    """Make (or change) console user LOGIN, asking for a password; their open sessions end."""
+    from dispatcher.console.auth import hash_password
+
+    password_hash = None if sso_only else hash_password(_read_password(password_stdin))
+    _save_user(database_url, login, display_name or login, role, password_hash, person)
+    click.echo(f"console user {login.lower()} is a {role}")
+
+
+@user_group.command("passwd")
+@database_option
+@click.argument("login")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+def user_passwd(database_url: str, login: str, password_stdin: bool) -> None:
+    """Set console user LOGIN's password; their open sessions end."""
+    from dispatcher.console.auth import hash_password
+
+    with connect_or_fail(database_url) as conn:
+        row = conn.execute(command_sql("console_user"), {"login": login.lower()}).fetchone()
+    if row is None:
+        raise click.ClickException(f"no console user is named {login.lower()}")
+    _save_user(database_url, login, row[0], row[1], hash_password(_read_password(password_stdin)), None)
+    click.echo(f"password of {login.lower()} changed")
+
+
+@user_group.command("disable")
+@database_option
+@click.argument("login")
+def user_disable(database_url: str, login: str) -> None:
+    """Console user LOGIN can no longer sign in; their sessions end now (`user create` enables them again)."""
+    with connect_or_fail(database_url) as conn:
+        try:
+            done = conn.execute(command_sql("disable_console_user"), {"login": login}).fetchone()[0]
+            conn.commit()
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+    if not done:
+        raise click.ClickException(f"no enabled console user is named {login.lower()}")
+    click.echo(f"disabled console user {login.lower()}")
+
+
+@user_group.command("list")
+@database_option
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="table for people; json or csv for tools.")
+def user_list(database_url: str, output_format: str) -> None:
+    """The console's users and their roles (never a password hash)."""
+    from dispatcher.report import render
+
+    with connect_or_fail(database_url) as conn:
+        try:
+            rows = conn.execute(command_sql("list_console_users")).fetchall()
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+    click.echo(render(["login", "display_name", "role", "created_at", "disabled_at"], rows, output_format), nl=False)
+
+
+def _save_user(database_url: str, login: str, display_name: str, role: str, password_hash: str | None,
+               person: str | None) -> None:
+    with connect_or_fail(database_url) as conn:
+        try:
+            conn.execute(command_sql("save_console_user"), {"login": login, "display_name": display_name, "role": role,
+                                                            "password_hash": password_hash, "person": person})
+            conn.commit()
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
 
 
 @cli.group("silence")

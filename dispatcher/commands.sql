@@ -40,3 +40,15 @@ SELECT person, is_override, shift_ends_at FROM monitoring_who_is_on_call(%(sched
 
 -- name: oncall_timeline
 SELECT * FROM monitoring_oncall_timeline(%(schedule)s, now(), now() + make_interval(days => %(days)s));
+
+-- name: save_console_user
+SELECT monitoring_console_save_user(%(login)s, %(display_name)s, %(role)s, %(password_hash)s, %(person)s);
+
+-- name: console_user
+SELECT display_name, role FROM monitoring_console_users WHERE login = %(login)s;
+
+-- name: disable_console_user
+SELECT monitoring_console_disable_user(%(login)s);
+
+-- name: list_console_users
+SELECT login, display_name, role, created_at, disabled_at FROM monitoring_console_users ORDER BY login;

@@ -157,6 +157,36 @@ COMMENT ON COLUMN public.monitoring_alerts.resolved_via IS 'Where it was resolve
 
 
 --
+-- Name: monitoring_console_users; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_console_users (
+    id bigint NOT NULL,
+    login text NOT NULL,
+    display_name text NOT NULL,
+    role text NOT NULL,
+    person_id bigint,
+    password_hash text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_by text DEFAULT SESSION_USER NOT NULL,
+    disabled_at timestamp with time zone,
+    CONSTRAINT console_login_is_simple CHECK ((login ~ '^[a-z0-9][a-z0-9._@+-]{0,99}$'::text)),
+    CONSTRAINT console_name_is_short_text CHECK (((btrim(display_name) <> ''::text) AND (char_length(display_name) <= 100))),
+    CONSTRAINT console_role_is_known CHECK ((role = ANY (ARRAY['viewer'::text, 'responder'::text, 'admin'::text]))),
+    CONSTRAINT password_hash_is_argon2 CHECK ((password_hash ~ '^\$argon2id\$'::text))
+);
+
+
+--
+-- Name: TABLE monitoring_console_users; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_console_users IS 'Who may sign in to the console, and as what: viewer (reads everything), responder (+ acknowledge, resolve,
+reopen, silence), admin (+ maintenance windows and rules). Made with `pgalert user create`; the password hash
+(argon2id) is read by no role, only checked through monitoring_console_begin_sign_in.';
+
+
+--
 -- Name: monitoring_alert_rules; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -547,6 +577,59 @@ bearer token. Only the SHA-256 of a token is kept; `pgalert api-client create` s
 
 ALTER TABLE public.monitoring_api_clients ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.monitoring_api_clients_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: monitoring_console_sessions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_console_sessions (
+    token_sha256 bytea NOT NULL,
+    user_id bigint NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    client text,
+    CONSTRAINT session_hash_is_sha256 CHECK ((octet_length(token_sha256) = 32))
+);
+
+
+--
+-- Name: TABLE monitoring_console_sessions; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_console_sessions IS 'Signed-in console sessions, by the SHA-256 of the token in the person''s cookie; every serve process finds them.';
+
+
+--
+-- Name: monitoring_console_sign_in_failures; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_console_sign_in_failures (
+    login text NOT NULL,
+    client text NOT NULL,
+    failed_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: TABLE monitoring_console_sign_in_failures; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_console_sign_in_failures IS 'Failed console sign-ins of the last hour: too many for one login or from one address refuse the next for a while.';
+
+
+--
+-- Name: monitoring_console_users_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_console_users ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_console_users_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -1793,6 +1876,30 @@ ALTER TABLE ONLY public.monitoring_api_clients
 
 
 --
+-- Name: monitoring_console_sessions monitoring_console_sessions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_console_sessions
+    ADD CONSTRAINT monitoring_console_sessions_pkey PRIMARY KEY (token_sha256);
+
+
+--
+-- Name: monitoring_console_users monitoring_console_users_login_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_console_users
+    ADD CONSTRAINT monitoring_console_users_login_key UNIQUE (login);
+
+
+--
+-- Name: monitoring_console_users monitoring_console_users_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_console_users
+    ADD CONSTRAINT monitoring_console_users_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: monitoring_deliveries monitoring_deliveries_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2168,6 +2275,27 @@ CREATE INDEX monitoring_alerts_created_at ON public.monitoring_alerts USING btre
 --
 
 CREATE INDEX monitoring_alerts_open_by_type ON public.monitoring_alerts USING btree (alert_type) WHERE (status <> 'resolved'::text);
+
+
+--
+-- Name: monitoring_console_sessions_expires; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_console_sessions_expires ON public.monitoring_console_sessions USING btree (expires_at);
+
+
+--
+-- Name: monitoring_console_sign_in_failures_client; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_console_sign_in_failures_client ON public.monitoring_console_sign_in_failures USING btree (client, failed_at);
+
+
+--
+-- Name: monitoring_console_sign_in_failures_login; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_console_sign_in_failures_login ON public.monitoring_console_sign_in_failures USING btree (login, failed_at);
 
 
 --
@@ -2733,6 +2861,22 @@ ALTER TABLE ONLY public.monitoring_alert_groups
 
 
 --
+-- Name: monitoring_console_sessions monitoring_console_sessions_user_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_console_sessions
+    ADD CONSTRAINT monitoring_console_sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.monitoring_console_users(id) ON DELETE CASCADE;
+
+
+--
+-- Name: monitoring_console_users monitoring_console_users_person_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_console_users
+    ADD CONSTRAINT monitoring_console_users_person_id_fkey FOREIGN KEY (person_id) REFERENCES public.monitoring_people(id) ON DELETE SET NULL;
+
+
+--
 -- Name: monitoring_deliveries monitoring_deliveries_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2886,6 +3030,7 @@ GRANT USAGE ON SCHEMA public TO monitoring_dispatcher;
 GRANT USAGE ON SCHEMA public TO monitoring_admin;
 GRANT USAGE ON SCHEMA public TO monitoring_rule_runner;
 GRANT USAGE ON SCHEMA public TO monitoring_inbound;
+GRANT USAGE ON SCHEMA public TO monitoring_console;
 
 
 --
@@ -2967,6 +3112,70 @@ GRANT INSERT(occurred_at) ON TABLE public.monitoring_alerts TO monitoring_writer
 --
 
 GRANT INSERT(created_at) ON TABLE public.monitoring_alerts TO monitoring_writer;
+
+
+--
+-- Name: COLUMN monitoring_console_users.id; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(id) ON TABLE public.monitoring_console_users TO monitoring_admin;
+GRANT SELECT(id) ON TABLE public.monitoring_console_users TO monitoring_console;
+
+
+--
+-- Name: COLUMN monitoring_console_users.login; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(login) ON TABLE public.monitoring_console_users TO monitoring_admin;
+GRANT SELECT(login) ON TABLE public.monitoring_console_users TO monitoring_console;
+
+
+--
+-- Name: COLUMN monitoring_console_users.display_name; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(display_name) ON TABLE public.monitoring_console_users TO monitoring_admin;
+GRANT SELECT(display_name) ON TABLE public.monitoring_console_users TO monitoring_console;
+
+
+--
+-- Name: COLUMN monitoring_console_users.role; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(role) ON TABLE public.monitoring_console_users TO monitoring_admin;
+GRANT SELECT(role) ON TABLE public.monitoring_console_users TO monitoring_console;
+
+
+--
+-- Name: COLUMN monitoring_console_users.person_id; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(person_id) ON TABLE public.monitoring_console_users TO monitoring_admin;
+GRANT SELECT(person_id) ON TABLE public.monitoring_console_users TO monitoring_console;
+
+
+--
+-- Name: COLUMN monitoring_console_users.created_at; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(created_at) ON TABLE public.monitoring_console_users TO monitoring_admin;
+GRANT SELECT(created_at) ON TABLE public.monitoring_console_users TO monitoring_console;
+
+
+--
+-- Name: COLUMN monitoring_console_users.created_by; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(created_by) ON TABLE public.monitoring_console_users TO monitoring_admin;
+GRANT SELECT(created_by) ON TABLE public.monitoring_console_users TO monitoring_console;
+
+
+--
+-- Name: COLUMN monitoring_console_users.disabled_at; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(disabled_at) ON TABLE public.monitoring_console_users TO monitoring_admin;
+GRANT SELECT(disabled_at) ON TABLE public.monitoring_console_users TO monitoring_console;
 
 
 --

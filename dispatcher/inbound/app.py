@@ -73,6 +73,11 @@ class Inbound:
             # a pooled connection that died with a PostgreSQL restart is replaced, not handed out
             check=AsyncConnectionPool.check_connection,
         )
+        self.console = None
+        if settings.console:
+            from dispatcher.console.app import Console
+
+            self.console = Console(settings, self.pool)
 
     # --- the application -------------------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -86,16 +91,22 @@ class Inbound:
             Route("/v1/opsgenie", self.endpoint("opsgenie", self.opsgenie), methods=["POST"]),
             Route("/v1/slack/actions", self.endpoint("slack", self.slack), methods=["POST"]),
         ]
+        if self.console:
+            routes += self.console.routes()
         return Starlette(routes=routes, lifespan=self.lifespan)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         # wait=False: serve starts (and answers 503) while PostgreSQL is still coming up
         await self.pool.open(wait=False)
-        logs.info("serve ready", endpoints=",".join(self.enabled_endpoints()))
+        if self.console:
+            self.console.feed.start()
+        logs.info("serve ready", endpoints=",".join(self.enabled_endpoints()), console=bool(self.console))
         try:
             yield
         finally:
+            if self.console:
+                await self.console.feed.stop()
             await self.pool.close(timeout=5)
 
     def enabled_endpoints(self) -> list[str]:

@@ -23,6 +23,10 @@ class ServeSettings:
     pool_size: int = 10
     lookup_timeout: float = 3.0  # PagerDuty wants an answer within 5 s
     statement_timeout_ms: int = 4000
+    console: bool = True  # the web console under /console (needs the login to hold monitoring_console too)
+    console_session_hours: float = 12.0
+    console_auth_header: str = ""  # single sign-on: the trusted proxy's header that names the person
+    console_trusted_proxies: str = ""  # the addresses whose console_auth_header is believed
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (*self.pagerduty_webhook_secrets, self.pagerduty_api_token,

@@ -76,6 +76,7 @@ def test_the_demo_routes_acknowledges_and_resolves_the_seed_then_stops_on_ctrl_c
     assert "Resolved 1 alert(s) an earlier demo left open" in output and "Traceback" not in first + output
 
     assert "No provider configured: local receivers" in output
+    assert "/console/   sign in as demo / pgalert-demo-only" in output and "Left open for the console" in output
     for seed in ("'payment_failure', 'critical', 'Test', 'Test PagerDuty'",
                  "'api_response_degradation', 'warning', 'Test', 'Test Opsgenie'",
                  "'deploy_finished', 'info', 'Test', 'Test Slack'"):

@@ -96,6 +96,7 @@ TABLE_RIGHTS = {
     "monitoring_alert_escalations": "admin:SELECT reader:SELECT",
     "monitoring_alert_rules": f"{ADMIN_EDITS} reader:SELECT",
     "monitoring_api_clients": "admin:SELECT",  # id, name and dates: never the token hashes (below)
+    "monitoring_console_users": "admin:SELECT",  # never the password hashes (below)
     "monitoring_inbound_actions": "admin:DELETE admin:SELECT reader:SELECT",
     "monitoring_silences": "admin:INSERT admin:SELECT reader:SELECT",  # ended by expiring, never deleted
     "monitoring_maintenance_windows": f"{ADMIN_EDITS} reader:SELECT",
@@ -152,7 +153,17 @@ FUNCTION_RIGHTS = {
     # pgalert serve's whole interface: it holds no table rights at all
     "monitoring_inbound_client": ["inbound"], "monitoring_inbound_find_alert": ["inbound"],
     "monitoring_inbound_act": ["inbound"], "monitoring_inbound_raise": ["inbound"], "monitoring_inbound_ready": ["inbound"],
+    "monitoring_silence_preview": READ,
+    "monitoring_console_save_user": ["admin"], "monitoring_console_disable_user": ["admin"],
+    # the console's own interface (monitoring_console, below): no other role runs it
+    **{f"monitoring_console_{name}": None for name in (
+        "begin_sign_in", "finish_sign_in", "session", "proxy_session", "sign_out", "acknowledge", "resolve", "reopen",
+        "create_silence", "expire_silence")},
 }
+# the console reads what a reader reads, sees who may sign in (never a password hash), and acts only through
+# these functions, each given a person's session token (tests/sql/test_console.py)
+CONSOLE_FUNCTIONS = {name for name, roles in FUNCTION_RIGHTS.items()
+                     if name.startswith("monitoring_console_") and roles is None}
 ROLES = ["writer", "reader", "dispatcher", "admin", "inbound"]
 
 
@@ -182,6 +193,11 @@ def test_every_public_table_grants_exactly_the_documented_rights(conn):
                                     WHERE has_column_privilege('monitoring_' || r, 'monitoring_api_clients', 'token_sha256', 'SELECT')""",
                                  (ROLES,)).fetchone()[0]
     assert token_readers is None
+    hash_readers = conn.execute("""SELECT array_agg(r) FROM unnest(%s::text[]) AS r
+                                   WHERE has_column_privilege('monitoring_' || r, 'monitoring_console_users',
+                                                              'password_hash', 'SELECT')""",
+                                (ROLES + ["console"],)).fetchone()[0]
+    assert hash_readers is None
 
 
 def test_every_public_function_runs_for_exactly_the_documented_roles(conn):
@@ -192,3 +208,22 @@ def test_every_public_function_runs_for_exactly_the_documented_roles(conn):
         GROUP BY p.proname
     """, (ROLES,)).fetchall()
     assert dict(rows) == FUNCTION_RIGHTS
+
+
+def test_the_console_reads_what_a_reader_reads_and_acts_only_through_its_functions(conn):
+    tables = conn.execute("""
+        SELECT c.relname, pr.p, has_table_privilege('monitoring_console', c.oid, pr.p),
+               has_table_privilege('monitoring_reader', c.oid, pr.p)
+        FROM pg_class AS c CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS pr (p)
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'v', 'p') AND NOT c.relispartition
+    """).fetchall()
+    assert [(t, p) for t, p, console, reader in tables if console != reader] == []
+    assert conn.execute("SELECT has_any_column_privilege('monitoring_console', 'monitoring_console_users', 'SELECT')"
+                        ).fetchone()[0]
+    functions = conn.execute("""
+        SELECT p.proname FROM pg_proc AS p
+        WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'monitoring\\_%%'
+          AND has_function_privilege('monitoring_console', p.oid, 'EXECUTE')
+          AND NOT has_function_privilege('monitoring_reader', p.oid, 'EXECUTE')
+    """).fetchall()
+    assert {name for (name,) in functions} == CONSOLE_FUNCTIONS

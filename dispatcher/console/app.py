@@ -1,0 +1,429 @@
+"""The console's HTTP side, mounted by `pgalert serve` under /console: pages rendered on the server (Jinja2),
+made live by htmx and one Server-Sent Events stream per page. Reading needs a session; every change is a
+monitoring_console_* function given the session's token, so the database checks the person's role."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import psycopg
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from dispatcher import __version__, logs
+from dispatcher.console import auth, views
+from dispatcher.console.feed import Feed
+from dispatcher.db import named_queries
+from dispatcher.inbound.settings import ServeSettings
+from dispatcher.matchers import parse_duration
+
+HERE = Path(__file__).parent
+QUERIES_FILE = HERE / "queries.sql"
+BODY_MAX = 64 * 1024
+KEEPALIVE_SECONDS = 15.0
+# no inline script, no eval, nothing from another origin; htmx and the console's script are files of ours
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class User:
+    login: str
+    display_name: str
+    role: str
+    token: str
+    expires_at: dt.datetime
+
+    @property
+    def can_act(self) -> bool:
+        return self.role in ("responder", "admin")
+
+    @property
+    def csrf(self) -> str:
+        return auth.csrf_token(self.token)
+
+
+class SignInRequired(Exception):
+    pass
+
+
+class Console:
+    def __init__(self, settings: ServeSettings, pool: AsyncConnectionPool):
+        self.settings = settings
+        self.pool = pool
+        self.queries = named_queries(QUERIES_FILE)
+        self.feed = Feed(settings.database_url, QUERIES_FILE)
+        self.proxies = auth.parse_networks(settings.console_trusted_proxies)
+        self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
+                                     autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+        self.templates.globals.update(version=__version__)
+
+    def routes(self) -> list:
+        return [
+            Route("/", lambda request: RedirectResponse("/console/", 307)),
+            Mount("/console/static", StaticFiles(directory=HERE / "static"), name="static"),
+            Route("/console/login", self.page(self.login_form, signed_in=False), methods=["GET"]),
+            Route("/console/login", self.page(self.login, signed_in=False), methods=["POST"]),
+            Route("/console/logout", self.page(self.logout, change=True), methods=["POST"]),
+            Route("/console/", self.page(self.alerts), methods=["GET"]),
+            Route("/console/alerts/rows", self.page(self.alert_rows), methods=["GET"]),
+            Route("/console/alerts/bulk", self.page(self.bulk, change=True), methods=["POST"]),
+            Route("/console/alerts/{alert_id:int}", self.page(self.alert), methods=["GET"]),
+            Route("/console/alerts/{alert_id:int}/{action:str}", self.page(self.act, change=True), methods=["POST"]),
+            Route("/console/silences", self.page(self.silences), methods=["GET"]),
+            Route("/console/silences/new", self.page(self.silence_form), methods=["GET"]),
+            Route("/console/silences/preview", self.page(self.silence_preview, change=True), methods=["POST"]),
+            Route("/console/silences", self.page(self.create_silence, change=True), methods=["POST"]),
+            Route("/console/silences/{silence_id:int}/expire", self.page(self.expire_silence, change=True),
+                  methods=["POST"]),
+            Route("/console/events", self.page(self.events), methods=["GET"]),
+        ]
+
+    # --- the frame of every page: who is signed in, CSRF, errors -------------------------------------------
+    def page(self, handler: Callable[..., Awaitable[Response]], *, signed_in: bool = True, change: bool = False):
+        async def run(request: Request) -> Response:
+            try:
+                user = await self.user(request) if signed_in else None
+                if signed_in and user is None:
+                    raise SignInRequired
+                if change and user is not None:
+                    form = await self.form(request)
+                    given = request.headers.get("x-csrf-token") or form.get("csrf")
+                    if not auth.same_token(given, user.csrf):
+                        return self.render(request, "error.html", {"user": user, "message":
+                                           "This form is stale or did not come from this console: reload and try "
+                                           "again."}, 403)
+                response = await handler(request, user) if signed_in else await handler(request)
+            except SignInRequired:
+                if request.headers.get("hx-request") or request.url.path == "/console/events":
+                    return Response("sign in again", 401, headers={"HX-Redirect": "/console/login"})
+                return RedirectResponse("/console/login?" + urlencode({"next": request.url.path}), 303)
+            except (psycopg.OperationalError, PoolTimeout) as error:
+                logs.error("console: database unavailable", error=str(error).strip()[:300])
+                return self.render(request, "error.html", {"message": "The database is unavailable; retry in a "
+                                                           "moment."}, 503, {"Retry-After": "5"})
+            except psycopg.errors.InsufficientPrivilege as error:
+                return self.render(request, "error.html", {"message": error.diag.message_primary or str(error)}, 403)
+            response.headers.update({k: v for k, v in SECURITY_HEADERS.items() if k not in response.headers})
+            return response
+        return run
+
+    async def form(self, request: Request) -> dict[str, object]:
+        """The form of a POST (read once, kept on the request), its repeated fields as lists."""
+        if "form" not in request.state._state:  # noqa: SLF001 - Starlette keeps request state there
+            declared = request.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > BODY_MAX:
+                request.state.form = {}
+            else:
+                data = await request.form()
+                request.state.form = {key: (values if len(values := data.getlist(key)) > 1 else values[0])
+                                      for key in data}
+        return request.state.form
+
+    async def user(self, request: Request) -> User | None:
+        if "user" in request.state._state:  # noqa: SLF001
+            return request.state.user
+        token = request.cookies.get(auth.SESSION_COOKIE)
+        found = None
+        if token:
+            rows = await self.fetch("session", {"token": token})
+            if rows:
+                found = User(rows[0]["login"], rows[0]["display_name"], rows[0]["role"], token, rows[0]["expires_at"])
+        if found is None and self.settings.console_auth_header:
+            found = await self.proxy_user(request)
+        request.state.user = found
+        return found
+
+    async def proxy_user(self, request: Request) -> User | None:
+        """Single sign-on through a trusted reverse proxy: its header names the person; anyone else's is ignored."""
+        login = request.headers.get(self.settings.console_auth_header, "").strip().lower()
+        if not login or not auth.trusted(request.client.host if request.client else None, self.proxies):
+            return None
+        token = auth.new_token()
+        rows = await self.fetch("proxy_session", {"login": login, "token": token,
+                                                  "hours": self.settings.console_session_hours})
+        if not rows or not rows[0]["monitoring_console_proxy_session"]:
+            logs.warning("console: the proxy vouched for someone who is not a console user", login=login[:100])
+            return None
+        request.state.new_session = token
+        session = await self.fetch("session", {"token": token})
+        return User(login, session[0]["display_name"], session[0]["role"], token, session[0]["expires_at"])
+
+    def render(self, request: Request, template: str, context: dict, status: int = 200,
+               headers: dict | None = None) -> HTMLResponse:
+        context = {**context, "user": context.get("user") or getattr(request.state, "user", None)}
+        html = self.templates.get_template(template).render(request=request, **context)
+        response = HTMLResponse(html, status, headers=headers)
+        new_session = getattr(request.state, "new_session", None)
+        if new_session:
+            self.set_session_cookie(request, response, new_session)
+        return response
+
+    def set_session_cookie(self, request: Request, response: Response, token: str) -> None:
+        response.set_cookie(auth.SESSION_COOKIE, token, max_age=int(self.settings.console_session_hours * 3600),
+                            path="/", httponly=True, samesite="lax",
+                            secure=auth.cookie_secure(request.headers.get("host", "")))
+
+    async def fetch(self, name: str, params: dict) -> list[dict]:
+        async with self.pool.connection(timeout=self.settings.lookup_timeout) as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(self.queries[name], params)
+            return await cursor.fetchall() if cursor.description else []
+
+    async def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    # --- signing in -----------------------------------------------------------------------------------------
+    async def login_form(self, request: Request, error: str = "", status: int = 200) -> Response:
+        token = request.cookies.get(auth.LOGIN_COOKIE) or auth.new_token()
+        response = self.render(request, "login.html", {"error": error, "csrf": auth.csrf_token(token),
+                                                       "next": safe_next(request.query_params.get("next"))}, status)
+        response.set_cookie(auth.LOGIN_COOKIE, token, max_age=3600, path="/console/login", httponly=True,
+                            samesite="strict", secure=auth.cookie_secure(request.headers.get("host", "")))
+        return response
+
+    async def login(self, request: Request) -> Response:
+        form = await self.form(request)
+        login_token = request.cookies.get(auth.LOGIN_COOKIE) or ""
+        if not login_token or not auth.same_token(str(form.get("csrf", "")), auth.csrf_token(login_token)):
+            return await self.login_form(request, "The sign-in form expired: try again.", 403)
+        login = str(form.get("login", "")).strip().lower()[:100]
+        password = str(form.get("password", ""))[:1000]
+        client = request.client.host if request.client else ""
+        try:
+            rows = await self.fetch("begin_sign_in", {"login": login, "client": client})
+        except psycopg.errors.TooManyConnections as error:
+            logs.warning("console: sign-in refused", login=login, remote=client, reason="too many failures")
+            return await self.login_form(request, error.diag.message_primary or "too many failed sign-ins", 429)
+        password_hash = rows[0]["monitoring_console_begin_sign_in"] if rows else None
+        succeeded = auth.password_matches(password_hash, password)
+        token = auth.new_token()
+        await self.fetch("finish_sign_in", {"login": login, "client": client, "succeeded": succeeded, "token": token,
+                                            "hours": self.settings.console_session_hours})
+        if not succeeded:
+            logs.info("console: sign-in failed", login=login, remote=client)
+            return await self.login_form(request, "That login and password do not match.", 401)
+        logs.info("console: signed in", login=login, remote=client)
+        response = RedirectResponse(safe_next(str(form.get("next", ""))), 303)
+        self.set_session_cookie(request, response, token)
+        response.delete_cookie(auth.LOGIN_COOKIE, path="/console/login")
+        return response
+
+    async def logout(self, request: Request, user: User) -> Response:
+        await self.fetch("sign_out", {"token": user.token})
+        response = RedirectResponse("/console/login", 303)
+        response.delete_cookie(auth.SESSION_COOKIE, path="/")
+        return response
+
+    # --- open alerts ----------------------------------------------------------------------------------------
+    async def alert_list(self, request: Request) -> tuple[views.Filters, list[dict], str | None]:
+        try:
+            filters = views.Filters.from_query(request.query_params)
+        except views.BadFilter as error:
+            return views.Filters(), [], str(error)
+        rows = await self.fetch("alerts", filters.params())
+        return filters, rows, None
+
+    def alert_context(self, filters: views.Filters, rows: list[dict], user: User, now: dt.datetime) -> dict:
+        alerts = [{**row, "age": views.age(row["created_at"], now),
+                   "badges": views.delivery_badges(row["deliveries"]),
+                   "holds": views.hold_badges(row["holds"], row["flapping"], row["grouped_into"]),
+                   "label_pairs": sorted((row["labels"] or {}).items()) if isinstance(row["labels"], dict) else []}
+                  for row in rows]
+        groups: list[tuple[str, list[dict]]] = []
+        if filters.group:
+            key = "alert_type" if filters.group == "type" else "grouped_into"
+            by: dict[str, list[dict]] = {}
+            for alert in alerts:
+                by.setdefault(str(alert[key] or "not grouped"), []).append(alert)
+            groups = sorted(by.items(), key=lambda item: -len(item[1]))
+        return {"filters": filters, "alerts": alerts, "groups": groups, "limit": views.LIST_LIMIT,
+                "version": self.feed.version or "", "user": user}
+
+    async def alerts(self, request: Request, user: User) -> Response:
+        filters, rows, error = await self.alert_list(request)
+        context = self.alert_context(filters, rows, user, await self.now())
+        return self.render(request, "alerts.html", {**context, "error": error}, 400 if error else 200)
+
+    async def alert_rows(self, request: Request, user: User) -> Response:
+        filters, rows, error = await self.alert_list(request)
+        return self.render(request, "alert_rows.html", self.alert_context(filters, rows, user, await self.now()),
+                           400 if error else 200)
+
+    async def bulk(self, request: Request, user: User) -> Response:
+        form = await self.form(request)
+        ids = form.get("alert_id") or []
+        ids = [int(i) for i in (ids if isinstance(ids, list) else [ids]) if str(i).isdigit()]
+        action = form.get("action")
+        back = "/console/?" + str(form.get("filters", ""))
+        if not ids or action not in ("acknowledge", "resolve"):
+            return RedirectResponse(back, 303)
+        await self.change(action, user, ids, str(form.get("note", "")), False)
+        return RedirectResponse(back, 303)
+
+    async def change(self, action: str, user: User, ids: list[int], note: str, false_positive: bool) -> int:
+        params = {"token": user.token, "alert_ids": ids, "note": note[:2000] or None}
+        if action == "resolve":
+            params["false_positive"] = false_positive
+        rows = await self.fetch(action, params)
+        done = next(iter(rows[0].values())) if rows else 0
+        logs.info(f"console: {action}", login=user.login, alerts=",".join(map(str, ids))[:200], changed=done)
+        return done
+
+    # --- one alert --------------------------------------------------------------------------------------------
+    async def alert(self, request: Request, user: User) -> Response:
+        alert_id = request.path_params["alert_id"]
+        rows = await self.fetch("alert", {"alert_id": alert_id})
+        if not rows:
+            return self.render(request, "error.html", {"message": f"There is no alert {alert_id}."}, 404)
+        alert = rows[0]
+        parts = {name: await self.fetch(f"alert_{name}", {"alert_id": alert_id})
+                 for name in ("deliveries", "attempts", "holds", "escalations", "inbound")}
+        now = await self.now()
+        return self.render(request, "alert.html", {
+            "alert": alert, "age": views.age(alert["created_at"], now), "details": views.details(alert["details"]),
+            "labels": views.labels(alert["details"]), "timeline": views.timeline(alert, **parts),
+            "deliveries": parts["deliveries"], "next_step": views.next_escalation(parts["escalations"], now),
+            "error": request.query_params.get("error", "")[:300]})
+
+    async def act(self, request: Request, user: User) -> Response:
+        alert_id, action = request.path_params["alert_id"], request.path_params["action"]
+        form = await self.form(request)
+        back = f"/console/alerts/{alert_id}"
+        try:
+            if action in ("acknowledge", "resolve"):
+                await self.change(action, user, [alert_id], str(form.get("note", "")),
+                                  str(form.get("false_positive", "")) in ("on", "true", "1"))
+            elif action == "reopen":
+                await self.fetch("reopen", {"token": user.token, "alert_id": alert_id})
+            else:
+                return self.render(request, "error.html", {"message": f"No such action: {action}."}, 404)
+        except psycopg.errors.InsufficientPrivilege:
+            raise
+        except psycopg.DatabaseError as error:  # a lifecycle rule said no: the database's sentence, shown
+            return RedirectResponse(back + "?" + urlencode({"error": error.diag.message_primary or str(error)}), 303)
+        if request.headers.get("hx-request"):
+            return Response(status_code=204, headers={"HX-Refresh": "true"})
+        return RedirectResponse(back, 303)
+
+    # --- silences -----------------------------------------------------------------------------------------------
+    async def silences(self, request: Request, user: User) -> Response:
+        now = await self.now()
+        rows = await self.fetch("silences", {})
+        silences = [{**s, "state": views.silence_state(s, now), "matchers_text": views.format_matchers(s["matchers"])}
+                    for s in rows]
+        return self.render(request, "silences.html", {"silences": silences})
+
+    async def silence_form(self, request: Request, user: User, values: dict | None = None, error: str = "",
+                           status: int = 200) -> Response:
+        values = dict(values or {})
+        if not values:
+            query = request.query_params
+            alert_id, silence_id = query.get("alert", ""), query.get("silence", "")
+            if alert_id.isdigit():
+                rows = await self.fetch("alert", {"alert_id": int(alert_id)})
+                if rows:
+                    like = [{"field": "alert_type", "op": "=", "value": rows[0]["alert_type"]}]
+                    if rows[0]["source"]:
+                        like.append({"field": "source", "op": "=", "value": rows[0]["source"]})
+                    values["matchers"] = views.format_matchers(like)
+            elif silence_id.isdigit():  # recreate an expired one
+                rows = await self.fetch("silence", {"silence_id": int(silence_id)})
+                if rows:
+                    values.update(matchers=views.format_matchers(rows[0]["matchers"]), comment=rows[0]["comment"])
+        values.setdefault("duration", "2h")
+        return self.render(request, "silence_form.html", {"values": values, "error": error}, status)
+
+    async def silence_preview(self, request: Request, user: User) -> Response:
+        form = await self.form(request)
+        try:
+            matchers = views.parse_matchers(str(form.get("matchers", "")))
+            rows = await self.fetch("silence_preview", {"matchers": Jsonb(matchers)})
+        except ValueError as error:
+            return self.render(request, "silence_preview.html", {"error": str(error)})
+        except psycopg.DatabaseError as error:
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return self.render(request, "silence_preview.html", {"error": error.diag.message_primary or str(error)})
+        return self.render(request, "silence_preview.html", {"alerts": rows[:20], "count": len(rows)})
+
+    async def create_silence(self, request: Request, user: User) -> Response:
+        form = {k: str(v) for k, v in (await self.form(request)).items() if k != "csrf"}
+        try:
+            matchers = views.parse_matchers(form.get("matchers", ""))
+            ends_at = await self.now() + parse_duration(form.get("duration", ""))
+            await self.fetch("create_silence", {"token": user.token, "matchers": Jsonb(matchers), "ends_at": ends_at,
+                                                "comment": form.get("comment", "")[:2000],
+                                                "starts_at": await self.now()})
+        except ValueError as error:
+            return await self.silence_form(request, user, form, str(error), 400)
+        except psycopg.errors.InsufficientPrivilege:
+            raise
+        except psycopg.DatabaseError as error:
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return await self.silence_form(request, user, form, error.diag.message_primary or str(error), 400)
+        return RedirectResponse("/console/silences", 303)
+
+    async def expire_silence(self, request: Request, user: User) -> Response:
+        await self.fetch("expire_silence", {"token": user.token, "silence_id": request.path_params["silence_id"]})
+        return RedirectResponse("/console/silences", 303)
+
+    # --- live updates -------------------------------------------------------------------------------------------
+    async def events(self, request: Request, user: User) -> Response:
+        """Server-Sent Events: `alerts` whenever what the console shows changed. A page that reconnects says what
+        it saw (Last-Event-ID, or the version it was rendered with) and hears at once if that is out of date."""
+        seen = request.headers.get("last-event-id") or request.query_params.get("since", "")
+        queue = self.feed.subscribe()
+
+        async def stream():
+            try:
+                yield "retry: 1000\n\n"
+                current = self.feed.version
+                if current and current != seen:
+                    yield f"id: {current}\nevent: alerts\ndata: changed\n\n"
+                checked = time.monotonic()
+                while True:
+                    if await request.is_disconnected():
+                        return
+                    try:
+                        version = await _wait(queue, KEEPALIVE_SECONDS)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        version = None
+                    if time.monotonic() - checked > 60:  # a session ended or signed out stops its stream
+                        if not await self.fetch("session", {"token": user.token}):
+                            return
+                        checked = time.monotonic()
+                    if version:
+                        yield f"id: {version}\nevent: alerts\ndata: changed\n\n"
+            finally:
+                self.feed.unsubscribe(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _wait(queue: asyncio.Queue[str], seconds: float) -> str:
+    return await asyncio.wait_for(queue.get(), seconds)
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a console path only, never another site."""
+    if value and value.startswith("/console/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/console/"

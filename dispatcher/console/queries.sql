@@ -1,0 +1,119 @@
+-- The console's named queries (`-- name: NAME` before each), run by pgalert serve's login as monitoring_console.
+-- Reads go to the tables a monitoring_reader reads; every change is a monitoring_console_* function, given the
+-- person's session token, which checks their role (sql/console.sql).
+
+-- name: alerts
+-- the open-alerts page, newest first, with where each went and what holds it
+SELECT a.id, a.alert_type, a.severity, a.title, a.source, a.status, a.created_at, a.last_seen_at,
+       a.occurrence_count, a.acknowledged_by, a.acknowledged_via, a.resolved_by, a.details -> 'labels' AS labels,
+       (SELECT jsonb_agg(jsonb_build_object('provider', d.provider, 'status', d.status) ORDER BY d.id)
+        FROM monitoring_deliveries AS d WHERE d.alert_id = a.id AND d.action = 'trigger') AS deliveries,
+       (SELECT jsonb_agg(jsonb_build_object('reason', h.reason, 'held_by', h.held_by) ORDER BY h.id)
+        FROM monitoring_notification_holds AS h WHERE h.alert_id = a.id AND h.released_at IS NULL) AS holds,
+       EXISTS (SELECT FROM monitoring_flapping AS f WHERE f.alert_id = a.id AND f.settled_at IS NULL) AS flapping,
+       (SELECT m.group_alert_id FROM monitoring_alert_group_members AS m WHERE m.alert_id = a.id LIMIT 1)
+       AS grouped_into
+FROM monitoring_alerts AS a
+WHERE CASE %(status)s WHEN 'active' THEN a.status <> 'resolved' ELSE a.status = %(status)s END
+  AND (%(severity)s::text IS NULL OR a.severity = %(severity)s)
+  AND (%(alert_type)s::text IS NULL OR a.alert_type = %(alert_type)s)
+  AND (%(source)s::text IS NULL OR a.source = %(source)s)
+  AND (%(label_key)s::text IS NULL OR a.details -> 'labels' ->> %(label_key)s::text = %(label_value)s)
+  AND (%(q)s::text IS NULL OR strpos(lower(a.title || ' ' || a.message || ' ' || a.alert_type || ' ' || a.dedup_key),
+                                     lower(%(q)s)) > 0)
+ORDER BY a.id DESC
+LIMIT %(limit)s;
+
+-- name: alert
+SELECT * FROM monitoring_alerts WHERE id = %(alert_id)s;
+
+-- name: alert_deliveries
+SELECT id, provider, action, target, status, attempts, next_attempt_at, created_at, completed_at, last_error,
+       last_http_status
+FROM monitoring_deliveries WHERE alert_id = %(alert_id)s ORDER BY id;
+
+-- name: alert_attempts
+SELECT t.delivery_id, t.attempt, t.dispatcher, t.started_at, t.finished_at, t.outcome, t.http_status, t.error
+FROM monitoring_delivery_attempts AS t
+JOIN monitoring_deliveries AS d ON d.id = t.delivery_id
+WHERE d.alert_id = %(alert_id)s
+ORDER BY t.finished_at, t.delivery_id, t.attempt
+LIMIT 2000;
+
+-- name: alert_holds
+SELECT reason, held_by, held_at, released_at, release_reason FROM monitoring_notification_holds
+WHERE alert_id = %(alert_id)s ORDER BY id;
+
+-- name: alert_escalations
+SELECT policy_name, steps, started_at, next_index, next_step_at, level_reached, finished_at, finish_reason
+FROM monitoring_alert_escalations WHERE alert_id = %(alert_id)s;
+
+-- name: alert_inbound
+SELECT via, action, actor, occurred_at, received_at, outcome FROM monitoring_inbound_actions
+WHERE alert_id = %(alert_id)s ORDER BY id;
+
+-- name: version
+-- what changes when any page of the console would: the open alerts' states, new alerts, deliveries moving
+SELECT concat_ws(':',
+    (SELECT md5(coalesce(string_agg(a.id || '.' || a.status || '.' || a.occurrence_count || '.' || a.severity, ','
+                                    ORDER BY a.id), ''))
+     FROM monitoring_alerts AS a WHERE a.status <> 'resolved'),
+    (SELECT coalesce(max(a.id), 0) FROM monitoring_alerts AS a),
+    (SELECT coalesce(max(d.id), 0) FROM monitoring_deliveries AS d),
+    (SELECT count(*) FROM monitoring_deliveries AS d WHERE d.completed_at IS NULL)
+);
+
+-- name: listen
+LISTEN monitoring_deliveries;
+
+-- name: session
+SELECT user_id, login, display_name, role, expires_at FROM monitoring_console_session(%(token)s);
+
+-- name: begin_sign_in
+SELECT monitoring_console_begin_sign_in(%(login)s, %(client)s);
+
+-- name: finish_sign_in
+SELECT monitoring_console_finish_sign_in(%(login)s, %(client)s, %(succeeded)s, %(token)s,
+                                         make_interval(secs => %(hours)s * 3600));
+
+-- name: proxy_session
+SELECT monitoring_console_proxy_session(%(login)s, %(token)s, make_interval(secs => %(hours)s * 3600));
+
+-- name: sign_out
+SELECT monitoring_console_sign_out(%(token)s);
+
+-- name: acknowledge
+SELECT monitoring_console_acknowledge(%(token)s, %(alert_ids)s, %(note)s);
+
+-- name: resolve
+SELECT monitoring_console_resolve(%(token)s, %(alert_ids)s, %(note)s, %(false_positive)s);
+
+-- name: reopen
+SELECT monitoring_console_reopen(%(token)s, %(alert_id)s);
+
+-- name: silences
+SELECT s.id, s.matchers, s.starts_at, s.ends_at, s.created_by, s.comment, s.created_at, s.expired_at, s.expired_by,
+       (SELECT count(*) FROM monitoring_notification_holds AS h
+        WHERE h.reason = 'silence' AND h.cause_id = s.id AND h.released_at IS NULL) AS holding
+FROM monitoring_silences AS s
+WHERE s.expired_at IS NULL AND s.ends_at > now() OR s.ends_at > now() - interval '7 days'
+ORDER BY (s.expired_at IS NULL AND s.ends_at > now()) DESC, s.ends_at DESC
+LIMIT 200;
+
+-- name: silence
+SELECT id, matchers, starts_at, ends_at, comment FROM monitoring_silences WHERE id = %(silence_id)s;
+
+-- name: silence_preview
+SELECT a.id, a.title, a.alert_type, a.severity, a.status
+FROM monitoring_silence_preview(%(matchers)s) AS p
+JOIN monitoring_alerts AS a ON a.id = p.alert_id
+ORDER BY a.id DESC;
+
+-- name: create_silence
+SELECT monitoring_console_create_silence(%(token)s, %(matchers)s, %(ends_at)s, %(comment)s, %(starts_at)s);
+
+-- name: expire_silence
+SELECT monitoring_console_expire_silence(%(token)s, %(silence_id)s);
+
+-- name: now
+SELECT now();

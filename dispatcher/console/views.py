@@ -1,0 +1,272 @@
+"""What the console's pages show, from the rows the database gives: filters from the URL, badges, a merged
+timeline, links safe to click, silence matchers as people type them. Pure: rows in, context out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlencode, urlsplit
+
+from dispatcher.matchers import parse_matcher
+
+SEVERITIES = ("critical", "warning", "info")
+STATUSES = ("active", "open", "acknowledged", "resolved")  # active: open or acknowledged, the default
+LIST_LIMIT = 500
+LABEL = re.compile(r"^([A-Za-z0-9_.:-]{1,100})=(.{0,200})$")
+
+
+class BadFilter(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The open-alerts page's filter, as it lives in the URL (so a link shares it)."""
+
+    status: str = "active"
+    severity: str = ""
+    alert_type: str = ""
+    source: str = ""
+    label: str = ""  # key=value
+    q: str = ""
+    group: str = ""  # "", "type" or "group"
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> Filters:
+        values = {name: (query.get(name) or "").strip()[:200] for name in cls.__dataclass_fields__}
+        if values["status"] and values["status"] not in STATUSES:
+            raise BadFilter(f"status is one of {', '.join(STATUSES)}")
+        if values["severity"] and values["severity"] not in SEVERITIES:
+            raise BadFilter(f"severity is one of {', '.join(SEVERITIES)}")
+        if values["label"] and not LABEL.match(values["label"]):
+            raise BadFilter("label is KEY=VALUE, e.g. env=prod")
+        if values["group"] not in ("", "type", "group"):
+            raise BadFilter("group is type or group")
+        return cls(**{**values, "status": values["status"] or "active"})
+
+    def params(self) -> dict[str, object]:
+        """The named query's parameters: NULL for a filter not set."""
+        key, _, value = self.label.partition("=")
+        return {"status": self.status, "severity": self.severity or None, "alert_type": self.alert_type or None,
+                "source": self.source or None, "label_key": key or None, "label_value": value if key else None,
+                "q": self.q or None, "limit": LIST_LIMIT}
+
+    def query_string(self, **changes: str) -> str:
+        values = {**asdict(self), **changes}
+        return urlencode({name: value for name, value in values.items()
+                          if value and not (name == "status" and value == "active")})
+
+    def active(self) -> bool:
+        return any(value for name, value in asdict(self).items() if name not in ("status", "group")) \
+            or self.status != "active"
+
+
+def age(since: dt.datetime | None, now: dt.datetime) -> str:
+    """3s, 5m, 2h 10m, 3d 4h: how long ago, as a responder reads it at a glance."""
+    if since is None:
+        return ""
+    seconds = max(int((now - since).total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def safe_link(value: object) -> str | None:
+    """A URL worth making clickable: http or https with a host. Anything else (javascript:, data:, a relative
+    path) is shown as text."""
+    if not isinstance(value, str) or len(value) > 2000 or any(c in value for c in "\r\n\t\0 "):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    return value if parts.scheme in ("http", "https") and parts.hostname else None
+
+
+@dataclass(frozen=True)
+class Detail:
+    """One entry of an alert's details: a link when it is a safe one, else text."""
+
+    key: str
+    text: str
+    link: str | None = None
+
+
+def details(details_json: Mapping[str, object] | None) -> list[Detail]:
+    entries = []
+    for key, value in (details_json or {}).items():
+        if key == "labels" and isinstance(value, Mapping):
+            continue  # shown as labels
+        text = value if isinstance(value, str) else _compact(value)
+        entries.append(Detail(str(key), text[:2000], safe_link(value)))
+    return entries
+
+
+def labels(details_json: Mapping[str, object] | None) -> list[tuple[str, str]]:
+    found = (details_json or {}).get("labels")
+    if not isinstance(found, Mapping):
+        return []
+    return sorted((str(k), v if isinstance(v, str) else _compact(v)) for k, v in found.items())
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ": "), default=str)
+
+
+@dataclass(frozen=True)
+class Badge:
+    """Where an alert went, or what holds it: a word, a kind for its colour, and why."""
+
+    text: str
+    kind: str
+    title: str = ""
+
+
+DELIVERY_KIND = {"succeeded": "ok", "pending": "wait", "sending": "wait", "held": "held", "failed": "bad",
+                 "skipped": "muted"}
+
+
+def delivery_badges(deliveries: Iterable[Mapping[str, object]] | None) -> list[Badge]:
+    return [Badge(str(d["provider"]), DELIVERY_KIND.get(str(d["status"]), "muted"), f"{d['provider']}: {d['status']}")
+            for d in deliveries or ()]
+
+
+def hold_badges(holds: Iterable[Mapping[str, object]] | None, flapping: bool, grouped: str | None) -> list[Badge]:
+    badges = [Badge({"silence": "silenced", "maintenance": "maintenance", "inhibition": "inhibited"}.get(
+        str(h["reason"]), str(h["reason"])), "held", str(h["held_by"])) for h in holds or ()]
+    if flapping:
+        badges.append(Badge("flapping", "held", "notified once its state settles"))
+    if grouped:
+        badges.append(Badge("grouped", "held", f"notified through group {grouped}"))
+    return badges
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of an alert's timeline."""
+
+    at: dt.datetime
+    what: str
+    kind: str  # created, delivery, attempt, hold, escalation, lifecycle, inbound
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def timeline(alert: Mapping[str, object], deliveries: Iterable[Mapping], attempts: Iterable[Mapping],
+             holds: Iterable[Mapping], escalations: Iterable[Mapping], inbound: Iterable[Mapping]) -> list[Entry]:
+    """Everything that happened to one alert, in time order: its creation and repeats, each delivery and each of
+    its attempts, holds and releases, escalation, acknowledge and resolve (who and via what), provider actions."""
+    origin = f" from {alert['source']}" if alert["source"] else ""
+    entries = [Entry(alert["created_at"], "raised", "created", f"{alert['severity']} {alert['alert_type']}{origin}")]
+    if alert["occurrence_count"] > 1:
+        entries.append(Entry(alert["last_seen_at"], f"repeated: {alert['occurrence_count']} occurrences in all",
+                             "created"))
+    providers = {}
+    for d in deliveries:
+        providers[d["id"]] = d
+        target = f" to {d['target']}" if d.get("target") and not str(d["target"]).startswith("before reopen") else ""
+        entries.append(Entry(d["created_at"], f"{d['action']} queued for {d['provider']}{target}", "delivery",
+                             f"now {d['status']}" + (f", next try {d['next_attempt_at']:%H:%M:%S}"
+                                                     if d["status"] == "pending" and d["attempts"] else "")))
+    for a in attempts:
+        d = providers.get(a["delivery_id"], {})
+        status = f"HTTP {a['http_status']}" if a["http_status"] else ""
+        ms = round((a["finished_at"] - a["started_at"]).total_seconds() * 1000)
+        entries.append(Entry(a["finished_at"], f"{d.get('action', '')} to {d.get('provider', '?')}: {a['outcome']}",
+                             "attempt", ", ".join(p for p in (f"attempt {a['attempt']}", status, f"{ms} ms",
+                                                               a["error"] or "") if p)))
+    for h in holds:
+        entries.append(Entry(h["held_at"], f"held: {h['reason']}", "hold", h["held_by"]))
+        if h["released_at"]:
+            entries.append(Entry(h["released_at"], f"released: {h['reason']}", "hold", h["release_reason"] or ""))
+    for e in escalations:
+        entries.append(Entry(e["started_at"], f"escalation {e['policy_name']} started", "escalation",
+                             f"{len(e['steps'] or [])} steps"))
+        if e["finished_at"]:
+            entries.append(Entry(e["finished_at"], f"escalation {e['policy_name']} ended", "escalation",
+                                 e["finish_reason"] or ""))
+    if alert["acknowledged_at"]:
+        entries.append(Entry(alert["acknowledged_at"], f"acknowledged by {alert['acknowledged_by']}", "lifecycle",
+                             "via " + (alert["acknowledged_via"] or "sql")
+                             + (f": {alert['acknowledge_note']}" if alert["acknowledge_note"] else "")))
+    if alert["resolved_at"]:
+        entries.append(Entry(alert["resolved_at"], f"resolved by {alert['resolved_by']}", "lifecycle",
+                             "via " + (alert["resolved_via"] or "sql")
+                             + (" (false positive)" if alert["false_positive"] else "")
+                             + (f": {alert['resolve_note']}" if alert["resolve_note"] else "")))
+    for i in inbound:
+        entries.append(Entry(i["occurred_at"] or i["received_at"], f"{i['action']} at {i['via']}", "inbound",
+                             (f"by {i['actor']}, " if i["actor"] else "") + i["outcome"]))
+    return sorted(entries, key=lambda entry: entry.at)
+
+
+def next_escalation(escalations: Iterable[Mapping], now: dt.datetime) -> tuple[str, str] | None:
+    """The next step of a running escalation and how long until it: ("level 2", "4m")."""
+    for e in escalations:
+        if not e["finished_at"] and e["next_step_at"]:
+            return f"step {e['next_index'] + 1} of {e['policy_name']}", age(now, e["next_step_at"]) \
+                if e["next_step_at"] > now else "due now"
+    return None
+
+
+def parse_matchers(text: str) -> list[dict[str, str]]:
+    """Matchers as Alertmanager writes them, one per line or separated by commas, optionally in braces:
+    `alert_type="deploy_check", labels.env=~"prod|staging"`. Values may be quoted; the database checks them again
+    when the silence is saved (the preview asks it too)."""
+    matchers = []
+    for part in _split_outside_quotes(text):
+        part = part.strip()
+        if not part:
+            continue
+        match = re.match(r"^([^=!~\s]+)\s*(=~|!~|!=|=)\s*(.*)$", part, re.DOTALL)
+        if match:
+            name, op, value = match.groups()
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            part = f"{name}{op}{value}"
+        matchers.append(parse_matcher(part))
+    if not matchers:
+        raise ValueError("give at least one matcher, e.g. alert_type=\"deploy_check\"")
+    return matchers
+
+
+def _split_outside_quotes(text: str) -> list[str]:
+    parts, current, quoted, escaped = [], [], False, False
+    for char in text:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\" and quoted:
+            current.append(char)
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+            current.append(char)
+        elif char in ",\n{}" and not quoted:  # braces: Alertmanager's {a="x", b="y"}
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def format_matchers(matchers: Iterable[Mapping[str, str]]) -> str:
+    """Back to the form people type: one per line, values quoted."""
+    return "\n".join(f'{m["field"]}{m["op"]}"' + m["value"].replace("\\", "\\\\").replace('"', '\\"') + '"'
+                     for m in matchers)
+
+
+def silence_state(silence: Mapping[str, object], now: dt.datetime) -> str:
+    if silence["expired_at"] or silence["ends_at"] <= now:
+        return "expired"
+    return "pending" if silence["starts_at"] > now else "active"

@@ -1,0 +1,162 @@
+"""The console's SQL interface (sql/console.sql), called as the console's login (monitoring_console) and as the
+admins and readers around it: sessions, sign-in limits, and actions checked against the person's role."""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg
+import pytest
+
+from tests.helpers import SEED_CRITICAL
+
+HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
+
+
+@pytest.fixture
+def console(connect):
+    """The console's login, with three users signed in: a viewer, a responder and an admin; their tokens."""
+    admin = connect("monitoring_admin")
+    for login, role in (("vera", "viewer"), ("rick", "responder"), ("ada", "admin")):
+        admin.execute("SELECT monitoring_console_save_user(%s, %s, %s, %s)", (login, login.title(), role, HASH))
+    session = connect("monitoring_console")
+    tokens = {}
+    for login in ("vera", "rick", "ada"):
+        tokens[login] = secrets.token_urlsafe(32)
+        assert session.execute("SELECT monitoring_console_finish_sign_in(%s, '10.0.0.1', true, %s)",
+                               (login, tokens[login])).fetchone()[0]
+    return session, tokens
+
+
+def test_a_session_names_its_user_and_role_and_nothing_for_a_wrong_token(console):
+    session, tokens = console
+    assert session.execute("SELECT login, display_name, role FROM monitoring_console_session(%s)",
+                           (tokens["rick"],)).fetchall() == [("rick", "Rick", "responder")]
+    assert session.execute("SELECT * FROM monitoring_console_session(%s)", ("forged" * 8,)).fetchall() == []
+
+
+def test_a_responder_acknowledges_and_resolves_as_themselves_via_console_and_providers_are_told(conn, console):
+    session, tokens = console
+    alert_id = conn.execute(SEED_CRITICAL.rstrip(";") + " RETURNING id").fetchone()[0]
+    assert session.execute("SELECT monitoring_console_acknowledge(%s, %s, 'on it')",
+                           (tokens["rick"], [alert_id])).fetchone()[0] == 1
+    row = conn.execute("SELECT status, acknowledged_by, acknowledged_via, acknowledge_note FROM monitoring_alerts "
+                       "WHERE id = %s", (alert_id,)).fetchone()
+    assert row == ("acknowledged", "Rick", "console", "on it")
+    assert ("pagerduty", "acknowledge") in conn.execute(
+        "SELECT provider, action FROM monitoring_deliveries WHERE alert_id = %s", (alert_id,)).fetchall()
+    assert session.execute("SELECT monitoring_console_acknowledge(%s, %s)", (tokens["rick"], [alert_id])
+                           ).fetchone()[0] == 0  # already acknowledged: nothing more
+    assert session.execute("SELECT monitoring_console_resolve(%s, %s, 'fixed', true)",
+                           (tokens["ada"], [alert_id])).fetchone()[0] == 1
+    sla = conn.execute("SELECT acknowledged_by, resolved_by, false_positive FROM monitoring_sla_metrics "
+                       "WHERE alert_id = %s", (alert_id,)).fetchone()
+    assert sla == ("Rick", "Ada", True)
+
+
+def test_a_viewer_may_not_act_and_the_database_says_so(conn, console):
+    session, tokens = console
+    alert_id = conn.execute(SEED_CRITICAL.rstrip(";") + " RETURNING id").fetchone()[0]
+    for call in ("monitoring_console_acknowledge(%s, %s)", "monitoring_console_resolve(%s, %s)"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="vera is a console viewer"):
+            session.execute(f"SELECT {call}", (tokens["vera"], [alert_id]))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        session.execute("SELECT monitoring_console_create_silence(%s, %s, now() + interval '1 hour', 'x')",
+                        (tokens["vera"], '[{"field": "alert_type", "op": "=", "value": "x"}]'))
+    assert conn.execute("SELECT status FROM monitoring_alerts WHERE id = %s", (alert_id,)).fetchone() == ("open",)
+
+
+def test_no_action_without_a_live_session(conn, console):
+    session, tokens = console
+    alert_id = conn.execute(SEED_CRITICAL.rstrip(";") + " RETURNING id").fetchone()[0]
+    with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification, match="not signed in"):
+        session.execute("SELECT monitoring_console_acknowledge(%s, %s)", ("a" * 43, [alert_id]))
+    session.execute("SELECT monitoring_console_sign_out(%s)", (tokens["rick"],))
+    with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
+        session.execute("SELECT monitoring_console_acknowledge(%s, %s)", (tokens["rick"], [alert_id]))
+    conn.execute("UPDATE monitoring_console_sessions SET expires_at = now() - interval '1 second'")
+    with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
+        session.execute("SELECT monitoring_console_acknowledge(%s, %s)", (tokens["ada"], [alert_id]))
+
+
+def test_a_disabled_user_or_a_changed_role_ends_their_sessions(connect, console):
+    session, tokens = console
+    admin = connect("monitoring_admin")
+    admin.execute("SELECT monitoring_console_save_user('rick', 'Rick', 'viewer')")
+    assert session.execute("SELECT * FROM monitoring_console_session(%s)", (tokens["rick"],)).fetchall() == []
+    assert admin.execute("SELECT monitoring_console_disable_user('ada')").fetchone()[0]
+    assert session.execute("SELECT * FROM monitoring_console_session(%s)", (tokens["ada"],)).fetchall() == []
+    assert session.execute("SELECT monitoring_console_begin_sign_in('ada', '10.0.0.1')").fetchone()[0] is None
+
+
+def test_five_failed_sign_ins_for_a_login_refuse_the_sixth_attempt_even_with_the_right_password(console):
+    session, _ = console
+    assert session.execute("SELECT monitoring_console_begin_sign_in('RICK', '10.0.0.9')").fetchone()[0] == HASH
+    for _ in range(5):
+        assert not session.execute("SELECT monitoring_console_finish_sign_in('rick', '10.0.0.9', false, '')"
+                                   ).fetchone()[0]
+    with pytest.raises(psycopg.errors.TooManyConnections, match="too many failed sign-ins"):
+        session.execute("SELECT monitoring_console_begin_sign_in('rick', '10.0.0.2')")
+
+
+def test_twenty_failures_from_one_address_refuse_it_for_every_login(console):
+    session, _ = console
+    for number in range(20):
+        session.execute("SELECT monitoring_console_finish_sign_in(%s, '10.9.9.9', false, '')", (f"guess{number}",))
+    with pytest.raises(psycopg.errors.TooManyConnections):
+        session.execute("SELECT monitoring_console_begin_sign_in('ada', '10.9.9.9')")
+    assert session.execute("SELECT monitoring_console_begin_sign_in('ada', '10.0.0.1')").fetchone()[0] == HASH
+
+
+def test_the_console_cannot_read_a_password_hash_or_open_a_session_with_a_short_token(console):
+    session, _ = console
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        session.execute("SELECT password_hash FROM monitoring_console_users")
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        session.execute("SELECT monitoring_console_finish_sign_in('ada', '10.0.0.1', true, 'short')")
+
+
+def test_the_console_cannot_widen_its_rights_through_its_definer_functions(console):
+    """Each SECURITY DEFINER function pins its search_path: a caller's own schema objects are never picked up,
+    and the console's login still cannot write a table directly."""
+    session, tokens = console
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        session.execute("UPDATE monitoring_console_users SET role = 'admin' WHERE login = 'vera'")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        session.execute("INSERT INTO monitoring_console_sessions (token_sha256, user_id, expires_at) "
+                        "VALUES (sha256('x'), 1, now() + interval '1 day')")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        session.execute("SELECT monitoring_console_save_user('vera', 'Vera', 'admin')")
+    session.execute("SET search_path = pg_temp, public")
+    session.execute("CREATE FUNCTION pg_temp.sha256(bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT $1 $$")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        session.execute("SELECT monitoring_console_acknowledge(%s, ARRAY[1]::bigint[])", (tokens["vera"],))
+
+
+def test_the_silence_preview_matches_what_the_silence_then_holds_and_refuses_what_the_insert_refuses(conn, console):
+    session, tokens = console
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, source) VALUES "
+                 "('deploy_check', 'warning', 'a', 'api'), ('deploy_check', 'warning', 'b', 'web'), "
+                 "('disk_full', 'warning', 'c', 'api')")
+    matchers = '[{"field": "alert_type", "op": "=", "value": "deploy_check"}, {"field": "source", "op": "=~", "value": "ap.*"}]'
+    preview = session.execute("SELECT a.title FROM monitoring_silence_preview(%s) AS p "
+                              "JOIN monitoring_alerts AS a ON a.id = p.alert_id", (matchers,)).fetchall()
+    assert preview == [("a",)]
+    bad = '[{"field": "alert_type", "op": "=~", "value": "(a)\\\\1"}]'
+    with pytest.raises(psycopg.errors.InvalidRegularExpression) as previewed:
+        session.execute("SELECT * FROM monitoring_silence_preview(%s)", (bad,))
+    with pytest.raises(psycopg.errors.InvalidRegularExpression) as saved:
+        session.execute("SELECT monitoring_console_create_silence(%s, %s, now() + interval '1 hour', 'deploy')",
+                        (tokens["rick"], bad))
+    assert str(previewed.value).split(":")[0] == str(saved.value).split(":")[0]
+    silence_id = session.execute("SELECT monitoring_console_create_silence(%s, %s, now() + interval '1 hour', 'deploy')",
+                                 (tokens["rick"], matchers)).fetchone()[0]
+    created_by = conn.execute("SELECT created_by FROM monitoring_silences WHERE id = %s", (silence_id,)).fetchone()[0]
+    assert created_by.endswith(" for Rick (console)") and created_by.startswith("pgalert_login_console_")
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, source) VALUES "
+                 "('deploy_check', 'warning', 'again', 'apex')")
+    held = conn.execute("SELECT a.title FROM monitoring_notification_holds AS h JOIN monitoring_alerts AS a "
+                        "ON a.id = h.alert_id WHERE h.cause_id = %s", (silence_id,)).fetchall()
+    assert held == [("again",)]
+    assert session.execute("SELECT monitoring_console_expire_silence(%s, %s)", (tokens["rick"], silence_id)
+                           ).fetchone()[0]

@@ -1,0 +1,141 @@
+"""The console's pure parts: filters from the URL, links safe to click, the merged timeline, matchers as people
+type them, sign-in helpers. Rows in, context out; no server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+
+import pytest
+
+from dispatcher.console import auth, views
+from dispatcher.console.app import safe_next
+
+T0 = dt.datetime(2026, 12, 5, 3, 0, tzinfo=dt.UTC)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def test_filters_come_from_the_url_and_go_back_into_it():
+    filters = views.Filters.from_query({"severity": "critical", "label": "env=prod", "q": " disk "})
+    assert filters.params() == {"status": "active", "severity": "critical", "alert_type": None, "source": None,
+                                "label_key": "env", "label_value": "prod", "q": "disk", "limit": views.LIST_LIMIT}
+    assert views.Filters.from_query(dict(pair.split("=", 1) for pair in
+                                         filters.query_string().replace("%3D", "=").split("&"))) == filters
+    assert views.Filters().query_string() == "" and not views.Filters().active()
+
+
+@pytest.mark.parametrize(("query", "why"), [({"severity": "urgent"}, "severity is one of"),
+                                            ({"status": "gone"}, "status is one of"),
+                                            ({"label": "no equals sign"}, "label is KEY=VALUE"),
+                                            ({"group": "team"}, "group is type or group")])
+def test_a_bad_filter_says_what_is_accepted(query, why):
+    with pytest.raises(views.BadFilter, match=why):
+        views.Filters.from_query(query)
+
+
+@pytest.mark.parametrize(("value", "link"), [
+    ("https://runbooks.example.com/disk", "https://runbooks.example.com/disk"),
+    ("http://grafana.local:3000/d/x?var=1", "http://grafana.local:3000/d/x?var=1"),
+    ("javascript:alert(1)", None), ("JaVaScRiPt:alert(1)", None), ("data:text/html,<script>", None),
+    ("//evil.example.com", None), ("/console/alerts/1", None), ("https://", None),
+    ("https://example.com/\nSet-Cookie: x", None), (42, None),
+])
+def test_only_http_links_with_a_host_are_clickable(value, link):
+    assert views.safe_link(value) == link
+
+
+def test_details_show_labels_apart_and_non_strings_as_json():
+    entries = views.details({"runbook_url": "https://r.example.com", "count": 3, "labels": {"env": "prod"}})
+    assert entries == [views.Detail("runbook_url", "https://r.example.com", "https://r.example.com"),
+                       views.Detail("count", "3")]
+    assert views.labels({"labels": {"env": "prod", "tier": 1}}) == [("env", "prod"), ("tier", "1")]
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(5, "5s"), (90, "1m"), (3600, "1h"), (3 * 3600 + 600, "3h 10m"),
+                                                (86400 * 2 + 3600 * 4, "2d 4h"), (-5, "0s")])
+def test_ages_read_at_a_glance(seconds, text):
+    assert views.age(T0, at(seconds)) == text
+
+
+def test_the_timeline_merges_everything_in_time_order_with_who_and_via_what():
+    alert = {"created_at": at(0), "severity": "critical", "alert_type": "payment_failure", "source": "api",
+             "occurrence_count": 3, "last_seen_at": at(50), "acknowledged_at": at(40), "acknowledged_by": "Rick",
+             "acknowledged_via": "console", "acknowledge_note": "on it", "resolved_at": None}
+    deliveries = [{"id": 7, "provider": "pagerduty", "action": "trigger", "target": "", "status": "succeeded",
+                   "attempts": 2, "next_attempt_at": at(0), "created_at": at(0.01)}]
+    attempts = [{"delivery_id": 7, "attempt": 1, "started_at": at(1), "finished_at": at(1.2), "outcome": "retry",
+                 "http_status": 503, "error": "busy"},
+                {"delivery_id": 7, "attempt": 2, "started_at": at(3), "finished_at": at(3.1), "outcome": "succeeded",
+                 "http_status": 202, "error": None}]
+    holds = [{"reason": "silence", "held_by": "silence 4", "held_at": at(60), "released_at": None,
+              "release_reason": None}]
+    inbound = [{"via": "pagerduty", "action": "acknowledge", "actor": "Alice", "occurred_at": at(45),
+                "received_at": at(46), "outcome": "ignored"}]
+    entries = views.timeline(alert, deliveries, attempts, holds, [], inbound)
+    assert [e.what for e in entries] == [
+        "raised", "trigger queued for pagerduty", "trigger to pagerduty: retry", "trigger to pagerduty: succeeded",
+        "acknowledged by Rick", "acknowledge at pagerduty", "repeated: 3 occurrences in all", "held: silence"]
+    assert entries[2].detail == "attempt 1, HTTP 503, 200 ms, busy"
+    assert entries[4].detail == "via console: on it"
+
+
+def test_matchers_are_read_as_alertmanager_writes_them_and_written_back_the_same_way():
+    typed = '{alert_type="deploy_check", labels.env=~"prod|staging"}\nseverity!="info"'
+    matchers = views.parse_matchers(typed)
+    assert matchers == [{"field": "alert_type", "op": "=", "value": "deploy_check"},
+                        {"field": "labels.env", "op": "=~", "value": "prod|staging"},
+                        {"field": "severity", "op": "!=", "value": "info"}]
+    assert views.parse_matchers(views.format_matchers(matchers)) == matchers
+    assert views.parse_matchers('source="a, \\"b\\""') == [{"field": "source", "op": "=", "value": 'a, "b"'}]
+
+
+@pytest.mark.parametrize("typed", ["", "colour=red", 'alert_type=~"("'])
+def test_a_matcher_that_cannot_be_saved_is_explained(typed):
+    with pytest.raises(ValueError):
+        views.parse_matchers(typed)
+
+
+def test_a_password_is_checked_against_its_argon2id_hash_and_a_missing_user_costs_the_same_check():
+    stored = auth.hash_password("correct horse battery")
+    assert stored.startswith("$argon2id$")
+    assert auth.password_matches(stored, "correct horse battery")
+    assert not auth.password_matches(stored, "correct horse batterY")
+    assert not auth.password_matches(None, "correct horse battery")
+    assert not auth.password_matches("not a hash", "x")
+    with pytest.raises(ValueError, match="at least 12"):
+        auth.hash_password("short")
+
+
+def test_csrf_tokens_belong_to_one_session():
+    one, two = auth.new_token(), auth.new_token()
+    assert one != two and len(one) >= 43
+    assert auth.same_token(auth.csrf_token(one), auth.csrf_token(one))
+    assert not auth.same_token(auth.csrf_token(one), auth.csrf_token(two))
+    assert not auth.same_token(None, auth.csrf_token(one)) and not auth.same_token("", auth.csrf_token(one))
+
+
+def test_only_the_listed_proxies_are_believed():
+    networks = auth.parse_networks("10.0.0.5, 10.1.0.0/16")
+    assert networks == (ipaddress.ip_network("10.0.0.5/32"), ipaddress.ip_network("10.1.0.0/16"))
+    assert auth.trusted("10.1.2.3", networks) and auth.trusted("10.0.0.5", networks)
+    assert not auth.trusted("10.0.0.6", networks) and not auth.trusted(None, networks)
+    assert not auth.trusted("not an address", networks)
+    with pytest.raises(ValueError):
+        auth.parse_networks("10.0.0.300")
+
+
+@pytest.mark.parametrize(("host", "secure"), [("127.0.0.1:8080", False), ("localhost:8080", False),
+                                              ("[::1]:8080", False), ("alerts.example.com", True),
+                                              ("10.0.0.7:8080", True)])
+def test_cookies_are_secure_except_to_this_machine(host, secure):
+    assert auth.cookie_secure(host) is secure
+
+
+@pytest.mark.parametrize(("target", "where"), [("/console/alerts/3", "/console/alerts/3"), ("//evil.com", "/console/"),
+                                               ("https://evil.com/console/", "/console/"), ("/console\\@evil", "/console/"),
+                                               (None, "/console/"), ("/metrics", "/console/")])
+def test_after_sign_in_only_console_paths(target, where):
+    assert safe_next(target) == where
