@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PG_BIN := /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps system-deps test lint demo bench install-script reference wheel-smoke clean
+.PHONY: deps system-deps test lint demo screenshots bench install-script reference wheel-smoke clean
 
 # Chromium is for the console's browser tests (Playwright drives Debian's build: its own download cannot work here)
 system-deps:
@@ -36,6 +36,10 @@ lint: deps
 TEST_WORKERS ?= $(shell n=$$(nproc); [ $$n -lt 2 ] && n=2; echo $$n)
 test: lint
 	$(PY) -m pytest -n $(TEST_WORKERS)
+
+# the console's pictures in the README and docs/console.md, taken by the browser tests from a live console
+screenshots: deps
+	PGALERT_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -p no:xdist -q tests/integration/test_console.py -k screenshots
 
 demo: deps
 	$(PY) -m devtools.demo

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import hotpath, hygiene, inbound, rules, sla
+from bench import console, hotpath, hygiene, inbound, rules, sla
 from devtools.fake_providers import FakeProviders
 from devtools.localpg import LocalServer
 from dispatcher.migrate import migrate
@@ -139,7 +139,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--alerts", type=int, default=10_000, help="alerts in the throughput run")
     parser.add_argument("--port", type=int, default=55434)
-    parser.add_argument("--only", choices=["core", "hotpath", "hygiene", "sla", "rules", "inbound"],
+    parser.add_argument("--only", choices=["core", "hotpath", "hygiene", "sla", "rules", "inbound", "console"],
                         help="run one part")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the hot-path comparison")
     args = parser.parse_args()
@@ -163,6 +163,9 @@ def main() -> int:
     if args.only in (None, "inbound"):
         print("pgalert serve ...", flush=True)
         inbound.run(fresh_database(server, "pgalert_bench_inbound"), log_dir, report)
+    if args.only in (None, "console"):
+        print("the console ...", flush=True)
+        console.run(fresh_database(server, "pgalert_bench_console"), log_dir, report)
     if args.only in (None, "sla"):
         print("SLA summary over 1M alerts ...", flush=True)
         sla.run(fresh_database(server, "pgalert_bench_sla"), report)

@@ -361,3 +361,142 @@ COMMENT ON FUNCTION monitoring_console_disable_user(text) IS
 'Admins: a console user can no longer sign in, and their sessions end now; false when there was no such enabled user.';
 REVOKE ALL ON FUNCTION monitoring_console_disable_user(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_console_disable_user(text) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_console_add_override(
+    p_token text, p_schedule text, p_person text, p_from timestamptz, p_until timestamptz, p_reason text DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'responder', 'add an override');
+BEGIN
+    RETURN public.monitoring_add_override(p_schedule, p_person, p_from, p_until,
+                                          concat_ws(' ', nullif(btrim(p_reason), ''),
+                                                    '(added by ' || v_user.display_name || ' in the console)'));
+END
+$$;
+COMMENT ON FUNCTION monitoring_console_add_override(text, text, text, timestamptz, timestamptz, text) IS
+'The console only: a responder or admin has p_person cover a schedule for a while, as monitoring_add_override
+does (its sentences on a mistake); the reason records who added it.';
+REVOKE ALL ON FUNCTION monitoring_console_add_override(text, text, text, timestamptz, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_add_override(text, text, text, timestamptz, timestamptz, text)
+TO monitoring_console;
+
+CREATE OR REPLACE FUNCTION monitoring_console_set_rule_enabled(p_token text, p_rule_name text, p_enabled boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'admin',
+                                                                               'enable or disable a rule');
+BEGIN
+    UPDATE public.monitoring_alert_rules SET enabled = p_enabled WHERE rule_name = p_rule_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no rule is named %', coalesce(quote_literal(p_rule_name), 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RAISE LOG 'pgalert: rule % % by % in the console', p_rule_name,
+        CASE WHEN p_enabled THEN 'enabled' ELSE 'disabled' END, v_user.login;
+    RETURN p_enabled;
+END
+$$;
+COMMENT ON FUNCTION monitoring_console_set_rule_enabled(text, text, boolean) IS
+'The console only: an admin puts an alert rule in or out of force.';
+REVOKE ALL ON FUNCTION monitoring_console_set_rule_enabled(text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_set_rule_enabled(text, text, boolean) TO monitoring_console;
+
+CREATE OR REPLACE FUNCTION monitoring_console_extend_silence(p_token text, p_silence_id bigint, p_ends_at timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'responder', 'extend a silence');
+BEGIN
+    -- silence_max_duration holds from now, as for a new silence (the accountable trigger, sql/hygiene.sql)
+    UPDATE public.monitoring_silences SET ends_at = p_ends_at
+    WHERE id = p_silence_id AND expired_at IS NULL AND ends_at > now() AND p_ends_at > now();
+    IF FOUND THEN
+        RAISE LOG 'pgalert: silence % extended to % by % in the console', p_silence_id, p_ends_at, v_user.login;
+        PERFORM public.monitoring_release_holds(now());  -- a shortened silence may have ended
+    END IF;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION monitoring_console_extend_silence(text, bigint, timestamptz) IS
+'The console only: a responder or admin moves the end of a silence that has not ended (within silence_max_duration
+of now); false when it had ended or the new end is past.';
+REVOKE ALL ON FUNCTION monitoring_console_extend_silence(text, bigint, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_extend_silence(text, bigint, timestamptz) TO monitoring_console;
+
+CREATE OR REPLACE FUNCTION monitoring_console_save_window(
+    p_token text, p_name text, p_matchers jsonb, p_time_zone text, p_starts_at timestamptz, p_ends_at timestamptz,
+    p_days_of_week integer[], p_start_time time, p_duration interval, p_comment text
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'admin',
+                                                                               'change maintenance windows');
+    v_id bigint;
+BEGIN
+    -- the table's checks and its row trigger (matchers, time zone) answer a mistake with their sentences
+    INSERT INTO public.monitoring_maintenance_windows
+        (name, matchers, time_zone, starts_at, ends_at, days_of_week, start_time, duration, comment, created_by)
+    VALUES (p_name, p_matchers, coalesce(nullif(p_time_zone, ''), 'UTC'), p_starts_at, p_ends_at, p_days_of_week,
+            p_start_time, p_duration, coalesce(p_comment, ''), v_user.display_name || ' (console)')
+    ON CONFLICT (name) DO UPDATE
+    SET matchers = excluded.matchers, time_zone = excluded.time_zone, starts_at = excluded.starts_at,
+        ends_at = excluded.ends_at, days_of_week = excluded.days_of_week, start_time = excluded.start_time,
+        duration = excluded.duration, comment = excluded.comment
+    RETURNING id INTO v_id;
+    PERFORM public.monitoring_release_holds(now());  -- a window moved or shortened may hold nothing now
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION monitoring_console_save_window(
+    text, text, jsonb, text, timestamptz, timestamptz, integer[], time, interval, text
+) IS
+'The console only: an admin makes or changes a maintenance window, one-off (p_starts_at to p_ends_at) or weekly
+(p_days_of_week 1-7, ISO, at p_start_time for p_duration, in p_time_zone); returns its id.';
+REVOKE ALL ON FUNCTION monitoring_console_save_window(
+    text, text, jsonb, text, timestamptz, timestamptz, integer[], time, interval, text
+) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_save_window(
+    text, text, jsonb, text, timestamptz, timestamptz, integer[], time, interval, text
+) TO monitoring_console;
+
+CREATE OR REPLACE FUNCTION monitoring_console_set_window_enabled(p_token text, p_name text, p_enabled boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'admin',
+                                                                               'change maintenance windows');
+BEGIN
+    UPDATE public.monitoring_maintenance_windows SET enabled = p_enabled WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no maintenance window is named %', coalesce(quote_literal(p_name), 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RAISE LOG 'pgalert: maintenance window % % by % in the console', p_name,
+        CASE WHEN p_enabled THEN 'enabled' ELSE 'disabled' END, v_user.login;
+    PERFORM public.monitoring_release_holds(now());
+    RETURN p_enabled;
+END
+$$;
+COMMENT ON FUNCTION monitoring_console_set_window_enabled(text, text, boolean) IS
+'The console only: an admin puts a maintenance window in or out of force; what it alone held is notified at once.';
+REVOKE ALL ON FUNCTION monitoring_console_set_window_enabled(text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_set_window_enabled(text, text, boolean) TO monitoring_console;

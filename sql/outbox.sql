@@ -418,3 +418,57 @@ COMMENT ON FUNCTION _monitoring_result_rows(jsonb) IS
 'Internal: the dispatcher''s result objects as rows, estimated as the small batch they usually are.';
 REVOKE ALL ON FUNCTION _monitoring_result_rows(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _monitoring_result_rows(jsonb) TO monitoring_dispatcher;
+
+CREATE OR REPLACE FUNCTION monitoring_channel_health(p_at timestamptz DEFAULT now())
+RETURNS TABLE (
+    provider text, kind text, description text, is_pager boolean,
+    attempts_1h bigint, succeeded_1h bigint, attempts_24h bigint, succeeded_24h bigint,
+    last_error text, last_error_at timestamptz,
+    pending bigint, due bigint, held bigint, oldest_pending_seconds double precision, not_before timestamptz
+)
+LANGUAGE sql STABLE
+SECURITY DEFINER  -- the pacing state is the dispatchers'; readers see only when a channel may send again
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH recent AS (
+        SELECT d.provider, t.outcome, t.finished_at, t.error
+        FROM public.monitoring_delivery_attempts AS t
+        JOIN public.monitoring_deliveries AS d ON d.id = t.delivery_id
+        WHERE t.finished_at > p_at - interval '24 hours' AND t.finished_at <= p_at
+    ),
+    totals AS (
+        SELECT r.provider,
+               count(*) FILTER (WHERE r.finished_at > p_at - interval '1 hour') AS attempts_1h,
+               count(*) FILTER (WHERE r.finished_at > p_at - interval '1 hour' AND r.outcome = 'succeeded')
+               AS succeeded_1h,
+               count(*) AS attempts_24h,
+               count(*) FILTER (WHERE r.outcome = 'succeeded') AS succeeded_24h
+        FROM recent AS r
+        GROUP BY r.provider
+    ),
+    last_failures AS (
+        SELECT DISTINCT ON (r.provider) r.provider, r.error, r.finished_at
+        FROM recent AS r
+        WHERE r.outcome IN ('failed', 'retry', 'skipped')
+        ORDER BY r.provider ASC, r.finished_at DESC
+    )
+    SELECT p.provider, p.kind, p.description, p.is_pager,
+           coalesce(t.attempts_1h, 0), coalesce(t.succeeded_1h, 0),
+           coalesce(t.attempts_24h, 0), coalesce(t.succeeded_24h, 0),
+           f.error, f.finished_at,
+           coalesce(q.pending, 0), coalesce(q.due, 0), coalesce(q.held, 0), q.oldest_age_seconds,
+           CASE WHEN g.theoretical_arrival > p_at THEN g.theoretical_arrival END
+    FROM public.monitoring_providers AS p
+    LEFT JOIN totals AS t ON t.provider = p.provider
+    LEFT JOIN last_failures AS f ON f.provider = p.provider
+    LEFT JOIN public.monitoring_delivery_queue AS q ON q.provider = p.provider
+    LEFT JOIN public._monitoring_pacing AS g ON g.provider = p.provider
+    ORDER BY p.provider
+$$;
+COMMENT ON FUNCTION monitoring_channel_health(timestamptz) IS
+'Each channel (row of monitoring_providers): attempts and successes in the last hour and day, its last failed,
+retried or skipped attempt''s error and time, what waits (pending, due now, held) and the oldest pending''s age,
+and not_before when its pace or a provider''s 429 holds its next send. Never a secret: channels keep only the
+names of the variables that hold theirs.';
+REVOKE ALL ON FUNCTION monitoring_channel_health(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_channel_health(timestamptz) TO monitoring_reader, monitoring_admin;

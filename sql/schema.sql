@@ -2313,6 +2313,13 @@ CREATE INDEX monitoring_deliveries_held ON public.monitoring_deliveries USING bt
 
 
 --
+-- Name: monitoring_delivery_attempts_finished; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_delivery_attempts_finished ON public.monitoring_delivery_attempts USING brin (finished_at);
+
+
+--
 -- Name: monitoring_events_type_time; Type: INDEX; Schema: public; Owner: -
 --
 

@@ -165,3 +165,16 @@ def assert_within_limits(provider: str, request: HttpRequest) -> None:
         assert len(item["message"]["formatted"]) <= 8192
     elif provider == "webhook":
         assert len(body) <= 512 * 1024
+
+
+def make_schedule(conn, name, zone, people, start="2026-01-05", handoff_day=1, handoff_time="09:00",
+                  length="7 days") -> None:
+    """An on-call schedule rotating through `people` (made if missing), in one transaction as the check wants."""
+    with conn.transaction():
+        for person in people:
+            conn.execute("INSERT INTO monitoring_people (name) VALUES (%s) ON CONFLICT DO NOTHING", (person,))
+        conn.execute("INSERT INTO monitoring_oncall_schedules (name, time_zone, rotation_start, handoff_day, handoff_time, rotation_length) "
+                     "VALUES (%s, %s, %s, %s, %s, %s)", (name, zone, start, handoff_day, handoff_time, length))
+        for position, person in enumerate(people, 1):
+            conn.execute("INSERT INTO monitoring_oncall_participants SELECT s.id, %s, p.id FROM monitoring_oncall_schedules s, "
+                         "monitoring_people p WHERE s.name = %s AND p.name = %s", (position, name, person))

@@ -91,6 +91,21 @@ class Console:
             Route("/console/silences/{silence_id:int}/expire", self.page(self.expire_silence, change=True),
                   methods=["POST"]),
             Route("/console/events", self.page(self.events), methods=["GET"]),
+            Route("/console/silences/{silence_id:int}/extend", self.page(self.extend_silence, change=True),
+                  methods=["POST"]),
+            Route("/console/windows", self.page(self.windows), methods=["GET"]),
+            Route("/console/windows", self.page(self.save_window, change=True), methods=["POST"]),
+            Route("/console/windows/{name:str}/enabled", self.page(self.set_window_enabled, change=True),
+                  methods=["POST"]),
+            Route("/console/oncall", self.page(self.oncall), methods=["GET"]),
+            Route("/console/oncall/override", self.page(self.add_override, change=True), methods=["POST"]),
+            Route("/console/sla", self.page(self.sla), methods=["GET"]),
+            Route("/console/sla.csv", self.page(self.sla_csv), methods=["GET"]),
+            Route("/console/channels", self.page(self.channels), methods=["GET"]),
+            Route("/console/rules", self.page(self.rules), methods=["GET"]),
+            Route("/console/rules/{rule:str}/enabled", self.page(self.set_rule_enabled, change=True),
+                  methods=["POST"]),
+            Route("/console/rules/{rule:str}/backtest", self.page(self.backtest), methods=["GET"]),
         ]
 
     # --- the frame of every page: who is signed in, CSRF, errors -------------------------------------------
@@ -279,7 +294,7 @@ class Console:
         params = {"token": user.token, "alert_ids": ids, "note": note[:2000] or None}
         if action == "resolve":
             params["false_positive"] = false_positive
-        rows = await self.fetch(action, params)
+        rows = await self.fetch("resolve" if action == "resolve" else "acknowledge", params)
         done = next(iter(rows[0].values())) if rows else 0
         logs.info(f"console: {action}", login=user.login, alerts=",".join(map(str, ids))[:200], changed=done)
         return done
@@ -291,8 +306,9 @@ class Console:
         if not rows:
             return self.render(request, "error.html", {"message": f"There is no alert {alert_id}."}, 404)
         alert = rows[0]
-        parts = {name: await self.fetch(f"alert_{name}", {"alert_id": alert_id})
-                 for name in ("deliveries", "attempts", "holds", "escalations", "inbound")}
+        parts = {name: await self.fetch(query, {"alert_id": alert_id}) for name, query in (
+            ("deliveries", "alert_deliveries"), ("attempts", "alert_attempts"), ("holds", "alert_holds"),
+            ("escalations", "alert_escalations"), ("inbound", "alert_inbound"))}
         now = await self.now()
         return self.render(request, "alert.html", {
             "alert": alert, "age": views.age(alert["created_at"], now), "details": views.details(alert["details"]),
@@ -326,7 +342,8 @@ class Console:
         rows = await self.fetch("silences", {})
         silences = [{**s, "state": views.silence_state(s, now), "matchers_text": views.format_matchers(s["matchers"])}
                     for s in rows]
-        return self.render(request, "silences.html", {"silences": silences})
+        return self.render(request, "silences.html", {"silences": silences,
+                                                      "error": request.query_params.get("error", "")[:300]})
 
     async def silence_form(self, request: Request, user: User, values: dict | None = None, error: str = "",
                            status: int = 200) -> Response:
@@ -382,6 +399,145 @@ class Console:
     async def expire_silence(self, request: Request, user: User) -> Response:
         await self.fetch("expire_silence", {"token": user.token, "silence_id": request.path_params["silence_id"]})
         return RedirectResponse("/console/silences", 303)
+
+    async def extend_silence(self, request: Request, user: User) -> Response:
+        form = await self.form(request)
+        try:
+            ends_at = await self.now() + parse_duration(str(form.get("duration", "")))
+            await self.fetch("extend_silence", {"token": user.token, "silence_id": request.path_params["silence_id"],
+                                                "ends_at": ends_at})
+        except ValueError as error:
+            return RedirectResponse("/console/silences?" + urlencode({"error": str(error)}), 303)
+        except psycopg.errors.InsufficientPrivilege:
+            raise
+        except psycopg.DatabaseError as error:
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return RedirectResponse("/console/silences?" + urlencode({"error": error.diag.message_primary}), 303)
+        return RedirectResponse("/console/silences", 303)
+
+    # --- maintenance windows --------------------------------------------------------------------------------------
+    async def windows(self, request: Request, user: User, values: dict | None = None, error: str = "",
+                      status: int = 200) -> Response:
+        rows = [{**w, "matchers_text": views.format_matchers(w["matchers"]), "when": views.window_when(w)}
+                for w in await self.fetch("windows", {})]
+        return self.render(request, "windows.html", {"windows": rows, "values": values or {"time_zone": "UTC"},
+                                                     "error": error}, status)
+
+    async def save_window(self, request: Request, user: User) -> Response:
+        form = {k: v for k, v in (await self.form(request)).items() if k != "csrf"}
+        try:
+            window = views.window_from_form(form)
+            await self.fetch("save_window", {"token": user.token, **window,
+                                             "matchers": Jsonb(window["matchers"])})
+        except ValueError as error:
+            return await self.windows(request, user, form, str(error), 400)
+        except psycopg.errors.InsufficientPrivilege:
+            raise
+        except psycopg.DatabaseError as error:
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return await self.windows(request, user, form, error.diag.message_primary or str(error), 400)
+        return RedirectResponse("/console/windows", 303)
+
+    async def set_window_enabled(self, request: Request, user: User) -> Response:
+        form = await self.form(request)
+        await self.fetch("set_window_enabled", {"token": user.token, "name": request.path_params["name"],
+                                                "enabled": str(form.get("enabled", "")) == "true"})
+        return RedirectResponse("/console/windows", 303)
+
+    # --- on-call ------------------------------------------------------------------------------------------------
+    async def oncall(self, request: Request, user: User, error: str = "", status: int = 200) -> Response:
+        schedules = await self.fetch("schedules", {})
+        for schedule in schedules:
+            schedule["shifts"] = await self.fetch("schedule_timeline", {"schedule": schedule["name"]})
+        now = await self.now()
+        escalating = [{**e, "due_in": views.age(now, e["next_step_at"]) if e["next_step_at"] and e["next_step_at"] > now
+                       else "due now"} for e in await self.fetch("escalating", {})]
+        return self.render(request, "oncall.html", {
+            "schedules": schedules, "people": await self.fetch("people", {}),
+            "policies": await self.fetch("policies", {}), "escalating": escalating, "error": error,
+            "form": (await self.form(request)) if request.method == "POST" else {}}, status)
+
+    async def add_override(self, request: Request, user: User) -> Response:
+        form = {k: str(v) for k, v in (await self.form(request)).items()}
+        now = await self.now()
+        try:
+            starts = views.parse_local_time(form.get("from", ""), now)
+            until = starts + parse_duration(form.get("duration", "")) if form.get("duration") else \
+                views.parse_local_time(form.get("until", ""), now)
+            await self.fetch("add_override", {"token": user.token, "schedule": form.get("schedule", ""),
+                                              "person": form.get("person", ""), "from": starts, "until": until,
+                                              "reason": form.get("reason", "")[:500]})
+        except ValueError as error:
+            return await self.oncall(request, user, str(error), 400)
+        except psycopg.errors.InsufficientPrivilege:
+            raise
+        except psycopg.DatabaseError as error:
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return await self.oncall(request, user, error.diag.message_primary or str(error), 400)
+        return RedirectResponse("/console/oncall", 303)
+
+    # --- SLA ----------------------------------------------------------------------------------------------------
+    async def sla(self, request: Request, user: User) -> Response:
+        now = await self.now()
+        windows = [(label, hours, await self.fetch("sla_summary", {"hours": hours, "at": now}))
+                   for label, hours in views.SLA_WINDOWS]
+        hours = int(request.query_params.get("hours", "720")) if request.query_params.get("hours", "").isdigit() \
+            else 720
+        breakdowns = {dimension: await self.fetch("sla_breakdown", {"dimension": dimension, "hours": hours, "at": now})
+                      for dimension in views.SLA_DIMENSIONS}
+        charts = views.daily_charts(await self.fetch("sla_daily", {"at": now}))
+        return self.render(request, "sla.html", {"windows": windows, "breakdowns": breakdowns, "charts": charts,
+                                                 "hours": hours, "figure": views.figure, "at": now})
+
+    async def sla_csv(self, request: Request, user: User) -> Response:
+        hours = int(request.query_params.get("hours", "24")) if request.query_params.get("hours", "").isdigit() \
+            else 24
+        rows = await self.fetch("sla_summary", {"hours": hours, "at": await self.now()})
+        header = list(rows[0].keys()) if rows else ["metric"]
+        return Response(views.csv_text(header, [list(r.values()) for r in rows]), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="pgalert-sla-{hours}h.csv"'})
+
+    # --- channels -----------------------------------------------------------------------------------------------
+    async def channels(self, request: Request, user: User) -> Response:
+        rows = await self.fetch("channels", {})
+        channels = [{**c, "rate_1h": views.rate(c["succeeded_1h"], c["attempts_1h"]),
+                     "rate_24h": views.rate(c["succeeded_24h"], c["attempts_24h"]),
+                     "oldest": views.figure(c["oldest_pending_seconds"], "seconds")
+                     if c["oldest_pending_seconds"] is not None else ""} for c in rows]
+        return self.render(request, "channels.html", {"channels": channels})
+
+    # --- rules --------------------------------------------------------------------------------------------------
+    async def rules(self, request: Request, user: User) -> Response:
+        return self.render(request, "rules.html", {"rules": await self.fetch("rules", {}),
+                                                   "error": request.query_params.get("error", "")[:300]})
+
+    async def set_rule_enabled(self, request: Request, user: User) -> Response:
+        form = await self.form(request)
+        try:
+            await self.fetch("set_rule_enabled", {"token": user.token, "rule": request.path_params["rule"],
+                                                  "enabled": str(form.get("enabled", "")) == "true"})
+        except psycopg.errors.InsufficientPrivilege:
+            raise
+        except psycopg.DatabaseError as error:
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return RedirectResponse("/console/rules?" + urlencode({"error": error.diag.message_primary}), 303)
+        return RedirectResponse("/console/rules", 303)
+
+    async def backtest(self, request: Request, user: User) -> Response:
+        days = request.query_params.get("days", "7")
+        days = min(int(days), 30) if days.isdigit() and int(days) > 0 else 7
+        try:
+            rows = await self.fetch("backtest", {"rule": request.path_params["rule"], "days": days})
+        except psycopg.DatabaseError as error:
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return self.render(request, "backtest.html", {"error": error.diag.message_primary or str(error)})
+        return self.render(request, "backtest.html", {"fired": rows, "days": days,
+                                                      "rule": request.path_params["rule"]})
 
     # --- live updates -------------------------------------------------------------------------------------------
     async def events(self, request: Request, user: User) -> Response:

@@ -115,5 +115,92 @@ SELECT monitoring_console_create_silence(%(token)s, %(matchers)s, %(ends_at)s, %
 -- name: expire_silence
 SELECT monitoring_console_expire_silence(%(token)s, %(silence_id)s);
 
--- name: now
-SELECT now();
+-- name: sla_summary
+SELECT * FROM monitoring_get_sla_summary(%(hours)s, %(at)s);
+
+-- name: sla_breakdown
+SELECT * FROM monitoring_get_sla_breakdown(%(dimension)s, %(hours)s, %(at)s);
+
+-- name: sla_daily
+-- each of the last 30 days as the SQL function sees that day: the charts equal its figures by construction
+SELECT d.day, s.metric, s.unit, s.samples, s.p50, s.p95, s.mean
+FROM generate_series(date_trunc('day', %(at)s::timestamptz) - interval '29 days',
+                     date_trunc('day', %(at)s::timestamptz), interval '1 day') AS d (day)
+CROSS JOIN LATERAL monitoring_get_sla_summary(24, least(d.day + interval '1 day', %(at)s::timestamptz)) AS s
+WHERE s.metric IN ('mttd', 'mtta', 'mttr', 'false_positive_rate')
+ORDER BY d.day, s.metric;
+
+-- name: channels
+SELECT * FROM monitoring_channel_health();
+
+-- name: schedules
+SELECT s.name, s.time_zone, s.rotation_length, w.person, w.is_override, w.shift_ends_at
+FROM monitoring_oncall_schedules AS s
+LEFT JOIN LATERAL monitoring_who_is_on_call(s.name) AS w ON TRUE
+ORDER BY s.name;
+
+-- name: schedule_timeline
+SELECT starts_at, ends_at, person, is_override
+FROM monitoring_oncall_timeline(%(schedule)s, date_trunc('day', now()), date_trunc('day', now()) + interval '28 days')
+ORDER BY starts_at;
+
+-- name: people
+SELECT name FROM monitoring_people ORDER BY name;
+
+-- name: policies
+SELECT p.name, p.repeat_count, p.repeat_after, p.description,
+       coalesce(jsonb_agg(jsonb_build_object('step', st.step, 'delay', st.delay::text, 'target_type', st.target_type,
+                                             'schedule', sc.name, 'person', pe.name) ORDER BY st.delay, st.step)
+                FILTER (WHERE st.step IS NOT NULL), '[]') AS steps
+FROM monitoring_escalation_policies AS p
+LEFT JOIN monitoring_escalation_steps AS st ON st.policy_id = p.id
+LEFT JOIN monitoring_oncall_schedules AS sc ON sc.id = st.schedule_id
+LEFT JOIN monitoring_people AS pe ON pe.id = st.person_id
+GROUP BY p.id
+ORDER BY p.name;
+
+-- name: escalating
+SELECT a.id, a.title, a.severity, a.status, e.policy_name, e.next_index, e.next_step_at, e.level_reached,
+       jsonb_array_length(e.steps) AS step_count
+FROM monitoring_alert_escalations AS e
+JOIN monitoring_alerts AS a ON a.id = e.alert_id
+WHERE e.finished_at IS NULL
+ORDER BY e.next_step_at NULLS LAST, a.id DESC
+LIMIT 200;
+
+-- name: add_override
+SELECT monitoring_console_add_override(%(token)s, %(schedule)s, %(person)s, %(from)s, %(until)s, %(reason)s);
+
+-- name: rules
+SELECT rule_name, rule_type, event_type, window_size::text AS window_size, comparison, threshold, severity, enabled,
+       last_evaluated_at, last_observed, last_error, last_error_at, description, runbook_url
+FROM monitoring_alert_rules
+ORDER BY rule_name;
+
+-- name: set_rule_enabled
+SELECT monitoring_console_set_rule_enabled(%(token)s, %(rule)s, %(enabled)s);
+
+-- name: backtest
+SELECT would_fire_at, group_key, observed, cleared_at
+FROM monitoring_backtest_rule(%(rule)s, now() - make_interval(days => %(days)s), now())
+ORDER BY would_fire_at
+LIMIT 500;
+
+-- name: windows
+SELECT w.name, w.matchers, w.time_zone, w.starts_at, w.ends_at, w.days_of_week, w.start_time::text AS start_time,
+       w.duration::text AS duration, w.comment, w.created_by, w.enabled,
+       _monitoring_window_is_open(w, now()) AS open_now,
+       (SELECT count(*) FROM monitoring_notification_holds AS h
+        WHERE h.reason = 'maintenance' AND h.cause_id = w.id AND h.released_at IS NULL) AS holding
+FROM monitoring_maintenance_windows AS w
+ORDER BY w.enabled DESC, w.name;
+
+-- name: save_window
+SELECT monitoring_console_save_window(%(token)s, %(name)s, %(matchers)s, %(time_zone)s, %(starts_at)s, %(ends_at)s,
+                                      %(days_of_week)s, %(start_time)s, %(duration)s, %(comment)s);
+
+-- name: set_window_enabled
+SELECT monitoring_console_set_window_enabled(%(token)s, %(name)s, %(enabled)s);
+
+-- name: extend_silence
+SELECT monitoring_console_extend_silence(%(token)s, %(silence_id)s, %(ends_at)s);

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-from dispatcher.matchers import parse_matcher
+from dispatcher.matchers import parse_duration, parse_matcher
 
 SEVERITIES = ("critical", "warning", "info")
 STATUSES = ("active", "open", "acknowledged", "resolved")  # active: open or acknowledged, the default
@@ -270,3 +271,143 @@ def silence_state(silence: Mapping[str, object], now: dt.datetime) -> str:
     if silence["expired_at"] or silence["ends_at"] <= now:
         return "expired"
     return "pending" if silence["starts_at"] > now else "active"
+
+
+SLA_WINDOWS = (("24 h", 24), ("7 d", 168), ("30 d", 720))
+SLA_DIMENSIONS = ("alert_type", "severity", "provider")
+RATE_METRICS = ("false_positive_rate", "provider_success_rate", "provider_first_attempt_success_rate")
+
+
+def figure(value: object, unit: str | None) -> str:
+    """An SLA figure as people read it: durations in s, min or h; rates in percent."""
+    if value is None:
+        return "–"
+    number = float(value)
+    if unit in ("ratio", "rate") or (unit is None and number <= 1):
+        return f"{number * 100:.1f}%"
+    if number < 120:
+        return f"{number:.1f} s" if number < 10 else f"{number:.0f} s"
+    if number < 7200:
+        return f"{number / 60:.1f} min"
+    return f"{number / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A line chart drawn by the server as SVG: one polyline per series, in a viewBox of width x height."""
+
+    width: int
+    height: int
+    series: list[tuple[str, str]]  # (name, "x,y x,y ...")
+    maximum: str  # the top of the y axis, as a figure
+    first: str
+    last: str
+
+
+def chart(days: list[dt.datetime], series: Mapping[str, list[float | None]], unit: str | None,
+          width: int = 600, height: int = 160) -> Chart:
+    """Points for each series over `days`; a day without samples leaves a gap rather than a false zero."""
+    values = [v for points in series.values() for v in points if v is not None]
+    top = max(values) if values else 1.0
+    top = top or 1.0
+    step = width / max(len(days) - 1, 1)
+    drawn = []
+    for name, points in series.items():
+        coordinates = [f"{round(i * step, 1)},{round(height - (v / top) * height, 1)}"
+                       for i, v in enumerate(points) if v is not None]
+        drawn.append((name, " ".join(coordinates)))
+    return Chart(width, height, drawn, figure(top, unit), f"{days[0]:%b %d}" if days else "",
+                 f"{days[-1]:%b %d}" if days else "")
+
+
+def daily_charts(rows: Iterable[Mapping[str, object]]) -> dict[str, Chart]:
+    """The 30-day charts of the SLA page: p50 and p95 of MTTD, MTTA and MTTR, and the false-positive rate."""
+    days = sorted({row["day"] for row in rows})
+    by = {(row["day"], row["metric"]): row for row in rows}
+    charts = {}
+    for metric in ("mttd", "mtta", "mttr"):
+        unit = next((row["unit"] for row in rows if row["metric"] == metric), "seconds")
+        charts[metric] = chart(days, {
+            "p50": [_number(by.get((day, metric), {}).get("p50")) for day in days],
+            "p95": [_number(by.get((day, metric), {}).get("p95")) for day in days]}, unit)
+    charts["false_positive_rate"] = chart(days, {"rate": [
+        _number(by.get((day, "false_positive_rate"), {}).get("mean")) for day in days]}, "ratio")
+    return charts
+
+
+def _number(value: object) -> float | None:
+    return None if value is None else float(value)
+
+
+def rate(succeeded: int, attempts: int) -> str:
+    return f"{succeeded / attempts * 100:.1f}%" if attempts else "–"
+
+
+def csv_text(header: list[str], rows: Iterable[Iterable[object]]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for row in rows:
+        # a cell a spreadsheet would run as a formula is quoted as text
+        writer.writerow(["'" + str(v) if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in row])
+    return out.getvalue()
+
+
+def parse_local_time(text: str, now: dt.datetime) -> dt.datetime:
+    """A time typed in a form (`2026-12-05T14:30`, the browser's datetime-local, taken as UTC), or `now`."""
+    text = text.strip()
+    if not text or text == "now":
+        return now
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time like 2026-12-05T14:30") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def window_when(window: Mapping[str, object]) -> str:
+    """When a maintenance window holds, in its own time zone: `Sat Sun 02:00 for 04:00:00 (Europe/Berlin)`."""
+    if window["starts_at"]:
+        return f"{window['starts_at']:%Y-%m-%d %H:%M} to {window['ends_at']:%Y-%m-%d %H:%M} UTC"
+    days = " ".join(WEEKDAYS[d - 1] for d in sorted(window["days_of_week"] or []))
+    return f"{days} {str(window['start_time'])[:5]} for {window['duration']} ({window['time_zone']})"
+
+
+def window_from_form(form: Mapping[str, object]) -> dict[str, object]:
+    """A maintenance window as the editor's form gives it: one-off (from, until) or weekly (days, at, for)."""
+    def text(name: str) -> str:
+        value = form.get(name, "")
+        return (value[0] if isinstance(value, list) else str(value)).strip()
+
+    days = form.get("days", [])
+    days = [days] if isinstance(days, str) else list(days)
+    window: dict[str, object] = {"name": text("name"), "matchers": parse_matchers(text("matchers")),
+                                 "time_zone": text("time_zone") or "UTC", "comment": text("comment"),
+                                 "starts_at": None, "ends_at": None, "days_of_week": None, "start_time": None,
+                                 "duration": None}
+    if text("kind") == "weekly":
+        if not days or not all(str(d).isdigit() and 1 <= int(d) <= 7 for d in days):
+            raise ValueError("a weekly window needs at least one day")
+        if not re.fullmatch(r"\d{1,2}:\d{2}", text("start_time")):
+            raise ValueError("a weekly window starts at a time like 02:00")
+        window.update(days_of_week=sorted(int(d) for d in days), start_time=text("start_time"),
+                      duration=parse_duration(text("duration")))
+    else:
+        try:
+            zone = zoneinfo.ZoneInfo(str(window["time_zone"]))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{window['time_zone']!r} is not a time zone, e.g. Europe/Berlin") from None
+        try:
+            starts, ends = dt.datetime.fromisoformat(text("starts_at")), dt.datetime.fromisoformat(text("ends_at"))
+        except ValueError:
+            raise ValueError("a one-off window needs a start and an end, like 2026-12-05T22:00") from None
+        # typed on the window's own clock
+        window.update(starts_at=starts if starts.tzinfo else starts.replace(tzinfo=zone),
+                      ends_at=ends if ends.tzinfo else ends.replace(tzinfo=zone))
+    return window

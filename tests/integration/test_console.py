@@ -4,6 +4,7 @@ People are made with `pgalert user create` as an admin login, as the docs say.""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from playwright import sync_api as playwright_api  # noqa: E402 - beside what it
 
 from devtools.fake_providers import FakeProviders
 from devtools.serve import start_serve
-from tests.helpers import SEED_CRITICAL, child_environment
+from tests.helpers import SEED_CRITICAL, child_environment, make_schedule
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
@@ -52,12 +53,13 @@ def console_login(db_url: str) -> Iterator[str]:
 
 
 class Serve:
-    def __init__(self, url: str, log: Path):
-        self.url, self.log, self.port = url, log, None
+    def __init__(self, url: str, log: Path, *args: str):
+        self.url, self.log, self.port, self.args = url, log, None, args
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Serve:
-        self.process, base = start_serve(self.url, self.log, env={}, base_env=child_environment(), port=self.port)
+        self.process, base = start_serve(self.url, self.log, *self.args, env={}, base_env=child_environment(),
+                                         port=self.port)
         self.base = base
         self.port = int(base.rsplit(":", 1)[1])
         return self
@@ -254,3 +256,230 @@ def test_the_open_alerts_filter_lives_in_the_url(browser, serve, users, conn):
     bad = page.goto("/console/?severity=urgent")
     assert bad.status == 400
     expect(page.locator(".error")).to_contain_text("severity is one of")
+
+
+def test_on_call_shows_who_is_on_now_and_a_responder_adds_an_override_with_the_databases_sentence_on_a_mistake(
+        browser, serve, users, conn):
+    make_schedule(conn, "payments", "Europe/Berlin", ["Alice", "Bob"])
+    on_now = conn.execute("SELECT person FROM monitoring_who_is_on_call('payments')").fetchone()[0]
+    other = "Bob" if on_now == "Alice" else "Alice"
+    page = sign_in(browser, serve, "rick")
+    page.goto("/console/oncall")
+    card = page.locator('section.schedule[data-schedule="payments"]')
+    expect(card.locator("p.now strong")).to_have_text(on_now)
+    assert card.locator("table.shifts tbody tr").count() >= 4  # four weeks of weekly shifts
+    page.select_option("form.override select[name=person]", other)
+    page.fill("form.override input[name=duration]", "2h")
+    page.fill("form.override input[name=reason]", "swap")
+    page.click("form.override button[type=submit]")
+    page.wait_for_url(re.compile(r"/console/oncall$"))
+    expect(card.locator("p.now strong")).to_have_text(other)
+    expect(card.locator("p.now .badge")).to_have_text("override")
+    page.select_option("form.override select[name=person]", on_now)
+    page.fill("form.override input[name=duration]", "1h")
+    page.click("form.override button[type=submit]")
+    expect(page.locator(".error")).to_contain_text("already has override")
+
+
+def test_the_sla_page_shows_the_sql_functions_figures_and_its_csv_is_the_same(browser, serve, users, conn):
+    for minutes_ago, ack_after, resolve_after in ((180, 2, 30), (150, 6, 20), (120, 4, 45)):
+        alert_id = conn.execute(
+            "INSERT INTO monitoring_alerts (alert_type, severity, title, created_at, occurred_at) "
+            "VALUES ('payment_failure', 'critical', 'x', now() - make_interval(mins => %(m)s), "
+            "now() - make_interval(mins => %(m)s + 1)) RETURNING id", {"m": minutes_ago}).fetchone()[0]
+        conn.execute("SELECT monitoring_acknowledge_alert(%s, 'alice', NULL, now() - make_interval(mins => %s))",
+                     (alert_id, minutes_ago - ack_after))
+        conn.execute("SELECT monitoring_resolve_alert(%s, 'alice', NULL, false, now() - make_interval(mins => %s))",
+                     (alert_id, minutes_ago - resolve_after))
+    page = sign_in(browser, serve, "vera")
+    page.goto("/console/sla")
+    for hours in (24, 168, 720):
+        expected = {metric: p50 for metric, p50 in conn.execute(
+            "SELECT metric, p50 FROM monitoring_get_sla_summary(%s)", (hours,)).fetchall()}
+        for metric in ("mttd", "mtta", "mttr"):
+            shown = page.locator(f'tr[data-metric="{metric}"] td[data-hours="{hours}"] .value').get_attribute("data-p50")
+            assert shown == str(expected[metric]), (hours, metric)
+    assert 239 <= expected["mtta"] <= 241  # the median of 2, 4 and 6 minutes: the data are what the test meant
+    assert page.locator('figure[data-chart="mtta"] polyline').count() == 2
+    csv = page.request.get("/console/sla.csv?hours=24")
+    assert csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text().strip().splitlines()
+    sql_rows = conn.execute("SELECT metric, samples FROM monitoring_get_sla_summary(24)").fetchall()
+    assert [line.split(",")[:3:2] for line in lines[1:]] == [[m, str(s)] for m, s in sql_rows]
+
+
+def test_channels_show_success_rates_and_the_last_error_and_never_a_secret(browser, serve, users, conn):
+    conn.execute(SEED_CRITICAL)
+    delivery = conn.execute("SELECT id FROM monitoring_deliveries WHERE provider = 'pagerduty'").fetchone()[0]
+    conn.execute("""INSERT INTO monitoring_delivery_attempts (delivery_id, attempt, dispatcher, started_at, finished_at,
+                    outcome, http_status, error) VALUES
+                    (%(d)s, 1, 'x', now() - interval '10 minutes', now() - interval '10 minutes', 'retry', 503, 'HTTP 503 busy'),
+                    (%(d)s, 2, 'x', now() - interval '5 minutes', now() - interval '5 minutes', 'succeeded', 202, NULL)""",
+                 {"d": delivery})
+    conn.execute("INSERT INTO monitoring_providers (provider, kind, secret_refs, description) VALUES "
+                 "('pagerduty_payments', 'pagerduty', '{\"routing_key\": \"env:PD_KEY_PAYMENTS\"}', 'payments team')")
+    page = sign_in(browser, serve, "vera")
+    page.goto("/console/channels")
+    row = page.locator('tr[data-channel="pagerduty"]')
+    expect(row).to_contain_text("50.0%")
+    expect(row).to_contain_text("HTTP 503 busy")
+    expect(page.locator('tr[data-channel="pagerduty_payments"]')).to_contain_text("payments team")
+    assert "PD_KEY_PAYMENTS" not in page.content()
+
+
+def test_an_admin_disables_a_rule_a_responder_cannot_and_a_backtest_says_what_would_have_fired(
+        browser, serve, users, conn):
+    conn.execute("INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, window_size, threshold, severity) "
+                 "VALUES ('checkout_errors', 'count', 'checkout_error', interval '5 minutes', 3, 'critical')")
+    conn.execute("INSERT INTO monitoring_events (event_type, occurred_at) "
+                 "SELECT 'checkout_error', now() - interval '2 hours' + n * interval '1 second' FROM generate_series(1, 5) AS n")
+    page = sign_in(browser, serve, "rick")
+    page.goto("/console/rules")
+    row = page.locator('tr[data-rule="checkout_errors"]')
+    expect(row).to_contain_text("enabled")
+    assert row.locator("button", has_text="Disable").count() == 0
+    row.locator("a", has_text="Backtest").click()
+    expect(page.locator('[data-backtest="checkout_errors"]')).to_contain_text("1 time checkout_errors would have fired")
+    admin = sign_in(browser, serve, "ada")
+    admin.goto("/console/rules")
+    admin.locator('tr[data-rule="checkout_errors"] button', has_text="Disable").click()
+    expect(admin.locator('tr[data-rule="checkout_errors"]')).to_contain_text("disabled")
+    assert conn.execute("SELECT enabled FROM monitoring_alert_rules WHERE rule_name = 'checkout_errors'"
+                        ).fetchone() == (False,)
+
+
+def test_an_admin_makes_a_weekly_maintenance_window_in_its_time_zone_and_a_responder_cannot(
+        browser, serve, users, conn):
+    page = sign_in(browser, serve, "ada")
+    page.goto("/console/windows")
+    form = page.locator("form.window")
+    form.locator("input[name=name]").fill("saturday_patching")
+    form.locator("textarea[name=matchers]").fill('alert_type="db_down"')
+    form.locator("input[name=time_zone]").fill("Europe/Berlin")
+    form.locator("input[name=kind][value=weekly]").check()
+    form.locator("input[name=days][value='6']").check()
+    form.locator("input[name=start_time]").fill("02:00")
+    form.locator("input[name=duration]").fill("4h")
+    form.locator("input[name=comment]").fill("patching")
+    form.locator("button[type=submit]").click()
+    row = page.locator('tr[data-window="saturday_patching"]')
+    expect(row).to_contain_text("Sat 02:00 for 04:00:00 (Europe/Berlin)")
+    stored = conn.execute("SELECT days_of_week, start_time::text, time_zone, created_by FROM monitoring_maintenance_windows"
+                          ).fetchone()
+    assert stored[:3] == ([6], "02:00:00", "Europe/Berlin") and stored[3].endswith(" for Ada Admin (console)")
+    form.locator("input[name=name]").fill("bad_zone")
+    form.locator("textarea[name=matchers]").fill('alert_type="x"')
+    form.locator("input[name=time_zone]").fill("Mars/Olympus")
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".error")).to_be_visible()
+    responder = sign_in(browser, serve, "rick")
+    responder.goto("/console/windows")
+    expect(responder.locator('tr[data-window="saturday_patching"]')).to_be_visible()
+    assert responder.locator("form.window").count() == 0
+    csrf = responder.locator("form[action='/console/logout'] input[name=csrf]").get_attribute("value")
+    forged = responder.request.post("/console/windows/saturday_patching/enabled", form={"csrf": csrf, "enabled": "false"})
+    assert forged.status == 403
+    assert conn.execute("SELECT enabled FROM monitoring_maintenance_windows").fetchone() == (True,)
+
+
+def test_a_responder_extends_a_silence_and_expires_it(browser, serve, users, conn):
+    page = sign_in(browser, serve, "rick")
+    page.goto("/console/silences/new")
+    page.fill("textarea[name=matchers]", 'alert_type="deploy_check"')
+    page.fill("input[name=duration]", "1h")
+    page.fill("input[name=comment]", "deploy")
+    page.click("form.silence button[type=submit]")
+    page.wait_for_url(re.compile(r"/console/silences$"))
+    page.fill("form.extend input[name=duration]", "5h")
+    page.click("form.extend button")
+    page.wait_for_url(re.compile(r"/console/silences$"))
+    hours = conn.execute("SELECT extract(EPOCH FROM ends_at - now()) / 3600 FROM monitoring_silences").fetchone()[0]
+    assert 4.9 < hours <= 5
+    page.locator("button", has_text="Expire").click()
+    expect(page.locator("table.silences .badge").first).to_have_text("expired")
+
+
+def test_the_keyboard_moves_and_acknowledges_and_times_show_in_the_viewers_zone(browser, serve, users, conn):
+    older = raise_alert(conn, "Older alert", "queue_lag")
+    newer = raise_alert(conn, "Newer alert", "disk_full")
+    context = browser.new_context(base_url=serve.base, timezone_id="Asia/Tokyo", locale="en-GB")
+    page = context.new_page()
+    page.goto("/console/login")
+    page.fill("input[name=login]", "rick")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/console/$"))
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    expect(page.locator(f'tr.alert[data-alert="{older}"]')).to_have_class(re.compile("selected"))
+    page.keyboard.press("a")
+    expect(page.locator(f'tr.alert[data-alert="{older}"]')).to_contain_text("by Rick Responder via console",
+                                                                            timeout=LIVE)
+    assert conn.execute("SELECT status FROM monitoring_alerts WHERE id = %s", (newer,)).fetchone() == ("open",)
+    page.goto(f"/console/alerts/{older}")
+    stamp = page.locator("ol.timeline time").first
+    utc = conn.execute("SELECT to_char(created_at AT TIME ZONE 'UTC', 'HH24:MI:SS'), "
+                       "to_char(created_at AT TIME ZONE 'Asia/Tokyo', 'HH24:MI:SS') FROM monitoring_alerts WHERE id = %s",
+                       (older,)).fetchone()
+    expect(stamp).to_have_text(utc[1])  # Tokyo's clock, nine hours ahead
+    assert utc[0] in stamp.get_attribute("title")  # UTC on hover
+    page.keyboard.press("?")
+    expect(page.locator("dialog#keys")).to_be_visible()
+
+
+def test_the_alerts_page_fits_a_phone(browser, serve, users, conn):
+    raise_alert(conn, "A rather long alert title that must wrap on a narrow screen instead of widening the page",
+                details='{"labels": {"env": "production", "region": "eu-central-1", "service": "checkout-api"}}')
+    context = browser.new_context(base_url=serve.base, viewport={"width": 375, "height": 740})
+    page = context.new_page()
+    page.goto("/console/login")
+    page.fill("input[name=login]", "vera")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/console/$"))
+    expect(page.locator("tr.alert")).to_have_count(1)
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
+
+
+def test_screenshots_of_the_main_pages(browser, serve, users, conn, tmp_path):
+    """The README's pictures come from here: `make screenshots` writes them to docs/screenshots/."""
+    target = Path(os.environ["PGALERT_SCREENSHOTS"]) if os.environ.get("PGALERT_SCREENSHOTS") else tmp_path
+    target.mkdir(parents=True, exist_ok=True)
+    make_schedule(conn, "payments", "Europe/Berlin", ["Alice", "Bob"])
+    first = raise_alert(conn, "Checkout error rate above 5%", "checkout_errors", "critical", "checkout-api",
+                        '{"labels": {"env": "prod", "team": "payments"}, "runbook_url": "https://runbooks.example.com/checkout"}')
+    raise_alert(conn, "Disk 92% on db-1", "disk_full", "warning", "db-1", '{"labels": {"env": "prod"}}')
+    raise_alert(conn, "Email queue 4 minutes behind", "queue_lag", "info", "mailer")
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'Alice', 'looking')", (first,))
+    page = sign_in(browser, serve, "ada")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    shots = {"alerts": "/console/", "alert": f"/console/alerts/{first}", "silence": f"/console/silences/new?alert={first}",
+             "oncall": "/console/oncall", "sla": "/console/sla"}
+    for name, path in shots.items():
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=target / f"{name}.png")
+        assert (target / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("trusted", "signed_in"), [("127.0.0.1", True), ("10.9.9.9", False)])
+def test_single_sign_on_believes_the_proxys_header_only_from_the_proxy(console_login, users, tmp_path, trusted,
+                                                                        signed_in):
+    server = Serve(console_login, tmp_path / "serve.log", "--console-auth-header", "X-Forwarded-Email",
+                   "--console-trusted-proxies", trusted).start()
+    try:
+        vouched = requests.get(server.base + "/console/", headers={"X-Forwarded-Email": "Rick"}, timeout=10,
+                               allow_redirects=False)
+        if signed_in:
+            assert vouched.status_code == 200 and "Rick Responder" in vouched.text
+            assert "pgalert_session" in vouched.headers["set-cookie"]
+            again = requests.get(server.base + "/console/", cookies={"pgalert_session": vouched.cookies["pgalert_session"]},
+                                 timeout=10, allow_redirects=False)
+            assert again.status_code == 200  # the session lives on without the header
+        else:
+            assert vouched.status_code == 303 and "/console/login" in vouched.headers["location"]
+        stranger = requests.get(server.base + "/console/", headers={"X-Forwarded-Email": "mallory@example.com"},
+                                timeout=10, allow_redirects=False)
+        assert stranger.status_code == 303  # vouched for, but no console user
+    finally:
+        server.stop()

@@ -8,7 +8,7 @@ import secrets
 import psycopg
 import pytest
 
-from tests.helpers import SEED_CRITICAL
+from tests.helpers import SEED_CRITICAL, make_schedule
 
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
 
@@ -160,3 +160,46 @@ def test_the_silence_preview_matches_what_the_silence_then_holds_and_refuses_wha
     assert held == [("again",)]
     assert session.execute("SELECT monitoring_console_expire_silence(%s, %s)", (tokens["rick"], silence_id)
                            ).fetchone()[0]
+
+
+def test_a_responder_adds_an_override_with_the_databases_sentence_on_a_mistake(conn, console):
+    session, tokens = console
+    make_schedule(conn, "payments", "Europe/Berlin", ["Alice", "Bob"])
+    added = session.execute("SELECT monitoring_console_add_override(%s, 'payments', 'Bob', now(), now() + interval '2 hours', "
+                            "'swap')", (tokens["rick"],)).fetchone()[0]
+    reason = conn.execute("SELECT reason FROM monitoring_oncall_overrides WHERE id = %s", (added,)).fetchone()[0]
+    assert reason == "swap (added by Rick in the console)"
+    with pytest.raises(psycopg.errors.ExclusionViolation, match="already has override"):
+        session.execute("SELECT monitoring_console_add_override(%s, 'payments', 'Alice', now(), now() + interval '1 hour')",
+                        (tokens["ada"],))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        session.execute("SELECT monitoring_console_add_override(%s, 'payments', 'Alice', now() + interval '3 hours', "
+                        "now() + interval '4 hours')", (tokens["vera"],))
+
+
+def test_only_an_admin_enables_or_disables_a_rule(conn, console):
+    session, tokens = console
+    conn.execute("INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, window_size, threshold, severity) "
+                 "VALUES ('checkout_errors', 'count', 'checkout_error', interval '5 minutes', 10, 'critical')")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only a admin"):
+        session.execute("SELECT monitoring_console_set_rule_enabled(%s, 'checkout_errors', false)", (tokens["rick"],))
+    assert session.execute("SELECT monitoring_console_set_rule_enabled(%s, 'checkout_errors', false)",
+                           (tokens["ada"],)).fetchone() == (False,)
+    assert conn.execute("SELECT enabled FROM monitoring_alert_rules WHERE rule_name = 'checkout_errors'").fetchone() == (False,)
+    with pytest.raises(psycopg.errors.NoDataFound):
+        session.execute("SELECT monitoring_console_set_rule_enabled(%s, 'nope', true)", (tokens["ada"],))
+
+
+def test_channel_health_counts_attempts_of_the_last_hour_and_day_and_shows_the_last_error(conn, connect):
+    conn.execute(SEED_CRITICAL)
+    delivery = conn.execute("SELECT id FROM monitoring_deliveries WHERE provider = 'pagerduty'").fetchone()[0]
+    conn.execute("""INSERT INTO monitoring_delivery_attempts (delivery_id, attempt, dispatcher, started_at, finished_at,
+                    outcome, http_status, error) VALUES
+                    (%(d)s, 1, 'x', now() - interval '3 hours', now() - interval '3 hours', 'retry', 503, 'busy'),
+                    (%(d)s, 2, 'x', now() - interval '30 minutes', now() - interval '30 minutes', 'succeeded', 202, NULL),
+                    (%(d)s, 3, 'x', now() - interval '2 days', now() - interval '2 days', 'failed', 400, 'too old')""",
+                 {"d": delivery})
+    reader = connect("monitoring_reader")
+    row = reader.execute("SELECT attempts_1h, succeeded_1h, attempts_24h, succeeded_24h, last_error, pending "
+                         "FROM monitoring_channel_health() WHERE provider = 'pagerduty'").fetchone()
+    assert row == (1, 1, 2, 1, "busy", 1)

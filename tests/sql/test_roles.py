@@ -153,12 +153,13 @@ FUNCTION_RIGHTS = {
     # pgalert serve's whole interface: it holds no table rights at all
     "monitoring_inbound_client": ["inbound"], "monitoring_inbound_find_alert": ["inbound"],
     "monitoring_inbound_act": ["inbound"], "monitoring_inbound_raise": ["inbound"], "monitoring_inbound_ready": ["inbound"],
-    "monitoring_silence_preview": READ,
+    "monitoring_silence_preview": READ, "monitoring_channel_health": READ,
     "monitoring_console_save_user": ["admin"], "monitoring_console_disable_user": ["admin"],
     # the console's own interface (monitoring_console, below): no other role runs it
     **{f"monitoring_console_{name}": None for name in (
         "begin_sign_in", "finish_sign_in", "session", "proxy_session", "sign_out", "acknowledge", "resolve", "reopen",
-        "create_silence", "expire_silence")},
+        "create_silence", "expire_silence", "add_override", "set_rule_enabled", "extend_silence", "save_window",
+        "set_window_enabled")},
 }
 # the console reads what a reader reads, sees who may sign in (never a password hash), and acts only through
 # these functions, each given a person's session token (tests/sql/test_console.py)

@@ -39,6 +39,9 @@ def test_dispatch_help_names_each_setting_in_the_environment():
     (["dispatch", "--lease-seconds", "10", "--http-timeout", "30"], {}, "--lease-seconds (10) must exceed"),
     (["dispatch", "--concurrency", "0"], {}, "0 is not in the range"),
     (["migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/none"], {}, "cannot connect to PostgreSQL"),
+    (["serve", "--console-auth-header", "X-Forwarded-Email"], {}, "needs --console-trusted-proxies"),
+    (["serve", "--console-auth-header", "X-Forwarded-Email", "--console-trusted-proxies", "10.0.0.300"], {},
+     "--console-trusted-proxies: not an address"),
 ])
 def test_bad_input_is_a_clear_error(args, env, message):
     result = CliRunner().invoke(cli, args, env={"DATABASE_URL": "", **env})
@@ -47,16 +50,22 @@ def test_bad_input_is_a_clear_error(args, env, message):
 
 
 def test_every_named_query_the_code_runs_exists_and_none_is_left_unused():
-    """cli.py and inbound/app.py run SQL only by name, from commands.sql and inbound/queries.sql."""
+    """cli.py, inbound/app.py and the console run SQL only by name, from commands.sql, inbound/queries.sql and
+    console/queries.sql."""
     import re
     from pathlib import Path
 
     from dispatcher.db import COMMANDS_FILE, INBOUND_FILE, named_queries
 
     package = Path(__file__).resolve().parents[2] / "dispatcher"
+    console = package / "console"
     for code, queries, call in ((package / "cli.py", COMMANDS_FILE, r"command_sql\(([^)]*)\)"),
-                                (package / "inbound" / "app.py", INBOUND_FILE, r"self\.call\(([^,]*),")):
-        text = code.read_text()
-        used = {name for arguments in re.findall(call, text) for name in re.findall(r'"(\w+)"', arguments)}
+                                (package / "inbound" / "app.py", INBOUND_FILE, r"self\.call\(([^,]*),"),
+                                (console / "app.py", console / "queries.sql",
+                                 r"self\.fetch\((\"\w+\"(?: if [^)]*? else \"\w+\")?)|_queries\[(\"\w+\")\]"
+                                 r"|, (\"alert_\w+\")\)")):
+        text = code.read_text() + ((console / "feed.py").read_text() if code.parent == console else "")
+        found = [" ".join(groups) if isinstance(groups, tuple) else groups for groups in re.findall(call, text)]
+        used = {name for arguments in found for name in re.findall(r'"(\w+)"', arguments)}
         assert used and used == set(named_queries(queries)), (code.name, used ^ set(named_queries(queries)))
         assert "SELECT" not in re.sub(r'"""[\s\S]*?"""', "", text), f"{code.name} has SQL of its own"

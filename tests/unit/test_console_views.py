@@ -139,3 +139,30 @@ def test_cookies_are_secure_except_to_this_machine(host, secure):
                                                (None, "/console/"), ("/metrics", "/console/")])
 def test_after_sign_in_only_console_paths(target, where):
     assert safe_next(target) == where
+
+
+@pytest.mark.parametrize(("value", "unit", "text"), [(None, "seconds", "–"), (4.25, "seconds", "4.2 s"),
+                                                     (45, "seconds", "45 s"), (600, "seconds", "10.0 min"),
+                                                     (9000, "seconds", "2.5 h"), (0.125, "ratio", "12.5%")])
+def test_sla_figures_read_as_durations_or_percentages(value, unit, text):
+    assert views.figure(value, unit) == text
+
+
+def test_a_chart_leaves_a_gap_for_a_day_without_samples_and_scales_to_the_highest_value():
+    days = [T0 + dt.timedelta(days=n) for n in range(3)]
+    drawn = views.chart(days, {"p50": [10.0, None, 20.0], "p95": [None, None, None]}, "seconds", width=200, height=100)
+    assert drawn.series == [("p50", "0.0,50.0 200.0,0.0"), ("p95", "")]
+    assert drawn.maximum == "20 s" and drawn.first == "Dec 05" and drawn.last == "Dec 07"
+
+
+def test_a_csv_cell_that_a_spreadsheet_would_run_is_kept_as_text():
+    text = views.csv_text(["metric", "note"], [["mtta", "=HYPERLINK(\"http://evil\")"], ["mttr", "-1+2"]])
+    assert text.splitlines() == ["metric,note", "mtta,\"'=HYPERLINK(\"\"http://evil\"\")\"", "mttr,'-1+2"]
+
+
+def test_a_typed_time_is_utc_unless_it_says_otherwise():
+    assert views.parse_local_time("", T0) == T0
+    assert views.parse_local_time("2026-12-05T14:30", T0) == dt.datetime(2026, 12, 5, 14, 30, tzinfo=dt.UTC)
+    assert views.parse_local_time("2026-12-05T14:30+01:00", T0).utcoffset() == dt.timedelta(hours=1)
+    with pytest.raises(ValueError, match="is not a time"):
+        views.parse_local_time("tomorrow", T0)

@@ -7,13 +7,23 @@
   var saved = localStorage.getItem("pgalert-theme");
   if (saved) root.dataset.theme = saved;
 
+  // absolute times (class "abs") are written in UTC by the server and shown here in the viewer's zone, with
+  // UTC kept on hover; relative ones ("5m") keep their text and gain the local time on hover
   function localTimes(scope) {
     scope.querySelectorAll("time[datetime]").forEach(function (el) {
       if (el.dataset.local) return;
       var at = new Date(el.getAttribute("datetime"));
       if (isNaN(at)) return;
       el.dataset.local = "1";
-      el.title = at.toLocaleString() + " (" + el.title + ")";
+      var utc = el.title;
+      if (el.classList.contains("abs")) {
+        var options = { weekday: "short", day: "2-digit", month: "short", hour: "2-digit", minute: "2-digit" };
+        if (el.hasAttribute("data-seconds")) options = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
+        el.textContent = at.toLocaleString(undefined, options);
+        el.title = utc;
+      } else {
+        el.title = at.toLocaleString() + " (" + utc + ")";
+      }
     });
   }
 
