@@ -325,6 +325,14 @@ def app(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     return 200, {"Content-Type": "text/plain"}, b"healthy"
 
 
+def heartbeat(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    """A dead man's switch's ping URL, as healthchecks.io answers it (GET or POST /<uuid>: 200 "OK"; an unknown
+    check: 404 "not found")."""
+    if not re.fullmatch(r"/[0-9a-f-]{36}", path):
+        return 404, {"Content-Type": "text/plain"}, b"not found"
+    return 200, {"Content-Type": "text/plain"}, b"OK"
+
+
 def webhook(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     """A receiver as its authors would write it: verified with a Standard Webhooks library, and by 0.1.0's
     header for receivers written against that."""
@@ -352,7 +360,7 @@ def slack_response(path: str, query: dict, headers: dict, body: bytes) -> Reply:
 
 ROUTES: dict[str, Callable[[str, dict, dict, bytes], Reply]] = {
     "pagerduty": pagerduty, "opsgenie": opsgenie, "jsm": jsm, "slack": slack, "teams": teams, "sentry": sentry,
-    "webhook": webhook, "app": app,
+    "webhook": webhook, "app": app, "heartbeat": heartbeat,
     "slack-response": slack_response,
 }
 

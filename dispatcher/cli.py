@@ -15,7 +15,7 @@ import psycopg
 from dispatcher import db, logs
 from dispatcher.inbound.settings import ServeSettings
 from dispatcher.migrate import MigrationError, migrate
-from dispatcher.providers import ProviderConfigError, all_secrets, providers_from_env
+from dispatcher.providers import ProviderConfigError, all_secrets, check_url, providers_from_env
 from dispatcher.redact import redact
 from dispatcher.retry import RetryPolicy
 from dispatcher.settings import DEFAULT_PACING, Settings, default_dispatcher_id, parse_pacing
@@ -136,6 +136,13 @@ def migrate_command(database_url: str, check: bool) -> None:
               show_envvar=True, help="Address for the metrics server.")
 @click.option("--health-checks/--no-health-checks", envvar="PGALERT_HEALTH_CHECKS", default=True, show_default=True,
               show_envvar=True, help="Run the due checks of monitoring_health_checks (PRODUCTION_URL adds one).")
+@click.option("--heartbeat-url", envvar="PGALERT_HEARTBEAT_URL", default="", show_envvar=True,
+              help="A dead man's switch (healthchecks.io, Cronitor, a PagerDuty heartbeat): pinged while this "
+                   "dispatcher could page (claims turn, the database answers, pg_cron runs pgalert's jobs), so the "
+                   "outside service pages when pgalert cannot. Treated as a secret.")
+@click.option("--heartbeat-seconds", envvar="PGALERT_HEARTBEAT_SECONDS", type=click.FloatRange(1, 3600),
+              default=Settings.heartbeat_seconds, show_default=True, show_envvar=True,
+              help="Seconds between heartbeat pings; set the outside check's period to this and its grace to twice it.")
 @click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
               show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
 @click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -143,7 +150,8 @@ def migrate_command(database_url: str, check: bool) -> None:
 def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, batch_size: int, lease_seconds: float,
                      poll_seconds: float, http_timeout: float, max_attempts: int, backoff_base: float,
                      backoff_cap: float, pacing: str, shutdown_seconds: float, metrics_port: int | None,
-                     metrics_host: str, health_checks: bool, log_format: str, log_level: str) -> None:
+                     metrics_host: str, health_checks: bool, heartbeat_url: str, heartbeat_seconds: float,
+                     log_format: str, log_level: str) -> None:
     """Deliver alerts until SIGTERM: LISTEN for work, claim it with SKIP LOCKED, send, record every attempt.
 
     Providers are configured only from the environment: PAGERDUTY_INTEGRATION_KEY (PAGERDUTY_EVENTS_URL),
@@ -173,9 +181,16 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
         lease_seconds=lease_seconds, poll_seconds=poll_seconds, http_timeout=http_timeout,
         shutdown_seconds=shutdown_seconds, retry=RetryPolicy(max_attempts, backoff_base, backoff_cap),
         pacing=paces, metrics_host=metrics_host, metrics_port=metrics_port, health_checks=health_checks,
-        production_url=os.environ.get("PRODUCTION_URL", "").strip(),
+        production_url=os.environ.get("PRODUCTION_URL", "").strip(), heartbeat_url=heartbeat_url.strip(),
+        heartbeat_seconds=heartbeat_seconds,
     )
-    secrets = all_secrets(providers) + ((settings.production_url,) if settings.production_url else ())
+    if settings.heartbeat_url:
+        try:
+            check_url("--heartbeat-url", settings.heartbeat_url,
+                      os.environ.get("PGALERT_ALLOW_PLAIN_HTTP", "").strip().lower() in ("1", "true", "yes", "on"))
+        except ProviderConfigError as error:
+            raise click.ClickException(str(error)) from None
+    secrets = all_secrets(providers) + tuple(s for s in (settings.production_url, settings.heartbeat_url) if s)
     logs.configure(log_format, log_level, secrets)
     metrics = Metrics()
     if metrics_port is not None:

@@ -63,3 +63,5 @@ class Settings:
     metrics_port: int | None = None
     health_checks: bool = True
     production_url: str = ""
+    heartbeat_url: str = ""  # a dead man's switch pinged while this dispatcher could page (worker/heartbeat.py)
+    heartbeat_seconds: float = 60.0

@@ -84,6 +84,45 @@ their transaction commits; call it after scheduling jobs in a large transaction 
 REVOKE ALL ON FUNCTION monitoring_refresh_scheduler() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_refresh_scheduler() TO monitoring_admin;
 
+-- After a failover. pg_cron connects to run each job where cron.job says (nodename and nodeport: cron.host and the
+-- server's port when the job was scheduled), and starts on a standby once it is promoted. Where the servers of a
+-- cluster share a port and cron.host (Patroni's, RDS's and Cloud SQL's way) the jobs run on the new primary as they
+-- are; where they differ, they would try the dead server's address for ever. Every dispatcher's scheduler check
+-- calls this on the primary: it points pgalert's jobs at this server, which pg_cron reloads at once; false when
+-- nothing needed it or the definer may not change cron.job (a managed service's pg_cron), which the stalled
+-- alert then reports.
+CREATE OR REPLACE FUNCTION _monitoring_point_jobs_here()
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_moved integer;
+BEGIN
+    IF pg_is_in_recovery() OR NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')
+       OR current_setting('cron.use_background_workers', TRUE) = 'on' THEN
+        RETURN FALSE;  -- a background worker connects nowhere
+    END IF;
+    EXECUTE $sql$
+        UPDATE cron.job
+        SET nodename = coalesce(nullif(current_setting('cron.host', TRUE), ''), 'localhost'),
+            nodeport = current_setting('port')::integer
+        WHERE jobname LIKE 'pgalert\_%' AND database = current_database()
+          AND (nodename, nodeport) IS DISTINCT FROM
+              (coalesce(nullif(current_setting('cron.host', TRUE), ''), 'localhost'), current_setting('port')::integer)
+    $sql$;
+    GET DIAGNOSTICS v_moved = ROW_COUNT;
+    IF v_moved > 0 THEN
+        RAISE LOG 'pgalert: % pg_cron job(s) pointed at this server (port %) after a failover', v_moved,
+            current_setting('port');
+    END IF;
+    RETURN v_moved > 0;
+EXCEPTION WHEN insufficient_privilege THEN
+    RETURN FALSE;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_point_jobs_here() FROM PUBLIC;
+
 -- Whether pgalert's scheduled jobs run, judged by the heartbeat: rules, escalations, hold releases, flapping
 -- and grouping all depend on them, and pg_cron cannot say that it stopped.
 CREATE OR REPLACE FUNCTION monitoring_scheduler_status(p_stale_after interval DEFAULT '3 minutes')
@@ -117,6 +156,7 @@ DECLARE
     v_status record;
     v_open bigint;
 BEGIN
+    PERFORM public._monitoring_point_jobs_here();
     SELECT * INTO v_status FROM public.monitoring_scheduler_status(p_stale_after);
     SELECT a.id INTO v_open FROM public.monitoring_alerts AS a
     WHERE a.dedup_key = 'pgalert_scheduler_stalled' AND a.status <> 'resolved';
@@ -138,6 +178,7 @@ END
 $$;
 COMMENT ON FUNCTION monitoring_check_scheduler(interval) IS
 'Dispatchers only: monitoring_scheduler_status, and raise the critical alert pgalert_scheduler_stalled while the
-jobs do not run (resolved when they run again), so a stopped pg_cron pages without pg_cron.';
+jobs do not run (resolved when they run again), so a stopped pg_cron pages without pg_cron. After a failover to
+a server on another port or cron.host, it points pgalert''s pg_cron jobs at this server.';
 REVOKE ALL ON FUNCTION monitoring_check_scheduler(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_check_scheduler(interval) TO monitoring_dispatcher;

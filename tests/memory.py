@@ -62,6 +62,7 @@ class InMemoryDatabase:
         self.schema_version = EXPECTED_SCHEMA if schema_version is None else schema_version
         self.scheduler: tuple[float, bool] | Exception = (5.0, True)
         self.down = False
+        self.read_only = False  # a standby: every write fails, as on a server that was demoted
         self.refuse: Callable[[dict], bool] = lambda result: False
         self.sessions: list[str] = []  # the name of every session opened, in order
         self.complete_calls: list[int] = []  # the size of each batch recorded
@@ -96,6 +97,8 @@ class InMemoryQueries:
 
     def claim(self, limit: int, lease_seconds: float, paces: dict | None = None) -> list[tuple]:
         self._check()
+        if self.db.read_only:
+            raise psycopg.errors.ReadOnlySqlTransaction("cannot execute UPDATE in a read-only transaction")
         with self.db.lock:
             due = [r for r in self.db.rows.values()
                    if r.status == "pending" and r.next_attempt_at <= now()][:limit]

@@ -32,6 +32,7 @@ from dispatcher.worker.backoff import Backoff
 from dispatcher.worker.channels import ChannelBook
 from dispatcher.worker.connector import Connector, PsycopgConnector, Session
 from dispatcher.worker.health import probe_forever
+from dispatcher.worker.heartbeat import heartbeat_forever
 from dispatcher.worker.inflight import InFlight
 from dispatcher.worker.outcomes import to_delivery
 from dispatcher.worker.recorder import Recorder
@@ -55,7 +56,7 @@ class Dispatcher:
         self.channels = ChannelBook(providers, os.environ if env is None else env)
         self.claim_paces = self._paces_for_the_claim()
         self._channels_loaded = -float("inf")
-        self.secrets = all_secrets(providers) + ((settings.production_url,) if settings.production_url else ())
+        self.secrets = all_secrets(providers) + tuple(s for s in (settings.production_url, settings.heartbeat_url) if s)
         self.connector = connector or PsycopgConnector(settings.database_url, settings.dispatcher_id,
                                                        settings.connect_timeout)
         self.stopping = threading.Event()
@@ -101,6 +102,10 @@ class Dispatcher:
         if self.settings.health_checks:
             threading.Thread(target=probe_forever, name="probes", daemon=True,
                              args=(self.connector, self.settings.production_url, self.stopping, self._clean)).start()
+        if self.settings.heartbeat_url:
+            threading.Thread(target=heartbeat_forever, name="heartbeat", daemon=True,
+                             args=(self.settings.heartbeat_url, self.settings.heartbeat_seconds, self._stale_after(),
+                                   self.metrics, self.stopping, self._clean)).start()
         started_stopping = self._claim_forever()
         self._shutdown(started_stopping)
         logs.info("dispatcher stopped", dispatcher=self.settings.dispatcher_id)
@@ -169,7 +174,7 @@ class Dispatcher:
                         if time.monotonic() - last_gauges > GAUGE_SECONDS:
                             self.metrics.set_queue(queries.queue())
                             last_gauges = time.monotonic()
-                        if time.monotonic() - last_scheduler_check > SCHEDULER_CHECK_SECONDS:
+                        if time.monotonic() - last_scheduler_check > self._scheduler_every():
                             self._check_scheduler(session)
                             last_scheduler_check = time.monotonic()
                         self.wake.clear()
@@ -185,6 +190,17 @@ class Dispatcher:
                 self._report(f"database unavailable: {self._clean(str(error).strip())}")
                 self.stopping.wait(delay)
         return time.monotonic()
+
+    def _stale_after(self) -> float:
+        """How long the claim loop may go without turning before the heartbeat stops: it turns at least every
+        poll interval, so three of them, and never less than one beat."""
+        return max(self.settings.poll_seconds * 3, self.settings.heartbeat_seconds)
+
+    def _scheduler_every(self) -> float:
+        """pg_cron is asked as often as the heartbeat beats, so a stalled scheduler stops it within two beats."""
+        if self.settings.heartbeat_url:
+            return min(SCHEDULER_CHECK_SECONDS, self.settings.heartbeat_seconds)
+        return SCHEDULER_CHECK_SECONDS
 
     def _schema_problem(self, queries: db.DispatcherQueries) -> str | None:
         """Why this database cannot be worked on by this dispatcher, or None."""

@@ -269,3 +269,15 @@ def test_the_claim_window_is_twice_the_sends_in_flight_and_refills_only_when_hal
     assert inflight.capacity() == 4
     inflight.recorded(range(4, 8))
     assert inflight.capacity() == 8
+
+
+def test_a_dispatcher_on_a_server_that_became_a_standby_reconnects_until_it_finds_a_primary(running):
+    database, client = InMemoryDatabase(), ScriptedClient()
+    database.read_only = True
+    dispatcher = running(dispatcher_for(database, client))
+    delivery = database.insert("pagerduty")
+    wait_until(lambda: database.sessions.count("claim") >= 3, timeout=15)  # it left and came back, again
+    assert "read-only" in dispatcher.metrics.problem and database.status(delivery) == "pending"
+    database.read_only = False  # the session now lands on the primary
+    wait_until(lambda: database.status(delivery) == "succeeded", timeout=15)
+    assert dispatcher.metrics.problem is None
