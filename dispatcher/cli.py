@@ -310,8 +310,12 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
     # found installed: with this one the process then exits 0, as the dispatcher does
     for shutdown_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(shutdown_signal, lambda *_: None)
-    uvicorn.run(inbound.app(), host=host, port=port, log_config=None, access_log=False, lifespan="on",
-                timeout_graceful_shutdown=5, server_header=False)
+    server = uvicorn.Server(uvicorn.Config(inbound.app(), host=host, port=port, log_config=None, access_log=False,
+                                           lifespan="on", timeout_graceful_shutdown=5, server_header=False))
+    # open console pages hold their event streams: told of the shutdown, they end at once and reconnect
+    # elsewhere, rather than holding the process for the graceful timeout
+    inbound.shutting_down = lambda: server.should_exit
+    server.run()
 
 
 @cli.group("api-client")

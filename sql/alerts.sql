@@ -25,6 +25,21 @@ REVOKE ALL ON FUNCTION _monitoring_normalize_severity(text) FROM PUBLIC;
 -- rules are validated as the admin who writes them, and rules take severities in every spelling alerts do
 GRANT EXECUTE ON FUNCTION _monitoring_normalize_severity(text) TO monitoring_admin;
 
+-- The key that makes a repeat one alert: the one given, else the alert's type and source. One definition for
+-- every path that raises or finds an alert (an INSERT, monitoring_raise_alert, history, pgalert serve). A SQL
+-- function of one expression: inlined where it is used, so it costs what the expression cost.
+CREATE OR REPLACE FUNCTION _monitoring_dedup_key(p_alert_type text, p_source text, p_dedup_key text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT coalesce(
+        nullif(p_dedup_key, ''),
+        p_alert_type || CASE WHEN coalesce(p_source, '') = '' THEN '' ELSE ':' || p_source END
+    )
+$$;
+REVOKE ALL ON FUNCTION _monitoring_dedup_key(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_dedup_key(text, text, text) TO monitoring_admin;
+
 -- An app's details of any JSON kind still page: providers expect an object.
 CREATE OR REPLACE FUNCTION _monitoring_details_object(p_details jsonb)
 RETURNS jsonb
@@ -129,10 +144,7 @@ BEGIN
        OR octet_length(NEW.details::text) > 65536 THEN
         PERFORM public._monitoring_check_alert_sizes(NEW);
     END IF;
-    NEW.dedup_key := coalesce(
-        nullif(NEW.dedup_key, ''),
-        NEW.alert_type || CASE WHEN NEW.source = '' THEN '' ELSE ':' || NEW.source END
-    );
+    NEW.dedup_key := public._monitoring_dedup_key(NEW.alert_type, NEW.source, NEW.dedup_key);
     -- a new alert starts open, whatever the INSERT said; the lifecycle functions move it on
     NEW.status := 'open';
     NEW.occurrence_count := 1;
@@ -396,10 +408,7 @@ BEGIN
     IF v_id IS NULL THEN
         SELECT a.id INTO v_id
         FROM public.monitoring_alerts AS a
-        WHERE a.dedup_key = coalesce(
-            nullif(p_dedup_key, ''),
-            p_alert_type || CASE WHEN coalesce(p_source, '') = '' THEN '' ELSE ':' || p_source END
-        )
+        WHERE a.dedup_key = public._monitoring_dedup_key(p_alert_type, p_source, p_dedup_key)
           AND a.status <> 'resolved';
     END IF;
     RETURN v_id;
@@ -450,10 +459,7 @@ BEGIN
     NEW.message := coalesce(NEW.message, '');
     NEW.source := coalesce(NEW.source, '');
     NEW.details := public._monitoring_details_object(NEW.details);
-    NEW.dedup_key := coalesce(
-        nullif(NEW.dedup_key, ''),
-        NEW.alert_type || CASE WHEN NEW.source = '' THEN '' ELSE ':' || NEW.source END
-    );
+    NEW.dedup_key := public._monitoring_dedup_key(NEW.alert_type, NEW.source, NEW.dedup_key);
     -- one expression for the common case; the function that says which field is too long only when one is
     IF char_length(NEW.title) > 1024 OR char_length(NEW.message) > 20000 OR char_length(NEW.alert_type) > 200
        OR char_length(NEW.source) > 500 OR char_length(NEW.dedup_key) > 500

@@ -251,10 +251,8 @@ BEGIN
         error := NULL;
         BEGIN
             v_instance := CASE WHEN v_item ->> 'instance' IS NOT NULL THEN v_client || '/' || (v_item ->> 'instance') END;
-            v_dedup_key := coalesce(
-                nullif(v_item ->> 'dedup_key', ''),
-                (v_item ->> 'alert_type') || CASE WHEN coalesce(v_item ->> 'source', '') = '' THEN '' ELSE ':' || (v_item ->> 'source') END
-            );
+            v_dedup_key := public._monitoring_dedup_key(v_item ->> 'alert_type', v_item ->> 'source',
+                                                        v_item ->> 'dedup_key');
             v_alert_id := (SELECT r.alert_id FROM public._monitoring_alert_references AS r
                            WHERE r.via = p_via AND r.reference = v_instance);
             IF v_item ->> 'status' = 'firing' THEN

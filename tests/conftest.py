@@ -46,6 +46,12 @@ def pytest_configure_node(node) -> None:  # pytest-xdist: every worker clones th
     node.workerinput["pgalert_run"] = node.config.stash[RUN_TOKEN]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `long` first: the parallel run hands tests out in order, and one that waits a minute on
+    pg_cron's clock costs a minute of wall time only when it is not the last thing a worker does."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):
         return
@@ -171,14 +177,16 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture
 def login_url(db_url: str) -> Iterator:
-    """login_url("monitoring_dispatcher"): the URL of a LOGIN role made for this test that holds only that role,
-    for a process (dispatcher, serve, CLI) to run as its documented role and no more; dropped afterwards."""
+    """login_url("monitoring_dispatcher"): the URL of a LOGIN role made for this test that holds only that role
+    (or those roles: serve's console holds monitoring_inbound and monitoring_console), for a process (dispatcher,
+    serve, CLI) to run as its documented roles and no more; dropped afterwards."""
     logins: list[str] = []
 
-    def make(role: str) -> str:
+    def make(role: str, *more: str) -> str:
         login = f"pgalert_login_{role.removeprefix('monitoring_')}_{uuid.uuid4().hex[:8]}"
+        roles = ", ".join(f'"{name}"' for name in (role, *more))
         with psycopg.connect(db_url, autocommit=True) as admin:
-            admin.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{role}"')
+            admin.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE {roles}')
         logins.append(login)
         return db_url.replace("postgresql://postgres@", f"postgresql://{login}@", 1)
 

@@ -33,6 +33,7 @@ HERE = Path(__file__).parent
 QUERIES_FILE = HERE / "queries.sql"
 BODY_MAX = 64 * 1024
 KEEPALIVE_SECONDS = 15.0
+STREAM_TICK_SECONDS = 1.0  # how soon a stream notices that serve is shutting down
 # no inline script, no eval, nothing from another origin; htmx and the console's script are files of ours
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -62,9 +63,11 @@ class SignInRequired(Exception):
 
 
 class Console:
-    def __init__(self, settings: ServeSettings, pool: AsyncConnectionPool):
+    def __init__(self, settings: ServeSettings, pool: AsyncConnectionPool,
+                 shutting_down: Callable[[], bool] = lambda: False):
         self.settings = settings
         self.pool = pool
+        self.shutting_down = shutting_down
         self.queries = named_queries(QUERIES_FILE)
         self.feed = Feed(settings.database_url, QUERIES_FILE)
         self.proxies = auth.parse_networks(settings.console_trusted_proxies)
@@ -552,15 +555,17 @@ class Console:
                 current = self.feed.version
                 if current and current != seen:
                     yield f"id: {current}\nevent: alerts\ndata: changed\n\n"
-                checked = time.monotonic()
-                while True:
+                checked = quiet_since = time.monotonic()
+                while not self.shutting_down():
                     if await request.is_disconnected():
                         return
                     try:
-                        version = await _wait(queue, KEEPALIVE_SECONDS)
+                        version = await _wait(queue, STREAM_TICK_SECONDS)
                     except TimeoutError:
-                        yield ": keep-alive\n\n"
                         version = None
+                        if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                            yield ": keep-alive\n\n"
+                            quiet_since = time.monotonic()
                     if time.monotonic() - checked > 60:  # a session ended or signed out stops its stream
                         if not await self.fetch("session", {"token": user.token}):
                             return

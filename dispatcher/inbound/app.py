@@ -77,7 +77,8 @@ class Inbound:
         if settings.console:
             from dispatcher.console.app import Console
 
-            self.console = Console(settings, self.pool)
+            self.console = Console(settings, self.pool, lambda: self.shutting_down())
+        self.shutting_down: Callable[[], bool] = lambda: False  # the server replaces it with its own
 
     # --- the application -------------------------------------------------------------------------------
     def app(self) -> Starlette:

@@ -9,17 +9,16 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import requests
 from playwright import sync_api as playwright_api  # noqa: E402 - beside what it is for
 
 from devtools.fake_providers import FakeProviders
 from devtools.serve import start_serve
+from dispatcher.console.auth import hash_password
 from tests.helpers import SEED_CRITICAL, child_environment, make_schedule
 
 CHROMIUM = "/usr/bin/chromium"
@@ -41,15 +40,9 @@ def browser():
 
 
 @pytest.fixture
-def console_login(db_url: str) -> Iterator[str]:
+def console_login(login_url) -> str:
     """serve's login as the docs make it: monitoring_inbound and monitoring_console, nothing more."""
-    login = f"pgalert_console_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(db_url, autocommit=True) as admin:
-        admin.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE monitoring_inbound, monitoring_console')
-    yield db_url.replace("postgresql://postgres@", f"postgresql://{login}@", 1)
-    with psycopg.connect(db_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (login,))
-        admin.execute(f'DROP ROLE "{login}"')
+    return login_url("monitoring_inbound", "monitoring_console")
 
 
 class Serve:
@@ -78,21 +71,45 @@ def serve(console_login: str, tmp_path: Path) -> Iterator[Serve]:
     assert PASSWORD not in server.log.read_text()
 
 
+USERS = (("vera", "viewer", "Vera Viewer"), ("rick", "responder", "Rick Responder"), ("ada", "admin", "Ada Admin"))
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    return hash_password(PASSWORD)  # argon2 is slow on purpose: once per run
+
+
 @pytest.fixture
-def users(login_url) -> dict[str, str]:
-    """A viewer, a responder and an admin, made at the CLI by an admin login."""
+def users(connect, password_hash) -> dict[str, str]:
+    """A viewer, a responder and an admin, made by an admin login (at the CLI in the test below)."""
+    admin = connect("monitoring_admin")
+    for login, role, name in USERS:
+        admin.execute("SELECT monitoring_console_save_user(%s, %s, %s, %s)", (login, name, role, password_hash))
+    return {login: name for login, _, name in USERS}
+
+
+def test_an_admin_makes_users_at_the_cli_and_they_sign_in(browser, serve, login_url):
     admin_url = login_url("monitoring_admin")
-    for login, role, name in (("vera", "viewer", "Vera Viewer"), ("rick", "responder", "Rick Responder"),
-                              ("ada", "admin", "Ada Admin")):
+    for login, role, name in USERS[:2]:
         done = subprocess.run([sys.executable, "-m", "dispatcher", "user", "create", login, "--role", role,
                                "--name", name, "--password-stdin"], input=PASSWORD + "\n", text=True,
                               capture_output=True, env=child_environment(DATABASE_URL=admin_url), timeout=60)
         assert done.returncode == 0, done.stderr
-    return {"vera": "Vera Viewer", "rick": "Rick Responder", "ada": "Ada Admin"}
+    listed = subprocess.run([sys.executable, "-m", "dispatcher", "user", "list", "--format", "csv"], text=True,
+                            capture_output=True, env=child_environment(DATABASE_URL=admin_url), timeout=60)
+    assert "rick,Rick Responder,responder" in listed.stdout and "argon2" not in listed.stdout
+    page = sign_in(browser, serve, "rick")
+    expect(page.locator(".who")).to_contain_text("Rick Responder · responder")
+    disabled = subprocess.run([sys.executable, "-m", "dispatcher", "user", "disable", "rick"], text=True,
+                              capture_output=True, env=child_environment(DATABASE_URL=admin_url), timeout=60)
+    assert disabled.returncode == 0, disabled.stderr
+    page.reload()
+    assert "/console/login" in page.url  # the session ended with the user
 
 
-def sign_in(browser, serve: Serve, login: str):
-    page = browser.new_context(base_url=serve.base).new_page()
+def sign_in(browser, serve: Serve, login: str, **context: object):
+    """A page of a new browser context (`context`: its time zone, locale, viewport), signed in as `login`."""
+    page = browser.new_context(base_url=serve.base, **context).new_page()
     page.goto("/console/")
     assert "/console/login" in page.url  # nothing without a session
     page.fill("input[name=login]", login)
@@ -402,13 +419,7 @@ def test_a_responder_extends_a_silence_and_expires_it(browser, serve, users, con
 def test_the_keyboard_moves_and_acknowledges_and_times_show_in_the_viewers_zone(browser, serve, users, conn):
     older = raise_alert(conn, "Older alert", "queue_lag")
     newer = raise_alert(conn, "Newer alert", "disk_full")
-    context = browser.new_context(base_url=serve.base, timezone_id="Asia/Tokyo", locale="en-GB")
-    page = context.new_page()
-    page.goto("/console/login")
-    page.fill("input[name=login]", "rick")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/console/$"))
+    page = sign_in(browser, serve, "rick", timezone_id="Asia/Tokyo", locale="en-GB")
     page.keyboard.press("j")
     page.keyboard.press("j")
     expect(page.locator(f'tr.alert[data-alert="{older}"]')).to_have_class(re.compile("selected"))
@@ -430,13 +441,7 @@ def test_the_keyboard_moves_and_acknowledges_and_times_show_in_the_viewers_zone(
 def test_the_alerts_page_fits_a_phone(browser, serve, users, conn):
     raise_alert(conn, "A rather long alert title that must wrap on a narrow screen instead of widening the page",
                 details='{"labels": {"env": "production", "region": "eu-central-1", "service": "checkout-api"}}')
-    context = browser.new_context(base_url=serve.base, viewport={"width": 375, "height": 740})
-    page = context.new_page()
-    page.goto("/console/login")
-    page.fill("input[name=login]", "vera")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/console/$"))
+    page = sign_in(browser, serve, "vera", viewport={"width": 375, "height": 740})
     expect(page.locator("tr.alert")).to_have_count(1)
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
 

@@ -113,6 +113,7 @@ def kill(server: LocalServer) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.long
 def test_a_failover_loses_no_committed_alert_and_needs_no_restart(cluster, tmp_path: Path):
     primary, standby = cluster
     fake = FakeProviders().start()

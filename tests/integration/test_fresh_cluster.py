@@ -25,6 +25,7 @@ def fresh_cluster():
 
 
 @pytest.mark.integration
+@pytest.mark.long
 def test_the_jobs_of_a_fresh_install_run_in_their_first_minute(fresh_cluster):
     with psycopg.connect(fresh_cluster.url(CRON_DATABASE), autocommit=True) as conn:
         migrate(conn, log=lambda *_: None)

@@ -378,6 +378,7 @@ def test_with_pg_cron_the_migrations_schedule_their_jobs(cron_db):
         assert conn.execute("SELECT count(*) FROM cron.job").fetchone() == (len(expected),)  # replaced, not added
 
 
+@pytest.mark.long
 def test_pg_cron_runs_a_sql_rule_in_its_own_job_and_cancels_it_at_its_query_timeout(cron_db):
     """The real thing, once: pg_cron (libpq mode) starts the job at the next minute; up to 70 s."""
     with psycopg.connect(cron_db, autocommit=True) as conn:

@@ -55,6 +55,7 @@ def pings(fake: FakeProviders) -> int:
     return len(fake.requests_for("heartbeat", 200))
 
 
+@pytest.mark.long
 def test_pings_stop_while_the_database_or_pg_cron_fails_and_resume_when_they_mend(receiver):
     database = InMemoryDatabase()
     check = str(uuid.uuid4())
