@@ -40,7 +40,8 @@ DECLARE
     v_ranks constant text[] := ARRAY['viewer', 'responder', 'admin'];
 BEGIN
     IF array_position(v_ranks, v_user.role) < array_position(v_ranks, p_role) THEN
-        RAISE EXCEPTION '% is a console %, and only a % or an admin may %', v_user.login, v_user.role, p_role, p_action
+        RAISE EXCEPTION '% is a console %, and only % may %', v_user.login, v_user.role,
+            CASE p_role WHEN 'admin' THEN 'an admin' ELSE 'a ' || p_role || ' or an admin' END, p_action
             USING ERRCODE = 'insufficient_privilege', HINT = 'an admin changes roles with `pgalert user role`';
     END IF;
     RETURN v_user;
@@ -500,3 +501,80 @@ COMMENT ON FUNCTION monitoring_console_set_window_enabled(text, text, boolean) I
 'The console only: an admin puts a maintenance window in or out of force; what it alone held is notified at once.';
 REVOKE ALL ON FUNCTION monitoring_console_set_window_enabled(text, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_console_set_window_enabled(text, text, boolean) TO monitoring_console;
+
+CREATE OR REPLACE FUNCTION monitoring_console_save_user_as_admin(
+    p_token text, p_login text, p_display_name text, p_role text, p_password_hash text DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'admin', 'manage users');
+BEGIN
+    IF lower(p_login) = v_user.login AND p_role <> 'admin' THEN
+        RAISE EXCEPTION 'an admin cannot take their own admin role away'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'another admin can';
+    END IF;
+    RETURN public.monitoring_console_save_user(p_login, p_display_name, p_role, p_password_hash);
+END
+$$;
+COMMENT ON FUNCTION monitoring_console_save_user_as_admin(text, text, text, text, text) IS
+'The console only: a console admin makes or changes a console user, as monitoring_console_save_user does (the
+password hashed by the console); never their own role away.';
+REVOKE ALL ON FUNCTION monitoring_console_save_user_as_admin(text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_save_user_as_admin(text, text, text, text, text) TO monitoring_console;
+
+CREATE OR REPLACE FUNCTION monitoring_console_disable_user_as_admin(p_token text, p_login text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'admin', 'manage users');
+BEGIN
+    IF lower(p_login) = v_user.login THEN
+        RAISE EXCEPTION 'an admin cannot disable themselves' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN public.monitoring_console_disable_user(p_login);
+END
+$$;
+COMMENT ON FUNCTION monitoring_console_disable_user_as_admin(text, text) IS
+'The console only: a console admin disables a console user (never themselves); their sessions end now.';
+REVOKE ALL ON FUNCTION monitoring_console_disable_user_as_admin(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_disable_user_as_admin(text, text) TO monitoring_console;
+
+CREATE OR REPLACE FUNCTION monitoring_console_set_channel(
+    p_token text, p_provider text, p_description text, p_settings jsonb
+)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'admin', 'change channels');
+BEGIN
+    IF jsonb_typeof(p_settings) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'a channel''s settings are a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- never secret_refs: which variables a channel's secrets come from stays with SQL and the operator's list
+    UPDATE public.monitoring_providers
+    SET description = coalesce(p_description, description),
+        settings = CASE WHEN provider = kind THEN settings ELSE p_settings END  -- a default channel's are the env's
+    WHERE provider = p_provider;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no channel is named %', coalesce(quote_literal(p_provider), 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RAISE LOG 'pgalert: channel % changed by % in the console', p_provider, v_user.login;
+    RETURN TRUE;
+END
+$$;
+COMMENT ON FUNCTION monitoring_console_set_channel(text, text, text, jsonb) IS
+'The console only: a console admin changes a channel''s description and non-secret settings (a default
+channel''s settings come from the dispatchers'' environment and stay); never its secret references.';
+REVOKE ALL ON FUNCTION monitoring_console_set_channel(text, text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_set_channel(text, text, text, jsonb) TO monitoring_console;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -100,11 +101,15 @@ class Console:
             Route("/console/windows", self.page(self.save_window, change=True), methods=["POST"]),
             Route("/console/windows/{name:str}/enabled", self.page(self.set_window_enabled, change=True),
                   methods=["POST"]),
+            Route("/console/users", self.page(self.users), methods=["GET"]),
+            Route("/console/users", self.page(self.save_user, change=True), methods=["POST"]),
+            Route("/console/users/{login:str}/disable", self.page(self.disable_user, change=True), methods=["POST"]),
             Route("/console/oncall", self.page(self.oncall), methods=["GET"]),
             Route("/console/oncall/override", self.page(self.add_override, change=True), methods=["POST"]),
             Route("/console/sla", self.page(self.sla), methods=["GET"]),
             Route("/console/sla.csv", self.page(self.sla_csv), methods=["GET"]),
             Route("/console/channels", self.page(self.channels), methods=["GET"]),
+            Route("/console/channels/{provider:str}", self.page(self.set_channel, change=True), methods=["POST"]),
             Route("/console/rules", self.page(self.rules), methods=["GET"]),
             Route("/console/rules/{rule:str}/enabled", self.page(self.set_rule_enabled, change=True),
                   methods=["POST"]),
@@ -449,6 +454,35 @@ class Console:
                                                 "enabled": str(form.get("enabled", "")) == "true"})
         return RedirectResponse("/console/windows", 303)
 
+    # --- users (admins) -----------------------------------------------------------------------------------------
+    async def users(self, request: Request, user: User, error: str = "", status: int = 200) -> Response:
+        if user.role != "admin":
+            return self.render(request, "error.html", {"message": "Only a console admin manages users."}, 403)
+        return self.render(request, "users.html", {"users": await self.fetch("users", {}), "error": error}, status)
+
+    async def save_user(self, request: Request, user: User) -> Response:
+        form = {k: str(v) for k, v in (await self.form(request)).items()}
+        password = form.get("password", "")
+        try:
+            password_hash = auth.hash_password(password) if password else None
+            await self.fetch("save_user", {"token": user.token, "login": form.get("login", "").strip(),
+                                           "display_name": form.get("display_name", "").strip(),
+                                           "role": form.get("role", ""), "password_hash": password_hash})
+        except ValueError as error:
+            return await self.users(request, user, str(error), 400)
+        except psycopg.errors.InsufficientPrivilege:
+            raise
+        except psycopg.DatabaseError as error:
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return await self.users(request, user, error.diag.message_primary or str(error), 400)
+        logs.info("console: user saved", login=user.login, user=form.get("login", "")[:100], role=form.get("role"))
+        return RedirectResponse("/console/users", 303)
+
+    async def disable_user(self, request: Request, user: User) -> Response:
+        await self.fetch("disable_user", {"token": user.token, "login": request.path_params["login"]})
+        return RedirectResponse("/console/users", 303)
+
     # --- on-call ------------------------------------------------------------------------------------------------
     async def oncall(self, request: Request, user: User, error: str = "", status: int = 200) -> Response:
         schedules = await self.fetch("schedules", {})
@@ -504,13 +538,35 @@ class Console:
                         headers={"Content-Disposition": f'attachment; filename="pgalert-sla-{hours}h.csv"'})
 
     # --- channels -----------------------------------------------------------------------------------------------
-    async def channels(self, request: Request, user: User) -> Response:
+    async def channels(self, request: Request, user: User, error: str = "", status: int = 200) -> Response:
         rows = await self.fetch("channels", {})
+        settings = {row["provider"]: row for row in await self.fetch("channel_settings", {})}
         channels = [{**c, "rate_1h": views.rate(c["succeeded_1h"], c["attempts_1h"]),
                      "rate_24h": views.rate(c["succeeded_24h"], c["attempts_24h"]),
                      "oldest": views.figure(c["oldest_pending_seconds"], "seconds")
-                     if c["oldest_pending_seconds"] is not None else ""} for c in rows]
-        return self.render(request, "channels.html", {"channels": channels})
+                     if c["oldest_pending_seconds"] is not None else "",
+                     "settings_text": json.dumps(settings[c["provider"]]["settings"], indent=1),
+                     "default": c["provider"] == c["kind"]} for c in rows]
+        return self.render(request, "channels.html", {"channels": channels, "error": error}, status)
+
+    async def set_channel(self, request: Request, user: User) -> Response:
+        form = {k: str(v) for k, v in (await self.form(request)).items()}
+        provider = request.path_params["provider"]
+        try:
+            kinds = {row["provider"]: row["kind"] for row in await self.fetch("channel_settings", {})}
+            changed = views.channel_settings(kinds.get(provider, ""), form.get("settings", "{}"))
+            await self.fetch("set_channel", {"token": user.token, "provider": provider,
+                                             "description": form.get("description", "")[:500],
+                                             "settings": Jsonb(changed)})
+        except ValueError as error:
+            return await self.channels(request, user, f"{provider}: {error}", 400)
+        except psycopg.errors.InsufficientPrivilege:
+            raise
+        except psycopg.DatabaseError as error:
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return await self.channels(request, user, error.diag.message_primary or str(error), 400)
+        return RedirectResponse("/console/channels", 303)
 
     # --- rules --------------------------------------------------------------------------------------------------
     async def rules(self, request: Request, user: User) -> Response:

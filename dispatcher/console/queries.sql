@@ -204,3 +204,21 @@ SELECT monitoring_console_set_window_enabled(%(token)s, %(name)s, %(enabled)s);
 
 -- name: extend_silence
 SELECT monitoring_console_extend_silence(%(token)s, %(silence_id)s, %(ends_at)s);
+
+-- name: users
+SELECT u.login, u.display_name, u.role, u.created_at, u.disabled_at, p.name AS person
+FROM monitoring_console_users AS u
+LEFT JOIN monitoring_people AS p ON p.id = u.person_id
+ORDER BY u.disabled_at IS NOT NULL, u.login;
+
+-- name: save_user
+SELECT monitoring_console_save_user_as_admin(%(token)s, %(login)s, %(display_name)s, %(role)s, %(password_hash)s);
+
+-- name: disable_user
+SELECT monitoring_console_disable_user_as_admin(%(token)s, %(login)s);
+
+-- name: channel_settings
+SELECT provider, kind, settings FROM monitoring_providers ORDER BY provider;
+
+-- name: set_channel
+SELECT monitoring_console_set_channel(%(token)s, %(provider)s, %(description)s, %(settings)s);

@@ -411,3 +411,22 @@ def window_from_form(form: Mapping[str, object]) -> dict[str, object]:
         window.update(starts_at=starts if starts.tzinfo else starts.replace(tzinfo=zone),
                       ends_at=ends if ends.tzinfo else ends.replace(tzinfo=zone))
     return window
+
+
+def channel_settings(kind: str, text: str) -> dict[str, object]:
+    """A channel's settings as an admin typed them (JSON), checked against what its kind takes
+    (dispatcher/providers/kinds.py), so a typo is refused here rather than skipping the channel's deliveries."""
+    from dispatcher.providers.kinds import KINDS
+
+    try:
+        settings = json.loads(text or "{}")
+    except json.JSONDecodeError as error:
+        raise ValueError(f"settings are not JSON: {error.msg} at line {error.lineno}") from None
+    if not isinstance(settings, dict):
+        raise ValueError("settings are a JSON object, e.g. {\"label\": \"#payments\"}")
+    known = KINDS[kind].settings if kind in KINDS else {}
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ValueError(f"a {kind} channel takes no setting {', '.join(unknown)} "
+                         f"(it takes: {', '.join(known) or 'none'})")
+    return settings

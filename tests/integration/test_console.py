@@ -488,3 +488,58 @@ def test_single_sign_on_believes_the_proxys_header_only_from_the_proxy(console_l
         assert stranger.status_code == 303  # vouched for, but no console user
     finally:
         server.stop()
+
+
+def test_a_console_admin_adds_a_user_who_then_signs_in_and_a_responder_cannot_manage_users(
+        browser, serve, users, conn):
+    admin = sign_in(browser, serve, "ada")
+    admin.goto("/console/users")
+    form = admin.locator("form.user")
+    form.locator("input[name=login]").fill("nina")
+    form.locator("input[name=display_name]").fill("Nina Newcomer")
+    form.locator("select[name=role]").select_option("responder")
+    form.locator("input[name=password]").fill("short")
+    form.locator("button[type=submit]").click()
+    expect(admin.locator(".error")).to_contain_text("at least 12")
+    form.locator("input[name=login]").fill("nina")
+    form.locator("input[name=display_name]").fill("Nina Newcomer")
+    form.locator("input[name=password]").fill(PASSWORD)
+    form.locator("button[type=submit]").click()
+    expect(admin.locator('tr[data-user="nina"]')).to_contain_text("responder")
+    nina = sign_in(browser, serve, "nina")
+    expect(nina.locator(".who")).to_contain_text("Nina Newcomer")
+    assert nina.locator("nav a", has_text="Users").count() == 0
+    assert nina.goto("/console/users").status == 403
+    csrf = nina.locator("form[action='/console/logout'] input[name=csrf]").get_attribute("value")
+    forged = nina.request.post("/console/users", form={"csrf": csrf, "login": "nina", "display_name": "Nina",
+                                                        "role": "admin", "password": ""})
+    assert forged.status == 403
+    assert conn.execute("SELECT role FROM monitoring_console_users WHERE login = 'nina'").fetchone() == ("responder",)
+    admin.locator('tr[data-user="nina"] button', has_text="Disable").click()
+    expect(admin.locator('tr[data-user="nina"]')).to_contain_text("disabled")
+    nina.reload()
+    assert "/console/login" in nina.url
+
+
+def test_a_console_admin_changes_a_channels_description_and_settings_but_never_its_secrets(browser, serve, users, conn):
+    conn.execute("INSERT INTO monitoring_providers (provider, kind, secret_refs, settings, description) VALUES "
+                 "('pagerduty_payments', 'pagerduty', '{\"routing_key\": \"env:PD_KEY_PAYMENTS\"}', '{}', 'payments')")
+    admin = sign_in(browser, serve, "ada")
+    admin.goto("/console/channels")
+    form = admin.locator('form[data-channel-form="pagerduty_payments"]')
+    admin.locator("summary", has_text="Edit pagerduty_payments").click()
+    form.locator("textarea[name=settings]").fill('{"events_url": "https://events.eu.pagerduty.com/v2/enqueue", "colour": 1}')
+    form.locator("button[type=submit]").click()
+    expect(admin.locator(".error")).to_contain_text("a pagerduty channel takes no setting colour (it takes: events_url)")
+    admin.locator("summary", has_text="Edit pagerduty_payments").click()
+    form.locator("input[name=description]").fill("payments team, EU")
+    form.locator("textarea[name=settings]").fill('{"events_url": "https://events.eu.pagerduty.com/v2/enqueue"}')
+    form.locator("button[type=submit]").click()
+    expect(admin.locator('tr[data-channel="pagerduty_payments"]')).to_contain_text("payments team, EU")
+    row = conn.execute("SELECT description, settings, secret_refs FROM monitoring_providers "
+                       "WHERE provider = 'pagerduty_payments'").fetchone()
+    assert row == ("payments team, EU", {"events_url": "https://events.eu.pagerduty.com/v2/enqueue"},
+                   {"routing_key": "env:PD_KEY_PAYMENTS"})
+    responder = sign_in(browser, serve, "rick")
+    responder.goto("/console/channels")
+    assert responder.locator("form.channel").count() == 0

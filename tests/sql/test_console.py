@@ -181,7 +181,7 @@ def test_only_an_admin_enables_or_disables_a_rule(conn, console):
     session, tokens = console
     conn.execute("INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, window_size, threshold, severity) "
                  "VALUES ('checkout_errors', 'count', 'checkout_error', interval '5 minutes', 10, 'critical')")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only a admin"):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only an admin"):
         session.execute("SELECT monitoring_console_set_rule_enabled(%s, 'checkout_errors', false)", (tokens["rick"],))
     assert session.execute("SELECT monitoring_console_set_rule_enabled(%s, 'checkout_errors', false)",
                            (tokens["ada"],)).fetchone() == (False,)
@@ -203,3 +203,18 @@ def test_channel_health_counts_attempts_of_the_last_hour_and_day_and_shows_the_l
     row = reader.execute("SELECT attempts_1h, succeeded_1h, attempts_24h, succeeded_24h, last_error, pending "
                          "FROM monitoring_channel_health() WHERE provider = 'pagerduty'").fetchone()
     assert row == (1, 1, 2, 1, "busy", 1)
+
+
+def test_a_console_admin_manages_users_but_never_their_own_role_away_and_a_responder_not_at_all(conn, console):
+    session, tokens = console
+    assert session.execute("SELECT monitoring_console_save_user_as_admin(%s, 'nina', 'Nina', 'viewer', %s)",
+                           (tokens["ada"], HASH)).fetchone()[0]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="own admin role"):
+        session.execute("SELECT monitoring_console_save_user_as_admin(%s, 'ada', 'Ada', 'viewer')", (tokens["ada"],))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="disable themselves"):
+        session.execute("SELECT monitoring_console_disable_user_as_admin(%s, 'ada')", (tokens["ada"],))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only an admin"):
+        session.execute("SELECT monitoring_console_save_user_as_admin(%s, 'rick', 'Rick', 'admin')", (tokens["rick"],))
+    assert session.execute("SELECT monitoring_console_disable_user_as_admin(%s, 'nina')", (tokens["ada"],)).fetchone()[0]
+    assert conn.execute("SELECT role, disabled_at IS NOT NULL FROM monitoring_console_users WHERE login = 'rick'"
+                        ).fetchone() == ("responder", False)

@@ -159,7 +159,7 @@ FUNCTION_RIGHTS = {
     **{f"monitoring_console_{name}": None for name in (
         "begin_sign_in", "finish_sign_in", "session", "proxy_session", "sign_out", "acknowledge", "resolve", "reopen",
         "create_silence", "expire_silence", "add_override", "set_rule_enabled", "extend_silence", "save_window",
-        "set_window_enabled")},
+        "set_window_enabled", "save_user_as_admin", "disable_user_as_admin", "set_channel")},
 }
 # the console reads what a reader reads, sees who may sign in (never a password hash), and acts only through
 # these functions, each given a person's session token (tests/sql/test_console.py)
