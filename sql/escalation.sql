@@ -146,16 +146,13 @@ BEGIN
         FROM notifications AS n
         JOIN public.monitoring_providers AS p
             ON 'notify' = ANY (p.actions)
-           AND (EXISTS (
-                    SELECT FROM public.monitoring_deliveries AS t
-                    WHERE t.alert_id = n.alert_id AND t.provider = p.provider AND t.action = 'trigger'
-                      AND t.status <> 'skipped')
+           -- (a held alert never escalates: its triggers are pending again when its escalation starts)
+           AND (p.provider IN (SELECT h.provider FROM public._monitoring_channels_that_heard(n.alert_id) AS h)
                 -- the default Slack channel only for an alert whose route reached no channel that takes pages
                 OR (p.provider = 'slack' AND NOT EXISTS (
-                    SELECT FROM public.monitoring_deliveries AS t
-                    JOIN public.monitoring_providers AS routed ON routed.provider = t.provider
-                    WHERE t.alert_id = n.alert_id AND t.action = 'trigger' AND t.status <> 'skipped'
-                      AND 'notify' = ANY (routed.actions))))
+                    SELECT FROM public._monitoring_channels_that_heard(n.alert_id) AS h
+                    JOIN public.monitoring_providers AS routed ON routed.provider = h.provider
+                    WHERE 'notify' = ANY (routed.actions))))
         ORDER BY n.alert_id, n.step_index  -- delivery ids follow the steps, so the chain reads in order
         ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
     ),

@@ -156,9 +156,8 @@ BEGIN
         ELSE
             -- still firing: one more notification, to the providers that heard of it, that says it stopped flapping
             INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target)
-            SELECT DISTINCT v_episode.alert_id, t.provider, 'trigger', 'stopped flapping ' || v_episode.id
-            FROM public.monitoring_deliveries AS t
-            WHERE t.alert_id = v_episode.alert_id AND t.action = 'trigger' AND t.status NOT IN ('skipped', 'held')
+            SELECT v_episode.alert_id, h.provider, 'trigger', 'stopped flapping ' || v_episode.id
+            FROM public._monitoring_channels_that_heard(v_episode.alert_id) AS h
             ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING;
         END IF;
     END LOOP;

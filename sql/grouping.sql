@@ -303,10 +303,9 @@ BEGIN
     -- the new count)
     enqueued AS (
         INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target)
-        SELECT DISTINCT f.alert_id, t.provider, 'trigger', 'group notification ' || f.notifications
+        SELECT f.alert_id, h.provider, 'trigger', 'group notification ' || f.notifications
         FROM flushed AS f
-        JOIN public.monitoring_deliveries AS t
-            ON t.alert_id = f.alert_id AND t.action = 'trigger' AND t.status NOT IN ('skipped', 'held')
+        CROSS JOIN LATERAL public._monitoring_channels_that_heard(f.alert_id) AS h
         ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
         RETURNING 1
     )

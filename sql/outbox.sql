@@ -5,6 +5,20 @@
 
 -- Enqueue one action for an alert. trigger goes by the routes; follow-ups go to the providers that were told
 -- about the alert and understand the action, except the one the action came from (context.via).
+-- The channels that heard of an alert: those its trigger went to, or is on its way to (neither skipped nor held).
+-- Its follow-ups, its group's and flapping's renotifications and its escalation's pages go to them. One
+-- definition; a SQL function without SET, so it is inlined into each statement that asks.
+CREATE OR REPLACE FUNCTION _monitoring_channels_that_heard(p_alert_id bigint)
+RETURNS TABLE (provider text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT DISTINCT t.provider
+    FROM public.monitoring_deliveries AS t
+    WHERE t.alert_id = p_alert_id AND t.action = 'trigger' AND t.status NOT IN ('skipped', 'held')
+$$;
+REVOKE ALL ON FUNCTION _monitoring_channels_that_heard(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_channels_that_heard(bigint) TO monitoring_admin;
+
 CREATE OR REPLACE FUNCTION _monitoring_enqueue(p_alert_id bigint, p_action text, p_context jsonb DEFAULT '{}')
 RETURNS void
 LANGUAGE sql
@@ -23,11 +37,7 @@ AS $$
               SELECT public.monitoring_route_providers(a.alert_type, a.severity)
               FROM public.monitoring_alerts AS a WHERE a.id = p_alert_id
           )
-          ELSE EXISTS (
-              SELECT FROM public.monitoring_deliveries AS t
-              WHERE t.alert_id = p_alert_id AND t.provider = p.provider AND t.action = 'trigger'
-                AND t.status NOT IN ('skipped', 'held')
-          )
+          ELSE p.provider IN (SELECT h.provider FROM public._monitoring_channels_that_heard(p_alert_id) AS h)
           -- no echo: a provider where a responder acknowledged or resolved is not told it again (any channel of
           -- its kind: serve hears PagerDuty as pagerduty, whichever service the incident was in)
           AND p.kind IS DISTINCT FROM p_context ->> 'via'
