@@ -15,7 +15,13 @@ import psycopg
 from dispatcher import db, logs
 from dispatcher.inbound.settings import ServeSettings
 from dispatcher.migrate import MigrationError, migrate
-from dispatcher.providers import ProviderConfigError, all_secrets, check_url, providers_from_env
+from dispatcher.providers import (
+    ProviderConfigError,
+    all_secrets,
+    check_url,
+    plain_http_allowed,
+    providers_from_env,
+)
 from dispatcher.redact import redact
 from dispatcher.retry import RetryPolicy
 from dispatcher.settings import DEFAULT_PACING, Settings, default_dispatcher_id, parse_pacing
@@ -186,8 +192,7 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
     )
     if settings.heartbeat_url:
         try:
-            check_url("--heartbeat-url", settings.heartbeat_url,
-                      os.environ.get("PGALERT_ALLOW_PLAIN_HTTP", "").strip().lower() in ("1", "true", "yes", "on"))
+            check_url("--heartbeat-url", settings.heartbeat_url, plain_http_allowed(os.environ))
         except ProviderConfigError as error:
             raise click.ClickException(str(error)) from None
     secrets = all_secrets(providers) + tuple(s for s in (settings.production_url, settings.heartbeat_url) if s)

@@ -486,8 +486,9 @@ class Console:
     # --- on-call ------------------------------------------------------------------------------------------------
     async def oncall(self, request: Request, user: User, error: str = "", status: int = 200) -> Response:
         schedules = await self.fetch("schedules", {})
+        shifts = await self.fetch("shifts", {})
         for schedule in schedules:
-            schedule["shifts"] = await self.fetch("schedule_timeline", {"schedule": schedule["name"]})
+            schedule["shifts"] = [shift for shift in shifts if shift["schedule"] == schedule["name"]]
         now = await self.now()
         escalating = [{**e, "due_in": views.age(now, e["next_step_at"]) if e["next_step_at"] and e["next_step_at"] > now
                        else "due now"} for e in await self.fetch("escalating", {})]

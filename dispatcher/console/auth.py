@@ -7,9 +7,12 @@ import hmac
 import ipaddress
 import secrets
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from dispatcher.providers.checks import is_loopback
 
 SESSION_COOKIE = "pgalert_session"
 LOGIN_COOKIE = "pgalert_login"  # the sign-in form's CSRF token, before there is a session
@@ -69,10 +72,8 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
 
 def cookie_secure(host: str) -> bool:
     """Cookies are Secure (sent over HTTPS only) except to this machine, where a test or a demo speaks HTTP."""
-    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
-    if name == "localhost":
-        return False
     try:
-        return not ipaddress.ip_address(name).is_loopback
+        name = urlsplit("//" + host).hostname or ""
     except ValueError:
         return True
+    return not is_loopback(name)

@@ -62,10 +62,12 @@ class Feed:
                     await conn.execute(self._queries["listen"])
                     delay = 0.5
                     while True:
-                        row = await (await conn.execute(self._queries["version"])).fetchone()
-                        if row[0] != self.version:
-                            self.version = row[0]
-                            self._publish(row[0])
+                        # with no page open there is nobody to tell: the version is read again when one is
+                        if self._subscribers or self.version is None:
+                            row = await (await conn.execute(self._queries["version"])).fetchone()
+                            if row[0] != self.version:
+                                self.version = row[0]
+                                self._publish(row[0])
                         # a NOTIFY wakes us at once; without one, look again after the poll interval
                         with contextlib.suppress(TimeoutError):
                             async for _ in conn.notifies(timeout=self._poll, stop_after=1):

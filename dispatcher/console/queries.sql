@@ -139,10 +139,13 @@ FROM monitoring_oncall_schedules AS s
 LEFT JOIN LATERAL monitoring_who_is_on_call(s.name) AS w ON TRUE
 ORDER BY s.name;
 
--- name: schedule_timeline
-SELECT starts_at, ends_at, person, is_override
-FROM monitoring_oncall_timeline(%(schedule)s, date_trunc('day', now()), date_trunc('day', now()) + interval '28 days')
-ORDER BY starts_at;
+-- name: shifts
+-- four weeks of every schedule's shifts, in one query for the whole page
+SELECT s.name AS schedule, t.starts_at, t.ends_at, t.person, t.is_override
+FROM monitoring_oncall_schedules AS s
+CROSS JOIN LATERAL monitoring_oncall_timeline(s.name, date_trunc('day', now()),
+                                              date_trunc('day', now()) + interval '28 days') AS t
+ORDER BY s.name, t.starts_at;
 
 -- name: people
 SELECT name FROM monitoring_people ORDER BY name;

@@ -3,7 +3,9 @@ timeline, links safe to click, silence matchers as people type them. Pure: rows 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import re
 import zoneinfo
@@ -12,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 from dispatcher.matchers import parse_duration, parse_matcher
+from dispatcher.providers.kinds import KINDS
 
 SEVERITIES = ("critical", "warning", "info")
 STATUSES = ("active", "open", "acknowledged", "resolved")  # active: open or acknowledged, the default
@@ -344,9 +347,6 @@ def rate(succeeded: int, attempts: int) -> str:
 
 
 def csv_text(header: list[str], rows: Iterable[Iterable[object]]) -> str:
-    import csv
-    import io
-
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
@@ -416,8 +416,6 @@ def window_from_form(form: Mapping[str, object]) -> dict[str, object]:
 def channel_settings(kind: str, text: str) -> dict[str, object]:
     """A channel's settings as an admin typed them (JSON), checked against what its kind takes
     (dispatcher/providers/kinds.py), so a typo is refused here rather than skipping the channel's deliveries."""
-    from dispatcher.providers.kinds import KINDS
-
     try:
         settings = json.loads(text or "{}")
     except json.JSONDecodeError as error:

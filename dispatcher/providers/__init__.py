@@ -19,11 +19,18 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from dispatcher.providers.base import Provider, Unconfigured
-from dispatcher.providers.checks import ProviderConfigError, check_smtp_url, check_url, mail_address
+from dispatcher.providers.checks import (
+    ProviderConfigError,
+    check_smtp_url,
+    check_url,
+    mail_address,
+    plain_http_allowed,
+)
 from dispatcher.providers.kinds import KINDS, Config, Kind, mail_provider
 
 __all__ = ["KINDS", "PROVIDER_ENV", "Channel", "ProviderConfigError", "all_secrets", "channel_provider",
-           "check_smtp_url", "check_url", "mail_address", "mail_provider", "providers_from_env"]
+           "check_smtp_url", "check_url", "mail_address", "mail_provider", "plain_http_allowed",
+           "providers_from_env"]
 
 # every kind's default channel's variables
 PROVIDER_ENV = {name: kind.variables() for name, kind in KINDS.items()}
@@ -32,10 +39,6 @@ CHANNEL_SECRETS_VARIABLE = "PGALERT_CHANNEL_SECRETS"
 OWN_VARIABLES = frozenset(
     {"DATABASE_URL", "PRODUCTION_URL", "SLACK_SIGNING_SECRET", "PAGERDUTY_WEBHOOK_SECRETS", "PAGERDUTY_API_TOKEN",
      "OPSGENIE_WEBHOOK_TOKEN"} | {name for names in PROVIDER_ENV.values() for name in names})
-
-
-def _plain_http_allowed(env: Mapping[str, str]) -> bool:
-    return (env.get("PGALERT_ALLOW_PLAIN_HTTP") or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def providers_from_env(env: Mapping[str, str]) -> dict[str, Provider]:
@@ -56,7 +59,7 @@ def _default_provider(kind: Kind, env: Mapping[str, str]) -> Provider:
                     default=True)
     provider = kind.build(config)
     for variable, url in config.urls:
-        check_url(variable, url, _plain_http_allowed(env))
+        check_url(variable, url, plain_http_allowed(env))
     return provider
 
 
@@ -167,7 +170,7 @@ def _channel_provider(channel: Channel, env: Mapping[str, str]) -> Provider:
     config = Config(channel.name, kind.name, values, labels, env, default=False)
     provider = kind.build(config)
     for label, url in config.urls:
-        check_url(label, url, _plain_http_allowed(env))
+        check_url(label, url, plain_http_allowed(env))
     destination = config.get(kind.destination) if kind.destination else ""
     if granted and destination:
         # where the secrets go, as the provider will send them: the vendor's hosts or those the operator listed

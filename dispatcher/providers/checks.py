@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+from collections.abc import Mapping
 from urllib.parse import SplitResult, urlsplit
 
 LOOPBACK_HOSTS = ("localhost", "::1")
@@ -31,13 +32,18 @@ def check_smtp_url(variable: str, url: str) -> bool:
     if parts.username or parts.password:
         raise ProviderConfigError(f"{variable} must not carry a user or password: give them as the username "
                                   "setting and the password secret")
-    return parts.scheme == "smtps" or not _is_loopback(host)
+    return parts.scheme == "smtps" or not is_loopback(host)
+
+
+def plain_http_allowed(env: Mapping[str, str]) -> bool:
+    """PGALERT_ALLOW_PLAIN_HTTP: the operator allows http:// to hosts that are not this machine."""
+    return (env.get("PGALERT_ALLOW_PLAIN_HTTP") or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def check_url(variable: str, url: str, allow_plain_http: bool = False) -> None:
     """Refuse a provider URL that cannot work or would send alerts in the clear."""
     parts, host = _parsed_url(variable, url, ("http", "https"), "https:// (it has no http(s) scheme)")
-    if parts.scheme == "http" and not allow_plain_http and not _is_loopback(host):
+    if parts.scheme == "http" and not allow_plain_http and not is_loopback(host):
         raise ProviderConfigError(
             f"{variable} uses plain http:// to a host that is not this machine: alerts and keys would cross the "
             "network unencrypted. Use https://, or set PGALERT_ALLOW_PLAIN_HTTP=1 (e.g. behind a local proxy)"
@@ -59,7 +65,7 @@ def _parsed_url(variable: str, url: str, schemes: tuple[str, ...], expected: str
     return parts, host
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host in LOOPBACK_HOSTS:
         return True
     try:
