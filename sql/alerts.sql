@@ -1,8 +1,14 @@
--- Alerts and deduplication: what an INSERT into monitoring_alerts does.
+-- Alerts: what an INSERT into monitoring_alerts does, and an alert's life after it (acknowledge, resolve, reopen).
+--
+-- Owns: monitoring_alerts
+-- Anything may INSERT an alert, as an app does (pgalert raises its own alerts that way: a rule it took out of
+-- force, an escalation nobody answered, a page that failed everywhere); only this file changes or deletes one.
 --
 -- A BEFORE INSERT trigger validates the row and folds a repeat into the open alert with its dedup key (under an
 -- advisory lock on the key; the partial unique index one_open_alert_per_dedup_key is the invariant); one AFTER
--- INSERT statement trigger writes the outbox, the SLA rows and the first escalation step for every new alert.
+-- INSERT statement trigger hands the new alerts to each concern in turn (flapping, holds, grouping, the outbox,
+-- the SLA rows, escalation), each a set-based function of its own file. The lifecycle functions do the same for
+-- acknowledge, resolve and reopen.
 
 CREATE OR REPLACE FUNCTION _monitoring_normalize_severity(p_severity text)
 RETURNS text
@@ -123,6 +129,7 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_open public.monitoring_alerts;
+    v_group public.monitoring_alerts;
     v_new_severity text;
     v_horizon interval;
 BEGIN
@@ -213,17 +220,40 @@ BEGIN
         severity = v_new_severity
     WHERE id = v_open.id;
     -- a repeat that raises the severity reaches the providers of the new severity; the others already know
-    -- (a group's member raises its group instead)
-    IF v_new_severity <> v_open.severity AND NOT public._monitoring_member_raised(v_open.id, v_new_severity) THEN
-        PERFORM public._monitoring_enqueue(v_open.id, 'trigger');
+    -- (a group's member raises its group instead, never itself alone)
+    IF v_new_severity <> v_open.severity THEN
+        v_group := public._monitoring_group_alert_of(v_open.id);
+        IF v_group.id IS NULL THEN
+            PERFORM public._monitoring_enqueue(v_open.id, 'trigger');
+        ELSIF v_group.status <> 'resolved'
+              AND array_position(ARRAY['info', 'warning', 'critical'], v_new_severity)
+                  > array_position(ARRAY['info', 'warning', 'critical'], v_group.severity) THEN
+            PERFORM public._monitoring_raise_group(v_group.id, v_new_severity);
+        END IF;
     END IF;
     RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_alert_before_insert() FROM PUBLIC;
 
--- The outbox, SLA row and escalation of new alerts: history gets its SLA row, with its own times, and
--- nothing else.
+-- A more severe member raises its group: the providers of the new severity hear of the group, after the group
+-- wait like the others (sql/grouping.sql).
+CREATE OR REPLACE FUNCTION _monitoring_raise_group(p_group_alert_id bigint, p_severity text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE public.monitoring_alerts SET severity = p_severity WHERE id = p_group_alert_id;
+    PERFORM public._monitoring_enqueue(p_group_alert_id, 'trigger');
+    PERFORM public._monitoring_defer_trigger(p_group_alert_id, public._monitoring_group_wait_until(p_group_alert_id),
+                                             TRUE);
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_raise_group(bigint, text) FROM PUBLIC;
+
+-- The new alerts of one INSERT statement, handed to each concern in turn. History (inserted as resolved) gets its
+-- SLA row, with its own times, and nothing else.
 CREATE OR REPLACE FUNCTION _monitoring_alerts_after_insert()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -237,12 +267,13 @@ SET jit = off
 SET plan_cache_mode = force_generic_plan  -- see _monitoring_alert_before_insert
 AS $$
 DECLARE
-    v_batch record;
+    v_new public.monitoring_alerts[] := ARRAY(SELECT a FROM new_alerts AS a);
     -- the alerts pgalert raises about a rule it takes out of force are not held by rules (sql/hygiene.sql)
     v_rules_apply boolean := coalesce(current_setting('pgalert.disabling_broken_rules', TRUE), '') <> 'on';
     v_flapping boolean;
     v_hygiene boolean;
     v_grouping boolean;
+    v_raised record;
     v_error text;
 BEGIN
     -- Flapping, holds and grouping decide how the new alerts are notified, never whether: if evaluating them
@@ -255,37 +286,29 @@ BEGIN
         v_grouping := v_rules_apply AND EXISTS (SELECT FROM public.monitoring_group_rules AS r WHERE r.enabled);
         EXIT WHEN NOT (v_flapping OR v_hygiene OR v_grouping);
         BEGIN
-            -- keys that flap rules watch: their opening is counted, and one that flaps is marked (sql/flapping.sql)
+            -- 1. flapping: keys that flap rules watch count their opening; one that flaps is marked
             IF v_flapping THEN
                 PERFORM public._monitoring_flap_on_open(
                     ARRAY(SELECT a.id FROM new_alerts AS a WHERE a.status <> 'resolved'));
             END IF;
-            -- silences, maintenance windows and inhibition hold the new alerts' notifications (sql/hygiene.sql)
+            -- 2. holds: silences, maintenance windows and inhibition
             IF v_hygiene THEN
-                INSERT INTO public.monitoring_notification_holds
-                    (alert_id, reason, held_by, source_alert_id, cause_id, held_at)
-                SELECT a.id, h.reason, h.held_by, h.source_alert_id, h.cause_id, a.created_at
-                FROM new_alerts AS a
-                CROSS JOIN LATERAL public._monitoring_holds_for(a, a.created_at) AS h
-                WHERE a.status <> 'resolved'
-                ON CONFLICT DO NOTHING;
-                -- alerts of this statement that inhibit each other: one of them is notified (one alert alone
-                -- cannot: it is never its own source)
-                IF EXISTS (SELECT FROM new_alerts AS a OFFSET 1) THEN
-                    PERFORM public._monitoring_break_inhibition_cycles(
-                        ARRAY(SELECT a.id FROM new_alerts AS a), (SELECT min(a.created_at) FROM new_alerts AS a));
-                END IF;
+                PERFORM public._monitoring_hold_new_alerts(v_new);
             END IF;
-            -- alerts that match a group rule and that nothing holds join their group and are notified only
-            -- through it (sql/grouping.sql); a group alert, inserted from here, is not grouped again
+            -- 3. grouping: alerts that match a group rule and that nothing holds join their group and are
+            -- notified only through it; a group alert, inserted from there, is not grouped again
             IF v_grouping THEN
-                PERFORM public._monitoring_group_new_alerts(ARRAY(
-                    SELECT a.id FROM new_alerts AS a
-                    WHERE a.status <> 'resolved'
-                      AND NOT EXISTS (SELECT FROM public.monitoring_alert_groups AS g WHERE g.alert_id = a.id)
-                      AND NOT (v_hygiene AND EXISTS (SELECT FROM public.monitoring_notification_holds AS h
-                                                     WHERE h.alert_id = a.id AND h.released_at IS NULL))
-                ));
+                FOR v_raised IN
+                    SELECT * FROM public._monitoring_group_new_alerts(ARRAY(
+                        SELECT a.id FROM new_alerts AS a
+                        WHERE a.status <> 'resolved'
+                          AND NOT EXISTS (SELECT FROM public.monitoring_alert_groups AS g WHERE g.alert_id = a.id)
+                          AND NOT (v_hygiene AND EXISTS (SELECT FROM public.monitoring_notification_holds AS h
+                                                         WHERE h.alert_id = a.id AND h.released_at IS NULL))
+                    ))
+                LOOP
+                    PERFORM public._monitoring_raise_group(v_raised.raised_group_id, v_raised.raised_severity);
+                END LOOP;
             END IF;
             EXIT;
         EXCEPTION WHEN OTHERS THEN
@@ -298,69 +321,23 @@ BEGIN
             END IF;
         END;
     END LOOP;
-    INSERT INTO public.monitoring_deliveries (alert_id, provider, action, status)
-    SELECT a.id, r.provider, 'trigger',
-           CASE WHEN v_hygiene AND EXISTS (
-               SELECT FROM public.monitoring_notification_holds AS h WHERE h.alert_id = a.id AND h.released_at IS NULL
-           ) THEN 'held' ELSE 'pending' END
-    FROM new_alerts AS a
-    CROSS JOIN LATERAL public.monitoring_route_providers(a.alert_type, a.severity) AS r (provider)
-    WHERE a.status <> 'resolved'
-      AND NOT (v_grouping AND EXISTS (SELECT FROM public.monitoring_alert_group_members AS m WHERE m.alert_id = a.id))
-    -- a later row of the same INSERT may have deduplicated into this one and enqueued already
-    ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING;
-
-    -- handoff announcements are not incidents: kept out of the SLA figures
-    INSERT INTO public.monitoring_sla_metrics (
-        alert_id, alert_type, severity, occurred_at, detected_at,
-        acknowledged_at, acknowledged_by, resolved_at, resolved_by, false_positive
-    )
-    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at,
-           a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.false_positive
-    FROM new_alerts AS a
-    WHERE a.alert_type <> 'oncall_handoff'
-      -- a group counts through its members
-      AND NOT (v_grouping AND EXISTS (SELECT FROM public.monitoring_alert_groups AS g WHERE g.alert_id = a.id));
-
-    IF NOT EXISTS (
-        SELECT FROM new_alerts AS a
-        JOIN public.monitoring_escalation_assignments AS x
-            ON x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
-        WHERE a.status <> 'resolved'
-    ) THEN
-        RETURN NULL;  -- most alerts escalate nowhere: skip the rest
+    -- 4. the outbox: triggers by the routes, held for held alerts, none for a group's members
+    PERFORM public._monitoring_enqueue_new_alerts(v_new, v_hygiene, v_grouping);
+    -- 5. the SLA rows: a group counts through its members
+    PERFORM public._monitoring_sla_open(CASE WHEN v_grouping THEN ARRAY(
+        SELECT a FROM unnest(v_new) AS a
+        WHERE NOT EXISTS (SELECT FROM public.monitoring_alert_groups AS g WHERE g.alert_id = a.id)) ELSE v_new END);
+    -- 6. escalation: a member escalates through its group
+    PERFORM public._monitoring_start_escalations(CASE WHEN v_grouping THEN ARRAY(
+        SELECT a FROM unnest(v_new) AS a
+        WHERE NOT EXISTS (SELECT FROM public.monitoring_alert_group_members AS m WHERE m.alert_id = a.id)) ELSE v_new END);
+    -- 7. a handoff announcement (sql/oncall.sql) is not an incident: sent, and closed at once without follow-ups
+    IF EXISTS (SELECT FROM unnest(v_new) AS a WHERE a.alert_type = 'oncall_handoff' AND a.status <> 'resolved') THEN
+        PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
+        UPDATE public.monitoring_alerts AS a SET status = 'resolved', resolved_at = a.created_at, resolved_by = 'pgalert'
+        WHERE a.id IN (SELECT n.id FROM unnest(v_new) AS n WHERE n.alert_type = 'oncall_handoff' AND n.status <> 'resolved');
+        PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
     END IF;
-    FOR v_batch IN
-    WITH started AS (
-        INSERT INTO public.monitoring_alert_escalations
-            (alert_id, policy_name, steps, repeat_count, repeat_after, started_at, next_step_at)
-        SELECT a.id, p.name, steps.list, p.repeat_count, p.repeat_after, a.created_at,
-               a.created_at + (steps.list -> 0 ->> 'delay')::interval
-        FROM new_alerts AS a
-        CROSS JOIN LATERAL (
-            SELECT x.policy_id FROM public.monitoring_escalation_assignments AS x
-            WHERE x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
-            ORDER BY (x.alert_type IS NOT NULL) DESC, (x.severity IS NOT NULL) DESC
-            LIMIT 1
-        ) AS chosen
-        JOIN public.monitoring_escalation_policies AS p ON p.id = chosen.policy_id
-        CROSS JOIN LATERAL (
-            SELECT jsonb_agg(jsonb_build_object('step', s.step, 'delay', s.delay, 'target_type', s.target_type,
-                                                'schedule_id', s.schedule_id, 'person_id', s.person_id)
-                             ORDER BY s.delay, s.step) AS list
-            FROM public.monitoring_escalation_steps AS s WHERE s.policy_id = p.id
-        ) AS steps
-        WHERE a.alert_type NOT IN ('pgalert_unacknowledged', 'oncall_handoff') AND a.status <> 'resolved'
-          -- a member escalates through its group
-          AND NOT (v_grouping AND EXISTS (SELECT FROM public.monitoring_alert_group_members AS m WHERE m.alert_id = a.id))
-        RETURNING alert_id, started_at
-    )
-    SELECT st.started_at, array_agg(st.alert_id) AS ids FROM started AS st GROUP BY st.started_at
-    LOOP
-        -- a first step without delay goes out with the alert, not at the next cron minute; at the alert's own
-        -- time, so a backfilled alert does not run its whole chain at once
-        PERFORM public._monitoring_escalate(v_batch.started_at, v_batch.ids);
-    END LOOP;
     RETURN NULL;
 END
 $$;
@@ -378,7 +355,7 @@ AFTER INSERT ON monitoring_alerts
 REFERENCING NEW TABLE AS new_alerts
 FOR EACH STATEMENT EXECUTE FUNCTION _monitoring_alerts_after_insert();
 COMMENT ON TRIGGER monitoring_alerts_enqueue ON monitoring_alerts IS
-'Per statement: flapping, holds and grouping, then the outbox rows, SLA rows and escalations of the new alerts.';
+'Per statement, one call per concern: flapping, holds and grouping, then the outbox rows, SLA rows and escalations of the new alerts.';
 
 CREATE OR REPLACE FUNCTION monitoring_raise_alert(
     p_alert_type text,
@@ -484,3 +461,254 @@ FOR EACH ROW WHEN (new.status = 'resolved')
 EXECUTE FUNCTION _monitoring_alert_history_insert();
 COMMENT ON TRIGGER monitoring_alerts_history ON monitoring_alerts IS
 'An alert inserted as resolved is history (an admin''s import): validated, given its SLA row, never sent.';
+
+-- The life of an alert after its INSERT: acknowledge, resolve and reopen, from every path (SQL, `pgalert serve`
+-- for PagerDuty, Opsgenie, Slack and HTTP clients, the console, rules): each tells the providers that heard of the
+-- alert, and each concern does its part (holds end, the group follows, escalation stops or resumes).
+
+CREATE OR REPLACE FUNCTION _monitoring_get_alert_for_update(p_alert_id bigint)
+RETURNS monitoring_alerts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert public.monitoring_alerts;
+BEGIN
+    -- NO KEY UPDATE: inserts of deliveries that reference the alert (foreign key checks) need not wait for us
+    SELECT * INTO v_alert FROM public.monitoring_alerts WHERE id = p_alert_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'alert % does not exist', coalesce(p_alert_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found', HINT = 'pass the id of a row in monitoring_alerts';
+    END IF;
+    RETURN v_alert;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_get_alert_for_update(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_get_alert_for_update(bigint) TO monitoring_admin;
+
+-- The acknowledge and resolve of every path (SQL, and `pgalert serve` for PagerDuty, Opsgenie, Slack and HTTP
+-- clients): p_via says where it happened, and the provider it came from is not told again (no echo).
+CREATE OR REPLACE FUNCTION _monitoring_acknowledge(
+    p_alert_id bigint, p_by text, p_note text, p_at timestamptz, p_via text
+)
+RETURNS monitoring_alerts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert public.monitoring_alerts := public._monitoring_get_alert_for_update(p_alert_id);
+    v_next record;
+BEGIN
+    IF v_alert.status <> 'open' THEN
+        RAISE NOTICE 'alert % is already %; nothing to acknowledge', p_alert_id, v_alert.status;
+        RETURN v_alert;
+    END IF;
+    IF p_at < v_alert.created_at THEN
+        RAISE EXCEPTION 'cannot acknowledge alert % at %, before it was created at %', p_alert_id, p_at, v_alert.created_at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
+    UPDATE public.monitoring_alerts
+    SET status = 'acknowledged', acknowledged_at = p_at, acknowledged_by = p_by, acknowledge_note = p_note,
+        acknowledged_via = p_via
+    WHERE id = p_alert_id
+    RETURNING * INTO v_alert;
+    PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
+    PERFORM public._monitoring_drop_held(p_alert_id, 'acknowledged', p_at);
+    FOR v_next IN SELECT * FROM public._monitoring_group_follow_ups(p_alert_id, 'acknowledge', p_by, p_note, p_at) LOOP
+        PERFORM public._monitoring_acknowledge(v_next.follow_alert_id, v_next.responder, v_next.note, v_next.acted_at,
+                                               'group');
+    END LOOP;
+    PERFORM public._monitoring_enqueue(p_alert_id, 'acknowledge',
+        jsonb_build_object('by', p_by, 'note', p_note, 'at', p_at, 'via', p_via));
+    RETURN v_alert;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_acknowledge(bigint, text, text, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_acknowledge(bigint, text, text, timestamptz, text) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION _monitoring_resolve(
+    p_alert_id bigint, p_by text, p_note text, p_false_positive boolean, p_at timestamptz, p_via text
+)
+RETURNS monitoring_alerts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert public.monitoring_alerts := public._monitoring_get_alert_for_update(p_alert_id);
+    v_next record;
+BEGIN
+    IF v_alert.status = 'resolved' THEN
+        RAISE NOTICE 'alert % is already resolved', p_alert_id;
+        RETURN v_alert;
+    END IF;
+    IF p_at < greatest(v_alert.created_at, v_alert.acknowledged_at) THEN
+        RAISE EXCEPTION 'cannot resolve alert % at %, before it was created or acknowledged', p_alert_id, p_at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- a flapping alert stays open through automatic resolves (sql/flapping.sql)
+    IF public._monitoring_flap_on_resolve(p_alert_id, p_by, p_note, p_false_positive, p_at, p_via) THEN
+        RETURN v_alert;
+    END IF;
+    PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
+    UPDATE public.monitoring_alerts
+    SET status = 'resolved', resolved_at = p_at, resolved_by = p_by, resolve_note = p_note,
+        false_positive = coalesce(p_false_positive, false), resolved_via = p_via
+    WHERE id = p_alert_id
+    RETURNING * INTO v_alert;
+    PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
+    PERFORM public._monitoring_drop_held(p_alert_id, 'resolved', p_at);
+    FOR v_next IN SELECT * FROM public._monitoring_group_follow_ups(p_alert_id, 'resolve', p_by, p_note, p_at) LOOP
+        PERFORM public._monitoring_resolve(v_next.follow_alert_id, v_next.responder, v_next.note, v_next.false_positive,
+                                           v_next.acted_at, 'group');
+    END LOOP;
+    PERFORM public._monitoring_enqueue(p_alert_id, 'resolve', jsonb_build_object(
+        'by', p_by, 'note', p_note, 'at', p_at, 'false_positive', coalesce(p_false_positive, false), 'via', p_via));
+    -- this alert may have been inhibiting others: those still open and held by nothing else go out now
+    IF EXISTS (SELECT FROM public.monitoring_notification_holds AS h
+               WHERE h.released_at IS NULL AND h.reason = 'inhibition'
+                 AND h.source_alert_id = p_alert_id) THEN
+        PERFORM public.monitoring_release_holds(greatest(p_at, now()));
+    END IF;
+    RETURN v_alert;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_resolve(bigint, text, text, boolean, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_resolve(bigint, text, text, boolean, timestamptz, text) TO monitoring_admin;
+
+-- Back to open, when a provider says nobody owns it any more (PagerDuty's incident.unacknowledged) or the
+-- problem is back (incident.reopened). The first acknowledgement stays on the row (MTTA counts to it) and the
+-- escalation resumes where it paused, the paused time not counted. The follow-ups already sent become
+-- history, so the next acknowledge or resolve reaches the providers again; those not yet sent are dropped.
+CREATE OR REPLACE FUNCTION _monitoring_reopen(p_alert_id bigint, p_by text, p_at timestamptz, p_via text)
+RETURNS monitoring_alerts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert public.monitoring_alerts := public._monitoring_get_alert_for_update(p_alert_id);
+    v_paused_at timestamptz := coalesce(v_alert.resolved_at, v_alert.acknowledged_at);
+BEGIN
+    IF v_alert.status = 'open' THEN
+        RETURN v_alert;
+    END IF;
+    IF v_alert.status = 'resolved' AND EXISTS (
+        SELECT FROM public.monitoring_alerts AS a
+        WHERE a.dedup_key = v_alert.dedup_key AND a.status <> 'resolved' AND a.id <> p_alert_id
+    ) THEN
+        RAISE EXCEPTION 'alert % cannot be reopened: alert % with the same dedup_key is open', p_alert_id,
+            (SELECT a.id FROM public.monitoring_alerts AS a WHERE a.dedup_key = v_alert.dedup_key AND a.status <> 'resolved')
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    PERFORM set_config('pgalert.lifecycle', 'on', TRUE);
+    UPDATE public.monitoring_alerts
+    SET status = 'open', resolved_at = NULL, resolved_by = NULL, resolve_note = NULL, resolved_via = NULL,
+        false_positive = false
+    WHERE id = p_alert_id
+    RETURNING * INTO v_alert;
+    PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
+    PERFORM public._monitoring_archive_follow_ups(p_alert_id, 'reopened via ' || p_via || ' by ' || p_by, p_at);
+    PERFORM public._monitoring_reopen_group(p_alert_id);
+    PERFORM public._monitoring_resume_escalation(p_alert_id, v_paused_at, p_at);
+    RETURN v_alert;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_reopen(bigint, text, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_reopen(bigint, text, timestamptz, text) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_acknowledge_alert(
+    p_alert_id bigint,
+    p_by text DEFAULT session_user,
+    p_note text DEFAULT NULL,
+    p_at timestamptz DEFAULT now()
+)
+RETURNS monitoring_alerts
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM public._monitoring_acknowledge(p_alert_id, p_by, p_note, p_at, 'sql')
+$$;
+COMMENT ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) IS
+'Someone is on it: status acknowledged, and the providers that were paged are told (PagerDuty acknowledge,
+Opsgenie acknowledge, a Slack follow-up). Acknowledging an alert that is not open changes nothing.';
+REVOKE ALL ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_acknowledge_alert(bigint, text, text, timestamptz) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_resolve_alert(
+    p_alert_id bigint,
+    p_by text DEFAULT session_user,
+    p_note text DEFAULT NULL,
+    p_false_positive boolean DEFAULT FALSE,
+    p_at timestamptz DEFAULT now()
+)
+RETURNS monitoring_alerts
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM public._monitoring_resolve(p_alert_id, p_by, p_note, p_false_positive, p_at, 'sql')
+$$;
+COMMENT ON FUNCTION monitoring_resolve_alert(bigint, text, text, boolean, timestamptz) IS
+'It is over: status resolved (false_positive marks an alert that should not have fired), and the providers are
+told (PagerDuty resolve, Opsgenie close, a Slack follow-up). The next INSERT with the same dedup_key opens a new alert.';
+REVOKE ALL ON FUNCTION monitoring_resolve_alert(bigint, text, text, boolean, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_resolve_alert(bigint, text, text, boolean, timestamptz) TO monitoring_admin;
+
+CREATE OR REPLACE FUNCTION monitoring_settle_flapping(p_at timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_episode record;
+    v_settled integer := 0;
+BEGIN
+    -- sql/flapping.sql settles the episodes that are due; what that means for each alert is done here
+    FOR v_episode IN
+        SELECT s.*, a.status AS alert_status, a.created_at AS alert_created_at, a.acknowledged_at
+        FROM public._monitoring_settle_flaps(p_at) AS s
+        JOIN public.monitoring_alerts AS a ON a.id = s.flapping_alert_id
+        ORDER BY s.episode_id
+    LOOP
+        v_settled := v_settled + 1;
+        IF v_episode.alert_status = 'resolved' THEN
+            CONTINUE;
+        ELSIF v_episode.last_word = 'resolved' THEN
+            -- the resolve it held, at that resolve's own time: MTTR is not stretched by the settling
+            PERFORM public._monitoring_resolve(
+                v_episode.flapping_alert_id, v_episode.held_resolve ->> 'by', v_episode.held_resolve ->> 'note',
+                (v_episode.held_resolve ->> 'false_positive')::boolean,
+                greatest((v_episode.held_resolve ->> 'at')::timestamptz, v_episode.alert_created_at, v_episode.acknowledged_at),
+                v_episode.held_resolve ->> 'via');
+        ELSE
+            -- still firing: one more notification, to the providers that heard of it, that says it stopped flapping
+            PERFORM public._monitoring_notify_again(ARRAY[v_episode.flapping_alert_id],
+                                                    ARRAY['stopped flapping ' || v_episode.episode_id]);
+        END IF;
+    END LOOP;
+    RETURN v_settled;
+END
+$$;
+COMMENT ON FUNCTION monitoring_settle_flapping(timestamptz) IS
+'Settle the flapping alerts whose key has not changed state for their rule''s settle_after: resolve those whose
+last word was a resolve (at its own time), and notify the others once more as still firing. Returns how many
+settled. pg_cron runs it every minute.';
+REVOKE ALL ON FUNCTION monitoring_settle_flapping(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_settle_flapping(timestamptz) TO monitoring_admin;
+
+-- Alerts resolved before p_before, with their deliveries, attempts and inbound actions (the foreign keys
+-- cascade); returns how many. Open and acknowledged alerts are never purged (sql/retention.sql).
+CREATE OR REPLACE FUNCTION _monitoring_purge_alerts(p_before timestamptz)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH purged AS (
+        DELETE FROM public.monitoring_alerts
+        WHERE status = 'resolved' AND resolved_at < p_before
+        RETURNING 1
+    )
+    SELECT count(*) FROM purged
+$$;
+REVOKE ALL ON FUNCTION _monitoring_purge_alerts(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_purge_alerts(timestamptz) TO monitoring_admin;

@@ -4,6 +4,9 @@
 --
 -- A file's checksum is the SHA-256 of its text without one trailing newline: exactly what psql reads with
 -- \set content `cat FILE`, so psql can record the same checksum the Python migrator does.
+--
+-- Owns: _monitoring_migrations, _monitoring_definitions, _monitoring_installation, monitoring_settings
+-- (the installation: what is applied, its id, and its settings, which admins write with SQL.)
 
 CREATE TABLE IF NOT EXISTS _monitoring_migrations (
     version text PRIMARY KEY,

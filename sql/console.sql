@@ -5,6 +5,8 @@
 -- checks that the session is live and that the person's role allows the action before doing it through the same
 -- functions psql uses, as that person, via 'console'. A console process that is compromised can still only act
 -- for people who are signed in, as far as their roles go.
+--
+-- Owns: monitoring_console_users, monitoring_console_sessions, monitoring_console_sign_in_failures
 
 -- The user behind a live session, or an error that says to sign in again.
 CREATE OR REPLACE FUNCTION _monitoring_console_user(p_token text)
@@ -396,11 +398,7 @@ DECLARE
     v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'admin',
                                                                                'enable or disable a rule');
 BEGIN
-    UPDATE public.monitoring_alert_rules SET enabled = p_enabled WHERE rule_name = p_rule_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no rule is named %', coalesce(quote_literal(p_rule_name), 'NULL')
-            USING ERRCODE = 'no_data_found';
-    END IF;
+    PERFORM public._monitoring_set_rule_enabled(p_rule_name, p_enabled);
     RAISE LOG 'pgalert: rule % % by % in the console', p_rule_name,
         CASE WHEN p_enabled THEN 'enabled' ELSE 'disabled' END, v_user.login;
     RETURN p_enabled;
@@ -420,14 +418,12 @@ AS $$
 DECLARE
     v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'responder', 'extend a silence');
 BEGIN
-    -- silence_max_duration holds from now, as for a new silence (the accountable trigger, sql/hygiene.sql)
-    UPDATE public.monitoring_silences SET ends_at = p_ends_at
-    WHERE id = p_silence_id AND expired_at IS NULL AND ends_at > now() AND p_ends_at > now();
-    IF FOUND THEN
-        RAISE LOG 'pgalert: silence % extended to % by % in the console', p_silence_id, p_ends_at, v_user.login;
-        PERFORM public.monitoring_release_holds(now());  -- a shortened silence may have ended
+    IF NOT public._monitoring_extend_silence(p_silence_id, p_ends_at) THEN
+        RETURN FALSE;
     END IF;
-    RETURN FOUND;
+    RAISE LOG 'pgalert: silence % extended to % by % in the console', p_silence_id, p_ends_at, v_user.login;
+    PERFORM public.monitoring_release_holds(now());  -- a shortened silence may have ended
+    RETURN TRUE;
 END
 $$;
 COMMENT ON FUNCTION monitoring_console_extend_silence(text, bigint, timestamptz) IS
@@ -450,16 +446,8 @@ DECLARE
                                                                                'change maintenance windows');
     v_id bigint;
 BEGIN
-    -- the table's checks and its row trigger (matchers, time zone) answer a mistake with their sentences
-    INSERT INTO public.monitoring_maintenance_windows
-        (name, matchers, time_zone, starts_at, ends_at, days_of_week, start_time, duration, comment, created_by)
-    VALUES (p_name, p_matchers, coalesce(nullif(p_time_zone, ''), 'UTC'), p_starts_at, p_ends_at, p_days_of_week,
-            p_start_time, p_duration, coalesce(p_comment, ''), v_user.display_name || ' (console)')
-    ON CONFLICT (name) DO UPDATE
-    SET matchers = excluded.matchers, time_zone = excluded.time_zone, starts_at = excluded.starts_at,
-        ends_at = excluded.ends_at, days_of_week = excluded.days_of_week, start_time = excluded.start_time,
-        duration = excluded.duration, comment = excluded.comment
-    RETURNING id INTO v_id;
+    v_id := public._monitoring_save_window(p_name, p_matchers, p_time_zone, p_starts_at, p_ends_at, p_days_of_week,
+                                           p_start_time, p_duration, p_comment, v_user.display_name || ' (console)');
     PERFORM public.monitoring_release_holds(now());  -- a window moved or shortened may hold nothing now
     RETURN v_id;
 END
@@ -486,11 +474,7 @@ DECLARE
     v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'admin',
                                                                                'change maintenance windows');
 BEGIN
-    UPDATE public.monitoring_maintenance_windows SET enabled = p_enabled WHERE name = p_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no maintenance window is named %', coalesce(quote_literal(p_name), 'NULL')
-            USING ERRCODE = 'no_data_found';
-    END IF;
+    PERFORM public._monitoring_set_window_enabled(p_name, p_enabled);
     RAISE LOG 'pgalert: maintenance window % % by % in the console', p_name,
         CASE WHEN p_enabled THEN 'enabled' ELSE 'disabled' END, v_user.login;
     PERFORM public.monitoring_release_holds(now());
@@ -560,15 +544,7 @@ BEGIN
     IF jsonb_typeof(p_settings) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'a channel''s settings are a JSON object' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- never secret_refs: which variables a channel's secrets come from stays with SQL and the operator's list
-    UPDATE public.monitoring_providers
-    SET description = coalesce(p_description, description),
-        settings = CASE WHEN provider = kind THEN settings ELSE p_settings END  -- a default channel's are the env's
-    WHERE provider = p_provider;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no channel is named %', coalesce(quote_literal(p_provider), 'NULL')
-            USING ERRCODE = 'no_data_found';
-    END IF;
+    PERFORM public._monitoring_set_channel_settings(p_provider, p_description, p_settings);
     RAISE LOG 'pgalert: channel % changed by % in the console', p_provider, v_user.login;
     RETURN TRUE;
 END

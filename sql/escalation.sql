@@ -1,5 +1,8 @@
 -- Escalation: when an alert opens, the policy that applies is copied onto it; pg_cron runs
 -- monitoring_run_oncall() every minute to move unacknowledged alerts to their next step.
+--
+-- Owns: monitoring_alert_escalations, monitoring_escalation_policies, monitoring_escalation_steps,
+--       monitoring_escalation_assignments
 
 CREATE OR REPLACE FUNCTION _monitoring_check_policy()
 RETURNS trigger
@@ -83,10 +86,8 @@ REVOKE ALL ON FUNCTION _monitoring_step_person(jsonb, timestamptz) FROM PUBLIC;
 --   ordered by delay and each cycle starts after the last step plus repeat_after, so the due steps of an
 --   escalation are always the next ones in order;
 -- - within one call each step names one person, asked once (a rotation is asked at p_at);
--- - a step whose person is found notifies them on every channel that takes 'notify' and received the alert's
---   trigger: a page goes where the alert's route says (a team's Slack channel, not also the default one);
---   only an alert whose route reached no such channel pages on the default Slack channel, so no page is
---   lost; the target names cycle and level, so no step is ever notified twice;
+-- - a step whose person is found is paged through the outbox (_monitoring_enqueue_pages says on which
+--   channels); the target names cycle and level, so no step is ever notified twice;
 -- - an alert no longer open finishes its escalation (acknowledged, or resolved);
 -- - after the last step of the last cycle and repeat_after more, the escalation is exhausted and
 --   pgalert_unacknowledged is raised.
@@ -100,7 +101,9 @@ AS $$
 DECLARE
     v_notified integer;
     v_exhausted jsonb;
-    v_alert jsonb;
+    v_alert_ids bigint[];
+    v_levels integer[];
+    v_pages jsonb;
 BEGIN
     WITH due AS (
         SELECT e AS escalation, e.alert_id, e.next_index, e.level_reached, e.policy_name, e.repeat_count,
@@ -135,27 +138,6 @@ BEGIN
         JOIN step_people AS sp ON sp.step = ds.step
         JOIN public.monitoring_people AS pp ON pp.id = sp.person_id
     ),
-    sent AS (
-        INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target, context)
-        SELECT n.alert_id, p.provider, 'notify', format('escalation:%s:%s', n.cycle, n.level),
-               jsonb_strip_nulls(jsonb_build_object(
-                   'person', n.name, 'slack_member_id', n.slack_member_id, 'email', n.email, 'phone', n.phone,
-                   'level', n.level, 'cycle', n.cycle, 'policy', n.policy_name,
-                   'reason', CASE WHEN n.level = 1 AND n.step_index < n.step_count THEN 'you are on call for this alert'
-                                  ELSE format('escalated to you (level %s): not acknowledged', n.level) END))
-        FROM notifications AS n
-        JOIN public.monitoring_providers AS p
-            ON 'notify' = ANY (p.actions)
-           -- (a held alert never escalates: its triggers are pending again when its escalation starts)
-           AND (p.provider IN (SELECT h.provider FROM public._monitoring_channels_that_heard(n.alert_id) AS h)
-                -- the default Slack channel only for an alert whose route reached no channel that takes pages
-                OR (p.provider = 'slack' AND NOT EXISTS (
-                    SELECT FROM public._monitoring_channels_that_heard(n.alert_id) AS h
-                    JOIN public.monitoring_providers AS routed ON routed.provider = h.provider
-                    WHERE 'notify' = ANY (routed.actions))))
-        ORDER BY n.alert_id, n.step_index  -- delivery ids follow the steps, so the chain reads in order
-        ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
-    ),
     progress AS (
         SELECT d.*,
                d.next_index + coalesce(moved.steps, 0) AS new_index,
@@ -168,11 +150,6 @@ BEGIN
             SELECT ds.alert_id, count(*)::integer AS steps, max(ds.level) AS top_level
             FROM due_steps AS ds GROUP BY ds.alert_id
         ) AS moved ON moved.alert_id = d.alert_id
-    ),
-    levels AS (
-        UPDATE public.monitoring_sla_metrics AS s SET escalation_level = pr.new_level
-        FROM progress AS pr
-        WHERE s.alert_id = pr.alert_id AND pr.new_level > s.escalation_level
     ),
     moved AS (
         UPDATE public.monitoring_alert_escalations AS e
@@ -196,24 +173,128 @@ BEGIN
            (SELECT jsonb_agg(jsonb_build_object('id', pr.alert_id, 'title', pr.alert_title,
                                                 'policy', pr.policy_name, 'cycles', pr.repeat_count + 1)
                              ORDER BY pr.alert_id)
-            FROM progress AS pr WHERE pr.exhausted)
-    INTO v_notified, v_exhausted;
+            FROM progress AS pr WHERE pr.exhausted),
+           ARRAY(SELECT pr.alert_id FROM progress AS pr ORDER BY pr.alert_id),
+           ARRAY(SELECT pr.new_level FROM progress AS pr ORDER BY pr.alert_id),
+           (SELECT jsonb_agg(jsonb_build_object(
+                       'alert_id', n.alert_id,
+                       'target', format('escalation:%s:%s', n.cycle, n.level),
+                       'context', jsonb_strip_nulls(jsonb_build_object(
+                           'person', n.name, 'slack_member_id', n.slack_member_id, 'email', n.email, 'phone', n.phone,
+                           'level', n.level, 'cycle', n.cycle, 'policy', n.policy_name,
+                           'reason', CASE WHEN n.level = 1 AND n.step_index < n.step_count
+                                          THEN 'you are on call for this alert'
+                                          ELSE format('escalated to you (level %s): not acknowledged', n.level) END)))
+                       ORDER BY n.alert_id, n.step_index)  -- delivery ids follow the steps: the chain reads in order
+            FROM notifications AS n)
+    INTO v_notified, v_exhausted, v_alert_ids, v_levels, v_pages;
+    -- the pages go out through the outbox (which channels take them: sql/outbox.sql), and the level reached
+    -- counts in the SLA figures (sql/sla.sql)
+    PERFORM public._monitoring_enqueue_pages(v_pages);
+    PERFORM public._monitoring_sla_escalated(v_alert_ids, v_levels);
 
-    -- rare (nobody answered a whole policy), and each is an alert of its own with its own triggers
-    FOR v_alert IN SELECT jsonb_array_elements(coalesce(v_exhausted, '[]')) LOOP
-        PERFORM public.monitoring_raise_alert(
-            'pgalert_unacknowledged', 'critical', left('Nobody acknowledged: ' || (v_alert ->> 'title'), 500),
-            format('Alert %s went through escalation policy %s %s time(s) without an acknowledgement.',
-                   v_alert ->> 'id', v_alert ->> 'policy', v_alert ->> 'cycles'),
-            'pgalert', 'pgalert_unacknowledged:' || (v_alert ->> 'id'),
-            jsonb_build_object('unacknowledged_alert_id', (v_alert ->> 'id')::bigint, 'policy', v_alert ->> 'policy'),
-            NULL, least(p_at, now()));  -- a run for a later time (a test, a catch-up) raises it now, not ahead
-    END LOOP;
+    -- rare (nobody answered a whole policy), and each is an alert of its own with its own triggers, raised as
+    -- an app raises one: an INSERT. A run for a later time (a test, a catch-up) raises it now, not ahead.
+    INSERT INTO public.monitoring_alerts
+        (alert_type, severity, title, message, source, dedup_key, details, occurred_at, created_at)
+    SELECT 'pgalert_unacknowledged', 'critical', left('Nobody acknowledged: ' || (x ->> 'title'), 500),
+           format('Alert %s went through escalation policy %s %s time(s) without an acknowledgement.',
+                  x ->> 'id', x ->> 'policy', x ->> 'cycles'),
+           'pgalert', 'pgalert_unacknowledged:' || (x ->> 'id'),
+           jsonb_build_object('unacknowledged_alert_id', (x ->> 'id')::bigint, 'policy', x ->> 'policy'),
+           least(p_at, now()), least(p_at, now())
+    FROM jsonb_array_elements(coalesce(v_exhausted, '[]')) AS x;
     RETURN v_notified;
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_escalate(timestamptz, bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _monitoring_escalate(timestamptz, bigint[]) TO monitoring_admin;
+
+-- New alerts take the policy that applies to them (their alert type's, else their severity's), copied with its
+-- steps; a first step without delay goes out with the alert, not at the next cron minute, and at the alert's own
+-- time, so a backfilled alert does not run its whole chain at once. Called by the INSERT trigger with the new
+-- alerts that escalate on their own (a group's member escalates through its group).
+CREATE OR REPLACE FUNCTION _monitoring_start_escalations(p_alerts monitoring_alerts[])
+RETURNS void
+LANGUAGE plpgsql
+-- runs at every INSERT, called only by the INSERT trigger, whose SET clauses hold for it (see
+-- _monitoring_enqueue_new_alerts)
+AS $$
+DECLARE
+    v_batch record;
+BEGIN
+    IF NOT EXISTS (
+        SELECT FROM unnest(p_alerts) AS a
+        JOIN public.monitoring_escalation_assignments AS x
+            ON x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
+        WHERE a.status <> 'resolved'
+    ) THEN
+        RETURN;  -- most alerts escalate nowhere: skip the rest
+    END IF;
+    FOR v_batch IN
+    WITH started AS (
+        INSERT INTO public.monitoring_alert_escalations
+            (alert_id, policy_name, steps, repeat_count, repeat_after, started_at, next_step_at)
+        SELECT a.id, p.name, steps.list, p.repeat_count, p.repeat_after, a.created_at,
+               a.created_at + (steps.list -> 0 ->> 'delay')::interval
+        FROM unnest(p_alerts) AS a
+        CROSS JOIN LATERAL (
+            SELECT x.policy_id FROM public.monitoring_escalation_assignments AS x
+            WHERE x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
+            ORDER BY (x.alert_type IS NOT NULL) DESC, (x.severity IS NOT NULL) DESC
+            LIMIT 1
+        ) AS chosen
+        JOIN public.monitoring_escalation_policies AS p ON p.id = chosen.policy_id
+        CROSS JOIN LATERAL (
+            SELECT jsonb_agg(jsonb_build_object('step', s.step, 'delay', s.delay, 'target_type', s.target_type,
+                                                'schedule_id', s.schedule_id, 'person_id', s.person_id)
+                             ORDER BY s.delay, s.step) AS list
+            FROM public.monitoring_escalation_steps AS s WHERE s.policy_id = p.id
+        ) AS steps
+        WHERE a.alert_type NOT IN ('pgalert_unacknowledged', 'oncall_handoff') AND a.status <> 'resolved'
+        RETURNING alert_id, started_at
+    )
+    SELECT st.started_at, array_agg(st.alert_id) AS ids FROM started AS st GROUP BY st.started_at
+    LOOP
+        PERFORM public._monitoring_escalate(v_batch.started_at, v_batch.ids);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_start_escalations(monitoring_alerts[]) FROM PUBLIC;
+
+-- Alerts whose notifications were held until now (sql/hygiene.sql): their escalation starts now, as if they had
+-- just been raised.
+CREATE OR REPLACE FUNCTION _monitoring_start_released_escalations(p_alert_ids bigint[], p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE public.monitoring_alert_escalations AS e
+    SET started_at = p_at, next_step_at = p_at + (e.steps -> 0 ->> 'delay')::interval
+    WHERE e.alert_id = ANY (p_alert_ids) AND e.finished_at IS NULL AND e.next_index = 0;
+    PERFORM public._monitoring_escalate(p_at, p_alert_ids);
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_start_released_escalations(bigint[], timestamptz) FROM PUBLIC;
+
+-- A reopened alert's escalation resumes where it paused (at p_paused_at), the paused time not counted: finished
+-- by the acknowledge or resolve, or not yet (pg_cron finishes it when its next step falls due).
+CREATE OR REPLACE FUNCTION _monitoring_resume_escalation(p_alert_id bigint, p_paused_at timestamptz, p_at timestamptz)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.monitoring_alert_escalations AS e
+    SET finished_at = NULL, finish_reason = NULL,
+        started_at = e.started_at + greatest(p_at - coalesce(p_paused_at, p_at), interval '0')
+    WHERE e.alert_id = p_alert_id AND coalesce(e.finish_reason, 'acknowledged') IN ('acknowledged', 'resolved');
+    UPDATE public.monitoring_alert_escalations AS e
+    SET next_step_at = public._monitoring_step_at(e, e.next_index)
+    WHERE e.alert_id = p_alert_id AND e.finished_at IS NULL;
+$$;
+REVOKE ALL ON FUNCTION _monitoring_resume_escalation(bigint, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_resume_escalation(bigint, timestamptz, timestamptz) TO monitoring_admin;
 
 CREATE OR REPLACE FUNCTION monitoring_run_oncall(p_at timestamptz DEFAULT now())
 RETURNS TABLE (notifications integer, handoffs_announced integer)

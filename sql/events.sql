@@ -9,6 +9,8 @@
 -- cell at the window's start), so it only decides whether to run the exact evaluation, which counts the
 -- events themselves and fires. Counts are rebuilt from the events when a count rule is created or its event
 -- type, groups or window change, so a new rule sees the events already in its window.
+--
+-- Owns: monitoring_events, monitoring_events_default, _monitoring_rule_counts
 
 CREATE OR REPLACE FUNCTION monitoring_maintain_event_partitions(p_days_ahead integer DEFAULT 3, p_at timestamptz DEFAULT now())
 RETURNS TABLE (partition_name text, action text)

@@ -11,6 +11,9 @@
 -- - when it settles it is resolved at the time of the resolve it held, if its last word was one; otherwise it is
 --   notified once more, as still firing;
 -- - a person's resolve (SQL, PagerDuty, Opsgenie, Slack) is never held: it resolves the alert and ends the episode.
+--
+-- Owns: monitoring_flapping, monitoring_flap_changes
+-- (what settling does to the alert, a resolve or a last notification, is sql/alerts.sql's monitoring_settle_flapping.)
 
 -- The flap rule that watches an alert: the lowest position among those whose matchers it meets.
 CREATE OR REPLACE FUNCTION _monitoring_flap_rule_for(p_alert monitoring_alerts)
@@ -120,56 +123,30 @@ $$;
 REVOKE ALL ON FUNCTION _monitoring_flap_on_resolve(bigint, text, text, boolean, timestamptz, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _monitoring_flap_on_resolve(bigint, text, text, boolean, timestamptz, text) TO monitoring_admin;
 
-CREATE OR REPLACE FUNCTION monitoring_settle_flapping(p_at timestamptz DEFAULT now())
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
+-- The episodes whose key has not changed state for their rule's settle_after are settled now, and returned with
+-- what the alert's life does next: the resolve they held, or a last notification as still firing. SKIP LOCKED:
+-- a run that overlaps another leaves that episode to it.
+CREATE OR REPLACE FUNCTION _monitoring_settle_flaps(p_at timestamptz)
+RETURNS TABLE (episode_id bigint, flapping_alert_id bigint, last_word text, held_resolve jsonb)
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_episode record;
-    v_settled integer := 0;
-BEGIN
-    FOR v_episode IN
-        SELECT f.*, a.status AS alert_status, a.created_at AS alert_created_at, a.acknowledged_at
+    WITH due AS (
+        SELECT f.id
         FROM public.monitoring_flapping AS f
         JOIN public.monitoring_flap_rules AS r ON r.id = f.rule_id
-        JOIN public.monitoring_alerts AS a ON a.id = f.alert_id
         WHERE f.settled_at IS NULL AND p_at >= f.last_change_at + r.settle_after
         ORDER BY f.id
         FOR UPDATE OF f SKIP LOCKED
-    LOOP
-        UPDATE public.monitoring_flapping
-        SET settled_at = p_at,
-            settle_reason = CASE state WHEN 'resolved' THEN 'quiet since the resolve it held' ELSE 'quiet, still firing' END
-        WHERE id = v_episode.id;
-        v_settled := v_settled + 1;
-        IF v_episode.alert_status = 'resolved' THEN
-            CONTINUE;
-        ELSIF v_episode.state = 'resolved' THEN
-            -- the resolve it held, at that resolve's own time: MTTR is not stretched by the settling
-            PERFORM public._monitoring_resolve(
-                v_episode.alert_id, v_episode.held_resolve ->> 'by', v_episode.held_resolve ->> 'note',
-                (v_episode.held_resolve ->> 'false_positive')::boolean,
-                greatest((v_episode.held_resolve ->> 'at')::timestamptz, v_episode.alert_created_at, v_episode.acknowledged_at),
-                v_episode.held_resolve ->> 'via');
-        ELSE
-            -- still firing: one more notification, to the providers that heard of it, that says it stopped flapping
-            INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target)
-            SELECT v_episode.alert_id, h.provider, 'trigger', 'stopped flapping ' || v_episode.id
-            FROM public._monitoring_channels_that_heard(v_episode.alert_id) AS h
-            ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING;
-        END IF;
-    END LOOP;
-    RETURN v_settled;
-END
+    )
+    UPDATE public.monitoring_flapping AS f
+    SET settled_at = p_at,
+        settle_reason = CASE f.state WHEN 'resolved' THEN 'quiet since the resolve it held' ELSE 'quiet, still firing' END
+    FROM due
+    WHERE f.id = due.id
+    RETURNING f.id, f.alert_id, f.state, f.held_resolve
 $$;
-COMMENT ON FUNCTION monitoring_settle_flapping(timestamptz) IS
-'Settle the flapping alerts whose key has not changed state for their rule''s settle_after: resolve those whose
-last word was a resolve (at its own time), and notify the others once more as still firing. Returns how many
-settled. pg_cron runs it every minute.';
-REVOKE ALL ON FUNCTION monitoring_settle_flapping(timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_settle_flapping(timestamptz) TO monitoring_admin;
+REVOKE ALL ON FUNCTION _monitoring_settle_flaps(timestamptz) FROM PUBLIC;
 
 CREATE OR REPLACE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers ON monitoring_flap_rules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_check_hygiene_row();

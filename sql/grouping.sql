@@ -11,6 +11,9 @@
 --   each notification says how many alerts it holds and names the latest, as of when it is sent;
 -- - acknowledging or resolving the group does the same to its open members; the group resolves when its last
 --   member does, and a group that resolved before it was first sent is never sent.
+--
+-- Owns: monitoring_alert_groups, monitoring_alert_group_members
+-- (the group's own alert row changes through sql/alerts.sql, its deliveries through sql/outbox.sql.)
 
 -- The group key of an alert under a rule: its values of the rule's group_by fields.
 CREATE OR REPLACE FUNCTION _monitoring_group_labels(p_alert monitoring_alerts, p_group_by text[])
@@ -24,8 +27,9 @@ REVOKE ALL ON FUNCTION _monitoring_group_labels(monitoring_alerts, text[]) FROM 
 
 -- New alerts join their groups. Called by the INSERT trigger with the ids of the new alerts that nothing holds;
 -- groups are taken in key order, so two writers of overlapping storms wait for each other, never deadlock.
+-- Returns the open groups that a more severe member raises (sql/alerts.sql raises them).
 CREATE OR REPLACE FUNCTION _monitoring_group_new_alerts(p_alert_ids bigint[])
-RETURNS void
+RETURNS TABLE (raised_group_id bigint, raised_severity text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -80,142 +84,74 @@ BEGIN
                        'pgalert_group', jsonb_build_object('rule', v_batch.rule_name, 'group_by', v_batch.labels)
                    ),
                    (v_batch.first_alert).occurred_at, v_batch.first_at;
-            UPDATE public.monitoring_deliveries
-            SET next_attempt_at = v_batch.first_at + v_batch.group_wait
-            WHERE alert_id = v_group_id AND action = 'trigger' AND status = 'pending';
+            PERFORM public._monitoring_defer_trigger(v_group_id, v_batch.first_at + v_batch.group_wait, FALSE);
         ELSE
             v_group_id := v_group.alert_id;
-            SELECT * INTO v_group_alert FROM public.monitoring_alerts WHERE id = v_group_id;
-            -- a more severe member raises the group: the providers of the new severity hear of it, after the
-            -- group wait like the others
+            SELECT * INTO v_group_alert FROM public.monitoring_alerts AS a WHERE a.id = v_group_id;
+            -- a more severe member raises the group
             IF array_position(v_rank, v_batch.severity) > array_position(v_rank, v_group_alert.severity) THEN
-                PERFORM public._monitoring_raise_group_severity(v_group_id, v_batch.severity);
+                raised_group_id := v_group_id;
+                raised_severity := v_batch.severity;
+                RETURN NEXT;
             END IF;
         END IF;
         INSERT INTO public.monitoring_alert_group_members (alert_id, group_alert_id, joined_at)
         SELECT a.id, v_group_id, a.created_at
         FROM public.monitoring_alerts AS a
         WHERE a.id = ANY (v_batch.ids);
-        UPDATE public.monitoring_alert_groups
-        SET member_count = member_count + cardinality(v_batch.ids),
-            last_joined_at = greatest(last_joined_at, v_batch.last_at)
-        WHERE alert_id = v_group_id;
+        UPDATE public.monitoring_alert_groups AS g
+        SET member_count = g.member_count + cardinality(v_batch.ids),
+            last_joined_at = greatest(g.last_joined_at, v_batch.last_at)
+        WHERE g.alert_id = v_group_id;
     END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_group_new_alerts(bigint[]) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION _monitoring_raise_group_severity(p_group_alert_id bigint, p_severity text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    UPDATE public.monitoring_alerts SET severity = p_severity WHERE id = p_group_alert_id;
-    PERFORM public._monitoring_enqueue(p_group_alert_id, 'trigger');
-    UPDATE public.monitoring_deliveries AS d
-    SET next_attempt_at = g.opened_at + r.group_wait
-    FROM public.monitoring_alert_groups AS g
-    JOIN public.monitoring_group_rules AS r ON r.id = g.rule_id
-    WHERE g.alert_id = p_group_alert_id AND d.alert_id = p_group_alert_id
-      AND d.action = 'trigger' AND d.status = 'pending' AND d.attempts = 0
-      AND d.next_attempt_at < g.opened_at + r.group_wait;
-END
-$$;
-REVOKE ALL ON FUNCTION _monitoring_raise_group_severity(bigint, text) FROM PUBLIC;
-
--- A repeat of a member raised its severity: the group is raised, never the member alone. False when the
--- alert is no group's member.
-CREATE OR REPLACE FUNCTION _monitoring_member_raised(p_alert_id bigint, p_severity text)
-RETURNS boolean
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_group public.monitoring_alerts;
-BEGIN
-    SELECT a.* INTO v_group
-    FROM public.monitoring_alert_group_members AS m
-    JOIN public.monitoring_alerts AS a ON a.id = m.group_alert_id
-    WHERE m.alert_id = p_alert_id;
-    IF NOT FOUND THEN
-        RETURN FALSE;
-    END IF;
-    IF v_group.status <> 'resolved' AND array_position(ARRAY['info', 'warning', 'critical'], p_severity)
-                                       > array_position(ARRAY['info', 'warning', 'critical'], v_group.severity) THEN
-        PERFORM public._monitoring_raise_group_severity(v_group.id, p_severity);
-    END IF;
-    RETURN TRUE;
-END
-$$;
-REVOKE ALL ON FUNCTION _monitoring_member_raised(bigint, text) FROM PUBLIC;
-
--- What a group notification says, as of when it is sent: the dispatcher's claim lays this over the group
--- alert, so a notification held back by group_wait or pacing counts every alert that joined meanwhile.
-CREATE OR REPLACE FUNCTION _monitoring_group_summary(p_group monitoring_alert_groups, p_title text)
-RETURNS jsonb
+-- The group alert an alert is a member of (NULL when it is no group's member).
+CREATE OR REPLACE FUNCTION _monitoring_group_alert_of(p_alert_id bigint)
+RETURNS monitoring_alerts
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_build_object(
-        'title', left('[' || p_group.member_count || CASE WHEN p_group.member_count = 1 THEN ' alert] ' ELSE ' alerts] ' END
-                      || p_title, 1024),
-        'message', concat_ws(E'\n',
-            p_group.member_count || ' alerts (' || open_count.n || ' still open) grouped by '
-                || CASE WHEN p_group.group_labels = '{}' THEN 'rule ' || rule.name ELSE p_group.group_labels::text END
-                || '. Latest:',
-            string_agg('- [' || latest.severity || '] ' || left(latest.title, 200), E'\n' ORDER BY latest.joined_at DESC, latest.id DESC),
-            CASE WHEN p_group.member_count > 20 THEN
-                '... and ' || (p_group.member_count - 20) || ' more: SELECT * FROM monitoring_alert_group_members WHERE group_alert_id = '
-                || p_group.alert_id
-            END),
-        'group', jsonb_build_object(
-            'rule', rule.name, 'group_by', p_group.group_labels, 'alerts', p_group.member_count,
-            'open', open_count.n, 'opened_at', p_group.opened_at,
-            'latest', coalesce(jsonb_agg(jsonb_build_object('id', latest.id, 'severity', latest.severity,
-                                                             'title', left(latest.title, 200), 'status', latest.status)
-                                         ORDER BY latest.joined_at DESC, latest.id DESC), '[]')
-        )
-    )
-    FROM public.monitoring_group_rules AS rule
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS n
-        FROM public.monitoring_alert_group_members AS m
-        JOIN public.monitoring_alerts AS a ON a.id = m.alert_id
-        WHERE m.group_alert_id = p_group.alert_id AND a.status <> 'resolved'
-    ) AS open_count
-    LEFT JOIN LATERAL (
-        SELECT a.id, a.severity, a.title, a.status, m.joined_at
-        FROM public.monitoring_alert_group_members AS m
-        JOIN public.monitoring_alerts AS a ON a.id = m.alert_id
-        WHERE m.group_alert_id = p_group.alert_id
-        ORDER BY m.joined_at DESC, m.alert_id DESC
-        LIMIT 20
-    ) AS latest ON TRUE
-    WHERE rule.id = p_group.rule_id
-    GROUP BY rule.name, open_count.n
+    SELECT a.*
+    FROM public.monitoring_alert_group_members AS m
+    JOIN public.monitoring_alerts AS a ON a.id = m.group_alert_id
+    WHERE m.alert_id = p_alert_id
 $$;
-REVOKE ALL ON FUNCTION _monitoring_group_summary(monitoring_alert_groups, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION _monitoring_group_summary(monitoring_alert_groups, text) TO monitoring_dispatcher;
+REVOKE ALL ON FUNCTION _monitoring_group_alert_of(bigint) FROM PUBLIC;
 
--- The lifecycle's part: called by _monitoring_acknowledge and _monitoring_resolve after the alert changed and
--- before the providers are told (so a group never sent is not told of its end either).
--- A group passes its acknowledge or resolve on to its open members (via 'group', as the responder); a member's
--- resolve resolves its group when it was the last one open.
-CREATE OR REPLACE FUNCTION _monitoring_group_lifecycle(
+-- When a group's first notification may go out: group_wait after it opened.
+CREATE OR REPLACE FUNCTION _monitoring_group_wait_until(p_group_alert_id bigint)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT g.opened_at + r.group_wait
+    FROM public.monitoring_alert_groups AS g
+    JOIN public.monitoring_group_rules AS r ON r.id = g.rule_id
+    WHERE g.alert_id = p_group_alert_id
+$$;
+REVOKE ALL ON FUNCTION _monitoring_group_wait_until(bigint) FROM PUBLIC;
+
+-- The lifecycle's part (sql/alerts.sql): after an alert was acknowledged or resolved, and before the providers
+-- are told (so a group never sent is not told of its end either), the group side of it is written here and what
+-- follows is returned for the lifecycle to do, with the same action: a group's acknowledge or resolve passes on
+-- to its open members (via 'group', as the responder); a member's resolve resolves its group when it was the
+-- last one open.
+CREATE OR REPLACE FUNCTION _monitoring_group_follow_ups(
     p_alert_id bigint, p_action text, p_by text, p_note text, p_at timestamptz
 )
-RETURNS void
+RETURNS TABLE (follow_alert_id bigint, responder text, note text, false_positive boolean, acted_at timestamptz)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_alert public.monitoring_alerts;
-    v_member public.monitoring_alerts;
     v_group_id bigint;
 BEGIN
-    SELECT * INTO v_alert FROM public.monitoring_alerts WHERE id = p_alert_id;
+    SELECT * INTO v_alert FROM public.monitoring_alerts AS a WHERE a.id = p_alert_id;
     -- only what the lifecycle just did is passed on: an acknowledge of an acknowledged or resolved alert, a
     -- resolve of a resolved one
     IF NOT FOUND OR (p_action = 'resolve') <> (v_alert.status = 'resolved')
@@ -224,29 +160,22 @@ BEGIN
     END IF;
     IF EXISTS (SELECT FROM public.monitoring_alert_groups AS g WHERE g.alert_id = v_alert.id) THEN
         -- acknowledged or resolved before its first notification went out: nobody is to be paged for it
-        UPDATE public.monitoring_deliveries AS d
-        SET status = 'skipped', completed_at = now(),
-            last_error = 'not sent: the group was ' || p_action || 'd before it was notified'
-        WHERE d.alert_id = v_alert.id AND d.action = 'trigger' AND d.status = 'pending' AND d.attempts = 0;
+        PERFORM public._monitoring_skip_triggers(v_alert.id, 'unsent',
+                                                 'the group was ' || p_action || 'd before it was notified');
         IF p_action = 'resolve' THEN
-            UPDATE public.monitoring_alert_groups SET closed_at = p_at WHERE alert_id = v_alert.id;
+            UPDATE public.monitoring_alert_groups AS g SET closed_at = p_at WHERE g.alert_id = v_alert.id;
         END IF;
-        FOR v_member IN
-            SELECT a.*
+        RETURN QUERY
+            SELECT a.id, p_by,
+                   coalesce(p_note, CASE WHEN p_action = 'resolve' THEN 'resolved with its group'
+                                         ELSE 'acknowledged with its group' END),
+                   v_alert.false_positive,
+                   greatest(p_at, a.created_at, CASE WHEN p_action = 'resolve' THEN a.acknowledged_at END)
             FROM public.monitoring_alert_group_members AS m
             JOIN public.monitoring_alerts AS a ON a.id = m.alert_id
             WHERE m.group_alert_id = v_alert.id
               AND a.status = ANY (CASE WHEN p_action = 'resolve' THEN ARRAY['open', 'acknowledged'] ELSE ARRAY['open'] END)
-            ORDER BY a.id
-        LOOP
-            IF p_action = 'resolve' THEN
-                PERFORM public._monitoring_resolve(v_member.id, p_by, coalesce(p_note, 'resolved with its group'),
-                    v_alert.false_positive, greatest(p_at, v_member.created_at, v_member.acknowledged_at), 'group');
-            ELSE
-                PERFORM public._monitoring_acknowledge(v_member.id, p_by, coalesce(p_note, 'acknowledged with its group'),
-                    greatest(p_at, v_member.created_at), 'group');
-            END IF;
-        END LOOP;
+            ORDER BY a.id;
         RETURN;
     END IF;
     IF p_action <> 'resolve' THEN
@@ -261,14 +190,29 @@ BEGIN
         JOIN public.monitoring_alerts AS a ON a.id = m.alert_id
         WHERE m.group_alert_id = v_group_id AND a.status <> 'resolved'
     ) THEN
-        PERFORM public._monitoring_resolve(v_group_id, 'pgalert', 'every alert of the group resolved', FALSE,
-            greatest(p_at, (SELECT a.acknowledged_at FROM public.monitoring_alerts AS a WHERE a.id = v_group_id)),
-            'group');
+        RETURN QUERY
+            SELECT v_group_id, 'pgalert'::text, 'every alert of the group resolved'::text, FALSE, greatest(p_at, a.acknowledged_at)
+            FROM public.monitoring_alerts AS a WHERE a.id = v_group_id;
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION _monitoring_group_lifecycle(bigint, text, text, text, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION _monitoring_group_lifecycle(bigint, text, text, text, timestamptz) TO monitoring_admin;
+REVOKE ALL ON FUNCTION _monitoring_group_follow_ups(bigint, text, text, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_group_follow_ups(bigint, text, text, text, timestamptz) TO monitoring_admin;
+
+-- A reopened group takes members again, unless another group of its key opened meanwhile.
+CREATE OR REPLACE FUNCTION _monitoring_reopen_group(p_alert_id bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.monitoring_alert_groups AS g
+    SET closed_at = NULL
+    WHERE g.alert_id = p_alert_id AND g.closed_at IS NOT NULL
+      AND NOT EXISTS (SELECT FROM public.monitoring_alert_groups AS other
+                      WHERE other.rule_id = g.rule_id AND other.group_key = g.group_key AND other.closed_at IS NULL)
+$$;
+REVOKE ALL ON FUNCTION _monitoring_reopen_group(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_reopen_group(bigint) TO monitoring_admin;
 
 CREATE OR REPLACE FUNCTION monitoring_flush_groups(p_at timestamptz DEFAULT now())
 RETURNS integer
@@ -298,18 +242,12 @@ BEGIN
         FROM due
         WHERE g.alert_id = due.alert_id
         RETURNING g.alert_id, g.notifications
-    ),
+    )
     -- again to the providers that heard of the group (PagerDuty and Opsgenie update their incident; Slack posts
     -- the new count)
-    enqueued AS (
-        INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target)
-        SELECT f.alert_id, h.provider, 'trigger', 'group notification ' || f.notifications
-        FROM flushed AS f
-        CROSS JOIN LATERAL public._monitoring_channels_that_heard(f.alert_id) AS h
-        ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) INTO v_sent FROM enqueued;
+    SELECT public._monitoring_notify_again(array_agg(f.alert_id), array_agg('group notification ' || f.notifications))
+    INTO v_sent
+    FROM flushed AS f;
     RETURN v_sent;
 END
 $$;

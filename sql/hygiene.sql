@@ -11,6 +11,10 @@
 -- - a resolve or acknowledge of an alert whose trigger went out is never held, whatever silences say: no
 --   provider is left with an incident pgalert closed (the gap of alertmanager#3664);
 -- - every hold and release is a row of monitoring_notification_holds.
+--
+-- Owns: monitoring_notification_holds, monitoring_silences, monitoring_maintenance_windows,
+--       monitoring_inhibit_rules, monitoring_group_rules, monitoring_flap_rules
+-- (the rules' tables: admins write them; pgalert itself only takes a rule it cannot evaluate out of force.)
 
 -- One field of an alert, as matchers name it. A field the alert lacks is '' (Alertmanager: a missing label is
 -- the empty string).
@@ -255,7 +259,8 @@ DECLARE
     v_why text;
     v_broken integer := 0;
 BEGIN
-    -- the alerts raised from here are stored and sent, but no rule is evaluated for them (sql/alerts.sql)
+    -- the alerts raised from here (an INSERT, as an app raises one) are stored and sent, but no rule is evaluated
+    -- for them (sql/alerts.sql)
     PERFORM set_config('pgalert.disabling_broken_rules', 'on', TRUE);
     FOR v_rule IN
         SELECT 'silence' AS kind, s.id, 'silence ' || s.id AS label,
@@ -298,7 +303,8 @@ BEGIN
         END CASE;
         IF FOUND THEN
             v_broken := v_broken + 1;
-            PERFORM public.monitoring_raise_alert(
+            INSERT INTO public.monitoring_alerts (alert_type, severity, title, message, source, dedup_key, details)
+            VALUES (
                 'pgalert_rule_disabled', 'warning',
                 left('pgalert took ' || v_rule.label || ' out of force: it cannot be evaluated', 500),
                 'Evaluating ' || v_rule.label || ' failed (' || left(v_why, 500) || '), so alerts were notified '
@@ -308,7 +314,8 @@ BEGIN
         END IF;
     END LOOP;
     IF v_broken = 0 THEN
-        PERFORM public.monitoring_raise_alert(
+        INSERT INTO public.monitoring_alerts (alert_type, severity, title, message, source, dedup_key, details)
+        VALUES (
             'pgalert_rule_disabled', 'critical', 'pgalert could not evaluate its notification rules',
             'Silences, maintenance windows, inhibition, grouping or flapping failed with: ' || left(p_error, 500)
             || '. Alerts are notified as if no such rule were in force until this is fixed.',
@@ -463,6 +470,28 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_break_inhibition_cycles(bigint[], timestamptz) FROM PUBLIC;
 
+-- New alerts: what holds each one's notifications, from its INSERT; among alerts of one statement that inhibit
+-- each other, one is let go (one alert alone cannot: it is never its own source). Called by the INSERT trigger.
+CREATE OR REPLACE FUNCTION _monitoring_hold_new_alerts(p_alerts monitoring_alerts[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO public.monitoring_notification_holds (alert_id, reason, held_by, source_alert_id, cause_id, held_at)
+    SELECT a.id, h.reason, h.held_by, h.source_alert_id, h.cause_id, a.created_at
+    FROM unnest(p_alerts) AS a
+    CROSS JOIN LATERAL public._monitoring_holds_for(a, a.created_at) AS h
+    WHERE a.status <> 'resolved'
+    ON CONFLICT DO NOTHING;
+    IF cardinality(p_alerts) > 1 THEN
+        PERFORM public._monitoring_break_inhibition_cycles(
+            ARRAY(SELECT a.id FROM unnest(p_alerts) AS a), (SELECT min(a.created_at) FROM unnest(p_alerts) AS a));
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_hold_new_alerts(monitoring_alerts[]) FROM PUBLIC;
+
 -- The alert was acknowledged or resolved while held: nobody is to be paged for it any more.
 CREATE OR REPLACE FUNCTION _monitoring_drop_held(p_alert_id bigint, p_why text, p_at timestamptz)
 RETURNS void
@@ -470,9 +499,7 @@ LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE public.monitoring_deliveries
-    SET status = 'skipped', completed_at = now(), last_error = 'not sent: ' || p_why || ' while its notification was held'
-    WHERE alert_id = p_alert_id AND status = 'held';
+    SELECT public._monitoring_skip_triggers(p_alert_id, 'held', p_why || ' while its notification was held');
     UPDATE public.monitoring_notification_holds
     SET released_at = p_at, release_reason = p_why
     WHERE alert_id = p_alert_id AND released_at IS NULL;
@@ -519,25 +546,12 @@ BEGIN
         END;
     END LOOP;
 
-    -- alerts that nothing holds any more, still open: their triggers go out now
-    WITH released AS (
-        UPDATE public.monitoring_deliveries AS d
-        SET status = 'pending', next_attempt_at = now()
-        FROM public.monitoring_alerts AS a
-        WHERE d.status = 'held' AND a.id = d.alert_id AND a.status = 'open'
-          AND NOT EXISTS (SELECT FROM public.monitoring_notification_holds AS h
-                          WHERE h.alert_id = d.alert_id AND h.released_at IS NULL)
-        RETURNING d.alert_id
-    )
-    SELECT array_agg(DISTINCT r.alert_id) INTO v_released FROM released AS r;
+    -- alerts that nothing holds any more, still open: their triggers go out now, and their escalation starts
+    v_released := public._monitoring_release_held_triggers();
     IF v_released IS NULL THEN
         RETURN 0;
     END IF;
-    -- their escalation starts now, as if they had just been raised
-    UPDATE public.monitoring_alert_escalations AS e
-    SET started_at = p_at, next_step_at = p_at + (e.steps -> 0 ->> 'delay')::interval
-    WHERE e.alert_id = ANY (v_released) AND e.finished_at IS NULL AND e.next_index = 0;
-    PERFORM public._monitoring_escalate(p_at, v_released);
+    PERFORM public._monitoring_start_released_escalations(v_released, p_at);
     PERFORM pg_notify('monitoring_deliveries', '');
     RETURN cardinality(v_released);
 END
@@ -594,3 +608,56 @@ COMMENT ON FUNCTION monitoring_expire_silence(bigint, text) IS
 are notified at once. False when the silence had already ended.';
 REVOKE ALL ON FUNCTION monitoring_expire_silence(bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_expire_silence(bigint, text) TO monitoring_admin;
+
+-- A silence that has not ended gets a new end (silence_max_duration holds from now, as for a new silence: the
+-- accountable trigger); false when it had ended or the new end is past. The caller releases what it no longer holds.
+CREATE OR REPLACE FUNCTION _monitoring_extend_silence(p_silence_id bigint, p_ends_at timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE public.monitoring_silences SET ends_at = p_ends_at
+    WHERE id = p_silence_id AND expired_at IS NULL AND ends_at > now() AND p_ends_at > now();
+    RETURN FOUND;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_extend_silence(bigint, timestamptz) FROM PUBLIC;
+
+-- Make or change the maintenance window of that name; the table's checks and its row trigger (matchers, time
+-- zone) answer a mistake with their sentences. Returns its id.
+CREATE OR REPLACE FUNCTION _monitoring_save_window(
+    p_name text, p_matchers jsonb, p_time_zone text, p_starts_at timestamptz, p_ends_at timestamptz,
+    p_days_of_week integer[], p_start_time time, p_duration interval, p_comment text, p_created_by text
+)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO public.monitoring_maintenance_windows
+        (name, matchers, time_zone, starts_at, ends_at, days_of_week, start_time, duration, comment, created_by)
+    VALUES (p_name, p_matchers, coalesce(nullif(p_time_zone, ''), 'UTC'), p_starts_at, p_ends_at, p_days_of_week,
+            p_start_time, p_duration, coalesce(p_comment, ''), p_created_by)
+    ON CONFLICT (name) DO UPDATE
+    SET matchers = excluded.matchers, time_zone = excluded.time_zone, starts_at = excluded.starts_at,
+        ends_at = excluded.ends_at, days_of_week = excluded.days_of_week, start_time = excluded.start_time,
+        duration = excluded.duration, comment = excluded.comment
+    RETURNING id
+$$;
+REVOKE ALL ON FUNCTION _monitoring_save_window(text, jsonb, text, timestamptz, timestamptz, integer[], time, interval, text, text) FROM PUBLIC;
+
+-- Put the maintenance window of that name in or out of force; an unknown name is an error.
+CREATE OR REPLACE FUNCTION _monitoring_set_window_enabled(p_name text, p_enabled boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE public.monitoring_maintenance_windows SET enabled = p_enabled WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no maintenance window is named %', coalesce(quote_literal(p_name), 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_set_window_enabled(text, boolean) FROM PUBLIC;

@@ -10,6 +10,8 @@
 -- - it is recorded with the responder's time (occurred_at), bounded by the alert's own times and by now;
 -- - it changes the alert through the same lifecycle functions as SQL does (escalation stops, SLA rows
 --   follow), and the provider it came from is not told again (via, see _monitoring_enqueue).
+--
+-- Owns: monitoring_inbound_actions, monitoring_api_clients, _monitoring_alert_references
 
 CREATE OR REPLACE FUNCTION monitoring_create_api_client(p_name text, p_token_sha256 bytea)
 RETURNS bigint
@@ -354,3 +356,15 @@ COMMENT ON FUNCTION monitoring_inbound_ready() IS
 'pgalert serve: true when the database answers and pgalert is installed in it (the /healthz probe).';
 REVOKE ALL ON FUNCTION monitoring_inbound_ready() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_inbound_ready() TO monitoring_inbound;
+
+-- Webhooks about incidents pgalert did not know, received before p_before (those about known alerts go with
+-- their alert: sql/retention.sql).
+CREATE OR REPLACE FUNCTION _monitoring_purge_unmatched_actions(p_before timestamptz)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM public.monitoring_inbound_actions WHERE alert_id IS NULL AND received_at < p_before
+$$;
+REVOKE ALL ON FUNCTION _monitoring_purge_unmatched_actions(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_purge_unmatched_actions(timestamptz) TO monitoring_admin;

@@ -2,6 +2,9 @@
 --
 -- Rotations are computed on the local wall clock, so a Monday 09:00 handoff in Berlin or Sao Paulo stays at
 -- 09:00 local across daylight-saving changes.
+--
+-- Owns: monitoring_people, monitoring_oncall_schedules, monitoring_oncall_participants, monitoring_oncall_overrides
+-- (a handoff is announced as an alert of type oncall_handoff, INSERTed as an app raises one.)
 
 CREATE OR REPLACE FUNCTION _monitoring_check_schedule()
 RETURNS trigger
@@ -294,12 +297,7 @@ BEGIN
                 format('Until %s.', v_person.shift_ends_at AT TIME ZONE v_schedule.time_zone) ||
                 CASE WHEN v_person.slack_member_id IS NOT NULL THEN format(' <@%s>', v_person.slack_member_id) ELSE '' END,
                 v_schedule.name, format('oncall_handoff:%s:%s', v_schedule.name, v_shift), p_at, p_at)
-        RETURNING id INTO v_alert;
-        -- an announcement, not an incident: closed at once, without follow-up messages
-        PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
-        UPDATE public.monitoring_alerts SET status = 'resolved', resolved_at = p_at, resolved_by = 'pgalert'
-        WHERE id = v_alert;
-        PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
+        RETURNING id INTO v_alert;  -- an announcement, not an incident: sent, and closed at once (sql/alerts.sql)
         v_count := v_count + 1;
     END LOOP;
     RETURN v_count;

@@ -1,5 +1,7 @@
 -- Pacing shared by every dispatcher: a generic cell rate algorithm, one row of _monitoring_pacing per provider,
 -- and pauses a provider asked for (429 Retry-After, Sentry rate limits).
+--
+-- Owns: _monitoring_pacing
 
 CREATE OR REPLACE FUNCTION monitoring_reserve_send_slots(
     p_provider text,

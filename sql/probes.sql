@@ -1,4 +1,7 @@
 -- Health probes: checks every dispatcher claims, runs, and records as events the API rules read.
+--
+-- Owns: monitoring_health_checks
+-- (a probe's result is an event, INSERTed as an app records one.)
 
 CREATE OR REPLACE FUNCTION monitoring_claim_health_checks(p_limit integer DEFAULT 10)
 RETURNS TABLE (check_id bigint, name text, url text, method text, expected_status integer, timeout_seconds double precision)

@@ -1,4 +1,7 @@
--- Routing: which providers an alert goes to, decided by the rows of monitoring_routes.
+-- Routing: which providers an alert goes to, decided by the rows of monitoring_routes; the channels themselves.
+--
+-- Owns: monitoring_providers, monitoring_routes
+-- (admins write both with SQL; the console changes a channel's non-secret settings through this file.)
 
 -- No SET clause: a plain STABLE SQL function is inlined into the INSERT trigger's statement.
 CREATE OR REPLACE FUNCTION monitoring_route_providers(p_alert_type text, p_severity text)
@@ -49,3 +52,24 @@ BEFORE INSERT ON monitoring_providers
 FOR EACH ROW EXECUTE FUNCTION _monitoring_channel_defaults();
 COMMENT ON TRIGGER monitoring_providers_channel_defaults ON monitoring_providers IS
 'A new channel takes its kind''s actions and pager role unless the INSERT says otherwise.';
+
+-- A channel's description and non-secret settings (a default channel's settings are the dispatchers'
+-- environment's, and stay); never secret_refs: which variables a channel's secrets come from stays with SQL and
+-- the operator's list. An unknown channel is an error.
+CREATE OR REPLACE FUNCTION _monitoring_set_channel_settings(p_provider text, p_description text, p_settings jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE public.monitoring_providers
+    SET description = coalesce(p_description, description),
+        settings = CASE WHEN provider = kind THEN settings ELSE p_settings END
+    WHERE provider = p_provider;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no channel is named %', coalesce(quote_literal(p_provider), 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_set_channel_settings(text, text, jsonb) FROM PUBLIC;

@@ -9,6 +9,8 @@
 -- and the evaluation catches the cancel, records it on the rule and raises rule_evaluation_error. In
 -- background-worker mode pg_cron never arms the timer: the jobs still keep rules apart, and installing them
 -- says, in a WARNING, that the timeouts are not enforced.
+--
+-- Owns: monitoring_alert_rules, _monitoring_rule_state
 
 -- A sql rule's query is untrusted code, and it runs only through the two functions below. They are SECURITY
 -- DEFINER and owned by monitoring_rule_runner (NOLOGIN, NOINHERIT, no other rights than reading
@@ -573,26 +575,19 @@ BEGIN
     IF (TG_OP = 'INSERT' OR OLD.rule_type <> 'sql') AND (TG_OP = 'DELETE' OR NEW.rule_type <> 'sql') THEN
         RETURN NULL;  -- only sql rules have jobs
     END IF;
-    IF TG_OP = 'DELETE' THEN
-        DELETE FROM public.monitoring_schedules AS s WHERE s.rule_name = OLD.rule_name;
-    ELSIF TG_OP = 'UPDATE' THEN
-        -- a rename has already cascaded to the row, so it may carry either name
-        DELETE FROM public.monitoring_schedules AS s WHERE s.rule_name IN (OLD.rule_name, NEW.rule_name);
-    END IF;
-    IF TG_OP <> 'DELETE' AND NEW.rule_type = 'sql' AND NEW.enabled THEN
-        INSERT INTO public.monitoring_schedules (job_name, schedule, command, description, rule_name)
-        VALUES (
-            'pgalert_rule_' || NEW.rule_name, '* * * * *',
-            format('SET statement_timeout = ''%sms''; SELECT monitoring_evaluate_sql_rule(%L)',
-                   round(extract(epoch FROM NEW.query_timeout) * 1000)::bigint, NEW.rule_name),
-            format('Every minute: the sql rule %s, due every %s, canceled after %s.',
-                   NEW.rule_name, NEW.evaluate_every, NEW.query_timeout),
-            NEW.rule_name
-        );
-    END IF;
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
-        PERFORM public.monitoring_install_schedules();
-    END IF;
+    PERFORM public._monitoring_replace_rule_job(
+        -- a rename has already cascaded to the job's row, so it may carry either name
+        CASE TG_OP WHEN 'DELETE' THEN ARRAY[OLD.rule_name] WHEN 'UPDATE' THEN ARRAY[OLD.rule_name, NEW.rule_name]
+                   ELSE ARRAY[]::text[] END,
+        CASE WHEN TG_OP <> 'DELETE' AND NEW.rule_type = 'sql' AND NEW.enabled THEN jsonb_build_object(
+            'job_name', 'pgalert_rule_' || NEW.rule_name,
+            'schedule', '* * * * *',
+            'command', format('SET statement_timeout = ''%sms''; SELECT monitoring_evaluate_sql_rule(%L)',
+                              round(extract(epoch FROM NEW.query_timeout) * 1000)::bigint, NEW.rule_name),
+            'description', format('Every minute: the sql rule %s, due every %s, canceled after %s.',
+                                  NEW.rule_name, NEW.evaluate_every, NEW.query_timeout),
+            'rule_name', NEW.rule_name
+        ) END);
     RETURN NULL;
 END
 $$;
@@ -604,3 +599,19 @@ ON monitoring_alert_rules
 FOR EACH ROW EXECUTE FUNCTION _monitoring_sync_sql_rule_job();
 COMMENT ON TRIGGER monitoring_alert_rules_sql_job ON monitoring_alert_rules IS
 'Each enabled sql rule has its own pg_cron job, kept in step with the rule.';
+
+-- Put the rule of that name in or out of force; an unknown name is an error.
+CREATE OR REPLACE FUNCTION _monitoring_set_rule_enabled(p_rule_name text, p_enabled boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE public.monitoring_alert_rules SET enabled = p_enabled WHERE rule_name = p_rule_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no rule is named %', coalesce(quote_literal(p_rule_name), 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_set_rule_enabled(text, boolean) FROM PUBLIC;

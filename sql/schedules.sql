@@ -2,6 +2,8 @@
 --
 -- pg_cron can live in one database only (cron.database_name). Where it is not installed, the jobs are listed
 -- in monitoring_schedules and a NOTICE says so; after installing pg_cron, SELECT monitoring_install_schedules().
+--
+-- Owns: monitoring_schedules, monitoring_scheduler_heartbeat
 
 CREATE OR REPLACE FUNCTION monitoring_install_schedules()
 RETURNS integer
@@ -182,3 +184,24 @@ jobs do not run (resolved when they run again), so a stopped pg_cron pages witho
 a server on another port or cron.host, it points pgalert''s pg_cron jobs at this server.';
 REVOKE ALL ON FUNCTION monitoring_check_scheduler(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_check_scheduler(interval) TO monitoring_dispatcher;
+
+-- A sql rule's own job (sql/rules.sql), replaced: the jobs of p_rule_names go, p_job ({job_name, schedule,
+-- command, description, rule_name}, when given) comes, and pg_cron follows where it is installed.
+CREATE OR REPLACE FUNCTION _monitoring_replace_rule_job(p_rule_names text[], p_job jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM public.monitoring_schedules AS s WHERE s.rule_name = ANY (p_rule_names);
+    IF p_job IS NOT NULL THEN
+        INSERT INTO public.monitoring_schedules (job_name, schedule, command, description, rule_name)
+        SELECT j.job_name, j.schedule, j.command, j.description, j.rule_name
+        FROM jsonb_populate_record(NULL::public.monitoring_schedules, p_job) AS j;
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        PERFORM public.monitoring_install_schedules();
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_replace_rule_job(text[], jsonb) FROM PUBLIC;

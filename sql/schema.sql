@@ -2582,7 +2582,7 @@ CREATE TRIGGER monitoring_alerts_enqueue AFTER INSERT ON public.monitoring_alert
 -- Name: TRIGGER monitoring_alerts_enqueue ON monitoring_alerts; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON TRIGGER monitoring_alerts_enqueue ON public.monitoring_alerts IS 'Per statement: flapping, holds and grouping, then the outbox rows, SLA rows and escalations of the new alerts.';
+COMMENT ON TRIGGER monitoring_alerts_enqueue ON public.monitoring_alerts IS 'Per statement, one call per concern: flapping, holds and grouping, then the outbox rows, SLA rows and escalations of the new alerts.';
 
 
 --

@@ -6,6 +6,8 @@
 --   false-positive rate = resolved as false positive / resolved
 --   provider success rate = deliveries that succeeded / deliveries attempted (first attempt, and eventually)
 -- Windows: an alert counts in the window it was detected in, (at - hours, at].
+--
+-- Owns: monitoring_sla_metrics, monitoring_sla_targets
 
 CREATE OR REPLACE FUNCTION monitoring_sla_target(p_metric text, p_severity text, p_alert_type text)
 RETURNS numeric
@@ -23,6 +25,39 @@ COMMENT ON FUNCTION monitoring_sla_target(text, text, text) IS
 'The target that applies to one alert: its alert type''s, else its severity''s, else the default.';
 REVOKE ALL ON FUNCTION monitoring_sla_target(text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_sla_target(text, text, text) TO monitoring_reader;
+
+-- New alerts' SLA rows, with their own times (history keeps its own); handoff announcements are not incidents
+-- and are kept out of the figures. Called by the INSERT trigger (sql/alerts.sql).
+CREATE OR REPLACE FUNCTION _monitoring_sla_open(p_alerts monitoring_alerts[])
+RETURNS void
+LANGUAGE plpgsql
+-- runs at every INSERT, called only by the INSERT trigger, whose SET clauses hold for it (see
+-- _monitoring_enqueue_new_alerts)
+AS $$
+BEGIN
+    INSERT INTO public.monitoring_sla_metrics (
+        alert_id, alert_type, severity, occurred_at, detected_at,
+        acknowledged_at, acknowledged_by, resolved_at, resolved_by, false_positive
+    )
+    SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at,
+           a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.false_positive
+    FROM unnest(p_alerts) AS a
+    WHERE a.alert_type <> 'oncall_handoff';
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_sla_open(monitoring_alerts[]) FROM PUBLIC;
+
+-- The highest escalation level each alert reached (sql/escalation.sql); a level never goes down.
+CREATE OR REPLACE FUNCTION _monitoring_sla_escalated(p_alert_ids bigint[], p_levels integer[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.monitoring_sla_metrics AS s SET escalation_level = reached.level
+    FROM unnest(p_alert_ids, p_levels) AS reached (alert_id, level)
+    WHERE s.alert_id = reached.alert_id AND reached.level > s.escalation_level
+$$;
+REVOKE ALL ON FUNCTION _monitoring_sla_escalated(bigint[], integer[]) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION _monitoring_sla_on_alert_update()
 RETURNS trigger
