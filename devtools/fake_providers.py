@@ -1,5 +1,5 @@
-"""Local stand-ins for PagerDuty, Opsgenie, Jira Service Management, Slack, Sentry and a signed webhook, on one
-loopback HTTP server.
+"""Local stand-ins for PagerDuty, Opsgenie, Jira Service Management, Slack, Sentry, a signed webhook, Twilio and
+ntfy, on one loopback HTTP server.
 
 They answer as the vendors document (../shared/specs at the time of writing): the same status codes, bodies
 and limits, so the dispatcher is tested against the contract rather than against itself. Tests script faults
@@ -12,6 +12,7 @@ provider would have received.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import hmac
 import json
@@ -42,6 +43,14 @@ TEAMS_MESSAGE_MAX = 28 * 1024
 SENTRY_PROJECT = "42"
 WEBHOOK_SECRET = "whsec_local_test_secret"
 PAGERDUTY_API_TOKEN = "y_NbAkKc66ryYTWUXYEu"  # a read-only REST API key, for `pgalert serve`'s incident lookups
+TWILIO_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+TWILIO_AUTH_TOKEN = "f0e1d2c3b4a5968778695a4b3c2d1e0f"
+TWILIO_FROM_NUMBER = "+15005550006"  # Twilio's magic "from" number for test credentials: always valid
+# Twilio's magic "to" numbers for test credentials (its Test Credentials page) and the errors they give
+TWILIO_MAGIC_TO = {"+15005550001": (21211, "The 'To' number +15005550001 is not a valid phone number."),
+                   "+15005550009": (21614, "The 'To' number +15005550009 is not a valid mobile number."),
+                   "+15005550004": (21610, "Attempt to send to unsubscribed recipient")}
+NTFY_TOKEN = "tk_pgalerttestsntfytoken000000"
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,12 @@ class FakeProviders:
             "SENTRY_DSN": f"http://{SENTRY_KEY}@{self.host}:{self.port}/sentry/{SENTRY_PROJECT}",
             "PGALERT_WEBHOOK_URL": f"{self.base_url}/webhook",
             "PGALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+            "TWILIO_FROM_NUMBER": TWILIO_FROM_NUMBER,
+            "TWILIO_API_URL": f"{self.base_url}/twilio",
+            "NTFY_SERVER_URL": f"{self.base_url}/ntfy",
+            "NTFY_TOKEN": NTFY_TOKEN,
         }
 
     def script(self, provider: str, *faults: Fault) -> None:
@@ -358,9 +373,67 @@ def slack_response(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     return (200, {"Content-Type": "text/plain"}, b"ok") if ok else (400, {"Content-Type": "text/plain"}, b"no_text")
 
 
+def twilio(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    """Programmable Messaging (Messages.json) and Voice (Calls.json): HTTP Basic with the account SID and Auth
+    Token, a form body; 201 with the resource and its sid, or Twilio's error document (code, message,
+    more_info, status)."""
+    def error(status: int, code: int, message: str) -> Reply:
+        return _json(status, {"code": code, "message": message, "status": status,
+                              "more_info": f"https://www.twilio.com/docs/errors/{code}"})
+    expected = "Basic " + base64.b64encode(f"{TWILIO_ACCOUNT_SID}:{TWILIO_AUTH_TOKEN}".encode()).decode()
+    if headers.get("authorization") != expected:
+        return error(401, 20003, "Authenticate")
+    match = re.fullmatch(r"/2010-04-01/Accounts/(AC[0-9a-f]{32})/(Messages|Calls)\.json", path)
+    if not match or match[1] != TWILIO_ACCOUNT_SID:
+        return error(404, 20404, "The requested resource was not found")
+    form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+    to, sender = form.get("To", ""), form.get("From", "")
+    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", to):
+        return error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+    if sender != TWILIO_FROM_NUMBER:
+        return error(400, 21606, "The From phone number is not a valid, SMS-capable inbound phone number.")
+    if to in TWILIO_MAGIC_TO:
+        return error(400, *TWILIO_MAGIC_TO[to])
+    if match[2] == "Messages":
+        if not form.get("Body") or len(form["Body"]) > 1600:
+            return error(400, 21617 if form.get("Body") else 21602, "Message body is required or too long.")
+        return _json(201, {"sid": "SM" + uuid.uuid4().hex, "account_sid": TWILIO_ACCOUNT_SID, "to": to,
+                           "from": sender, "body": form["Body"], "status": "queued", "num_segments": "1"})
+    twiml = form.get("Twiml", "")
+    if not (form.get("Url") or twiml.startswith("<Response>")) or len(twiml) > 4000:
+        return error(400, 21205, "Url or Twiml is required; Twiml is at most 4000 characters.")
+    return _json(201, {"sid": "CA" + uuid.uuid4().hex, "account_sid": TWILIO_ACCOUNT_SID, "to": to,
+                       "from": sender, "status": "queued"})
+
+
+def ntfy(path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    """ntfy's "publish as JSON" at the server's root: an access token when the server has access control, a
+    topic of 1-64 letters, digits, _ or -; 200 with the message, or ntfy's error document."""
+    def error(status: int, code: int, message: str) -> Reply:
+        return _json(status, {"code": code, "http": status, "error": message, "link": "https://ntfy.sh/docs/publish/"})
+    if path != "/":
+        return error(404, 40401, "page not found")
+    if headers.get("authorization") != f"Bearer {NTFY_TOKEN}":
+        return error(403, 40301, "forbidden")
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return error(400, 40024, "invalid request: body must be JSON")
+    topic = message.get("topic") if isinstance(message, dict) else None
+    if not isinstance(topic, str) or not re.fullmatch(r"[-_A-Za-z0-9]{1,64}", topic):
+        return error(400, 40009, "invalid request: topic invalid")
+    if message.get("priority") not in (None, 1, 2, 3, 4, 5):
+        return error(400, 40007, "invalid priority")
+    if len(body) > 4096 + 1024:
+        return error(413, 41301, "request entity too large")
+    return _json(200, {"id": uuid.uuid4().hex[:12], "time": int(time.time()), "event": "message", "topic": topic,
+                       "title": message.get("title"), "message": message.get("message"),
+                       "priority": message.get("priority", 3)})
+
+
 ROUTES: dict[str, Callable[[str, dict, dict, bytes], Reply]] = {
     "pagerduty": pagerduty, "opsgenie": opsgenie, "jsm": jsm, "slack": slack, "teams": teams, "sentry": sentry,
-    "webhook": webhook, "app": app, "heartbeat": heartbeat,
+    "webhook": webhook, "app": app, "heartbeat": heartbeat, "twilio": twilio, "ntfy": ntfy,
     "slack-response": slack_response,
 }
 
@@ -477,6 +550,12 @@ def describe(received: Received) -> str:
         what = f"level={document.get('level')} {(document.get('message') or {}).get('formatted', '')}"
     elif received.provider == "pagerduty-api":
         what = f"{received.method} {received.path} (which alert is this incident?)"
+    elif received.provider == "twilio":
+        form = {k: v[0] for k, v in parse_qs(received.body.decode(errors="replace")).items()}
+        what = (f"SMS to {form.get('To')}: {form.get('Body', '')}" if received.path.endswith("Messages.json")
+                else f"call to {form.get('To')}")
+    elif received.provider == "ntfy":
+        what = f"push to {document.get('topic')} (priority {document.get('priority')}): {document.get('title')}"
     elif received.provider == "slack-response":
         lines = [e.get("text", "") for b in document.get("blocks", []) if b.get("type") == "context"
                  for e in b.get("elements", [])]

@@ -260,7 +260,7 @@ def _secret_list(value: str) -> tuple[str, ...]:
 def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, body_timeout: float,
                   alertmanager_default_severity: str, pool_size: int, console: bool, console_session_hours: float,
                   console_auth_header: str, console_trusted_proxies: str, log_format: str, log_level: str) -> None:
-    """Hear what responders do at PagerDuty, Opsgenie and Slack, and take alerts over HTTP, until SIGTERM.
+    """Hear what responders do at PagerDuty, Opsgenie, Slack and on their phones, and take alerts over HTTP.
 
     \b
     POST /v1/alerts         generic API (bearer token from `pgalert api-client create`)
@@ -269,6 +269,10 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
                             with PAGERDUTY_API_TOKEN (read-only) to map incidents whose payload lacks the key
     POST /v1/opsgenie       Opsgenie webhook        OPSGENIE_WEBHOOK_TOKEN
     POST /v1/slack/actions  Slack buttons           SLACK_SIGNING_SECRET
+    POST /v1/twilio/sms, /v1/twilio/voice, /v1/twilio/status
+                            texts, keypresses and status callbacks from Twilio   TWILIO_AUTH_TOKEN
+                            (PGALERT_PUBLIC_URL: this service's URL as Twilio calls it, behind a proxy)
+    POST /v1/ntfy/ack/TOKEN a push's Acknowledge button   PGALERT_ACTION_KEY (the dispatchers' too)
     GET  /console/          the web console (people made with `pgalert user create`)
     GET  /healthz, /metrics, /openapi.json
 
@@ -293,6 +297,9 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
         alertmanager_default_severity=alertmanager_default_severity, pool_size=pool_size,
         console=console, console_session_hours=console_session_hours, console_auth_header=console_auth_header.strip(),
         console_trusted_proxies=console_trusted_proxies,
+        twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", "").strip(),
+        public_url=env.get("PGALERT_PUBLIC_URL", "").strip().rstrip("/"),
+        action_key=env.get("PGALERT_ACTION_KEY", "").strip(),
     )
     if console_auth_header and not console_trusted_proxies:
         raise click.ClickException("--console-auth-header needs --console-trusted-proxies: anyone could send the "
@@ -575,6 +582,99 @@ def sla_command(database_url: str, hours: float, dimension: str | None, output_f
         columns = [c.name for c in cursor.description]
         rows = cursor.fetchall()
     click.echo(render(columns, rows, output_format), nl=False)
+
+
+def _run_command(database_url: str, sql: str, params: dict) -> list[tuple]:
+    """One command of commands.sql as the login given, committed; a database error becomes its first line."""
+    with connect_or_fail(database_url) as conn:
+        try:
+            rows = conn.execute(sql, params).fetchall()
+            conn.commit()
+        except psycopg.Error as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+    return rows
+
+
+@cli.group("contact")
+def contact_group() -> None:
+    """People's contact methods for direct paging (SMS, voice, push, email, Slack), verified by a code.
+
+    A method gets nothing until verified: add it, send it a code, and type back the code the person received.
+    Needs monitoring_admin."""
+
+
+@contact_group.command("add")
+@database_option
+@click.argument("person")
+@click.argument("kind", type=click.Choice(["sms", "voice", "push", "email", "slack"]))
+@click.argument("address")
+@click.option("--after", "delays", multiple=True, metavar="DELAY",
+              help="Also add a notification rule using it, DELAY after the person is paged (e.g. '0', '2 minutes'); "
+                   "repeatable.")
+def contact_add(database_url: str, person: str, kind: str, address: str, delays: tuple[str, ...]) -> None:
+    """Add a contact method for PERSON: sms or voice take an E.164 number (+14155550123), push an ntfy topic,
+    email an address, slack a member id. Prints its id; it gets nothing until verified."""
+    [(method_id,)] = _run_command(database_url, command_sql("add_contact_method"),
+                                  {"person": person, "kind": kind, "address": address})
+    for delay in delays:
+        _run_command(database_url, command_sql("add_notification_rule"), {"method_id": method_id, "delay": delay})
+    click.echo(method_id)
+    click.echo(f"added {kind} {address} for {person}; send it a code: pgalert contact send-code {method_id}", err=True)
+
+
+@contact_group.command("send-code")
+@database_option
+@click.argument("method_id", type=int)
+def contact_send_code(database_url: str, method_id: int) -> None:
+    """Send a 6-digit verification code to contact method METHOD_ID (valid 15 minutes, at most one a minute)."""
+    [(expires_at,)] = _run_command(database_url, command_sql("send_verification_code"), {"method_id": method_id})
+    click.echo(f"a code is on its way to contact method {method_id}; it expires at {expires_at:%Y-%m-%d %H:%M:%S %Z}")
+
+
+@contact_group.command("verify")
+@database_option
+@click.argument("method_id", type=int)
+@click.argument("code")
+def contact_verify(database_url: str, method_id: int, code: str) -> None:
+    """Confirm contact method METHOD_ID with the CODE its owner received; exits 1 on a wrong code."""
+    [(verified,)] = _run_command(database_url, command_sql("verify_contact_method"),
+                                 {"method_id": method_id, "code": code})
+    if not verified:
+        raise click.ClickException(f"wrong code for contact method {method_id} (5 wrong tries end the code)")
+    click.echo(f"contact method {method_id} is verified")
+
+
+@contact_group.command("list")
+@database_option
+@click.option("--person", help="Only this person's methods.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="table for people; json or csv for tools.")
+def contact_list(database_url: str, person: str | None, output_format: str) -> None:
+    """Contact methods, whether each is verified and enabled, and the delays of the rules that use it."""
+    from dispatcher.report import render
+
+    rows = _run_command(database_url, command_sql("list_contact_methods"), {"person": person})
+    click.echo(render(["id", "person", "kind", "address", "enabled", "verified_at", "rule_delays"], rows,
+                      output_format), nl=False)
+
+
+@cli.group("page")
+def page_group() -> None:
+    """Direct paging of people by their notification rules."""
+
+
+@page_group.command("test")
+@database_option
+@click.argument("person")
+def page_test(database_url: str, person: str) -> None:
+    """Send PERSON a test page through every verified method of their notification rules at once, and print
+    what was queued for each (the dispatchers send them; `pgalert contact list` shows the methods)."""
+    from dispatcher.report import render
+
+    [(alert_id,)] = _run_command(database_url, command_sql("test_page"), {"person": person})
+    rows = _run_command(database_url, command_sql("test_page_messages"), {"alert_id": alert_id})
+    click.echo(f"test page for {person}: alert {alert_id}", err=True)
+    click.echo(render(["kind", "address", "channel", "status", "last_error"], rows, "table"), nl=False)
 
 
 @cli.command("oncall")

@@ -52,3 +52,34 @@ SELECT monitoring_console_disable_user(%(login)s);
 
 -- name: list_console_users
 SELECT login, display_name, role, created_at, disabled_at FROM monitoring_console_users ORDER BY login;
+
+-- name: add_contact_method
+SELECT monitoring_add_contact_method(%(person)s, %(kind)s, %(address)s);
+
+-- name: send_verification_code
+SELECT monitoring_send_verification_code(%(method_id)s);
+
+-- name: verify_contact_method
+SELECT monitoring_verify_contact_method(%(method_id)s, %(code)s);
+
+-- name: list_contact_methods
+SELECT m.id, p.name AS person, m.kind, m.address, m.enabled, m.verified_at,
+       (SELECT string_agg(r.delay::text, ', ' ORDER BY r.delay) FROM monitoring_notification_rules AS r
+        WHERE r.contact_method_id = m.id) AS rule_delays
+FROM monitoring_contact_methods AS m
+JOIN monitoring_people AS p ON p.id = m.person_id
+WHERE %(person)s::text IS NULL OR p.name = %(person)s
+ORDER BY p.name, m.kind, m.id;
+
+-- name: add_notification_rule
+INSERT INTO monitoring_notification_rules (person_id, contact_method_id, delay)
+SELECT m.person_id, m.id, %(delay)s::interval FROM monitoring_contact_methods AS m WHERE m.id = %(method_id)s
+RETURNING id;
+
+-- name: test_page
+SELECT monitoring_test_page(%(person)s);
+
+-- name: test_page_messages
+SELECT context -> 'contact' ->> 'kind' AS kind, context -> 'contact' ->> 'address' AS address, provider AS channel,
+       status, last_error
+FROM monitoring_deliveries WHERE alert_id = %(alert_id)s ORDER BY id;

@@ -515,6 +515,7 @@ BEGIN
     RETURNING * INTO v_alert;
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
     PERFORM public._monitoring_drop_held(p_alert_id, 'acknowledged', p_at);
+    PERFORM public._monitoring_end_person_pages(p_alert_id, 'acknowledged', p_at);
     FOR v_next IN SELECT * FROM public._monitoring_group_follow_ups(p_alert_id, 'acknowledge', p_by, p_note, p_at) LOOP
         PERFORM public._monitoring_acknowledge(v_next.follow_alert_id, v_next.responder, v_next.note, v_next.acted_at,
                                                'group');
@@ -558,6 +559,7 @@ BEGIN
     RETURNING * INTO v_alert;
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
     PERFORM public._monitoring_drop_held(p_alert_id, 'resolved', p_at);
+    PERFORM public._monitoring_end_person_pages(p_alert_id, 'resolved', p_at);
     FOR v_next IN SELECT * FROM public._monitoring_group_follow_ups(p_alert_id, 'resolve', p_by, p_note, p_at) LOOP
         PERFORM public._monitoring_resolve(v_next.follow_alert_id, v_next.responder, v_next.note, v_next.false_positive,
                                            v_next.acted_at, 'group');

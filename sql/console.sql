@@ -388,6 +388,32 @@ REVOKE ALL ON FUNCTION monitoring_console_add_override(text, text, text, timesta
 GRANT EXECUTE ON FUNCTION monitoring_console_add_override(text, text, text, timestamptz, timestamptz, text)
 TO monitoring_console;
 
+CREATE OR REPLACE FUNCTION monitoring_console_test_page(p_token text, p_person text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'responder', 'send a test page');
+BEGIN
+    -- texts and calls cost money and wake people: an admin may test anyone, a responder only themselves
+    IF v_user.role <> 'admin' AND v_user.person_id IS DISTINCT FROM (
+        SELECT p.id FROM public.monitoring_people AS p WHERE p.name = p_person
+    ) THEN
+        RAISE EXCEPTION 'only an admin or % themselves may send % a test page', p_person, p_person
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RAISE LOG 'pgalert: test page for % sent by % in the console', p_person, v_user.login;
+    RETURN public.monitoring_test_page(p_person);
+END
+$$;
+COMMENT ON FUNCTION monitoring_console_test_page(text, text) IS
+'The console only: walk p_person''s notification rules at once (monitoring_test_page); an admin may test anyone,
+a responder only the person their console user is. Returns the test alert''s id.';
+REVOKE ALL ON FUNCTION monitoring_console_test_page(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_test_page(text, text) TO monitoring_console;
+
 CREATE OR REPLACE FUNCTION monitoring_console_set_rule_enabled(p_token text, p_rule_name text, p_enabled boolean)
 RETURNS boolean
 LANGUAGE plpgsql

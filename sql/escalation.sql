@@ -104,6 +104,9 @@ DECLARE
     v_alert_ids bigint[];
     v_levels integer[];
     v_pages jsonb;
+    v_paged_alerts bigint[];
+    v_paged_people bigint[];
+    v_page_reasons text[];
 BEGIN
     WITH due AS (
         SELECT e AS escalation, e.alert_id, e.next_index, e.level_reached, e.policy_name, e.repeat_count,
@@ -133,7 +136,7 @@ BEGIN
         FROM (SELECT DISTINCT ds.step FROM due_steps AS ds) AS s
     ),
     notifications AS (
-        SELECT ds.*, pp.name, pp.slack_member_id, pp.email, pp.phone
+        SELECT ds.*, pp.id AS person_id, pp.name, pp.slack_member_id, pp.email, pp.phone
         FROM due_steps AS ds
         JOIN step_people AS sp ON sp.step = ds.step
         JOIN public.monitoring_people AS pp ON pp.id = sp.person_id
@@ -186,12 +189,22 @@ BEGIN
                                           THEN 'you are on call for this alert'
                                           ELSE format('escalated to you (level %s): not acknowledged', n.level) END)))
                        ORDER BY n.alert_id, n.step_index)  -- delivery ids follow the steps: the chain reads in order
-            FROM notifications AS n)
-    INTO v_notified, v_exhausted, v_alert_ids, v_levels, v_pages;
+            FROM notifications AS n),
+           ARRAY(SELECT n.alert_id FROM notifications AS n ORDER BY n.alert_id, n.step_index),
+           ARRAY(SELECT n.person_id FROM notifications AS n ORDER BY n.alert_id, n.step_index),
+           ARRAY(SELECT format('escalation level %s of policy %s', n.level, n.policy_name)
+                 FROM notifications AS n ORDER BY n.alert_id, n.step_index)
+    INTO v_notified, v_exhausted, v_alert_ids, v_levels, v_pages, v_paged_alerts, v_paged_people, v_page_reasons;
     -- the pages go out through the outbox (which channels take them: sql/outbox.sql), and the level reached
     -- counts in the SLA figures (sql/sla.sql)
     PERFORM public._monitoring_enqueue_pages(v_pages);
     PERFORM public._monitoring_sla_escalated(v_alert_ids, v_levels);
+    -- the people the steps named are paged by their own notification rules too (sql/paging.sql), and the rules
+    -- of those already paged move on
+    IF cardinality(v_paged_people) > 0 THEN
+        PERFORM public._monitoring_page_people(v_paged_alerts, v_paged_people, v_page_reasons, p_at);
+    END IF;
+    PERFORM public._monitoring_run_person_pages(p_at, p_alert_ids);
 
     -- rare (nobody answered a whole policy), and each is an alert of its own with its own triggers, raised as
     -- an app raises one: an INSERT. A run for a later time (a test, a catch-up) raises it now, not ahead.

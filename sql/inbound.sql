@@ -109,6 +109,46 @@ provider''s own reference for it (remembered whenever both are known); NULL when
 REVOKE ALL ON FUNCTION monitoring_inbound_find_alert(text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_inbound_find_alert(text, text, text) TO monitoring_inbound;
 
+-- What a responder's action does to an alert, from any source outside (a provider, a person's phone): the outcome
+-- (acknowledged, resolved, reopened, superseded, already_<status>), after acting through the lifecycle with p_via.
+-- p_at is the responder's time; one before the alert existed cannot be theirs: it is the time pgalert heard of it
+-- (never pulled to created_at, which would make MTTA or MTTR zero).
+CREATE OR REPLACE FUNCTION _monitoring_inbound_apply(
+    p_alert_id bigint, p_action text, p_actor text, p_at timestamptz, p_note text, p_via text
+)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_alert public.monitoring_alerts := public._monitoring_get_alert_for_update(p_alert_id);
+    v_at timestamptz := CASE WHEN p_at < v_alert.created_at THEN now() ELSE p_at END;
+    v_outcome text;
+BEGIN
+    v_outcome := CASE
+        WHEN p_action = 'acknowledge' AND v_alert.status = 'open' THEN 'acknowledged'
+        WHEN p_action = 'resolve' AND v_alert.status <> 'resolved' THEN 'resolved'
+        WHEN p_action = 'unacknowledge' AND v_alert.status = 'acknowledged' THEN 'reopened'
+        WHEN p_action = 'reopen' AND v_alert.status = 'resolved' AND EXISTS (
+            SELECT FROM public.monitoring_alerts AS other
+            WHERE other.dedup_key = v_alert.dedup_key AND other.status <> 'resolved'
+        ) THEN 'superseded'  -- a newer alert of the same key is open: that one is the live incident
+        WHEN p_action = 'reopen' AND v_alert.status = 'resolved' THEN 'reopened'
+        ELSE 'already_' || v_alert.status
+    END;
+    IF v_outcome = 'acknowledged' THEN
+        PERFORM public._monitoring_acknowledge(p_alert_id, p_actor, p_note, greatest(v_at, v_alert.created_at), p_via);
+    ELSIF v_outcome = 'resolved' THEN
+        PERFORM public._monitoring_resolve(p_alert_id, p_actor, p_note, FALSE,
+                                           greatest(v_at, v_alert.created_at, v_alert.acknowledged_at), p_via);
+    ELSIF v_outcome = 'reopened' THEN
+        PERFORM public._monitoring_reopen(p_alert_id, p_actor, v_at, p_via);
+    END IF;
+    RETURN v_outcome;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_inbound_apply(bigint, text, text, timestamptz, text, text) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION monitoring_inbound_act(
     p_via text,
     p_receipt_id text,
@@ -167,32 +207,8 @@ BEGIN
     ) THEN
         v_outcome := 'not_sent_there';
     ELSE
-        v_alert := public._monitoring_get_alert_for_update(p_alert_id);
-        -- a time before the alert existed cannot be the provider's: it is the time pgalert heard of it
-        -- (never pulled to created_at, which would make MTTA or MTTR zero)
-        IF v_at < v_alert.created_at THEN
-            v_at := now();
-        END IF;
-        v_outcome := CASE
-            WHEN p_action = 'acknowledge' AND v_alert.status = 'open' THEN 'acknowledged'
-            WHEN p_action = 'resolve' AND v_alert.status <> 'resolved' THEN 'resolved'
-            WHEN p_action = 'unacknowledge' AND v_alert.status = 'acknowledged' THEN 'reopened'
-            WHEN p_action = 'reopen' AND v_alert.status = 'resolved' AND EXISTS (
-                SELECT FROM public.monitoring_alerts AS other
-                WHERE other.dedup_key = v_alert.dedup_key AND other.status <> 'resolved'
-            ) THEN 'superseded'  -- a newer alert of the same key is open: that one is the live incident
-            WHEN p_action = 'reopen' AND v_alert.status = 'resolved' THEN 'reopened'
-            ELSE 'already_' || v_alert.status
-        END;
-        IF v_outcome = 'acknowledged' THEN
-            v_alert := public._monitoring_acknowledge(p_alert_id, v_actor, p_note,
-                                                      greatest(v_at, v_alert.created_at), p_via);
-        ELSIF v_outcome = 'resolved' THEN
-            v_alert := public._monitoring_resolve(p_alert_id, v_actor, p_note, FALSE,
-                                                  greatest(v_at, v_alert.created_at, v_alert.acknowledged_at), p_via);
-        ELSIF v_outcome = 'reopened' THEN
-            v_alert := public._monitoring_reopen(p_alert_id, v_actor, v_at, p_via);
-        END IF;
+        v_outcome := public._monitoring_inbound_apply(p_alert_id, p_action, v_actor, v_at, p_note, p_via);
+        SELECT * INTO v_alert FROM public.monitoring_alerts AS a WHERE a.id = p_alert_id;
     END IF;
     UPDATE public.monitoring_inbound_actions AS ia SET outcome = v_outcome, alert_id = v_alert.id
     WHERE ia.id = v_action_id;
@@ -368,3 +384,134 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION _monitoring_purge_unmatched_actions(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _monitoring_purge_unmatched_actions(timestamptz) TO monitoring_admin;
+
+-- A person answered a page from their phone (sql/paging.sql): an SMS reply (p_via sms: from p_address, naming
+-- p_alert_id or not), a keypress in a call (voice: p_delivery_id is the call's delivery, p_address the number
+-- called) or the Acknowledge button of a push (push: p_delivery_id, from a signed, single-use URL). It acts only
+-- when the number or topic is a verified, enabled method of a person paged for that alert, as that person, via
+-- sms, voice or push; otherwise it changes nothing and is recorded (unknown_sender; ambiguous: a reply naming no
+-- alert while two pages run). Once per p_receipt_id, like every inbound action.
+CREATE OR REPLACE FUNCTION monitoring_inbound_contact_act(
+    p_via text, p_receipt_id text, p_address text, p_delivery_id bigint, p_alert_id bigint, p_action text,
+    p_at timestamptz
+)
+RETURNS TABLE (outcome text, alert_id bigint, alert_status text, actor text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_action_id bigint;
+    v_pages bigint[];
+    v_person text;
+    v_actor text;
+    v_alert_id bigint;
+    v_outcome text;
+BEGIN
+    IF p_via NOT IN ('sms', 'voice', 'push') OR p_action NOT IN ('acknowledge', 'resolve') THEN
+        RAISE EXCEPTION 'a person acts by sms, voice or push, to acknowledge or resolve'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_delivery_id IS NOT NULL THEN
+        -- the message this answers: a page to a method of this kind (and, for a call, to this number)
+        SELECT d.alert_id, pp.name INTO v_alert_id, v_person
+        FROM public.monitoring_deliveries AS d
+        JOIN public.monitoring_contact_methods AS m ON m.id = (d.context ->> 'contact_method_id')::bigint
+        JOIN public.monitoring_people AS pp ON pp.id = m.person_id
+        WHERE d.id = p_delivery_id AND starts_with(d.target, 'page:') AND d.context ? 'contact_method_id'
+          AND m.kind = p_via AND m.enabled AND m.verified_at IS NOT NULL
+          AND (m.address = p_address OR (p_via = 'push' AND p_address IS NULL));
+    ELSE
+        -- a text: the pages of the people whose verified number this is; the alert it names, or their one page
+        v_pages := ARRAY(
+            SELECT pg.id
+            FROM public.monitoring_person_pages AS pg
+            JOIN public.monitoring_contact_methods AS m ON m.person_id = pg.person_id
+            WHERE m.kind = p_via AND m.address = p_address AND m.enabled AND m.verified_at IS NOT NULL
+              AND m.opted_out_at IS NULL AND pg.reason <> 'test page'
+              AND CASE WHEN p_alert_id IS NULL THEN pg.finished_at IS NULL ELSE pg.alert_id = p_alert_id END
+            ORDER BY pg.started_at DESC
+        );
+        IF cardinality(v_pages) = 1 THEN
+            SELECT pg.alert_id, pp.name INTO v_alert_id, v_person
+            FROM public.monitoring_person_pages AS pg
+            JOIN public.monitoring_people AS pp ON pp.id = pg.person_id
+            WHERE pg.id = v_pages[1];
+        END IF;
+    END IF;
+    v_actor := coalesce(v_person, p_via || ' ' || left(coalesce(p_address, 'unknown'), 40));
+    INSERT INTO public.monitoring_inbound_actions AS ia (via, receipt_id, alert_id, action, actor, occurred_at)
+    VALUES (p_via, left(p_receipt_id, 200), NULL, p_action, v_actor, p_at)
+    ON CONFLICT ON CONSTRAINT one_action_per_receipt DO NOTHING
+    RETURNING ia.id INTO v_action_id;
+    IF v_action_id IS NULL THEN
+        RETURN QUERY
+        SELECT 'duplicate'::text, ia.alert_id, a.status, ia.actor
+        FROM public.monitoring_inbound_actions AS ia
+        LEFT JOIN public.monitoring_alerts AS a ON a.id = ia.alert_id
+        WHERE ia.via = p_via AND ia.receipt_id = left(p_receipt_id, 200);
+        RETURN;
+    END IF;
+    IF v_person IS NULL THEN
+        v_outcome := CASE WHEN cardinality(v_pages) > 1 THEN 'ambiguous' ELSE 'unknown_sender' END;
+    ELSE
+        v_outcome := public._monitoring_inbound_apply(v_alert_id, p_action, v_person,
+                                                     least(coalesce(p_at, now()), now()), NULL, p_via);
+    END IF;
+    UPDATE public.monitoring_inbound_actions AS ia SET outcome = v_outcome, alert_id = v_alert_id
+    WHERE ia.id = v_action_id;
+    RETURN QUERY SELECT v_outcome, v_alert_id, (SELECT a.status FROM public.monitoring_alerts AS a WHERE a.id = v_alert_id),
+                        v_actor;
+END
+$$;
+COMMENT ON FUNCTION monitoring_inbound_contact_act(text, text, text, bigint, bigint, text, timestamptz) IS
+'pgalert serve: a paged person acknowledged or resolved from their phone (p_via sms, voice or push). It acts only
+for a verified, enabled method of a person paged for that alert, as that person; else it is recorded and changes
+nothing. outcome: acknowledged, resolved, already_<status>, unknown_sender, ambiguous or duplicate.';
+REVOKE ALL ON FUNCTION monitoring_inbound_contact_act(text, text, text, bigint, bigint, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_inbound_contact_act(text, text, text, bigint, bigint, text, timestamptz)
+TO monitoring_inbound;
+
+-- Twilio's status callback for a message or call it was given (p_reference: its sid): undelivered, failed,
+-- busy, no-answer or canceled mean the person was not reached, and their next notification rule goes at once.
+-- Returns failed (it was a sent message, now failed), noted (any other status), or unknown (no such message).
+CREATE OR REPLACE FUNCTION monitoring_inbound_contact_status(p_reference text, p_status text, p_error_code text)
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM public.monitoring_deliveries AS d
+                   WHERE d.provider_reference = p_reference AND d.context ? 'contact_method_id') THEN
+        RETURN 'unknown';
+    END IF;
+    IF p_status IN ('undelivered', 'failed', 'busy', 'no-answer', 'canceled')
+       AND public._monitoring_message_not_received(p_reference, left('not reached: Twilio says ' || p_status
+           || coalesce(' (error ' || p_error_code || ')', ''), 300)) IS NOT NULL THEN
+        RETURN 'failed';
+    END IF;
+    RETURN 'noted';
+END
+$$;
+COMMENT ON FUNCTION monitoring_inbound_contact_status(text, text, text) IS
+'pgalert serve: Twilio says what became of a message or call (p_reference, its sid); one that did not reach the
+person fails, and their next notification rule goes at once. Returns failed, noted or unknown.';
+REVOKE ALL ON FUNCTION monitoring_inbound_contact_status(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_inbound_contact_status(text, text, text) TO monitoring_inbound;
+
+-- A text of STOP (p_stop) or START to the Twilio number, as carriers require pgalert to honour: that number's
+-- text methods get nothing until START. Returns how many methods changed.
+CREATE OR REPLACE FUNCTION monitoring_inbound_contact_opt_out(p_address text, p_stop boolean)
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT public._monitoring_contact_opt_out(p_address, p_stop)
+$$;
+COMMENT ON FUNCTION monitoring_inbound_contact_opt_out(text, boolean) IS
+'pgalert serve: the owner of a number texted STOP (p_stop) or START: its text methods stop or start getting
+messages. Returns how many methods changed.';
+REVOKE ALL ON FUNCTION monitoring_inbound_contact_opt_out(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_inbound_contact_opt_out(text, boolean) TO monitoring_inbound;

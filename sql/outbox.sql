@@ -106,6 +106,59 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION _monitoring_enqueue_pages(jsonb) FROM PUBLIC;
 
+-- Messages to people's contact methods (sql/paging.sql), a JSON array of {alert_id, provider, target, context,
+-- skip}: one notify delivery each, in the order given; one with a skip reason is recorded as skipped, with it.
+-- Returns how many were queued.
+CREATE OR REPLACE FUNCTION _monitoring_enqueue_messages(p_messages jsonb)
+RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH queued AS (
+        INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target, context, status, completed_at,
+                                                  last_error)
+        SELECT (e.message ->> 'alert_id')::bigint, e.message ->> 'provider', 'notify', e.message ->> 'target',
+               e.message -> 'context',
+               CASE WHEN e.message ->> 'skip' IS NULL THEN 'pending' ELSE 'skipped' END,
+               CASE WHEN e.message ->> 'skip' IS NOT NULL THEN now() END,
+               'not sent: ' || (e.message ->> 'skip')
+        FROM jsonb_array_elements(p_messages) WITH ORDINALITY AS e (message, position)
+        ORDER BY e.position
+        ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM queued
+$$;
+REVOKE ALL ON FUNCTION _monitoring_enqueue_messages(jsonb) FROM PUBLIC;
+
+-- An alert's messages whose target starts with p_prefix and that were never attempted are skipped, saying why.
+CREATE OR REPLACE FUNCTION _monitoring_skip_unsent_messages(p_alert_id bigint, p_prefix text, p_why text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.monitoring_deliveries
+    SET status = 'skipped', completed_at = now(), last_error = 'not sent: ' || p_why
+    WHERE alert_id = p_alert_id AND action = 'notify' AND status = 'pending' AND attempts = 0
+      AND starts_with(target, p_prefix)
+$$;
+REVOKE ALL ON FUNCTION _monitoring_skip_unsent_messages(bigint, text, text) FROM PUBLIC;
+
+-- A message to a contact method that its provider later says did not arrive (Twilio's status callback: undelivered,
+-- failed, busy, no-answer, canceled): the delivery is failed after all, with why, so the person's next rule goes
+-- (sql/paging.sql). Returns its id, or NULL for a reference no sent message has.
+CREATE OR REPLACE FUNCTION _monitoring_message_not_received(p_reference text, p_why text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.monitoring_deliveries
+    SET status = 'failed', last_error = p_why
+    WHERE provider_reference = p_reference AND context ? 'contact_method_id' AND status = 'succeeded'
+    RETURNING id
+$$;
+REVOKE ALL ON FUNCTION _monitoring_message_not_received(text, text) FROM PUBLIC;
+
 -- A trigger once more, to the channels that heard of each alert (a group's renotification, flapping that
 -- stopped); p_targets names each one, so it is a delivery of its own. Returns how many were queued.
 CREATE OR REPLACE FUNCTION _monitoring_notify_again(p_alert_ids bigint[], p_targets text[])

@@ -187,6 +187,38 @@ reopen, silence), admin (+ maintenance windows and rules). Made with `pgalert us
 
 
 --
+-- Name: monitoring_contact_methods; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_contact_methods (
+    id bigint NOT NULL,
+    person_id bigint NOT NULL,
+    kind text NOT NULL,
+    address text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    verified_at timestamp with time zone,
+    opted_out_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT contact_kind_is_known CHECK ((kind = ANY (ARRAY['sms'::text, 'voice'::text, 'push'::text, 'email'::text, 'slack'::text]))),
+    CONSTRAINT email_is_an_address CHECK (((kind <> 'email'::text) OR (address ~ '^[^@\s]+@[^@\s]+$'::text))),
+    CONSTRAINT phone_is_e164 CHECK (((kind <> ALL (ARRAY['sms'::text, 'voice'::text])) OR (address ~ '^\+[1-9][0-9]{6,14}$'::text))),
+    CONSTRAINT push_is_a_topic CHECK (((kind <> 'push'::text) OR (address ~ '^[A-Za-z0-9_-]{1,64}$'::text))),
+    CONSTRAINT slack_is_a_member_id CHECK (((kind <> 'slack'::text) OR (address ~ '^[UW][A-Z0-9]{2,}$'::text)))
+);
+
+
+--
+-- Name: TABLE monitoring_contact_methods; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_contact_methods IS 'How a person can be reached: sms and voice (an E.164 number, +14155550100), push (an ntfy topic on the ntfy
+channel''s server), email, slack (a member id, for a DM). A method gets nothing until it is verified (a code sent
+to it, confirmed with monitoring_verify_contact_method), while it is disabled, and while its owner opted out (texted
+STOP to the Twilio number; START opts in again). Admins add, disable and remove methods; the address of a
+verified method cannot change: add the new one.';
+
+
+--
 -- Name: monitoring_alert_rules; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -636,6 +668,41 @@ ALTER TABLE public.monitoring_console_users ALTER COLUMN id ADD GENERATED ALWAYS
     NO MAXVALUE
     CACHE 1
 );
+
+
+--
+-- Name: monitoring_contact_methods_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_contact_methods ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_contact_methods_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: monitoring_contact_verifications; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_contact_verifications (
+    contact_method_id bigint NOT NULL,
+    code_sha256 bytea NOT NULL,
+    sent_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    failed_tries integer DEFAULT 0 NOT NULL
+);
+
+
+--
+-- Name: TABLE monitoring_contact_verifications; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_contact_verifications IS 'Internal: the code last sent to a contact method, as a SHA-256 (the code itself goes only into the message that
+carries it, and is taken out of that delivery when it completes); it expires after 15 minutes or 5 wrong tries.';
 
 
 --
@@ -1281,6 +1348,42 @@ ALTER TABLE public.monitoring_notification_holds ALTER COLUMN id ADD GENERATED A
 
 
 --
+-- Name: monitoring_notification_rules; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_notification_rules (
+    id bigint NOT NULL,
+    person_id bigint NOT NULL,
+    contact_method_id bigint NOT NULL,
+    delay interval DEFAULT '00:00:00'::interval NOT NULL,
+    CONSTRAINT delay_is_within_an_hour CHECK (((delay >= '00:00:00'::interval) AND (delay <= '01:00:00'::interval)))
+);
+
+
+--
+-- Name: TABLE monitoring_notification_rules; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_notification_rules IS 'A person''s own way of being woken: each rule is a contact method and a delay after they are paged, e.g. push
+at 0, sms at 2 minutes, voice at 5 minutes. Rules run until the alert is acknowledged or resolved; a method that
+fails (or is over its rate limit) hands over to the next rule at once.';
+
+
+--
+-- Name: monitoring_notification_rules_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_notification_rules ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_notification_rules_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: monitoring_oncall_overrides; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1386,6 +1489,44 @@ ALTER TABLE public.monitoring_people ALTER COLUMN id ADD GENERATED ALWAYS AS IDE
 
 
 --
+-- Name: monitoring_person_pages; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_person_pages (
+    id bigint NOT NULL,
+    alert_id bigint NOT NULL,
+    person_id bigint NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    reason text DEFAULT ''::text NOT NULL,
+    finished_at timestamp with time zone,
+    finish_reason text
+);
+
+
+--
+-- Name: TABLE monitoring_person_pages; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_person_pages IS 'A person being paged for an alert (an escalation step named them, or a test page): their notification rules
+run from started_at until the alert is acknowledged or resolved. Each message is a delivery whose target is
+page:<page id>:<rule id>.';
+
+
+--
+-- Name: monitoring_person_pages_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_person_pages ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_person_pages_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: monitoring_providers; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1399,7 +1540,7 @@ CREATE TABLE public.monitoring_providers (
     secret_refs jsonb DEFAULT '{}'::jsonb NOT NULL,
     CONSTRAINT actions_are_known CHECK ((actions <@ ARRAY['trigger'::text, 'acknowledge'::text, 'resolve'::text, 'notify'::text])),
     CONSTRAINT default_channels_use_the_environment CHECK (((provider <> kind) OR ((settings = '{}'::jsonb) AND (secret_refs = '{}'::jsonb)))),
-    CONSTRAINT kind_is_known CHECK ((kind = ANY (ARRAY['pagerduty'::text, 'opsgenie'::text, 'jsm'::text, 'slack'::text, 'teams'::text, 'sentry'::text, 'webhook'::text, 'email'::text]))),
+    CONSTRAINT kind_is_known CHECK ((kind = ANY (ARRAY['pagerduty'::text, 'opsgenie'::text, 'jsm'::text, 'slack'::text, 'teams'::text, 'sentry'::text, 'webhook'::text, 'email'::text, 'twilio'::text, 'ntfy'::text]))),
     CONSTRAINT provider_name_is_simple CHECK ((provider ~ '^[a-z][a-z0-9_]{0,30}$'::text)),
     CONSTRAINT secrets_are_references CHECK (((jsonb_typeof(secret_refs) = 'object'::text) AND (NOT jsonb_path_exists(secret_refs, 'strict $.*?(@.type() != "string" || !(@ like_regex "^env:[A-Z_][A-Z0-9_]{0,127}$"))'::jsonpath)))),
     CONSTRAINT settings_is_an_object CHECK ((jsonb_typeof(settings) = 'object'::text)),
@@ -1804,6 +1945,14 @@ ALTER TABLE public.monitoring_alerts
 
 
 --
+-- Name: monitoring_contact_methods method_belongs_to_person; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_contact_methods
+    ADD CONSTRAINT method_belongs_to_person UNIQUE (id, person_id);
+
+
+--
 -- Name: monitoring_alert_escalations monitoring_alert_escalations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1897,6 +2046,22 @@ ALTER TABLE ONLY public.monitoring_console_users
 
 ALTER TABLE ONLY public.monitoring_console_users
     ADD CONSTRAINT monitoring_console_users_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: monitoring_contact_methods monitoring_contact_methods_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_contact_methods
+    ADD CONSTRAINT monitoring_contact_methods_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: monitoring_contact_verifications monitoring_contact_verifications_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_contact_verifications
+    ADD CONSTRAINT monitoring_contact_verifications_pkey PRIMARY KEY (contact_method_id);
 
 
 --
@@ -2060,6 +2225,14 @@ ALTER TABLE ONLY public.monitoring_notification_holds
 
 
 --
+-- Name: monitoring_notification_rules monitoring_notification_rules_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_notification_rules
+    ADD CONSTRAINT monitoring_notification_rules_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: monitoring_oncall_overrides monitoring_oncall_overrides_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2105,6 +2278,14 @@ ALTER TABLE ONLY public.monitoring_people
 
 ALTER TABLE ONLY public.monitoring_people
     ADD CONSTRAINT monitoring_people_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: monitoring_person_pages monitoring_person_pages_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_person_pages
+    ADD CONSTRAINT monitoring_person_pages_pkey PRIMARY KEY (id);
 
 
 --
@@ -2193,6 +2374,30 @@ ALTER TABLE ONLY public.monitoring_inbound_actions
 
 ALTER TABLE ONLY public.monitoring_deliveries
     ADD CONSTRAINT one_delivery_per_alert_provider_action UNIQUE (alert_id, provider, action, target);
+
+
+--
+-- Name: monitoring_contact_methods one_method_per_address; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_contact_methods
+    ADD CONSTRAINT one_method_per_address UNIQUE (person_id, kind, address);
+
+
+--
+-- Name: monitoring_person_pages one_page_per_alert_and_person; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_person_pages
+    ADD CONSTRAINT one_page_per_alert_and_person UNIQUE (alert_id, person_id);
+
+
+--
+-- Name: monitoring_notification_rules one_rule_per_method_and_delay; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_notification_rules
+    ADD CONSTRAINT one_rule_per_method_and_delay UNIQUE (person_id, contact_method_id, delay);
 
 
 --
@@ -2299,6 +2504,13 @@ CREATE INDEX monitoring_console_sign_in_failures_login ON public.monitoring_cons
 
 
 --
+-- Name: monitoring_deliveries_contact_reference; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_deliveries_contact_reference ON public.monitoring_deliveries USING btree (provider_reference) WHERE (context ? 'contact_method_id'::text);
+
+
+--
 -- Name: monitoring_deliveries_due; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2310,6 +2522,13 @@ CREATE INDEX monitoring_deliveries_due ON public.monitoring_deliveries USING btr
 --
 
 CREATE INDEX monitoring_deliveries_held ON public.monitoring_deliveries USING btree (alert_id) WHERE (status = 'held'::text);
+
+
+--
+-- Name: monitoring_deliveries_to_contact; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_deliveries_to_contact ON public.monitoring_deliveries USING btree (((context ->> 'contact_method_id'::text)), created_at) WHERE (context ? 'contact_method_id'::text);
 
 
 --
@@ -2373,6 +2592,13 @@ CREATE INDEX monitoring_inbound_actions_received_at ON public.monitoring_inbound
 --
 
 CREATE INDEX monitoring_notification_holds_open ON public.monitoring_notification_holds USING btree (alert_id) WHERE (released_at IS NULL);
+
+
+--
+-- Name: monitoring_person_pages_running; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_person_pages_running ON public.monitoring_person_pages USING btree (alert_id) WHERE (finished_at IS NULL);
 
 
 --
@@ -2625,6 +2851,34 @@ CREATE TRIGGER monitoring_alerts_status_by_lifecycle BEFORE UPDATE OF status ON 
 --
 
 COMMENT ON TRIGGER monitoring_alerts_status_by_lifecycle ON public.monitoring_alerts IS 'An alert''s status changes only through the lifecycle functions (acknowledge, resolve, reopen), so providers, escalation and SLA always follow.';
+
+
+--
+-- Name: monitoring_deliveries monitoring_deliveries_forget_codes; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_deliveries_forget_codes BEFORE UPDATE OF status ON public.monitoring_deliveries FOR EACH ROW WHEN (((new.completed_at IS NOT NULL) AND (new.target ~~ 'verify:%'::text) AND (new.context ? 'code'::text))) EXECUTE FUNCTION public._monitoring_forget_sent_code();
+
+
+--
+-- Name: TRIGGER monitoring_deliveries_forget_codes ON monitoring_deliveries; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER monitoring_deliveries_forget_codes ON public.monitoring_deliveries IS 'A verification code leaves its delivery once the message is sent or given up: the database keeps only its hash.';
+
+
+--
+-- Name: monitoring_deliveries monitoring_deliveries_page_fell_through; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_deliveries_page_fell_through AFTER UPDATE OF status ON public.monitoring_deliveries FOR EACH ROW WHEN (((new.status = ANY (ARRAY['failed'::text, 'skipped'::text])) AND (old.status IS DISTINCT FROM new.status) AND (new.target ~~ 'page:%'::text))) EXECUTE FUNCTION public._monitoring_page_fell_through();
+
+
+--
+-- Name: TRIGGER monitoring_deliveries_page_fell_through ON monitoring_deliveries; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER monitoring_deliveries_page_fell_through ON public.monitoring_deliveries IS 'A page''s message that failed or was skipped hands over to the person''s next notification rule at once.';
 
 
 --
@@ -2884,6 +3138,22 @@ ALTER TABLE ONLY public.monitoring_console_users
 
 
 --
+-- Name: monitoring_contact_methods monitoring_contact_methods_person_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_contact_methods
+    ADD CONSTRAINT monitoring_contact_methods_person_id_fkey FOREIGN KEY (person_id) REFERENCES public.monitoring_people(id) ON DELETE CASCADE;
+
+
+--
+-- Name: monitoring_contact_verifications monitoring_contact_verifications_contact_method_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_contact_verifications
+    ADD CONSTRAINT monitoring_contact_verifications_contact_method_id_fkey FOREIGN KEY (contact_method_id) REFERENCES public.monitoring_contact_methods(id) ON DELETE CASCADE;
+
+
+--
 -- Name: monitoring_deliveries monitoring_deliveries_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2972,6 +3242,14 @@ ALTER TABLE ONLY public.monitoring_notification_holds
 
 
 --
+-- Name: monitoring_notification_rules monitoring_notification_rules_person_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_notification_rules
+    ADD CONSTRAINT monitoring_notification_rules_person_id_fkey FOREIGN KEY (person_id) REFERENCES public.monitoring_people(id) ON DELETE CASCADE;
+
+
+--
 -- Name: monitoring_oncall_overrides monitoring_oncall_overrides_person_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -3004,6 +3282,22 @@ ALTER TABLE ONLY public.monitoring_oncall_participants
 
 
 --
+-- Name: monitoring_person_pages monitoring_person_pages_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_person_pages
+    ADD CONSTRAINT monitoring_person_pages_alert_id_fkey FOREIGN KEY (alert_id) REFERENCES public.monitoring_alerts(id) ON DELETE CASCADE;
+
+
+--
+-- Name: monitoring_person_pages monitoring_person_pages_person_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_person_pages
+    ADD CONSTRAINT monitoring_person_pages_person_id_fkey FOREIGN KEY (person_id) REFERENCES public.monitoring_people(id) ON DELETE CASCADE;
+
+
+--
 -- Name: monitoring_routes monitoring_routes_provider_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -3025,6 +3319,14 @@ ALTER TABLE ONLY public.monitoring_schedules
 
 ALTER TABLE ONLY public.monitoring_sla_metrics
     ADD CONSTRAINT monitoring_sla_metrics_alert_id_fkey FOREIGN KEY (alert_id) REFERENCES public.monitoring_alerts(id) ON DELETE CASCADE;
+
+
+--
+-- Name: monitoring_notification_rules rule_uses_own_method; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_notification_rules
+    ADD CONSTRAINT rule_uses_own_method FOREIGN KEY (contact_method_id, person_id) REFERENCES public.monitoring_contact_methods(id, person_id) ON DELETE CASCADE;
 
 
 --
@@ -3183,6 +3485,42 @@ GRANT SELECT(created_by) ON TABLE public.monitoring_console_users TO monitoring_
 
 GRANT SELECT(disabled_at) ON TABLE public.monitoring_console_users TO monitoring_admin;
 GRANT SELECT(disabled_at) ON TABLE public.monitoring_console_users TO monitoring_console;
+
+
+--
+-- Name: TABLE monitoring_contact_methods; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_contact_methods TO monitoring_reader;
+GRANT SELECT,DELETE ON TABLE public.monitoring_contact_methods TO monitoring_admin;
+
+
+--
+-- Name: COLUMN monitoring_contact_methods.person_id; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT INSERT(person_id) ON TABLE public.monitoring_contact_methods TO monitoring_admin;
+
+
+--
+-- Name: COLUMN monitoring_contact_methods.kind; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT INSERT(kind) ON TABLE public.monitoring_contact_methods TO monitoring_admin;
+
+
+--
+-- Name: COLUMN monitoring_contact_methods.address; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT INSERT(address) ON TABLE public.monitoring_contact_methods TO monitoring_admin;
+
+
+--
+-- Name: COLUMN monitoring_contact_methods.enabled; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT INSERT(enabled),UPDATE(enabled) ON TABLE public.monitoring_contact_methods TO monitoring_admin;
 
 
 --
@@ -3414,6 +3752,14 @@ GRANT SELECT ON TABLE public.monitoring_notification_holds TO monitoring_reader;
 
 
 --
+-- Name: TABLE monitoring_notification_rules; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_notification_rules TO monitoring_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.monitoring_notification_rules TO monitoring_admin;
+
+
+--
 -- Name: TABLE monitoring_oncall_overrides; Type: ACL; Schema: public; Owner: -
 --
 
@@ -3435,6 +3781,14 @@ GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_oncall_participants TO mon
 
 GRANT SELECT ON TABLE public.monitoring_people TO monitoring_reader;
 GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_people TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_person_pages; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_person_pages TO monitoring_reader;
+GRANT SELECT ON TABLE public.monitoring_person_pages TO monitoring_admin;
 
 
 --

@@ -26,8 +26,8 @@ COMMENT ON FUNCTION monitoring_sla_target(text, text, text) IS
 REVOKE ALL ON FUNCTION monitoring_sla_target(text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_sla_target(text, text, text) TO monitoring_reader;
 
--- New alerts' SLA rows, with their own times (history keeps its own); handoff announcements are not incidents
--- and are kept out of the figures. Called by the INSERT trigger (sql/alerts.sql).
+-- New alerts' SLA rows, with their own times (history keeps its own); handoff announcements and pgalert's own
+-- messages to people (sql/paging.sql) are not incidents and are kept out of the figures. Called by the INSERT trigger (sql/alerts.sql).
 CREATE OR REPLACE FUNCTION _monitoring_sla_open(p_alerts monitoring_alerts[])
 RETURNS void
 LANGUAGE plpgsql
@@ -42,7 +42,7 @@ BEGIN
     SELECT a.id, a.alert_type, a.severity, a.occurred_at, a.created_at,
            a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.false_positive
     FROM unnest(p_alerts) AS a
-    WHERE a.alert_type <> 'oncall_handoff';
+    WHERE a.alert_type NOT IN ('oncall_handoff', 'pgalert_contact_verification', 'pgalert_test_page');
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_sla_open(monitoring_alerts[]) FROM PUBLIC;

@@ -106,6 +106,7 @@ class Console:
             Route("/console/users/{login:str}/disable", self.page(self.disable_user, change=True), methods=["POST"]),
             Route("/console/oncall", self.page(self.oncall), methods=["GET"]),
             Route("/console/oncall/override", self.page(self.add_override, change=True), methods=["POST"]),
+            Route("/console/oncall/test-page", self.page(self.test_page, change=True), methods=["POST"]),
             Route("/console/sla", self.page(self.sla), methods=["GET"]),
             Route("/console/sla.csv", self.page(self.sla_csv), methods=["GET"]),
             Route("/console/channels", self.page(self.channels), methods=["GET"]),
@@ -494,6 +495,7 @@ class Console:
                        else "due now"} for e in await self.fetch("escalating", {})]
         return self.render(request, "oncall.html", {
             "schedules": schedules, "people": await self.fetch("people", {}),
+            "contacts": await self.fetch("contacts", {}),
             "policies": await self.fetch("policies", {}), "escalating": escalating, "error": error,
             "form": (await self.form(request)) if request.method == "POST" else {}}, status)
 
@@ -516,6 +518,19 @@ class Console:
                 raise
             return await self.oncall(request, user, error.diag.message_primary or str(error), 400)
         return RedirectResponse("/console/oncall", 303)
+
+    async def test_page(self, request: Request, user: User) -> Response:
+        form = await self.form(request)
+        try:
+            [row] = await self.fetch("test_page", {"token": user.token, "person": str(form.get("person", ""))[:200]})
+        except psycopg.errors.InsufficientPrivilege:
+            raise
+        except psycopg.DatabaseError as error:
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return await self.oncall(request, user, error.diag.message_primary or str(error), 400)
+        # the test alert's story lists each message and, as the dispatchers send them, what became of it
+        return RedirectResponse(f"/console/alerts/{row['alert_id']}", 303)
 
     # --- SLA ----------------------------------------------------------------------------------------------------
     async def sla(self, request: Request, user: User) -> Response:

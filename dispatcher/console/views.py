@@ -177,9 +177,14 @@ def timeline(alert: Mapping[str, object], deliveries: Iterable[Mapping], attempt
     for d in deliveries:
         providers[d["id"]] = d
         target = f" to {d['target']}" if d.get("target") and not str(d["target"]).startswith("before reopen") else ""
+        contact = d.get("contact") if isinstance(d.get("contact"), Mapping) else None
+        if contact:  # a message to a person's phone (sql/paging.sql): to whom and how, not the page's ids
+            target = f" to {d.get('person') or 'someone'}: {contact.get('kind')} {contact.get('address')}"
         entries.append(Entry(d["created_at"], f"{d['action']} queued for {d['provider']}{target}", "delivery",
                              f"now {d['status']}" + (f", next try {d['next_attempt_at']:%H:%M:%S}"
-                                                     if d["status"] == "pending" and d["attempts"] else "")))
+                                                     if d["status"] == "pending" and d["attempts"] else "")
+                             + (f": {d['last_error']}" if d["status"] in ("failed", "skipped") and d.get("last_error")
+                                else "")))
     for a in attempts:
         d = providers.get(a["delivery_id"], {})
         status = f"HTTP {a['http_status']}" if a["http_status"] else ""

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 import anyio
 import psycopg
@@ -91,6 +91,11 @@ class Inbound:
             Route("/v1/pagerduty", self.endpoint("pagerduty", self.pagerduty), methods=["POST"]),
             Route("/v1/opsgenie", self.endpoint("opsgenie", self.opsgenie), methods=["POST"]),
             Route("/v1/slack/actions", self.endpoint("slack", self.slack), methods=["POST"]),
+            Route("/v1/twilio/sms", self.endpoint("twilio", self.twilio_sms), methods=["POST"]),
+            Route("/v1/twilio/voice", self.endpoint("twilio", self.twilio_voice), methods=["POST"]),
+            Route("/v1/twilio/status", self.endpoint("twilio", self.twilio_status), methods=["POST"]),
+            # POST only: a link previewer or a mail scanner that fetches URLs must not acknowledge anything
+            Route("/v1/ntfy/ack/{token}", self.endpoint("ntfy", self.ntfy_ack), methods=["POST"]),
         ]
         if self.console:
             routes += self.console.routes()
@@ -114,7 +119,8 @@ class Inbound:
         s = self.settings
         return ["api", "alertmanager"] + [name for name, on in (
             ("pagerduty", bool(s.pagerduty_webhook_secrets)), ("opsgenie", bool(s.opsgenie_webhook_token)),
-            ("slack", bool(s.slack_signing_secret))) if on]
+            ("slack", bool(s.slack_signing_secret)), ("twilio", bool(s.twilio_auth_token)),
+            ("ntfy", bool(s.action_key))) if on]
 
     def endpoint(self, name: str, handler: Callable[[Request, bytes], Awaitable[Response]]):
         async def run(request: Request) -> Response:
@@ -253,6 +259,77 @@ class Inbound:
                 logs.warning("slack response_url not followed", reason="not under the allowed prefix")
         return Response(status_code=200, background=task)
 
+    # --- a paged person's phone: Twilio (texts, keypresses, status) and ntfy (the Acknowledge button) ------------
+    async def twilio_form(self, request: Request, body: bytes) -> dict[str, str]:
+        """The form Twilio posted, once X-Twilio-Signature proves Twilio sent it to this URL; nothing of it is
+        used before. Behind a proxy the URL Twilio called is PGALERT_PUBLIC_URL's, not the one uvicorn sees."""
+        try:
+            pairs = parse_qsl(body.decode(), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise translate.BadPayload("body is not a UTF-8 form") from None
+        url = str(request.url)
+        if self.settings.public_url:
+            url = self.settings.public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if not verify.twilio_signature_ok(url, pairs, request.headers.get("x-twilio-signature"),
+                                          self.settings.twilio_auth_token):
+            raise Refused(401, "X-Twilio-Signature is missing or does not match this URL and body")
+        return dict(pairs)
+
+    async def twilio_sms(self, request: Request, body: bytes) -> Response:
+        form = await self.twilio_form(request, body)
+        sender, reply = form.get("From", ""), translate.sms_reply(form.get("Body", ""))
+        if reply.action in ("stop", "start"):
+            await self.call("contact_opt_out", {"address": sender, "stop": reply.action == "stop"})
+            self.metrics.outcomes.labels("sms", reply.action).inc()
+            logs.info("contact opted " + ("out" if reply.action == "stop" else "in"), via="sms")
+            return twiml_response(translate.twiml())  # Twilio and the carrier confirm it themselves
+        if reply.action is None:
+            return twiml_response(translate.twiml(message=translate.REPLY_HINT))
+        outcome, alert_id = await self.contact_act("sms", form.get("MessageSid", ""), sender, None, reply.alert_id,
+                                                   reply.action)
+        return twiml_response(translate.twiml(message=translate.phone_answer(outcome, alert_id, reply.action)))
+
+    async def twilio_voice(self, request: Request, body: bytes) -> Response:
+        form = await self.twilio_form(request, body)
+        action = translate.keypress(form.get("Digits"))
+        delivery = request.query_params.get("d", "")
+        if action is None or not delivery.isdigit():
+            return twiml_response(translate.twiml(say="Not understood. Goodbye."))
+        outcome, alert_id = await self.contact_act("voice", f"{form.get('CallSid', '')}:{form.get('Digits')}",
+                                                   form.get("To", ""), int(delivery), None, action)
+        return twiml_response(translate.twiml(say=(translate.phone_answer(outcome, alert_id, action)
+                                                   or "Nothing was changed.") + " Goodbye."))
+
+    async def twilio_status(self, request: Request, body: bytes) -> Response:
+        form = await self.twilio_form(request, body)
+        reference = form.get("MessageSid") or form.get("CallSid") or ""
+        status = form.get("MessageStatus") or form.get("CallStatus") or ""
+        [(result,)] = await self.call("contact_status", {"reference": reference, "status": status,
+                                                         "error_code": form.get("ErrorCode") or None})
+        self.metrics.outcomes.labels("twilio_status", result).inc()
+        if result == "failed":
+            logs.info("page not reached: next method", via="twilio", status=status)
+        return Response(status_code=204)
+
+    async def ntfy_ack(self, request: Request, _body: bytes) -> Response:
+        delivery = verify.action_token_delivery(self.settings.action_key, request.path_params["token"], time.time())
+        if delivery is None:
+            raise Refused(403, "this link is not valid, or it has expired")
+        outcome, alert_id = await self.contact_act("push", f"ntfy:{delivery}", None, delivery, None, "acknowledge")
+        return JSONResponse({"outcome": outcome, "alert_id": alert_id})
+
+    async def contact_act(self, via: str, receipt_id: str, address: str | None, delivery_id: int | None,
+                          alert_id: int | None, action: str) -> tuple[str, int | None]:
+        rows = await self.call("contact_act", {"via": via, "receipt_id": receipt_id, "address": address,
+                                               "delivery_id": delivery_id, "alert_id": alert_id, "action": action,
+                                               "occurred_at": None})
+        outcome, alert_id, _status, actor = rows[0]
+        self.metrics.outcomes.labels(via, outcome).inc()
+        level = logs.warning if outcome == "unknown_sender" else logs.info
+        level("phone action", via=via, outcome=outcome, alert_id=alert_id,
+              actor=actor if outcome != "unknown_sender" else None)
+        return outcome, alert_id
+
     def ignored(self, action: translate.ProviderAction) -> Response:
         self.metrics.outcomes.labels(action.via, "ignored").inc()
         return JSONResponse({"outcome": "ignored", "event": action.event})
@@ -351,3 +428,7 @@ def opsgenie_token(request: Request) -> str | None:
         except (binascii.Error, UnicodeDecodeError):
             return None
     return verify.bearer_token(header) or request.query_params.get("token")
+
+
+def twiml_response(document: bytes) -> Response:
+    return Response(document, media_type="application/xml")

@@ -18,3 +18,14 @@ FROM monitoring_inbound_act(%(via)s, %(receipt_id)s, %(alert_id)s, %(action)s, %
 
 -- name: find_alert
 SELECT monitoring_inbound_find_alert(%(via)s, %(provider_key)s, %(reference)s);
+
+-- name: contact_act
+SELECT outcome, alert_id, alert_status, actor
+FROM monitoring_inbound_contact_act(%(via)s, %(receipt_id)s, %(address)s, %(delivery_id)s, %(alert_id)s, %(action)s,
+                                    %(occurred_at)s);
+
+-- name: contact_status
+SELECT monitoring_inbound_contact_status(%(reference)s, %(status)s, %(error_code)s);
+
+-- name: contact_opt_out
+SELECT monitoring_inbound_contact_opt_out(%(address)s, %(stop)s);

@@ -27,7 +27,11 @@ class ServeSettings:
     console_session_hours: float = 12.0
     console_auth_header: str = ""  # single sign-on: the trusted proxy's header that names the person
     console_trusted_proxies: str = ""  # the addresses whose console_auth_header is believed
+    twilio_auth_token: str = ""  # Twilio signs its callbacks with it (X-Twilio-Signature)
+    public_url: str = ""  # this service's URL as Twilio calls it (behind a proxy, not the one uvicorn sees)
+    action_key: str = ""  # signs the one-time action links of pushes (shared with the dispatchers)
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (*self.pagerduty_webhook_secrets, self.pagerduty_api_token,
-                                 self.slack_signing_secret, self.opsgenie_webhook_token) if s)
+                                 self.slack_signing_secret, self.opsgenie_webhook_token, self.twilio_auth_token,
+                                 self.action_key) if s)

@@ -395,3 +395,62 @@ def slack_updated_message(message: dict | None, outcome: str, member_id: str, st
     kept.append({"type": "context", "elements": [{"type": "mrkdwn", "text": said}]})
     text = (message or {}).get("text") or said
     return {"replace_original": True, "text": text, "blocks": kept[:50]}
+
+
+# --- a paged person's phone (sql/paging.sql) ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PhoneReply:
+    """What a text back to the Twilio number asks: acknowledge or resolve (of the alert named, or the one page
+    running), stop or start (carriers' opt-out words), or nothing understood (action None)."""
+
+    action: str | None
+    alert_id: int | None = None
+
+
+REPLY_VERBS = {"4": "acknowledge", "a": "acknowledge", "ack": "acknowledge", "acknowledge": "acknowledge",
+               "6": "resolve", "r": "resolve", "res": "resolve", "resolve": "resolve", "close": "resolve"}
+# the words carriers and Twilio's Advanced Opt-Out treat as STOP and START
+OPT_OUT_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
+OPT_IN_WORDS = {"start", "yes", "unstop", "optin"}
+KEYPRESSES = {"4": "acknowledge", "6": "resolve"}
+REPLY_HINT = "Reply 4 to acknowledge or 6 to resolve, with the alert's number when several page you: 4 123."
+
+
+def sms_reply(text: str) -> PhoneReply:
+    """`4`, `ack`, `4 123`, `ack 123`, `6 123`, `resolve 123`; STOP and START as carriers define them."""
+    words = text.strip().lower().replace("#", " ").split()
+    if len(words) == 1 and words[0] in OPT_OUT_WORDS:
+        return PhoneReply("stop")
+    if len(words) == 1 and words[0] in OPT_IN_WORDS:
+        return PhoneReply("start")
+    named = words[1] if len(words) == 2 else None
+    if not words or words[0] not in REPLY_VERBS or len(words) > 2 or (
+            named is not None and not (named.isdigit() and len(named) < 19)):  # an alert id is a bigint
+        return PhoneReply(None)
+    return PhoneReply(REPLY_VERBS[words[0]], int(named) if named else None)
+
+
+def keypress(digits: str | None) -> str | None:
+    """A key pressed in a page's call: 4 acknowledges, 6 resolves."""
+    return KEYPRESSES.get((digits or "").strip())
+
+
+def twiml(say: str | None = None, message: str | None = None) -> bytes:
+    """The answer Twilio reads back: words said in a call, or a text sent back; an empty Response says nothing."""
+    from xml.sax.saxutils import escape
+
+    inner = (f"<Say>{escape(say)}</Say>" if say else "") + (f"<Message>{escape(message)}</Message>" if message else "")
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response>{inner}</Response>'.encode()
+
+
+def phone_answer(outcome: str, alert_id: int | None, action: str) -> str | None:
+    """What the person is told of what their text or keypress did; nothing for a stranger or a repeat."""
+    done = {"acknowledged": "Acknowledged", "resolved": "Resolved"}
+    if outcome in done:
+        return f"{done[outcome]} alert {alert_id}."
+    if outcome.startswith("already_"):
+        return f"Alert {alert_id} was already {outcome.removeprefix('already_')}."
+    if outcome == "ambiguous":
+        return f"Several alerts are paging you: reply {'4' if action == 'acknowledge' else '6'} and the alert's number."
+    return None  # unknown_sender, duplicate: tell a stranger nothing

@@ -5,6 +5,7 @@ Every comparison is constant-time; nothing here logs or returns a secret.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -67,3 +68,33 @@ def bearer_token(authorization: str | None) -> str | None:
 
 def shared_token_ok(offered: str | None, expected: str) -> bool:
     return bool(offered) and bool(expected) and hmac.compare_digest(offered.encode(), expected.encode())
+
+
+def twilio_signature_ok(url: str, params: Sequence[tuple[str, str]], signature: str | None, auth_token: str) -> bool:
+    """X-Twilio-Signature: base64 of HMAC-SHA1, keyed by the Auth Token, over the full URL Twilio called followed
+    by every POST parameter's name and value, sorted by name (Twilio's "Secure webhooks")."""
+    if not signature or not auth_token:
+        return False
+    signed = url + "".join(name + value for name, value in sorted(params, key=lambda pair: pair[0]))
+    expected = base64.b64encode(hmac.new(auth_token.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+    return hmac.compare_digest(signature.strip().encode(), expected.encode())
+
+
+def action_token(key: str, delivery_id: int, expires_at: int) -> str:
+    """A URL token that lets whoever holds it act once on the alert of one delivery until expires_at (a Unix
+    time): what an ntfy Acknowledge button carries. Made by the dispatcher, checked by `pgalert serve`, with the
+    key both are given (PGALERT_ACTION_KEY)."""
+    payload = f"{delivery_id}.{expires_at}"
+    mac = hmac.new(key.encode(), b"pgalert-action:" + payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
+
+def action_token_delivery(key: str, token: str, now: float) -> int | None:
+    """The delivery a token names, when it was made with this key and has not expired; else None."""
+    delivery, _, rest = token.partition(".")
+    expires, _, _mac = rest.partition(".")
+    if not (key and delivery.isdigit() and expires.isdigit() and len(token) < 200):
+        return None
+    if not hmac.compare_digest(token.encode(), action_token(key, int(delivery), int(expires)).encode()):
+        return None
+    return int(delivery) if int(expires) > now else None

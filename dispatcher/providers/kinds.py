@@ -9,6 +9,7 @@ for a default channel, the setting or the secret and its variable for another.
 from __future__ import annotations
 
 import email.utils
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -16,11 +17,14 @@ from dispatcher.providers.base import Provider
 from dispatcher.providers.checks import ProviderConfigError, check_smtp_url, mail_address
 from dispatcher.providers.jsm import JSM_API_URL, JiraServiceManagement
 from dispatcher.providers.mail import Mail
+from dispatcher.providers.ntfy import PUBLIC_SERVER, Ntfy
 from dispatcher.providers.opsgenie import US_API_URL, Opsgenie
 from dispatcher.providers.pagerduty import US_EVENTS_URL, PagerDuty
 from dispatcher.providers.sentry import Sentry, parse_sentry_target
 from dispatcher.providers.slack import Slack
 from dispatcher.providers.teams import Teams
+from dispatcher.providers.twilio import API_URL as TWILIO_API_URL
+from dispatcher.providers.twilio import Twilio
 from dispatcher.providers.webhook import Webhook, WebhookSecretError, signing_key
 
 
@@ -117,6 +121,22 @@ def _email(config: Config) -> Provider:
                          config.get("username"), config.get("password"))
 
 
+def _twilio(config: Config) -> Provider:
+    sid, number = config.get("account_sid"), config.get("from_number")
+    if not re.fullmatch(r"AC[0-9a-f]{32}", sid):
+        raise ProviderConfigError(f"{config.label('account_sid')} must be the account SID, AC and 32 hex digits")
+    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", number):
+        raise ProviderConfigError(f"{config.label('from_number')} must be a Twilio number in E.164, e.g. +14155550100")
+    return Twilio(sid, config.required("auth_token"), number, config.url("api_url", TWILIO_API_URL),
+                  config.url("public_url"), name=config.name)
+
+
+def _ntfy(config: Config) -> Provider:
+    # the token goes to the channel's server only; topics come from people's verified contact methods
+    return Ntfy(config.url("server_url", PUBLIC_SERVER), config.get("token"), config.url("public_url"),
+                config.get("action_key"), name=config.name)
+
+
 def mail_provider(name: str, url: tuple[str, str], sender: tuple[str, str], to: tuple[str, str], username: str,
                   password: str) -> Mail:
     """An email channel from its settings, each given as (what it is called, value), so an error names the
@@ -157,6 +177,15 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("email", {"password": "EMAIL_SMTP_PASSWORD"},
          {"smtp_url": "EMAIL_SMTP_URL", "from": "EMAIL_FROM", "to": "EMAIL_TO", "username": "EMAIL_SMTP_USERNAME"},
          ("smtp_url",), _email, destination="smtp_url"),
+    # people's own phones (sql/paging.sql): notify only, to verified contact methods
+    Kind("twilio", {"auth_token": "TWILIO_AUTH_TOKEN"},
+         {"account_sid": "TWILIO_ACCOUNT_SID", "from_number": "TWILIO_FROM_NUMBER", "api_url": "TWILIO_API_URL",
+          "public_url": "PGALERT_PUBLIC_URL"},
+         ("auth_token",), _twilio, actions=("notify",), pace="1/1:5", vendor_hosts=("api.twilio.com",),
+         destination="api_url"),
+    Kind("ntfy", {"token": "NTFY_TOKEN", "action_key": "PGALERT_ACTION_KEY"},
+         {"server_url": "NTFY_SERVER_URL", "public_url": "PGALERT_PUBLIC_URL"}, ("server_url",), _ntfy,
+         actions=("notify",), vendor_hosts=("ntfy.sh",), destination="server_url"),
 )}
 
 

@@ -89,3 +89,32 @@ def test_api_clients_are_created_listed_and_revoked_without_their_tokens(db_url)
     assert client["name"] == "ci" and client["revoked_at"] is not None and token not in listed.output
     again = runner.invoke(cli, ["api-client", "revoke", "ci", "--database-url", db_url])
     assert again.exit_code == 1 and "no active API client is named ci" in again.output
+
+
+def test_contact_methods_are_added_verified_and_test_paged_by_an_admin_login(login_url, conn):
+    admin_url = login_url("monitoring_admin")
+    conn.execute("INSERT INTO monitoring_people (name) VALUES ('alice')")
+    runner = CliRunner()
+    added = runner.invoke(cli, ["contact", "add", "alice", "sms", "+14155550123", "--after", "0", "--after", "3 minutes",
+                                "--database-url", admin_url])
+    assert added.exit_code == 0, added.output
+    method_id = int(added.stdout.strip())
+    bad = runner.invoke(cli, ["contact", "add", "alice", "sms", "555-0100", "--database-url", admin_url])
+    assert bad.exit_code == 1 and "phone_is_e164" in bad.output
+    sent = runner.invoke(cli, ["contact", "send-code", str(method_id), "--database-url", admin_url])
+    assert sent.exit_code == 0 and "a code is on its way" in sent.output
+    code = conn.execute("SELECT context ->> 'code' FROM monitoring_deliveries WHERE target = %s",
+                        (f"verify:{method_id}",)).fetchone()[0]
+    wrong = runner.invoke(cli, ["contact", "verify", str(method_id), "000000" if code != "000000" else "111111",
+                                "--database-url", admin_url])
+    assert wrong.exit_code == 1 and "wrong code" in wrong.output
+    right = runner.invoke(cli, ["contact", "verify", str(method_id), code, "--database-url", admin_url])
+    assert right.exit_code == 0, right.output
+    listed = json.loads(runner.invoke(cli, ["contact", "list", "--person", "alice", "--format", "json",
+                                            "--database-url", admin_url]).output)
+    assert [(m["kind"], m["address"], m["verified_at"] is not None, m["rule_delays"]) for m in listed] == [
+        ("sms", "+14155550123", True, "00:00:00, 00:03:00")]
+    tested = runner.invoke(cli, ["page", "test", "alice", "--database-url", admin_url])
+    assert tested.exit_code == 0, tested.output
+    # both rules use the one number: two texts queued, on the twilio channel
+    assert tested.stdout.count("+14155550123") == 2 and tested.stdout.count("twilio") == 2

@@ -543,3 +543,33 @@ def test_a_console_admin_changes_a_channels_description_and_settings_but_never_i
     responder = sign_in(browser, serve, "rick")
     responder.goto("/console/channels")
     assert responder.locator("form.channel").count() == 0
+
+
+def test_an_admin_sends_a_test_page_and_sees_each_message_and_a_responder_may_test_only_themselves(
+        browser, serve, users, conn):
+    for person, kind, address in (("Alice", "sms", "+14155550123"), ("Alice", "push", "oncall-alice"),
+                                  ("Rick", "sms", "+14155550124")):
+        conn.execute("INSERT INTO monitoring_people (name) VALUES (%s) ON CONFLICT DO NOTHING", (person,))
+        method = conn.execute("SELECT monitoring_add_contact_method(%s, %s, %s)", (person, kind, address)).fetchone()[0]
+        conn.execute("UPDATE monitoring_contact_methods SET verified_at = now() WHERE id = %s", (method,))
+        conn.execute("INSERT INTO monitoring_notification_rules (person_id, contact_method_id) "
+                     "SELECT person_id, id FROM monitoring_contact_methods WHERE id = %s", (method,))
+    conn.execute("UPDATE monitoring_console_users SET person_id = (SELECT id FROM monitoring_people WHERE name = 'Rick') "
+                 "WHERE login = 'rick'")
+    page = sign_in(browser, serve, "ada")
+    page.goto("/console/oncall")
+    alice = page.locator('table.contacts tr[data-person="Alice"]')
+    expect(alice).to_contain_text("sms +14155550123")
+    alice.locator("button").click()
+    page.wait_for_url(re.compile(r"/console/alerts/\d+$"))
+    expect(page.locator("body")).to_contain_text("notify queued for twilio to Alice: sms +14155550123")
+    expect(page.locator("body")).to_contain_text("notify queued for ntfy to Alice: push oncall-alice")
+    rick = sign_in(browser, serve, "rick")
+    rick.goto("/console/oncall")
+    rick.locator('table.contacts tr[data-person="Alice"] button').click()
+    expect(rick.locator("body")).to_contain_text("only an admin or Alice themselves may send Alice a test page")
+    rick.goto("/console/oncall")
+    rick.locator('table.contacts tr[data-person="Rick"] button').click()
+    rick.wait_for_url(re.compile(r"/console/alerts/\d+$"))
+    expect(rick.locator("body")).to_contain_text("to Rick: sms +14155550124")
+    assert conn.execute("SELECT count(*) FROM monitoring_alerts WHERE alert_type = 'pgalert_test_page'").fetchone() == (2,)

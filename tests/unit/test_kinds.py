@@ -24,13 +24,21 @@ SAMPLE = {
     "dsn": "https://0123456789abcdef@o1.ingest.sentry.io/42", "url": "https://hooks.example.com/pgalert",
     "signing_secret": SECRET, "smtp_url": "smtps://smtp.example.com:465", "from": "pgalert <alerts@example.com>",
     "to": "oncall@example.com", "username": "alerts@example.com", "password": "hunter22",
+    "auth_token": "0123456789abcdef0123456789abcdef", "account_sid": "AC" + "0" * 32, "from_number": "+14155550100",
+    "public_url": "https://pgalert.example.com", "server_url": "https://ntfy.example.com",
+    "action_key": "an-action-key-shared-with-pgalert-serve",
+    "token": "tk_0123456789abcdefghijklmnopqrs",
 }
-HOST = {"webhook": "hooks.example.com", "email": "smtp.example.com"}
+# the kinds that carry messages to a person's contact method, and a method of theirs
+CONTACT = {"twilio": {"kind": "sms", "address": "+14155550199"}, "ntfy": {"kind": "push", "address": "oncall-alice"}}
+HOST = {"webhook": "hooks.example.com", "email": "smtp.example.com", "ntfy": "ntfy.example.com"}
 
 
 def sample(kind: str, key: str) -> str:
     if kind == "jsm" and key == "api_url":
         return "https://api.atlassian.com/jsm/ops/integration"
+    if kind == "twilio" and key == "api_url":
+        return "https://api.twilio.com"
     if kind == "teams" and key == "webhook_url":
         return "https://prod-00.westus.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=y"
     return SAMPLE[key]
@@ -75,7 +83,8 @@ def test_a_kind_unset_is_skipped_naming_the_variable_that_configures_it(kind):
 @pytest.mark.parametrize("action", ["trigger", "acknowledge", "resolve", "notify"])
 def test_a_kind_sends_exactly_the_actions_it_declares(kind, action):
     provider = providers_from_env(default_env(kind))[kind]
-    delivery = Delivery(1, 1, kind, action, None, {}, "pgalert-1", stored_alert(1))
+    context = {"contact": CONTACT[kind], "reason": "you are on call"} if kind in CONTACT else {}
+    delivery = Delivery(1, 1, kind, action, None, context, "pgalert-1", stored_alert(1))
     request = provider.build(delivery)
     assert (request is not None) == (action in KINDS[kind].actions)
 

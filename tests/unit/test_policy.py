@@ -75,7 +75,8 @@ def test_unconfigured_providers_say_why():
     providers = providers_from_env({})
     assert all(isinstance(p, Unconfigured) for p in providers.values())
     assert providers["pagerduty"].reason == "PAGERDUTY_INTEGRATION_KEY is not set"
-    assert set(providers) == {"pagerduty", "opsgenie", "jsm", "slack", "teams", "sentry", "webhook", "email"}
+    assert set(providers) == {"pagerduty", "opsgenie", "jsm", "slack", "teams", "sentry", "webhook", "email", "twilio",
+                              "ntfy"}
     assert providers["jsm"].reason == "JSM_API_KEY is not set"
 
 

@@ -1,0 +1,251 @@
+"""Paging people directly (sql/paging.sql): verified contact methods, notification rules run on the escalation's
+clock, fall-through to the next method, rate limits, and the end of a page at acknowledge.
+
+Times are the database's own now() plus offsets (monitoring_run_oncall(p_at) is the clock): a message that
+fails hands over at once, which the database does at its real now()."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+import pytest
+
+M = dt.timedelta(minutes=1)
+
+
+def person(conn, name: str) -> int:
+    return conn.execute("INSERT INTO monitoring_people (name) VALUES (%s) RETURNING id", (name,)).fetchone()[0]
+
+
+def add_method(conn, name: str, kind: str, address: str) -> int:
+    return conn.execute("SELECT monitoring_add_contact_method(%s, %s, %s)", (name, kind, address)).fetchone()[0]
+
+
+def sent_code(conn, method_id: int) -> str:
+    return conn.execute("SELECT context ->> 'code' FROM monitoring_deliveries WHERE target = %s ORDER BY id DESC LIMIT 1",
+                        (f"verify:{method_id}",)).fetchone()[0]
+
+
+def verified(conn, name: str, kind: str, address: str) -> int:
+    """A method verified the way a person does it: the code that was sent, typed back."""
+    method_id = add_method(conn, name, kind, address)
+    conn.execute("SELECT monitoring_send_verification_code(%s)", (method_id,))
+    assert conn.execute("SELECT monitoring_verify_contact_method(%s, %s)", (method_id, sent_code(conn, method_id))).fetchone() == (True,)
+    return method_id
+
+
+def rule(conn, person_id: int, method_id: int, delay: dt.timedelta) -> None:
+    conn.execute("INSERT INTO monitoring_notification_rules (person_id, contact_method_id, delay) VALUES (%s, %s, %s)",
+                 (person_id, method_id, delay))
+
+
+def escalate_to(conn, name: str, alert_type: str = "db_down") -> None:
+    """A policy whose one step pages `name` at once, for alerts of alert_type."""
+    with conn.transaction():
+        policy = conn.execute("INSERT INTO monitoring_escalation_policies (name, repeat_count) VALUES ('wake', 0) "
+                              "RETURNING id").fetchone()[0]
+        conn.execute("INSERT INTO monitoring_escalation_steps (policy_id, step, delay, target_type, person_id) "
+                     "SELECT %s, 1, '0', 'person', id FROM monitoring_people WHERE name = %s", (policy, name))
+        conn.execute("INSERT INTO monitoring_escalation_assignments (policy_id, alert_type) VALUES (%s, %s)",
+                     (policy, alert_type))
+
+
+def messages(conn, alert_id: int) -> list[tuple[str, str, str, str | None]]:
+    """(kind, address, status, last_error) of the messages to people's contact methods, in order."""
+    return conn.execute(
+        "SELECT context -> 'contact' ->> 'kind', context -> 'contact' ->> 'address', status, last_error "
+        "FROM monitoring_deliveries WHERE alert_id = %s AND starts_with(target, 'page:') ORDER BY id", (alert_id,)).fetchall()
+
+
+@pytest.fixture
+def alice(conn):
+    """Alice, woken as people are: push at once, SMS after 2 minutes, a call after 5."""
+    alice_id = person(conn, "alice")
+    push = verified(conn, "alice", "push", "oncall-alice")
+    sms = verified(conn, "alice", "sms", "+14155550123")
+    voice = verified(conn, "alice", "voice", "+14155550123")
+    for method, delay in ((push, 0 * M), (sms, 2 * M), (voice, 5 * M)):
+        rule(conn, alice_id, method, delay)
+    escalate_to(conn, "alice")
+    return {"id": alice_id, "push": push, "sms": sms, "voice": voice}
+
+
+def raise_at(conn, at: dt.datetime) -> int:
+    return conn.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_at => %s)", (at,)).fetchone()[0]
+
+
+def now(conn) -> dt.datetime:
+    return conn.execute("SELECT now()").fetchone()[0]
+
+
+def test_a_critical_alert_pushes_at_once_texts_at_two_minutes_and_calls_at_five(conn, alice):
+    t = now(conn)
+    alert = raise_at(conn, t)
+    assert messages(conn, alert) == [("push", "oncall-alice", "pending", None)]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 1 * M,))
+    assert len(messages(conn, alert)) == 1
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 2 * M,))
+    assert messages(conn, alert)[-1] == ("sms", "+14155550123", "pending", None)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 5 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms", "voice"]
+    # each went to the channel that carries its kind, and says who and why
+    rows = conn.execute("SELECT provider, context ->> 'person', context ->> 'reason' FROM monitoring_deliveries "
+                        "WHERE alert_id = %s AND starts_with(target, 'page:') ORDER BY id", (alert,)).fetchall()
+    assert [r[0] for r in rows] == ["ntfy", "twilio", "twilio"]
+    assert {r[1] for r in rows} == {"alice"} and all(r[2] == "escalation level 1 of policy wake" for r in rows)
+
+
+def test_acknowledging_ends_the_page_and_skips_what_was_not_sent(conn, alice):
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 2 * M,))
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'alice', p_at => %s)", (alert, t + 3 * M))
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 10 * M,))
+    assert messages(conn, alert) == [
+        ("push", "oncall-alice", "skipped", "not sent: the alert was acknowledged"),
+        ("sms", "+14155550123", "skipped", "not sent: the alert was acknowledged"),
+    ]
+    assert conn.execute("SELECT finish_reason FROM monitoring_person_pages WHERE alert_id = %s", (alert,)).fetchone() == ("acknowledged",)
+
+
+def test_a_failed_message_hands_over_to_the_next_method_at_once(conn, alice):
+    t = now(conn)
+    alert = raise_at(conn, t)
+    # the push channel refused it (the dispatcher records a final failure): the SMS goes now, not at two minutes
+    conn.execute("UPDATE monitoring_deliveries SET status = 'failed', completed_at = now(), last_error = 'HTTP 403' "
+                 "WHERE alert_id = %s AND starts_with(target, 'page:')", (alert,))
+    assert [m[:3] for m in messages(conn, alert)] == [("push", "oncall-alice", "failed"), ("sms", "+14155550123", "pending")]
+    # and one more failure walks one step further, never the whole chain
+    conn.execute("UPDATE monitoring_deliveries SET status = 'failed', completed_at = now() "
+                 "WHERE alert_id = %s AND context -> 'contact' ->> 'kind' = 'sms'", (alert,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms", "voice"]
+
+
+def test_an_unverified_or_disabled_method_gets_nothing(conn):
+    bob = person(conn, "bob")
+    unverified = add_method(conn, "bob", "sms", "+14155550188")
+    disabled = verified(conn, "bob", "push", "oncall-bob")
+    conn.execute("UPDATE monitoring_contact_methods SET enabled = false WHERE id = %s", (disabled,))
+    rule(conn, bob, unverified, 0 * M)
+    rule(conn, bob, disabled, 0 * M)
+    escalate_to(conn, "bob")
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 10 * M,))
+    assert messages(conn, alert) == []
+    # the page exists (bob has rules) but nothing could reach him; the escalation's own notify still went out
+    assert conn.execute("SELECT count(*) FROM monitoring_person_pages WHERE alert_id = %s", (alert,)).fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE alert_id = %s AND action = 'notify' "
+                        "AND starts_with(target, 'escalation:')", (alert,)).fetchone()[0] >= 1
+
+
+def test_a_method_over_its_rate_limit_is_skipped_visibly_and_alert_pages_come_first(conn):
+    carol = person(conn, "carol")
+    voice = verified(conn, "carol", "voice", "+14155550177")  # the code was a call: 1 of 3 in 15 minutes
+    sms = verified(conn, "carol", "sms", "+14155550177")
+    rule(conn, carol, voice, 0 * M)
+    rule(conn, carol, sms, 1 * M)
+    escalate_to(conn, "carol", "disk_full")
+
+    def call(alert_id):
+        return conn.execute("SELECT status, last_error FROM monitoring_deliveries WHERE alert_id = %s "
+                            "AND context -> 'contact' ->> 'kind' = 'voice'", (alert_id,)).fetchone()
+
+    hosts = iter(range(100))
+
+    def page():  # an alert of its own each time (another host), so each pages carol again
+        return conn.execute("SELECT monitoring_raise_alert('disk_full', 'critical', 'Disk full', p_source => %s)",
+                            (f"host{next(hosts)}",)).fetchone()[0]
+
+    first_test, second_test = (conn.execute("SELECT monitoring_test_page('carol')").fetchone()[0] for _ in range(2))
+    assert call(first_test) == ("pending", None)
+    # a status message leaves the last call of the limit to alert pages
+    assert call(second_test) == ("skipped", "not sent: rate limited: 2 messages to this voice in the last 15 minutes "
+                                            "(the last of its limit is kept for alert pages)")
+    first_page, second_page = page(), page()
+    assert call(first_page) == ("pending", None)
+    assert call(second_page) == ("skipped", "not sent: rate limited: 3 messages to this voice in the last 15 minutes")
+    # the limit moves on to the next method at once, it never stops the page
+    assert [m[:3] for m in messages(conn, second_page)] == [("voice", "+14155550177", "skipped"),
+                                                            ("sms", "+14155550177", "pending")]
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="rate limited"):
+        conn.execute("SELECT monitoring_send_verification_code(%s)", (voice,))
+
+
+def test_a_test_page_walks_every_method_at_once_and_pages_nobody_else(conn, alice):
+    alert = conn.execute("SELECT monitoring_test_page('alice')").fetchone()[0]
+    assert [m[:3] for m in messages(conn, alert)] == [
+        ("push", "oncall-alice", "pending"), ("sms", "+14155550123", "pending"), ("voice", "+14155550123", "pending")]
+    assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE alert_id = %s AND NOT starts_with(target, 'page:')",
+                        (alert,)).fetchone() == (0,)
+    assert conn.execute("SELECT status, alert_type FROM monitoring_alerts WHERE id = %s", (alert,)).fetchone() == (
+        "resolved", "pgalert_test_page")
+    assert conn.execute("SELECT count(*) FROM monitoring_sla_metrics WHERE alert_id = %s", (alert,)).fetchone() == (0,)
+    with pytest.raises(psycopg.errors.NoDataFound, match="no person is named 'nobody'"):
+        conn.execute("SELECT monitoring_test_page('nobody')")
+    person(conn, "dave")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="dave has no notification rules"):
+        conn.execute("SELECT monitoring_test_page('dave')")
+
+
+def test_methods_are_checked_when_added(conn):
+    person(conn, "erin")
+    with pytest.raises(psycopg.errors.CheckViolation, match="phone_is_e164"):
+        add_method(conn, "erin", "sms", "0155 555 0100")
+    with pytest.raises(psycopg.errors.CheckViolation, match="push_is_a_topic"):
+        add_method(conn, "erin", "push", "https://evil.example.com/topic")  # a topic, never a host
+    with pytest.raises(psycopg.errors.CheckViolation, match="contact_kind_is_known"):
+        add_method(conn, "erin", "pager", "x")
+    with pytest.raises(psycopg.errors.NoDataFound, match="no person is named 'nobody'"):
+        add_method(conn, "nobody", "sms", "+14155550100")
+    assert add_method(conn, "erin", " SMS ", " +14155550100 ") > 0  # kind and spaces forgiven
+
+
+def test_a_code_is_kept_as_a_hash_and_leaves_its_delivery_once_sent(conn):
+    person(conn, "frank")
+    method = add_method(conn, "frank", "sms", "+14155550166")
+    conn.execute("SELECT monitoring_send_verification_code(%s)", (method,))
+    code = sent_code(conn, method)
+    assert len(code) == 6 and code.isdigit()
+    stored = conn.execute("SELECT to_jsonb(v)::text FROM monitoring_contact_verifications v").fetchone()[0]
+    assert code not in stored
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="less than a minute ago"):
+        conn.execute("SELECT monitoring_send_verification_code(%s)", (method,))
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', completed_at = now() WHERE target = %s",
+                 (f"verify:{method}",))
+    context = conn.execute("SELECT context::text FROM monitoring_deliveries WHERE target = %s", (f"verify:{method}",)).fetchone()[0]
+    assert code not in context and "+14155550166" in context
+    assert conn.execute("SELECT verified_at FROM monitoring_contact_methods WHERE id = %s", (method,)).fetchone() == (None,)
+    assert conn.execute("SELECT monitoring_verify_contact_method(%s, %s)", (method, code)).fetchone() == (True,)
+
+
+def test_five_wrong_codes_end_the_code(connect, conn):
+    person(conn, "gina")
+    method = add_method(conn, "gina", "sms", "+14155550155")
+    conn.execute("SELECT monitoring_send_verification_code(%s)", (method,))
+    code = sent_code(conn, method)
+    admin = connect("monitoring_admin")
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    assert [admin.execute("SELECT monitoring_verify_contact_method(%s, %s)", (method, wrong)).fetchone()[0]
+            for _ in range(5)] == [False] * 5
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no code is waiting"):
+        admin.execute("SELECT monitoring_verify_contact_method(%s, %s)", (method, code))
+    assert conn.execute("SELECT verified_at FROM monitoring_contact_methods WHERE id = %s", (method,)).fetchone() == (None,)
+
+
+def test_an_admin_cannot_mark_a_method_verified_or_move_a_verified_address(connect, conn):
+    person(conn, "hank")
+    method = verified(conn, "hank", "sms", "+14155550144")
+    admin = connect("monitoring_admin")
+    for statement in ("UPDATE monitoring_contact_methods SET verified_at = now()",
+                      "UPDATE monitoring_contact_methods SET address = '+14155550999'",
+                      "INSERT INTO monitoring_contact_methods (person_id, kind, address, verified_at) "
+                      "SELECT id, 'voice', '+14155550999', now() FROM monitoring_people WHERE name = 'hank'"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            admin.execute(statement)
+    admin.execute("UPDATE monitoring_contact_methods SET enabled = false WHERE id = %s", (method,))  # this they may
+    # and nobody else may do any of it
+    for role in ("monitoring_writer", "monitoring_reader", "monitoring_dispatcher"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connect(role).execute("SELECT monitoring_send_verification_code(%s)", (method,))
