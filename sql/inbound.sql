@@ -109,6 +109,35 @@ provider''s own reference for it (remembered whenever both are known); NULL when
 REVOKE ALL ON FUNCTION monitoring_inbound_find_alert(text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_inbound_find_alert(text, text, text) TO monitoring_inbound;
 
+-- An action from outside recorded under its receipt (the sender's id for the request): the new row's id, or NULL
+-- when that receipt was recorded before, so a request delivered twice, or two at once, acts once.
+CREATE OR REPLACE FUNCTION _monitoring_inbound_receipt(
+    p_via text, p_receipt_id text, p_action text, p_actor text, p_at timestamptz
+)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO public.monitoring_inbound_actions AS ia (via, receipt_id, alert_id, action, actor, occurred_at)
+    VALUES (p_via, left(p_receipt_id, 200), NULL, p_action, p_actor, p_at)
+    ON CONFLICT ON CONSTRAINT one_action_per_receipt DO NOTHING
+    RETURNING ia.id
+$$;
+REVOKE ALL ON FUNCTION _monitoring_inbound_receipt(text, text, text, text, timestamptz) FROM PUBLIC;
+
+-- What a receipt recorded before did: the answer to its repeat.
+CREATE OR REPLACE FUNCTION _monitoring_inbound_repeat(p_via text, p_receipt_id text)
+RETURNS TABLE (outcome text, alert_id bigint, alert_status text, actor text)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'duplicate'::text, ia.alert_id, a.status, ia.actor
+    FROM public.monitoring_inbound_actions AS ia
+    LEFT JOIN public.monitoring_alerts AS a ON a.id = ia.alert_id
+    WHERE ia.via = p_via AND ia.receipt_id = left(p_receipt_id, 200)
+$$;
+REVOKE ALL ON FUNCTION _monitoring_inbound_repeat(text, text) FROM PUBLIC;
+
 -- What a responder's action does to an alert, from any source outside (a provider, a person's phone): the outcome
 -- (acknowledged, resolved, reopened, superseded, already_<status>), after acting through the lifecycle with p_via.
 -- p_at is the responder's time; one before the alert existed cannot be theirs: it is the time pgalert heard of it
@@ -183,16 +212,9 @@ BEGIN
         CASE WHEN p_slack_member_id IS NOT NULL THEN 'slack user ' || left(p_slack_member_id, 40) END,
         p_via
     );
-    INSERT INTO public.monitoring_inbound_actions AS ia (via, receipt_id, alert_id, action, actor, occurred_at)
-    VALUES (p_via, left(p_receipt_id, 200), NULL, p_action, v_actor, p_at)
-    ON CONFLICT ON CONSTRAINT one_action_per_receipt DO NOTHING
-    RETURNING ia.id INTO v_action_id;
-    IF v_action_id IS NULL THEN
-        RETURN QUERY
-        SELECT 'duplicate'::text, ia.alert_id, a.status, ia.actor
-        FROM public.monitoring_inbound_actions AS ia
-        LEFT JOIN public.monitoring_alerts AS a ON a.id = ia.alert_id
-        WHERE ia.via = p_via AND ia.receipt_id = left(p_receipt_id, 200);
+    v_action_id := public._monitoring_inbound_receipt(p_via, p_receipt_id, p_action, v_actor, p_at);
+    IF v_action_id IS NULL THEN  -- a repeat of a request already recorded: what it did then
+        RETURN QUERY SELECT * FROM public._monitoring_inbound_repeat(p_via, p_receipt_id);
         RETURN;
     END IF;
 
@@ -440,16 +462,9 @@ BEGIN
         END IF;
     END IF;
     v_actor := coalesce(v_person, p_via || ' ' || left(coalesce(p_address, 'unknown'), 40));
-    INSERT INTO public.monitoring_inbound_actions AS ia (via, receipt_id, alert_id, action, actor, occurred_at)
-    VALUES (p_via, left(p_receipt_id, 200), NULL, p_action, v_actor, p_at)
-    ON CONFLICT ON CONSTRAINT one_action_per_receipt DO NOTHING
-    RETURNING ia.id INTO v_action_id;
-    IF v_action_id IS NULL THEN
-        RETURN QUERY
-        SELECT 'duplicate'::text, ia.alert_id, a.status, ia.actor
-        FROM public.monitoring_inbound_actions AS ia
-        LEFT JOIN public.monitoring_alerts AS a ON a.id = ia.alert_id
-        WHERE ia.via = p_via AND ia.receipt_id = left(p_receipt_id, 200);
+    v_action_id := public._monitoring_inbound_receipt(p_via, p_receipt_id, p_action, v_actor, p_at);
+    IF v_action_id IS NULL THEN  -- a repeat of a request already recorded: what it did then
+        RETURN QUERY SELECT * FROM public._monitoring_inbound_repeat(p_via, p_receipt_id);
         RETURN;
     END IF;
     IF v_person IS NULL THEN
