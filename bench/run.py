@@ -202,6 +202,7 @@ def insert_cost(server: LocalServer) -> None:
     report("INSERT rate, in one transaction", f"{alerts_tx:,.0f}/s",
            f"plain table {plain_tx:,.0f}/s = {alerts_tx / plain_tx:.2f}")
     hygiene.run(fresh_database(server, "pgalert_bench_hygiene"), report)
+    hygiene.run_at_scale(fresh_database(server, "pgalert_bench_hygiene_scale"), report)
 
 
 if __name__ == "__main__":

@@ -6,3 +6,6 @@ SELECT monitoring_install_schedules();
 
 -- today's and the coming days' partitions of monitoring_events
 SELECT count(*) AS event_partitions FROM monitoring_maintain_event_partitions();
+
+-- the open alerts that can inhibit, per rule: derived data, built again whole (sql/hygiene.sql)
+SELECT monitoring_rebuild_inhibit_sources() AS inhibit_sources;

@@ -226,7 +226,8 @@ GRANT EXECUTE ON FUNCTION _monitoring_escalate(timestamptz, bigint[]) TO monitor
 -- New alerts take the policy that applies to them (their alert type's, else their severity's), copied with its
 -- steps; a first step without delay goes out with the alert, not at the next cron minute, and at the alert's own
 -- time, so a backfilled alert does not run its whole chain at once. Called by the INSERT trigger with the new
--- alerts that escalate on their own (a group's member escalates through its group).
+-- alerts that escalate on their own (a group's member escalates through its group), when a policy is assigned
+-- to any of them.
 CREATE OR REPLACE FUNCTION _monitoring_start_escalations(p_alerts monitoring_alerts[])
 RETURNS void
 LANGUAGE plpgsql
@@ -236,14 +237,6 @@ AS $$
 DECLARE
     v_batch record;
 BEGIN
-    IF NOT EXISTS (
-        SELECT FROM unnest(p_alerts) AS a
-        JOIN public.monitoring_escalation_assignments AS x
-            ON x.alert_type = a.alert_type OR (x.alert_type IS NULL AND x.severity = a.severity)
-        WHERE a.status <> 'resolved'
-    ) THEN
-        RETURN;  -- most alerts escalate nowhere: skip the rest
-    END IF;
     FOR v_batch IN
     WITH started AS (
         INSERT INTO public.monitoring_alert_escalations

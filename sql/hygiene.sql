@@ -13,7 +13,7 @@
 -- - every hold and release is a row of monitoring_notification_holds.
 --
 -- Owns: monitoring_notification_holds, monitoring_silences, monitoring_maintenance_windows,
---       monitoring_inhibit_rules, monitoring_group_rules, monitoring_flap_rules
+--       monitoring_inhibit_rules, monitoring_inhibit_sources, monitoring_group_rules, monitoring_flap_rules
 -- (the rules' tables: admins write them; pgalert itself only takes a rule it cannot evaluate out of force.)
 
 -- One field of an alert, as matchers name it. A field the alert lacks is '' (Alertmanager: a missing label is
@@ -367,6 +367,125 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_hygiene_in_force(timestamptz) FROM PUBLIC;
 
+-- An alert's values of the fields an inhibit rule's `equal` names, in order: a source and a target are paired
+-- when theirs are the same (a field the alert lacks is '', as Alertmanager's missing label).
+CREATE OR REPLACE FUNCTION _monitoring_equal_values(p_alert monitoring_alerts, p_fields text[])
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT coalesce(array_agg(public._monitoring_alert_field(p_alert, f.field) ORDER BY f.position), '{}')
+    FROM unnest(p_fields) WITH ORDINALITY AS f (field, position)
+$$;
+REVOKE ALL ON FUNCTION _monitoring_equal_values(monitoring_alerts, text[]) FROM PUBLIC;
+
+-- The inhibit sources of these alerts, as they are now: each unresolved one that meets an enabled rule's source
+-- matchers, with its equal values. Called for new alerts (the INSERT trigger, through _monitoring_hold_new_alerts)
+-- and for an alert whose fields or status changed (the trigger below).
+CREATE OR REPLACE FUNCTION _monitoring_note_inhibit_sources(p_alerts monitoring_alerts[])
+RETURNS void
+LANGUAGE plpgsql  -- its plans kept per connection: this runs at INSERTs while an inhibit rule is in force
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM public.monitoring_inhibit_sources AS s WHERE s.alert_id = ANY (ARRAY(SELECT a.id FROM unnest(p_alerts) AS a));
+    INSERT INTO public.monitoring_inhibit_sources (rule_id, alert_id, equal_values)
+    SELECT r.id, a.id, public._monitoring_equal_values(a, r.equal)
+    FROM unnest(p_alerts) AS a
+    CROSS JOIN public.monitoring_inhibit_rules AS r
+    WHERE r.enabled AND a.status <> 'resolved'
+      AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(a, r.source_matchers))
+    ON CONFLICT DO NOTHING;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_note_inhibit_sources(monitoring_alerts[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION monitoring_rebuild_inhibit_sources(p_rule_id bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count bigint;
+BEGIN
+    DELETE FROM public.monitoring_inhibit_sources AS s WHERE p_rule_id IS NULL OR s.rule_id = p_rule_id;
+    INSERT INTO public.monitoring_inhibit_sources (rule_id, alert_id, equal_values)
+    SELECT r.id, a.id, public._monitoring_equal_values(a, r.equal)
+    FROM public.monitoring_inhibit_rules AS r
+    JOIN public.monitoring_alerts AS a ON a.status <> 'resolved'
+    WHERE r.enabled AND (p_rule_id IS NULL OR r.id = p_rule_id)
+      AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(a, r.source_matchers));
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION monitoring_rebuild_inhibit_sources(bigint) IS
+'Build monitoring_inhibit_sources again from the open alerts, for one inhibit rule or (NULL) all; returns how many
+sources. pgalert keeps them current itself (rule changes, alerts opening, changing, resolving); this is for after a
+restore with triggers off, and migrate runs it.';
+REVOKE ALL ON FUNCTION monitoring_rebuild_inhibit_sources(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_rebuild_inhibit_sources(bigint) TO monitoring_admin;
+
+-- A rule saved, changed, enabled or disabled: its sources are found again among the open alerts.
+CREATE OR REPLACE FUNCTION _monitoring_inhibit_rule_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM public.monitoring_rebuild_inhibit_sources(NEW.id);
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_inhibit_rule_changed() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER monitoring_inhibit_rules_sources
+AFTER INSERT OR UPDATE OF source_matchers, equal, enabled ON monitoring_inhibit_rules
+FOR EACH ROW EXECUTE FUNCTION _monitoring_inhibit_rule_changed();
+COMMENT ON TRIGGER monitoring_inhibit_rules_sources ON monitoring_inhibit_rules IS
+'A rule saved or changed finds its sources among the open alerts again (monitoring_inhibit_sources).';
+
+-- An alert whose status or matchable fields changed (acknowledged, resolved, reopened; a repeat that merged new
+-- labels or raised the severity; an admin's edit): its inhibit sources follow. A rule that cannot be evaluated
+-- is taken out of force rather than failing the change.
+CREATE OR REPLACE FUNCTION _monitoring_alert_source_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_error text;
+BEGIN
+    IF NEW.status = 'resolved' THEN
+        DELETE FROM public.monitoring_inhibit_sources WHERE alert_id = NEW.id;
+    ELSIF EXISTS (SELECT FROM public.monitoring_inhibit_rules AS r WHERE r.enabled) THEN
+        BEGIN
+            PERFORM public._monitoring_note_inhibit_sources(ARRAY[NEW]);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;
+            PERFORM public._monitoring_disable_broken_rules(v_error);
+        END;
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_alert_source_changed() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER monitoring_alerts_inhibit_sources
+AFTER UPDATE ON monitoring_alerts
+FOR EACH ROW
+WHEN (
+    old.status IS DISTINCT FROM new.status OR old.details IS DISTINCT FROM new.details
+    OR old.severity IS DISTINCT FROM new.severity OR old.alert_type IS DISTINCT FROM new.alert_type
+    OR old.source IS DISTINCT FROM new.source OR old.dedup_key IS DISTINCT FROM new.dedup_key
+)
+EXECUTE FUNCTION _monitoring_alert_source_changed();
+COMMENT ON TRIGGER monitoring_alerts_inhibit_sources ON monitoring_alerts IS
+'An alert that resolves stops inhibiting; one whose fields change (a repeat''s labels, a raised severity) or that
+reopens is a source of the rules it now meets (monitoring_inhibit_sources).';
+
 -- What holds an alert's notifications at p_at: one row per cause, named by its id (cause_id) and labelled for
 -- people (held_by). An inhibition is held per source alert, so it lasts while any of them is unresolved.
 CREATE OR REPLACE FUNCTION _monitoring_holds_for(p_alert monitoring_alerts, p_at timestamptz)
@@ -385,34 +504,18 @@ AS $$
     WHERE public._monitoring_window_is_open(w, p_at)
       AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, w.matchers))
     UNION ALL
-    SELECT 'inhibition', 'inhibit rule ' || pair.rule_name || ': alert ' || (pair.source).id, (pair.source).id,
-           pair.rule_id
-    FROM (
-        -- first the rules that have an unresolved source at all (usually none: one index probe per rule), and
-        -- only then the matchers; OFFSET 0 keeps the planner from testing the target's matchers first
-        SELECT r.id AS rule_id, r.name AS rule_name, r.source_matchers, r.target_matchers, r.equal,
-               src.alert AS source
-        FROM public.monitoring_inhibit_rules AS r
-        CROSS JOIN LATERAL (
-            -- a rule that names its source's alert_type finds the sources by index; others look at every open alert
-            SELECT a FROM public.monitoring_alerts AS a
-            WHERE r.source_alert_type IS NOT NULL AND a.alert_type = r.source_alert_type AND a.status <> 'resolved'
-            UNION ALL
-            SELECT a FROM public.monitoring_alerts AS a
-            WHERE r.source_alert_type IS NULL AND a.status <> 'resolved'
-        ) AS src (alert)
-        WHERE r.enabled AND (src.alert).id <> p_alert.id
-        OFFSET 0
-    ) AS pair
-    WHERE NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, pair.target_matchers))
-      AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(pair.source, pair.source_matchers))
+    -- an inhibition: per rule whose target matchers the alert meets, its sources whose equal fields agree, found
+    -- by index (monitoring_inhibit_sources, kept below), so the cost is the rules', never the open alerts'
+    SELECT 'inhibition', 'inhibit rule ' || r.name || ': alert ' || s.alert_id, s.alert_id, r.id
+    FROM public.monitoring_inhibit_rules AS r
+    JOIN public.monitoring_inhibit_sources AS s
+        ON s.rule_id = r.id AND s.equal_values = public._monitoring_equal_values(p_alert, r.equal)
+    JOIN public.monitoring_alerts AS src ON src.id = s.alert_id
+    WHERE r.enabled AND s.alert_id <> p_alert.id
+      AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, r.target_matchers))
       -- an alert on both sides cannot be inhibited by another on both sides (nor by itself)
-      AND NOT (NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, pair.source_matchers))
-               AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(pair.source, pair.target_matchers)))
-      AND NOT EXISTS (
-          SELECT FROM unnest(pair.equal) AS e (field)
-          WHERE public._monitoring_alert_field(p_alert, e.field) <> public._monitoring_alert_field(pair.source, e.field)
-      )
+      AND NOT (NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, r.source_matchers))
+               AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(src, r.target_matchers)))
 $$;
 REVOKE ALL ON FUNCTION _monitoring_holds_for(monitoring_alerts, timestamptz) FROM PUBLIC;
 
@@ -478,6 +581,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- the new alerts that can inhibit are sources first: one statement's alerts may inhibit each other
+    IF EXISTS (SELECT FROM public.monitoring_inhibit_rules AS r WHERE r.enabled) THEN
+        PERFORM public._monitoring_note_inhibit_sources(p_alerts);
+    END IF;
     INSERT INTO public.monitoring_notification_holds (alert_id, reason, held_by, source_alert_id, cause_id, held_at)
     SELECT a.id, h.reason, h.held_by, h.source_alert_id, h.cause_id, a.created_at
     FROM unnest(p_alerts) AS a

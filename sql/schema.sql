@@ -1278,6 +1278,25 @@ ALTER TABLE public.monitoring_inhibit_rules ALTER COLUMN id ADD GENERATED ALWAYS
 
 
 --
+-- Name: monitoring_inhibit_sources; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_inhibit_sources (
+    rule_id bigint NOT NULL,
+    alert_id bigint NOT NULL,
+    equal_values text[] NOT NULL
+);
+
+
+--
+-- Name: TABLE monitoring_inhibit_sources; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_inhibit_sources IS 'Derived, kept by pgalert: each unresolved alert that matches an enabled inhibit rule''s source_matchers, with its
+values of the rule''s equal fields (a target is held by the sources whose values are its own).';
+
+
+--
 -- Name: monitoring_maintenance_windows_id_seq; Type: SEQUENCE; Schema: public; Owner: -
 --
 
@@ -2201,6 +2220,14 @@ ALTER TABLE ONLY public.monitoring_inhibit_rules
 
 
 --
+-- Name: monitoring_inhibit_sources monitoring_inhibit_sources_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_inhibit_sources
+    ADD CONSTRAINT monitoring_inhibit_sources_pkey PRIMARY KEY (rule_id, alert_id);
+
+
+--
 -- Name: monitoring_maintenance_windows monitoring_maintenance_windows_name_key; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2588,6 +2615,20 @@ CREATE INDEX monitoring_inbound_actions_received_at ON public.monitoring_inbound
 
 
 --
+-- Name: monitoring_inhibit_sources_by_alert; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_inhibit_sources_by_alert ON public.monitoring_inhibit_sources USING btree (alert_id);
+
+
+--
+-- Name: monitoring_inhibit_sources_by_equal; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_inhibit_sources_by_equal ON public.monitoring_inhibit_sources USING btree (rule_id, equal_values);
+
+
+--
 -- Name: monitoring_notification_holds_open; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2826,6 +2867,21 @@ COMMENT ON TRIGGER monitoring_alerts_history ON public.monitoring_alerts IS 'An 
 
 
 --
+-- Name: monitoring_alerts monitoring_alerts_inhibit_sources; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_alerts_inhibit_sources AFTER UPDATE ON public.monitoring_alerts FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) OR (old.details IS DISTINCT FROM new.details) OR (old.severity IS DISTINCT FROM new.severity) OR (old.alert_type IS DISTINCT FROM new.alert_type) OR (old.source IS DISTINCT FROM new.source) OR (old.dedup_key IS DISTINCT FROM new.dedup_key))) EXECUTE FUNCTION public._monitoring_alert_source_changed();
+
+
+--
+-- Name: TRIGGER monitoring_alerts_inhibit_sources ON monitoring_alerts; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER monitoring_alerts_inhibit_sources ON public.monitoring_alerts IS 'An alert that resolves stops inhibiting; one whose fields change (a repeat''s labels, a raised severity) or that
+reopens is a source of the rules it now meets (monitoring_inhibit_sources).';
+
+
+--
 -- Name: monitoring_alerts monitoring_alerts_sla_update; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -2921,6 +2977,20 @@ CREATE TRIGGER monitoring_events_detect AFTER INSERT ON public.monitoring_events
 --
 
 COMMENT ON TRIGGER monitoring_events_detect ON public.monitoring_events IS 'Per statement: count rules learn of the new events at once (rule counts), so a burst fires without waiting for pg_cron.';
+
+
+--
+-- Name: monitoring_inhibit_rules monitoring_inhibit_rules_sources; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER monitoring_inhibit_rules_sources AFTER INSERT OR UPDATE OF source_matchers, equal, enabled ON public.monitoring_inhibit_rules FOR EACH ROW EXECUTE FUNCTION public._monitoring_inhibit_rule_changed();
+
+
+--
+-- Name: TRIGGER monitoring_inhibit_rules_sources ON monitoring_inhibit_rules; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER monitoring_inhibit_rules_sources ON public.monitoring_inhibit_rules IS 'A rule saved or changed finds its sources among the open alerts again (monitoring_inhibit_sources).';
 
 
 --
@@ -3231,6 +3301,22 @@ ALTER TABLE ONLY public.monitoring_flapping
 
 ALTER TABLE ONLY public.monitoring_inbound_actions
     ADD CONSTRAINT monitoring_inbound_actions_alert_id_fkey FOREIGN KEY (alert_id) REFERENCES public.monitoring_alerts(id) ON DELETE CASCADE;
+
+
+--
+-- Name: monitoring_inhibit_sources monitoring_inhibit_sources_alert_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_inhibit_sources
+    ADD CONSTRAINT monitoring_inhibit_sources_alert_id_fkey FOREIGN KEY (alert_id) REFERENCES public.monitoring_alerts(id) ON DELETE CASCADE;
+
+
+--
+-- Name: monitoring_inhibit_sources monitoring_inhibit_sources_rule_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_inhibit_sources
+    ADD CONSTRAINT monitoring_inhibit_sources_rule_id_fkey FOREIGN KEY (rule_id) REFERENCES public.monitoring_inhibit_rules(id) ON DELETE CASCADE;
 
 
 --
@@ -3742,6 +3828,14 @@ GRANT DELETE ON TABLE public.monitoring_inbound_actions TO monitoring_admin;
 
 GRANT SELECT ON TABLE public.monitoring_inhibit_rules TO monitoring_reader;
 GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_inhibit_rules TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_inhibit_sources; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_inhibit_sources TO monitoring_reader;
+GRANT SELECT ON TABLE public.monitoring_inhibit_sources TO monitoring_admin;
 
 
 --

@@ -264,6 +264,60 @@ def test_an_alert_on_both_sides_cannot_inhibit_itself_or_its_like(conn):
     assert set(triggers(conn, warning).values()) == {"held"}
 
 
+def sources(conn) -> set[tuple]:
+    return {(name, alert, tuple(values)) for name, alert, values in conn.execute(
+        "SELECT r.name, s.alert_id, s.equal_values FROM monitoring_inhibit_sources AS s "
+        "JOIN monitoring_inhibit_rules AS r ON r.id = s.rule_id").fetchall()}
+
+
+def rebuilt(conn) -> set[tuple]:
+    """What the sources would be if built from scratch: the kept set must always be this."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("SELECT monitoring_rebuild_inhibit_sources()")
+        return sources(conn)
+
+
+def test_a_source_chosen_by_a_label_is_kept_current_through_its_life_and_the_rules(conn):
+    """Sources are found by index (migration 0031), never by scanning open alerts: the kept set follows every
+    change of an alert and of a rule, and equals a rebuild from scratch after each."""
+    conn.execute("INSERT INTO monitoring_inhibit_rules (name, source_matchers, target_matchers, equal) VALUES "
+                 "('cluster_down', %s, %s, '{labels.cluster}')",
+                 (Jsonb([{"field": "labels.role", "op": "=~", "value": "control-?plane"}]), Jsonb(DEGRADED)))
+    plain = raise_alert(conn, "node_down", details={"labels": {"cluster": "eu1"}}, dedup="node")
+    assert sources(conn) == set() == rebuilt(conn)
+    # a repeat that brings the label makes it a source, with its cluster
+    raise_alert(conn, "node_down", details={"labels": {"cluster": "eu1", "role": "controlplane"}}, dedup="node", at=T + M)
+    assert sources(conn) == {("cluster_down", plain, ("eu1",))} == rebuilt(conn)
+    held = raise_alert(conn, details={"labels": {"cluster": "eu1"}}, dedup="api-eu1", at=T + 2 * M)
+    free = raise_alert(conn, details={"labels": {"cluster": "us1"}}, dedup="api-us1", at=T + 2 * M)
+    assert set(triggers(conn, held).values()) == {"held"} and set(triggers(conn, free).values()) == {"pending"}
+    # resolved, it inhibits no more (and what it held goes out); reopened, it is a source again
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'alice', NULL, false, %s)", (plain, T + 3 * M))
+    assert sources(conn) == set() == rebuilt(conn) and set(triggers(conn, held).values()) == {"pending"}
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'alice', NULL, %s)", (held, T + 3 * M))
+    conn.execute("SELECT _monitoring_reopen(%s, 'pagerduty', %s, 'pagerduty')", (plain, T + 4 * M))
+    assert sources(conn) == {("cluster_down", plain, ("eu1",))} == rebuilt(conn)
+    # a rule changed or disabled finds its sources again
+    conn.execute("UPDATE monitoring_inhibit_rules SET equal = '{labels.cluster,labels.env}'")
+    assert sources(conn) == {("cluster_down", plain, ("eu1", ""))} == rebuilt(conn)
+    conn.execute("UPDATE monitoring_inhibit_rules SET enabled = false")
+    assert sources(conn) == set() == rebuilt(conn)
+    conn.execute("UPDATE monitoring_inhibit_rules SET enabled = true")
+    assert sources(conn) == {("cluster_down", plain, ("eu1", ""))} == rebuilt(conn)
+    conn.execute("DELETE FROM monitoring_inhibit_rules")
+    assert sources(conn) == set()
+
+
+def test_the_alerts_of_one_statement_are_each_others_sources(conn):
+    inhibit(conn)
+    db, api = conn.execute(
+        "INSERT INTO monitoring_alerts (alert_type, severity, title, details, dedup_key) VALUES "
+        "('database_connection_failure', 'critical', 'db', '{\"labels\": {\"env\": \"prod\"}}', 'db'), "
+        "('api_response_degradation', 'critical', 'api', '{\"labels\": {\"env\": \"prod\"}}', 'api') RETURNING id"
+    ).fetchall()
+    assert set(triggers(conn, api[0]).values()) == {"held"} and set(triggers(conn, db[0]).values()) == {"pending"}
+
+
 CAUSES = ["silence", "maintenance", "inhibition"]
 
 
