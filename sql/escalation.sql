@@ -104,9 +104,6 @@ DECLARE
     v_alert_ids bigint[];
     v_levels integer[];
     v_pages jsonb;
-    v_paged_alerts bigint[];
-    v_paged_people bigint[];
-    v_page_reasons text[];
 BEGIN
     WITH due AS (
         SELECT e AS escalation, e.alert_id, e.next_index, e.level_reached, e.policy_name, e.repeat_count,
@@ -180,7 +177,7 @@ BEGIN
            ARRAY(SELECT pr.alert_id FROM progress AS pr ORDER BY pr.alert_id),
            ARRAY(SELECT pr.new_level FROM progress AS pr ORDER BY pr.alert_id),
            (SELECT jsonb_agg(jsonb_build_object(
-                       'alert_id', n.alert_id,
+                       'alert_id', n.alert_id, 'person_id', n.person_id,
                        'target', format('escalation:%s:%s', n.cycle, n.level),
                        'context', jsonb_strip_nulls(jsonb_build_object(
                            'person', n.name, 'slack_member_id', n.slack_member_id, 'email', n.email, 'phone', n.phone,
@@ -189,20 +186,16 @@ BEGIN
                                           THEN 'you are on call for this alert'
                                           ELSE format('escalated to you (level %s): not acknowledged', n.level) END)))
                        ORDER BY n.alert_id, n.step_index)  -- delivery ids follow the steps: the chain reads in order
-            FROM notifications AS n),
-           ARRAY(SELECT n.alert_id FROM notifications AS n ORDER BY n.alert_id, n.step_index),
-           ARRAY(SELECT n.person_id FROM notifications AS n ORDER BY n.alert_id, n.step_index),
-           ARRAY(SELECT format('escalation level %s of policy %s', n.level, n.policy_name)
-                 FROM notifications AS n ORDER BY n.alert_id, n.step_index)
-    INTO v_notified, v_exhausted, v_alert_ids, v_levels, v_pages, v_paged_alerts, v_paged_people, v_page_reasons;
+            FROM notifications AS n)
+    INTO v_notified, v_exhausted, v_alert_ids, v_levels, v_pages;
     -- the pages go out through the outbox (which channels take them: sql/outbox.sql), and the level reached
     -- counts in the SLA figures (sql/sla.sql)
     PERFORM public._monitoring_enqueue_pages(v_pages);
     PERFORM public._monitoring_sla_escalated(v_alert_ids, v_levels);
     -- the people the steps named are paged by their own notification rules too (sql/paging.sql), and the rules
     -- of those already paged move on
-    IF cardinality(v_paged_people) > 0 THEN
-        PERFORM public._monitoring_page_people(v_paged_alerts, v_paged_people, v_page_reasons, p_at);
+    IF v_pages IS NOT NULL THEN
+        PERFORM public._monitoring_page_people(v_pages, p_at);
     END IF;
     PERFORM public._monitoring_run_person_pages(p_at, p_alert_ids);
 

@@ -149,27 +149,29 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_run_person_pages(timestamptz, bigint[]) FROM PUBLIC;
 
--- An escalation step named these people for these alerts (pairs, sql/escalation.sql): each with notification
--- rules is paged from p_at, once per alert (a later step or cycle naming them again changes nothing).
-CREATE OR REPLACE FUNCTION _monitoring_page_people(
-    p_alert_ids bigint[], p_person_ids bigint[], p_reasons text[], p_at timestamptz
-)
+-- The people an escalation's steps just paged (its pages, sql/escalation.sql: {alert_id, person_id, context}, in
+-- step order): each with notification rules is paged by them from p_at, once per alert (a later step or cycle
+-- naming them again changes nothing).
+CREATE OR REPLACE FUNCTION _monitoring_page_people(p_pages jsonb, p_at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     INSERT INTO public.monitoring_person_pages (alert_id, person_id, started_at, reason)
-    SELECT paged.alert_id, paged.person_id, p_at, paged.reason
-    FROM unnest(p_alert_ids, p_person_ids, p_reasons) AS paged (alert_id, person_id, reason)
-    WHERE EXISTS (SELECT FROM public.monitoring_notification_rules AS r WHERE r.person_id = paged.person_id)
+    SELECT (p.page ->> 'alert_id')::bigint, (p.page ->> 'person_id')::bigint, p_at,
+           format('escalation level %s of policy %s', p.page -> 'context' ->> 'level', p.page -> 'context' ->> 'policy')
+    FROM jsonb_array_elements(p_pages) AS p (page)
+    WHERE EXISTS (SELECT FROM public.monitoring_notification_rules AS r
+                  WHERE r.person_id = (p.page ->> 'person_id')::bigint)
     ON CONFLICT ON CONSTRAINT one_page_per_alert_and_person DO NOTHING;
     IF FOUND THEN
-        PERFORM public._monitoring_run_person_pages(p_at, p_alert_ids);
+        PERFORM public._monitoring_run_person_pages(p_at, ARRAY(
+            SELECT DISTINCT (p.page ->> 'alert_id')::bigint FROM jsonb_array_elements(p_pages) AS p (page)));
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION _monitoring_page_people(bigint[], bigint[], text[], timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _monitoring_page_people(jsonb, timestamptz) FROM PUBLIC;
 
 -- The alert was acknowledged or resolved (sql/alerts.sql): its pages end, and their messages not yet sent are
 -- skipped.

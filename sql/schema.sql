@@ -1248,7 +1248,6 @@ CREATE TABLE public.monitoring_inhibit_rules (
     target_matchers jsonb NOT NULL,
     equal text[] DEFAULT '{}'::text[] NOT NULL,
     enabled boolean DEFAULT true NOT NULL,
-    source_alert_type text GENERATED ALWAYS AS ((jsonb_path_query_first(source_matchers, '$[*]?(@."field" == "alert_type" && @."op" == "=")."value"'::jsonpath) #>> '{}'::text[])) STORED,
     CONSTRAINT inhibit_rule_name_is_simple CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text))
 );
 
