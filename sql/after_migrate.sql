@@ -9,3 +9,6 @@ SELECT count(*) AS event_partitions FROM monitoring_maintain_event_partitions();
 
 -- the open alerts that can inhibit, per rule: derived data, built again whole (sql/hygiene.sql)
 SELECT monitoring_rebuild_inhibit_sources() AS inhibit_sources;
+
+-- the rules' gates and the regex prefilters of the rules in force: derived data, built again (sql/hygiene.sql)
+SELECT monitoring_rebuild_rule_gates() AS regex_prefilters;

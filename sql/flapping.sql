@@ -20,9 +20,12 @@ CREATE OR REPLACE FUNCTION _monitoring_flap_rule_for(p_alert monitoring_alerts)
 RETURNS SETOF monitoring_flap_rules
 LANGUAGE sql STABLE
 AS $$
+    WITH k AS MATERIALIZED (SELECT * FROM public._monitoring_match_keys(p_alert))  -- once, not once per rule
     SELECT r.*
-    FROM public.monitoring_flap_rules AS r
-    WHERE r.enabled AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, r.matchers))
+    FROM k
+    CROSS JOIN public.monitoring_flap_rules AS r
+    WHERE r.enabled
+      AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(p_alert, r.matchers, k.regex_misses))
     ORDER BY r.position, r.id
     LIMIT 1
 $$;

@@ -47,9 +47,11 @@ BEGIN
                v_rank[max(array_position(v_rank, a.severity))] AS severity,
                min(a.created_at) AS first_at, max(a.created_at) AS last_at
         FROM public.monitoring_alerts AS a
+        CROSS JOIN LATERAL public._monitoring_match_keys(a) AS mk
         CROSS JOIN LATERAL (
             SELECT g.* FROM public.monitoring_group_rules AS g
-            WHERE g.enabled AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(a, g.matchers))
+            WHERE g.enabled
+              AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(a, g.matchers, mk.regex_misses))
             ORDER BY g.position, g.id
             LIMIT 1
         ) AS r

@@ -35,6 +35,24 @@ COMMENT ON SCHEMA public IS 'standard public schema';
 
 
 --
+-- Name: monitoring_alert_match_keys; Type: TYPE; Schema: public; Owner: -
+--
+
+CREATE TYPE public.monitoring_alert_match_keys AS (
+	alert_id bigint,
+	regex_misses text[],
+	gates text[]
+);
+
+
+--
+-- Name: TYPE monitoring_alert_match_keys; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TYPE public.monitoring_alert_match_keys IS 'An alert''s regex prefilter misses and the gates it opens, as the INSERT trigger hands them between statements.';
+
+
+--
 -- Name: monitoring_alerts; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1248,6 +1266,8 @@ CREATE TABLE public.monitoring_inhibit_rules (
     target_matchers jsonb NOT NULL,
     equal text[] DEFAULT '{}'::text[] NOT NULL,
     enabled boolean DEFAULT true NOT NULL,
+    source_gate text DEFAULT '*'::text NOT NULL,
+    target_gate text DEFAULT '*'::text NOT NULL,
     CONSTRAINT inhibit_rule_name_is_simple CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text))
 );
 
@@ -1260,6 +1280,22 @@ COMMENT ON TABLE public.monitoring_inhibit_rules IS 'While an unresolved alert m
 target_matchers whose fields named in equal agree with it (as in Alertmanager: an alert matching both sides
 cannot be inhibited by another that does too, itself included). When the source resolves, held alerts that are
 still open are notified.';
+
+
+--
+-- Name: COLUMN monitoring_inhibit_rules.source_gate; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_inhibit_rules.source_gate IS 'Kept by pgalert from source_matchers: field=value, field~prefix or *, what an alert must open to be tested as a
+source.';
+
+
+--
+-- Name: COLUMN monitoring_inhibit_rules.target_gate; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_inhibit_rules.target_gate IS 'Kept by pgalert from target_matchers: field=value, field~prefix or *, what an alert must open to be tested as a
+target.';
 
 
 --
@@ -1606,6 +1642,31 @@ webhook {"signing_secret"}.';
 
 
 --
+-- Name: monitoring_regex_prefilters; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_regex_prefilters (
+    matcher_key text NOT NULL,
+    field text NOT NULL,
+    regexes integer NOT NULL,
+    start_lengths integer[] NOT NULL,
+    pattern text,
+    CONSTRAINT monitoring_regex_prefilters_regexes_check CHECK ((regexes > 0))
+);
+
+
+--
+-- Name: TABLE monitoring_regex_prefilters; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_regex_prefilters IS 'Derived, kept by pgalert: per field (matcher_key: the field, prefixed by (?i) for case-insensitive regexes) the
+alternation of every =~ regex of the silences, windows, inhibit, group and flap rules in force, anchored as they are
+evaluated. A value that pattern does not match matches none of them. pattern is NULL when the alternation does not
+compile as a whole (too complex): those regexes are then tested one by one. start_lengths: the lengths of the
+literal text the regexes begin with (the gates an alert opens on the field).';
+
+
+--
 -- Name: monitoring_routes; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1730,8 +1791,7 @@ CREATE TABLE public.monitoring_silences (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     expired_at timestamp with time zone,
     expired_by text,
-    equals_field text GENERATED ALWAYS AS ((COALESCE(jsonb_path_query_first(matchers, '$[*]?(@."field" == "alert_type" && @."op" == "=")'::jsonpath), jsonb_path_query_first(matchers, '$[*]?(@."op" == "=")'::jsonpath)) ->> 'field'::text)) STORED,
-    equals_value text GENERATED ALWAYS AS ((COALESCE(jsonb_path_query_first(matchers, '$[*]?(@."field" == "alert_type" && @."op" == "=")'::jsonpath), jsonb_path_query_first(matchers, '$[*]?(@."op" == "=")'::jsonpath)) ->> 'value'::text)) STORED,
+    gate text DEFAULT '*'::text NOT NULL,
     CONSTRAINT silence_ends_after_it_starts CHECK ((ends_at > starts_at)),
     CONSTRAINT silence_says_why CHECK ((btrim(comment) <> ''::text))
 );
@@ -1745,6 +1805,14 @@ COMMENT ON TABLE public.monitoring_silences IS 'Hold the notifications of alerts
 early). Matchers: [{"field": "alert_type" | "severity" | "source" | "dedup_key" | "labels.NAME" | "details.NAME",
 "op": "=" | "!=" | "=~" | "!~", "value": "..."}]; regexes match the whole value, as in Alertmanager. Expired
 silences are kept for history.';
+
+
+--
+-- Name: COLUMN monitoring_silences.gate; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_silences.gate IS 'Kept by pgalert from matchers: field=value, field~prefix or *, what an alert must open to be tested against this
+silence.';
 
 
 --
@@ -2223,7 +2291,7 @@ ALTER TABLE ONLY public.monitoring_inhibit_rules
 --
 
 ALTER TABLE ONLY public.monitoring_inhibit_sources
-    ADD CONSTRAINT monitoring_inhibit_sources_pkey PRIMARY KEY (rule_id, alert_id);
+    ADD CONSTRAINT monitoring_inhibit_sources_pkey PRIMARY KEY (alert_id, rule_id);
 
 
 --
@@ -2320,6 +2388,14 @@ ALTER TABLE ONLY public.monitoring_person_pages
 
 ALTER TABLE ONLY public.monitoring_providers
     ADD CONSTRAINT monitoring_providers_pkey PRIMARY KEY (provider);
+
+
+--
+-- Name: monitoring_regex_prefilters monitoring_regex_prefilters_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_regex_prefilters
+    ADD CONSTRAINT monitoring_regex_prefilters_pkey PRIMARY KEY (matcher_key);
 
 
 --
@@ -2614,13 +2690,6 @@ CREATE INDEX monitoring_inbound_actions_received_at ON public.monitoring_inbound
 
 
 --
--- Name: monitoring_inhibit_sources_by_alert; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX monitoring_inhibit_sources_by_alert ON public.monitoring_inhibit_sources USING btree (alert_id);
-
-
---
 -- Name: monitoring_inhibit_sources_by_equal; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2628,10 +2697,10 @@ CREATE INDEX monitoring_inhibit_sources_by_equal ON public.monitoring_inhibit_so
 
 
 --
--- Name: monitoring_notification_holds_open; Type: INDEX; Schema: public; Owner: -
+-- Name: monitoring_notification_holds_by_alert; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX monitoring_notification_holds_open ON public.monitoring_notification_holds USING btree (alert_id) WHERE (released_at IS NULL);
+CREATE INDEX monitoring_notification_holds_by_alert ON public.monitoring_notification_holds USING btree (alert_id);
 
 
 --
@@ -2646,6 +2715,13 @@ CREATE INDEX monitoring_person_pages_running ON public.monitoring_person_pages U
 --
 
 CREATE INDEX monitoring_silences_active ON public.monitoring_silences USING btree (ends_at) WHERE (expired_at IS NULL);
+
+
+--
+-- Name: monitoring_silences_by_gate; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_silences_by_gate ON public.monitoring_silences USING btree (gate, ends_at) WHERE (expired_at IS NULL);
 
 
 --
@@ -2743,14 +2819,15 @@ COMMENT ON TRIGGER check_matchers ON public.monitoring_group_rules IS 'Matchers 
 -- Name: monitoring_inhibit_rules check_matchers; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF source_matchers, target_matchers ON public.monitoring_inhibit_rules FOR EACH ROW EXECUTE FUNCTION public._monitoring_check_hygiene_row();
+CREATE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF source_matchers, target_matchers, source_gate, target_gate ON public.monitoring_inhibit_rules FOR EACH ROW EXECUTE FUNCTION public._monitoring_check_hygiene_row();
 
 
 --
 -- Name: TRIGGER check_matchers ON monitoring_inhibit_rules; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON TRIGGER check_matchers ON public.monitoring_inhibit_rules IS 'Source and target matchers are checked in the form they are evaluated in; a bad one is refused with the reason.';
+COMMENT ON TRIGGER check_matchers ON public.monitoring_inhibit_rules IS 'Source and target matchers are checked in the form they are evaluated in (a bad one is refused with the reason),
+and the gates are set from them.';
 
 
 --
@@ -2771,14 +2848,15 @@ COMMENT ON TRIGGER check_matchers ON public.monitoring_maintenance_windows IS 'M
 -- Name: monitoring_silences check_matchers; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers ON public.monitoring_silences FOR EACH ROW EXECUTE FUNCTION public._monitoring_check_hygiene_row();
+CREATE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers, gate ON public.monitoring_silences FOR EACH ROW EXECUTE FUNCTION public._monitoring_check_hygiene_row();
 
 
 --
 -- Name: TRIGGER check_matchers ON monitoring_silences; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON TRIGGER check_matchers ON public.monitoring_silences IS 'Matchers are checked in the form they are evaluated in; a bad one is refused with the reason.';
+COMMENT ON TRIGGER check_matchers ON public.monitoring_silences IS 'Matchers are checked in the form they are evaluated in (a bad one is refused with the reason), and the gate is set
+from them.';
 
 
 --
@@ -3060,6 +3138,76 @@ CREATE CONSTRAINT TRIGGER policy_keeps_steps AFTER DELETE OR UPDATE ON public.mo
 --
 
 COMMENT ON TRIGGER policy_keeps_steps ON public.monitoring_escalation_steps IS 'At commit: removing a policy''s last step is refused (it could page nobody).';
+
+
+--
+-- Name: monitoring_flap_rules rebuild_regex_prefilters; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER rebuild_regex_prefilters AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.monitoring_flap_rules FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_rules_changed_rebuild_prefilters();
+
+
+--
+-- Name: TRIGGER rebuild_regex_prefilters ON monitoring_flap_rules; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER rebuild_regex_prefilters ON public.monitoring_flap_rules IS 'A flap rule saved, changed or out of force: the regex prefilters are built again (monitoring_regex_prefilters).';
+
+
+--
+-- Name: monitoring_group_rules rebuild_regex_prefilters; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER rebuild_regex_prefilters AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.monitoring_group_rules FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_rules_changed_rebuild_prefilters();
+
+
+--
+-- Name: TRIGGER rebuild_regex_prefilters ON monitoring_group_rules; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER rebuild_regex_prefilters ON public.monitoring_group_rules IS 'A group rule saved, changed or out of force: the regex prefilters are built again (monitoring_regex_prefilters).';
+
+
+--
+-- Name: monitoring_inhibit_rules rebuild_regex_prefilters; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER rebuild_regex_prefilters AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.monitoring_inhibit_rules FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_rules_changed_rebuild_prefilters();
+
+
+--
+-- Name: TRIGGER rebuild_regex_prefilters ON monitoring_inhibit_rules; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER rebuild_regex_prefilters ON public.monitoring_inhibit_rules IS 'An inhibit rule saved, changed or out of force: the regex prefilters are built again (monitoring_regex_prefilters).';
+
+
+--
+-- Name: monitoring_maintenance_windows rebuild_regex_prefilters; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER rebuild_regex_prefilters AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.monitoring_maintenance_windows FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_rules_changed_rebuild_prefilters();
+
+
+--
+-- Name: TRIGGER rebuild_regex_prefilters ON monitoring_maintenance_windows; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER rebuild_regex_prefilters ON public.monitoring_maintenance_windows IS 'A window saved, changed or out of force: the regex prefilters are built again (monitoring_regex_prefilters).';
+
+
+--
+-- Name: monitoring_silences rebuild_regex_prefilters; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER rebuild_regex_prefilters AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.monitoring_silences FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_rules_changed_rebuild_prefilters();
+
+
+--
+-- Name: TRIGGER rebuild_regex_prefilters ON monitoring_silences; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER rebuild_regex_prefilters ON public.monitoring_silences IS 'A silence saved, changed or out of force: the regex prefilters are built again (monitoring_regex_prefilters).';
 
 
 --
@@ -3891,6 +4039,14 @@ GRANT SELECT ON TABLE public.monitoring_person_pages TO monitoring_admin;
 GRANT SELECT ON TABLE public.monitoring_providers TO monitoring_reader;
 GRANT SELECT ON TABLE public.monitoring_providers TO monitoring_dispatcher;
 GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_providers TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_regex_prefilters; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_regex_prefilters TO monitoring_reader;
+GRANT SELECT ON TABLE public.monitoring_regex_prefilters TO monitoring_admin;
 
 
 --

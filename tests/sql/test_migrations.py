@@ -347,9 +347,10 @@ def cron_db():
                     SELECT format('DROP EXTENSION IF EXISTS %I CASCADE', extname) FROM pg_extension
                     WHERE extname NOT IN ('pg_cron', 'plpgsql')
                     UNION ALL
-                    SELECT format('DROP %s IF EXISTS %s CASCADE', CASE relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, oid::regclass)
+                    SELECT format('DROP %s IF EXISTS %s CASCADE',
+                                  CASE relkind WHEN 'v' THEN 'VIEW' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END, oid::regclass)
                     FROM pg_class
-                    WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v') AND NOT relispartition
+                    WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v', 'c') AND NOT relispartition
                       AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = pg_class.oid AND deptype = 'e')
                 ) LOOP
                     EXECUTE v_drop;

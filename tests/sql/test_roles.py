@@ -103,6 +103,7 @@ TABLE_RIGHTS = {
     "monitoring_inhibit_rules": f"{ADMIN_EDITS} reader:SELECT",
     "monitoring_notification_holds": "admin:SELECT reader:SELECT",
     "monitoring_inhibit_sources": "admin:SELECT reader:SELECT",  # derived, kept by pgalert
+    "monitoring_regex_prefilters": "admin:SELECT reader:SELECT",  # derived, kept by pgalert
     "monitoring_group_rules": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
     "monitoring_alert_groups": "admin:SELECT dispatcher:SELECT reader:SELECT",
     "monitoring_alert_group_members": "admin:SELECT dispatcher:SELECT reader:SELECT",
@@ -141,6 +142,7 @@ FUNCTION_RIGHTS = {
     "monitoring_add_contact_method": ["admin"], "monitoring_send_verification_code": ["admin"],
     "monitoring_verify_contact_method": ["admin"], "monitoring_test_page": ["admin"],
     "monitoring_rebuild_inhibit_sources": ["admin"],
+    "monitoring_rebuild_rule_gates": ["admin"],
     "monitoring_claim_deliveries": ["dispatcher"], "monitoring_complete_deliveries": ["dispatcher"],
     "monitoring_release_deliveries": ["dispatcher"], "monitoring_reserve_send_slots": ["dispatcher"],
     "monitoring_pause_provider": ["dispatcher"], "monitoring_next_delivery_due": ["dispatcher"],
