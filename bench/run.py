@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import console, hotpath, hygiene, inbound, rules, sla
+from bench import console, grouping, hotpath, hygiene, inbound, rules, sla
 from devtools.fake_providers import FakeProviders
 from devtools.localpg import LocalServer
 from dispatcher.migrate import migrate
@@ -139,7 +139,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--alerts", type=int, default=10_000, help="alerts in the throughput run")
     parser.add_argument("--port", type=int, default=55434)
-    parser.add_argument("--only", choices=["core", "hotpath", "hygiene", "sla", "rules", "inbound", "console"],
+    parser.add_argument("--only", choices=["core", "hotpath", "hygiene", "grouping", "sla", "rules", "inbound",
+                                           "console"],
                         help="run one part")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the hot-path comparison")
     args = parser.parse_args()
@@ -157,6 +158,10 @@ def main() -> int:
         core(server, fake, log_dir, args)
     if args.only == "hygiene":  # part of core; alone, for the INSERT path's figures
         insert_cost(server)
+    if args.only in (None, "grouping"):
+        print("a storm to a person, grouped ...", flush=True)
+        grouping.run(fresh_database(server, "pgalert_bench_grouping"), fake, log_dir, report, start_dispatcher, stop,
+                     peak_rss_mb)
     if args.only in (None, "rules"):
         print("rules over 10M events ...", flush=True)
         rules.run(lambda name: fresh_database(server, name), report, percentile)
