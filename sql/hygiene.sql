@@ -695,23 +695,12 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_count bigint;
 BEGIN
     DELETE FROM public.monitoring_inhibit_sources AS s WHERE p_rule_id IS NULL OR s.rule_id = p_rule_id;
     IF p_rule_id IS NULL THEN
-        -- every rule: the open alerts' keys once each, so that each tests only the rules it could meet
-        WITH keyed AS MATERIALIZED (
-            SELECT a AS alert, k.regex_misses, k.gates
-            FROM public.monitoring_alerts AS a
-            CROSS JOIN LATERAL public._monitoring_match_keys(a) AS k
-            WHERE a.status <> 'resolved'
-        )
-        INSERT INTO public.monitoring_inhibit_sources (rule_id, alert_id, equal_values)
-        SELECT r.id, (x.alert).id, public._monitoring_equal_values(x.alert, r.equal)
-        FROM keyed AS x
-        JOIN public.monitoring_inhibit_rules AS r ON r.enabled AND r.source_gate = ANY (x.gates)
-        WHERE NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(x.alert, r.source_matchers, x.regex_misses));
+        -- every rule: as for new alerts, each open alert tests only the rules it could meet
+        PERFORM public._monitoring_note_inhibit_sources(
+            ARRAY(SELECT a FROM public.monitoring_alerts AS a WHERE a.status <> 'resolved'));
     ELSE
         -- one rule (saved or changed): its few regexes stay compiled, so each open alert is simply tested
         INSERT INTO public.monitoring_inhibit_sources (rule_id, alert_id, equal_values)
@@ -721,8 +710,7 @@ BEGIN
         WHERE r.id = p_rule_id AND r.enabled
           AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(a, r.source_matchers));
     END IF;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    RETURN v_count;
+    RETURN (SELECT count(*) FROM public.monitoring_inhibit_sources AS s WHERE p_rule_id IS NULL OR s.rule_id = p_rule_id);
 END
 $$;
 COMMENT ON FUNCTION monitoring_rebuild_inhibit_sources(bigint) IS
