@@ -197,8 +197,8 @@ BEGIN
     -- counts in the SLA figures (sql/sla.sql)
     PERFORM public._monitoring_enqueue_pages(v_pages);
     PERFORM public._monitoring_sla_escalated(v_alert_ids, v_levels);
-    -- the people the steps named are paged by their own notification rules too (sql/paging.sql), and the rules
-    -- of those already paged move on
+    -- the people the steps named are paged by their own notification rules too (sql/paging.sql), and then the rules
+    -- of every page of these alerts, new or not, move on (once: an escalation's alerts are a subset of p_alert_ids)
     IF v_pages IS NOT NULL THEN
         PERFORM public._monitoring_page_people(v_pages, p_at);
     END IF;

@@ -110,8 +110,9 @@ $$;
 REVOKE ALL ON FUNCTION _monitoring_regex_matchers_in_force() FROM PUBLIC;
 
 -- The prefilters, built again whole from the rules in force (a wider alternation than needed only lets more values
--- through to be tested one by one; a narrower one would let a rule miss an alert). An alternation that does not compile as a whole keeps a NULL pattern: its regexes are then tested
--- one by one, as before prefilters, and every one of them compiled alone when it was saved.
+-- through to be tested one by one; a narrower one would let a rule miss an alert). An alternation that does not
+-- compile as a whole keeps a NULL pattern: its regexes are then tested one by one, as before prefilters, and every
+-- one of them compiled alone when it was saved.
 CREATE OR REPLACE FUNCTION _monitoring_rebuild_regex_prefilters()
 RETURNS integer
 LANGUAGE plpgsql
@@ -386,7 +387,9 @@ REVOKE ALL ON FUNCTION _monitoring_matchers_gate(jsonb) FROM PUBLIC;
 -- the row trigger that sets a rule's gates runs as the admin who saves it
 GRANT EXECUTE ON FUNCTION _monitoring_matchers_gate(jsonb) TO monitoring_admin;
 
--- A rule's matchers are checked, and its gates set from them (whatever the statement said of the gates).
+-- A rule's matchers are checked when they change, and its gates set from them (whatever the statement said of the
+-- gates). Setting the gates of a rule saved unchecked (monitoring_rebuild_rule_gates, after a restore) must work
+-- even if its matchers cannot be evaluated: the INSERT that meets it takes it out of force.
 CREATE OR REPLACE FUNCTION _monitoring_check_hygiene_row()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -394,13 +397,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_TABLE_NAME = 'monitoring_inhibit_rules' THEN
-        PERFORM public._monitoring_check_rule(NEW.source_matchers, 'source_matchers', NEW.target_matchers);
+        IF TG_OP = 'INSERT' OR NEW.source_matchers IS DISTINCT FROM OLD.source_matchers
+           OR NEW.target_matchers IS DISTINCT FROM OLD.target_matchers THEN
+            PERFORM public._monitoring_check_rule(NEW.source_matchers, 'source_matchers', NEW.target_matchers);
+        END IF;
         NEW.source_gate := public._monitoring_matchers_gate(NEW.source_matchers);
         NEW.target_gate := public._monitoring_matchers_gate(NEW.target_matchers);
     ELSIF TG_TABLE_NAME = 'monitoring_maintenance_windows' THEN
         PERFORM public._monitoring_check_rule(NEW.matchers, 'matchers', p_time_zone => NEW.time_zone);
     ELSE
-        PERFORM public._monitoring_check_rule(NEW.matchers, 'matchers');
+        IF TG_OP = 'INSERT' OR NEW.matchers IS DISTINCT FROM OLD.matchers THEN
+            PERFORM public._monitoring_check_rule(NEW.matchers, 'matchers');
+        END IF;
         IF TG_TABLE_NAME = 'monitoring_silences' THEN
             NEW.gate := public._monitoring_matchers_gate(NEW.matchers);
         END IF;
@@ -710,7 +718,8 @@ BEGIN
         WHERE r.id = p_rule_id AND r.enabled
           AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(a, r.source_matchers));
     END IF;
-    RETURN (SELECT count(*) FROM public.monitoring_inhibit_sources AS s WHERE p_rule_id IS NULL OR s.rule_id = p_rule_id);
+    RETURN (SELECT count(*) FROM public.monitoring_inhibit_sources AS s
+            WHERE p_rule_id IS NULL OR s.rule_id = p_rule_id);
 END
 $$;
 COMMENT ON FUNCTION monitoring_rebuild_inhibit_sources(bigint) IS

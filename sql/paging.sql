@@ -151,7 +151,8 @@ REVOKE ALL ON FUNCTION _monitoring_run_person_pages(timestamptz, bigint[]) FROM 
 
 -- The people an escalation's steps just paged (its pages, sql/escalation.sql: {alert_id, person_id, context}, in
 -- step order): each with notification rules is paged by them from p_at, once per alert (a later step or cycle
--- naming them again changes nothing).
+-- naming them again changes nothing). The caller then runs the pages of those alerts (_monitoring_run_person_pages),
+-- the new ones with the rest.
 CREATE OR REPLACE FUNCTION _monitoring_page_people(p_pages jsonb, p_at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
@@ -165,10 +166,6 @@ BEGIN
     WHERE EXISTS (SELECT FROM public.monitoring_notification_rules AS r
                   WHERE r.person_id = (p.page ->> 'person_id')::bigint)
     ON CONFLICT ON CONSTRAINT one_page_per_alert_and_person DO NOTHING;
-    IF FOUND THEN
-        PERFORM public._monitoring_run_person_pages(p_at, ARRAY(
-            SELECT DISTINCT (p.page ->> 'alert_id')::bigint FROM jsonb_array_elements(p_pages) AS p (page)));
-    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_page_people(jsonb, timestamptz) FROM PUBLIC;

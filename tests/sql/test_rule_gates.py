@@ -185,3 +185,19 @@ def test_inhibit_rules_are_found_by_their_gates_and_decide_as_before(conn):
     assert set(triggers(conn, held).values()) == {"held"}
     for alert in (worker, free, other_team):
         assert set(triggers(conn, alert).values()) == {"pending"}
+
+
+def test_setting_the_gates_of_a_rule_that_cannot_be_evaluated_works_and_the_rule_is_then_taken_out_of_force(conn):
+    """migrate runs monitoring_rebuild_rule_gates: a restored silence whose regex cannot be evaluated must not stop
+    it; the first alert it would have failed pages and takes it out of force."""
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("INSERT INTO monitoring_silences (matchers, ends_at, comment) "
+                 "VALUES (%s, now() + interval '1 hour', 'restored')",
+                 (Jsonb([{"field": "alert_type", "op": "=~", "value": "(?s)disk_full"}]),))
+    conn.execute("SET session_replication_role = DEFAULT")
+    assert conn.execute("SELECT monitoring_rebuild_rule_gates()").fetchone() == (1,)
+    assert conn.execute("SELECT gate FROM monitoring_silences").fetchone() == ("alert_type~",)
+    # a rule is taken out of force while it is in force by the wall clock
+    disk = raise_alert(conn, "disk_full", dedup="disk", at=dt.datetime.now(dt.UTC))
+    assert set(triggers(conn, disk).values()) == {"pending"}
+    assert conn.execute("SELECT expired_at IS NOT NULL FROM monitoring_silences").fetchone() == (True,)
