@@ -2578,13 +2578,6 @@ CREATE INDEX monitoring_alerts_created_at ON public.monitoring_alerts USING btre
 
 
 --
--- Name: monitoring_alerts_open_by_type; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX monitoring_alerts_open_by_type ON public.monitoring_alerts USING btree (alert_type) WHERE (status <> 'resolved'::text);
-
-
---
 -- Name: monitoring_console_sessions_expires; Type: INDEX; Schema: public; Owner: -
 --
 
