@@ -43,6 +43,7 @@ SCHEMA_RECHECK_SECONDS = 5.0
 SCHEDULER_CHECK_SECONDS = 30.0  # how often a dispatcher asks whether pg_cron still runs pgalert's jobs
 CHANNEL_RELOAD_SECONDS = 30.0  # channels added or changed in SQL are picked up this soon, or at their first delivery
 GAUGE_SECONDS = 5.0
+HANDOFF_SECONDS = 0.0005  # see _claim_forever: INSERT-to-provider p50 -0.04 ms, alternating runs
 # the schema this dispatcher was built with: the newest migration shipped beside it
 EXPECTED_SCHEMA = discover_migrations()[-1].version
 
@@ -184,6 +185,11 @@ class Dispatcher:
                         backoff.reset()  # only once work succeeds: a connection alone proves nothing
                         if claimed and claimed == min(capacity, self.settings.batch_size):
                             continue  # more may be due right now
+                        if claimed:
+                            # The HTTP thread needs the interpreter lock to send what was just handed to it: wait
+                            # a moment before asking when the next delivery is due, or that query's Python holds
+                            # the lock first. A wake-up (NOTIFY, finished sends) ends the wait at once.
+                            self.wake.wait(HANDOFF_SECONDS)
                         self.wake.wait(self._idle_wait(queries, capacity))
             except psycopg.Error as error:
                 delay = backoff.next()
