@@ -310,6 +310,28 @@ $$;
 REVOKE ALL ON FUNCTION _monitoring_group_summary(monitoring_alert_groups, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _monitoring_group_summary(monitoring_alert_groups, text) TO monitoring_dispatcher;
 
+-- An alert as a dispatcher receives it. Rows stored before the size limits (0012) may be huge: never hand one whole
+-- to a dispatcher (octet_length of text reads only its header; a jsonb is measured only when it was big enough to be
+-- compressed, since its stored size says nothing then). One SQL expression, so the claim's plan inlines it.
+CREATE OR REPLACE FUNCTION _monitoring_alert_as_sent(p_alert monitoring_alerts)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE
+        WHEN octet_length(p_alert.message) > 81920 OR pg_column_size(p_alert.details) > 65536
+          OR (pg_column_compression(p_alert.details) IS NOT NULL AND octet_length(p_alert.details::text) > 65536)
+        THEN to_jsonb(p_alert) || jsonb_build_object(
+            'message', left(p_alert.message, 20000),
+            'details', jsonb_build_object('pgalert_truncated', 'details over 64 KiB were left out'))
+        ELSE to_jsonb(p_alert)
+    END
+$$;
+COMMENT ON FUNCTION _monitoring_alert_as_sent(monitoring_alerts) IS
+'Internal: the alert as the claim hands it to a dispatcher, cut to the size limits when it was stored before them.';
+REVOKE ALL ON FUNCTION _monitoring_alert_as_sent(monitoring_alerts) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_alert_as_sent(monitoring_alerts) TO monitoring_dispatcher;
+
 -- Claiming and recording have plans that do not depend on the delivery queue's statistics.
 --
 -- The queue's statistics are stale whenever it matters: a burst of 10,000 alerts writes 40,000 deliveries
@@ -365,9 +387,19 @@ DECLARE
     v_granted integer;
     v_next_free timestamptz;
     v_interval interval;
+    v_providers text[];
+    v_channel text;
+    v_one_channel text;
+    v_paced_count integer := 0;
+    v_all_granted boolean := false;
+    v_decorate boolean;
 BEGIN
-    v_due := ARRAY(
-        SELECT d.id
+    SELECT array_agg(due.id), array_agg(due.provider),
+           -- what only groups and flapping alerts need is looked up only where there are such alerts
+           EXISTS (SELECT FROM public.monitoring_alert_groups) OR EXISTS (SELECT FROM public.monitoring_flapping)
+    INTO v_due, v_providers, v_decorate
+    FROM (
+        SELECT d.id, d.provider
         FROM public.monitoring_deliveries AS d
         WHERE d.status IN ('pending', 'sending')
           AND d.next_attempt_at <= now()
@@ -380,8 +412,33 @@ BEGIN
         ORDER BY d.next_attempt_at, d.id
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
-    );
+    ) AS due;
+    IF v_due IS NULL THEN
+        RETURN;  -- nothing due: no statement more
+    END IF;
+    -- Mostly one paced channel is among the sends due and its pace allows them all: counted here, on the arrays,
+    -- and reserved in one UPDATE of its row (sql/pacing.sql). The general path below, a reservation per channel
+    -- and a statement per step, cost 0.1 ms of a 0.35 ms claim when it ran for every claim (measured inside the
+    -- server: 335 us a claim of one paced send, 295 with both short forms, alternating runs of 400).
     IF p_paces IS NOT NULL AND p_paces <> '{}' THEN
+        FOREACH v_channel IN ARRAY v_providers LOOP
+            CONTINUE WHEN NOT p_paces ? v_channel;
+            IF v_one_channel IS NULL THEN
+                v_one_channel := v_channel;
+            ELSIF v_one_channel <> v_channel THEN
+                v_one_channel := '';  -- two channels or more: the general path takes them in name order
+            END IF;
+            v_paced_count := v_paced_count + 1;
+        END LOOP;
+        IF v_one_channel <> '' THEN
+            v_all_granted := public._monitoring_reserve_every_slot(
+                v_one_channel, v_paced_count,
+                make_interval(secs => (p_paces -> v_one_channel ->> 'interval')::double precision),
+                (p_paces -> v_one_channel ->> 'burst')::integer
+            );
+        END IF;
+    END IF;
+    IF v_paced_count > 0 AND NOT v_all_granted THEN
         FOR v_paced IN
             SELECT d.provider, count(*)::integer AS due_now
             FROM public.monitoring_deliveries AS d
@@ -414,6 +471,28 @@ BEGIN
         END LOOP;
     END IF;
 
+    -- Without a group or a flapping alert anywhere, the claim needs neither lookup: the same rows, 25 us sooner.
+    IF NOT v_decorate THEN
+        RETURN QUERY
+        WITH claimed AS (
+            UPDATE public.monitoring_deliveries AS d
+            SET status = 'sending',
+                claimed_by = p_dispatcher,
+                attempts = d.attempts + 1,
+                next_attempt_at = now() + p_lease,
+                first_attempt_at = coalesce(d.first_attempt_at, now())
+            WHERE d.id = ANY(v_due)
+            RETURNING d.*
+        )
+        SELECT c.id, c.attempts, c.provider, c.action, c.target, c.context,
+               'pgalert-' || left(replace(i.installation_id::text, '-', ''), 8) || '-' || c.alert_id,
+               public._monitoring_alert_as_sent(a)
+        FROM claimed AS c
+        JOIN public.monitoring_alerts AS a ON a.id = c.alert_id
+        CROSS JOIN public._monitoring_installation AS i
+        ORDER BY c.id;
+        RETURN;
+    END IF;
     RETURN QUERY
     WITH claimed AS (
         UPDATE public.monitoring_deliveries AS d
@@ -427,9 +506,6 @@ BEGIN
     )
     SELECT c.id, c.attempts, c.provider, c.action, c.target, c.context,
            'pgalert-' || left(replace(i.installation_id::text, '-', ''), 8) || '-' || c.alert_id,
-           -- rows stored before the size limits (0012) may be huge: never hand one whole to a dispatcher
-           -- (octet_length of text reads only its header; a jsonb is measured only when it was big enough to
-           -- be compressed, since its stored size says nothing then)
            CASE WHEN g.alert_id IS NOT NULL THEN  -- a group says what it holds as of now (above)
                    to_jsonb(a) || (
                        SELECT jsonb_build_object('title', s.summary -> 'title', 'message', s.summary -> 'message',
@@ -443,12 +519,7 @@ BEGIN
                        'details', a.details || jsonb_build_object('pgalert_flapping', jsonb_build_object(
                            'flapping', f.settled_at IS NULL, 'state_changes', f.state_changes, 'since', f.started_at,
                            'settled_at', f.settled_at)))
-                WHEN octet_length(a.message) > 81920 OR pg_column_size(a.details) > 65536
-                  OR (pg_column_compression(a.details) IS NOT NULL AND octet_length(a.details::text) > 65536)
-               THEN to_jsonb(a) || jsonb_build_object(
-                   'message', left(a.message, 20000),
-                   'details', jsonb_build_object('pgalert_truncated', 'details over 64 KiB were left out'))
-               ELSE to_jsonb(a)
+               ELSE public._monitoring_alert_as_sent(a)
            END
     FROM claimed AS c
     JOIN public.monitoring_alerts AS a ON a.id = c.alert_id

@@ -38,6 +38,34 @@ are deferred to then: queued, never dropped.';
 REVOKE ALL ON FUNCTION monitoring_reserve_send_slots(text, integer, interval, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_reserve_send_slots(text, integer, interval, integer) TO monitoring_dispatcher;
 
+-- The claim's short form of the above, for its usual case (sql/outbox.sql): all p_count sends granted, or none
+-- and the row untouched (the claim then reserves one at a time). All are granted when the last one's slot is within
+-- the burst's tolerance of now; each slot is one interval after the one before, the first at the theoretical
+-- arrival time or now, whichever is later. One UPDATE: the row is not locked unless it changes.
+CREATE OR REPLACE FUNCTION _monitoring_reserve_every_slot(
+    p_provider text,
+    p_count integer,
+    p_interval interval,
+    p_burst integer
+)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+BEGIN
+    UPDATE public._monitoring_pacing AS pacing
+    SET theoretical_arrival = greatest(pacing.theoretical_arrival, v_now) + p_interval * p_count
+    WHERE pacing.provider = p_provider
+      AND greatest(pacing.theoretical_arrival, v_now) + p_interval * (p_count - greatest(p_burst, 1)) <= v_now;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION _monitoring_reserve_every_slot(text, integer, interval, integer) IS
+'Internal: reserve all p_count sends to p_provider at its pace and say true, or reserve none and say false.';
+REVOKE ALL ON FUNCTION _monitoring_reserve_every_slot(text, integer, interval, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_reserve_every_slot(text, integer, interval, integer) TO monitoring_dispatcher;
+
 CREATE OR REPLACE FUNCTION monitoring_pause_provider(p_provider text, p_until timestamptz)
 RETURNS void
 LANGUAGE sql

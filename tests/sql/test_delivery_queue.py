@@ -221,3 +221,34 @@ def test_claiming_and_recording_read_only_their_rows_even_when_statistics_are_st
     assert complete(conn, [result(d, "succeeded") for d, *_ in claimed]) == 24
     read = rows_read() - before
     assert 24 <= read < 500, f"recording 24 results read {read} rows of a queue of {queued}"
+
+
+def test_a_pace_that_allows_every_send_due_is_reserved_in_one_step_then_the_next_send_waits_its_slot(conn):
+    # interval 60 s and a burst of 3 (120 s of tolerance): the first claims find the pace allowing all that is due
+    # (the short path), the last does not (the general one); the row ends where granting one send at a time puts it
+    pace = Jsonb({"pagerduty": {"interval": 60, "burst": 3}})
+
+    def raise_and_claim(count: int, tag: str) -> int:
+        conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) "
+                     "SELECT 'pace_' || %s || g, 'critical', 't' FROM generate_series(1, %s) g", (tag, count))
+        return [p for _, p in conn.execute(PACED_CLAIM, ("d1", pace)).fetchall()].count("pagerduty")
+
+    assert raise_and_claim(2, "a") == 2
+    assert raise_and_claim(1, "b") == 1
+    assert raise_and_claim(1, "c") == 0
+    ahead = conn.execute("SELECT extract(EPOCH FROM theoretical_arrival - now()) FROM _monitoring_pacing "
+                         "WHERE provider = 'pagerduty'").fetchone()[0]
+    assert 170 < ahead <= 180  # three sends of 60 s from the first claim
+    waiting = conn.execute("SELECT status, extract(EPOCH FROM next_attempt_at - now()) FROM monitoring_deliveries "
+                           "WHERE provider = 'pagerduty' AND status <> 'sending'").fetchall()
+    assert len(waiting) == 1 and waiting[0][0] == "pending" and 50 < waiting[0][1] <= 60  # the fourth slot
+
+
+def test_a_claim_paces_two_channels_each_by_its_own_pace(conn):
+    paces = Jsonb({"pagerduty": {"interval": 60, "burst": 1}, "slack": {"interval": 60, "burst": 5}})
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) "
+                 "SELECT 'two_channels_' || g, 'critical', 't' FROM generate_series(1, 2) g")
+    claimed = [p for _, p in conn.execute(PACED_CLAIM, ("d1", paces)).fetchall()]
+    assert sorted(claimed) == ["pagerduty", "sentry", "sentry", "slack", "slack"]
+    assert conn.execute("SELECT provider, status FROM monitoring_deliveries WHERE status <> 'sending'").fetchall() \
+        == [("pagerduty", "pending")]
