@@ -164,6 +164,7 @@ BEGIN
     NEW.acknowledged_at := NULL; NEW.acknowledged_by := NULL; NEW.acknowledge_note := NULL;
     NEW.resolved_at := NULL; NEW.resolved_by := NULL; NEW.resolve_note := NULL;
     NEW.false_positive := false;
+    NEW.reported_occurred_at := NULL;  -- set below, only when a writer's start is clamped
     IF NEW.occurred_at > NEW.created_at THEN
         NEW.occurred_at := NEW.created_at;  -- a clock ahead of the database's cannot make MTTD negative
     END IF;
@@ -187,11 +188,12 @@ BEGIN
             (SELECT s.value::interval FROM public.monitoring_settings AS s WHERE s.setting = 'alert_time_horizon'),
             interval '7 days'
         );
+        -- Never a reason to lose the alert: Alertmanager re-sends a firing alert with its original startsAt, so
+        -- a problem firing for longer than the horizon is still news the first time pgalert hears of it. Its start
+        -- is clamped to the horizon (escalation and MTTD stay bounded) and the claimed one kept.
         IF NEW.occurred_at < NEW.created_at - v_horizon THEN
-            RAISE EXCEPTION 'occurred_at % is further back than the horizon of % that writers may report',
-                NEW.occurred_at, v_horizon
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'an older problem is history: import it as monitoring_admin (setting alert_time_horizon)';
+            NEW.reported_occurred_at := NEW.occurred_at;
+            NEW.occurred_at := NEW.created_at - v_horizon;
         END IF;
     END IF;
 

@@ -85,6 +85,7 @@ END) STORED,
     false_positive boolean DEFAULT false NOT NULL,
     acknowledged_via text,
     resolved_via text,
+    reported_occurred_at timestamp with time zone,
     CONSTRAINT acknowledged_after_created CHECK ((acknowledged_at >= created_at)),
     CONSTRAINT acknowledged_has_time CHECK (((status = 'acknowledged'::text) <= (acknowledged_at IS NOT NULL))),
     CONSTRAINT alert_type_is_not_blank CHECK ((btrim(alert_type) <> ''::text)),
@@ -172,6 +173,14 @@ COMMENT ON COLUMN public.monitoring_alerts.acknowledged_via IS 'Where it was ack
 --
 
 COMMENT ON COLUMN public.monitoring_alerts.resolved_via IS 'Where it was resolved: sql, or the provider or endpoint (pagerduty, opsgenie, slack, alertmanager, api).';
+
+
+--
+-- Name: COLUMN monitoring_alerts.reported_occurred_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_alerts.reported_occurred_at IS 'The start a writer reported when it lay further back than alert_time_horizon: occurred_at was clamped to the horizon
+and this keeps what was claimed. NULL otherwise.';
 
 
 --

@@ -9,6 +9,7 @@ promoted server with no manual step."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import threading
@@ -199,5 +200,5 @@ def am_group(tag: str) -> dict:
     return {"version": "4", "status": "firing", "receiver": "pgalert", "alerts": [{
         "status": "firing", "fingerprint": f"failover-{tag}", "labels": {"alertname": "FailoverProbe",
                                                                           "severity": "warning"},
-        "annotations": {"summary": "raised during a failover"}, "startsAt": "2026-12-05T10:00:00Z",
+        "annotations": {"summary": "raised during a failover"}, "startsAt": dt.datetime.now(dt.UTC).isoformat(),
         "endsAt": "0001-01-01T00:00:00Z"}]}

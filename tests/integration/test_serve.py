@@ -272,15 +272,24 @@ def am_payload(*alerts: dict, status: str = "firing") -> dict:
             "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "alerts": list(alerts)}
 
 
-def am_alert(fingerprint: str, status: str = "firing", severity: str | None = "critical", **labels: str) -> dict:
+# Alertmanager's times are the tests' clock, never a calendar date: a firing alert an hour old
+STARTS_AT = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0)
+
+
+def rfc3339(at: dt.datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def am_alert(fingerprint: str, status: str = "firing", severity: str | None = "critical",
+             starts_at: dt.datetime = STARTS_AT, **labels: str) -> dict:
     return {
         "status": status,
         "labels": {"alertname": "HighLatency", "instance": "api-1:9100", "env": "prod",
                    **({"severity": severity} if severity else {}), **labels},
         "annotations": {"summary": "p99 latency over 2s", "description": "api-1 answers slowly",
                         "runbook_url": "https://runbooks.example/latency"},
-        "startsAt": "2026-11-30T10:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-30T10:20:00Z",
+        "startsAt": rfc3339(starts_at),
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else rfc3339(starts_at + dt.timedelta(minutes=20)),
         "generatorURL": "http://prometheus:9090/graph?g0.expr=latency",
         "fingerprint": fingerprint,
     }
@@ -293,7 +302,7 @@ def test_alertmanager_groups_raise_resolve_and_repeat_idempotently(serve, token,
     rows = conn.execute("SELECT dedup_key, severity, title, message, source, details->'labels'->>'env', "
                         "details->>'runbook_url', occurred_at FROM monitoring_alerts ORDER BY id").fetchall()
     assert rows[0] == ("alertmanager:a1", "critical", "p99 latency over 2s", "api-1 answers slowly", "api-1:9100", "prod",
-                       "https://runbooks.example/latency", dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC))
+                       "https://runbooks.example/latency", STARTS_AT)
     assert [r[1] for r in rows] == ["critical", "warning", "critical"]  # no label: the default; page: critical
     # Alertmanager's repeat_interval re-sends the same group: nothing changes, not even the counts
     assert [r["outcome"] for r in serve.post("/v1/alertmanager", group, bearer(token)).json()["results"]] == ["repeat"] * 3
@@ -306,6 +315,21 @@ def test_alertmanager_groups_raise_resolve_and_repeat_idempotently(serve, token,
     # Alertmanager retries the same resolve: still one resolve
     assert serve.post("/v1/alertmanager", mixed, bearer(token)).json()["results"][0]["outcome"] == "already_resolved"
     assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE action = 'resolve'").fetchone() == (2,)  # pagerduty, slack
+
+
+def test_an_alert_firing_for_longer_than_the_horizon_opens_and_pages(serve, token, conn):
+    """Alertmanager re-sends a firing alert with its original startsAt: a problem of weeks is still news (#36, 6)."""
+    month_ago = STARTS_AT - dt.timedelta(days=30)
+    answer = serve.post("/v1/alertmanager", am_payload(am_alert("old", starts_at=month_ago),
+                                                       am_alert("older", starts_at=month_ago - dt.timedelta(days=900))),
+                        bearer(token))
+    assert [r["outcome"] for r in answer.json()["results"]] == ["opened", "opened"]
+    rows = conn.execute("SELECT created_at - occurred_at, reported_occurred_at FROM monitoring_alerts ORDER BY id").fetchall()
+    assert rows == [(dt.timedelta(days=7), month_ago), (dt.timedelta(days=7), month_ago - dt.timedelta(days=900))]
+    assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE action = 'trigger'").fetchone()[0] >= 2
+    # its repeats are repeats, as for any other firing alert
+    again = serve.post("/v1/alertmanager", am_payload(am_alert("old", starts_at=month_ago)), bearer(token))
+    assert again.json()["results"][0]["outcome"] == "repeat"
 
 
 def test_a_grafana_webhook_is_understood_as_alertmanager(serve, token, conn):

@@ -3,6 +3,8 @@ a page, every size is bounded. Each test is written as the attacker or the carel
 
 from __future__ import annotations
 
+import datetime as dt
+
 import psycopg
 import pytest
 
@@ -133,8 +135,6 @@ def test_an_admin_still_gets_the_rule_errors_a_superuser_gets(connect):
     "SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_at => now() - interval '1 day')",
     "INSERT INTO monitoring_alerts (alert_type, severity, title, created_at) VALUES ('db_down', 'critical', 't', now() + interval '10 years')",
     "INSERT INTO monitoring_alerts (alert_type, severity, title, created_at) VALUES ('db_down', 'critical', 't', now() - interval '3 hours')",
-    "INSERT INTO monitoring_alerts (alert_type, severity, title, occurred_at) VALUES ('db_down', 'critical', 't', now() - interval '30 days')",
-    "SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_occurred_at => '1970-01-01')",
 ])
 def test_a_writer_cannot_set_the_alert_clock(connect, call):
     writer = connect("monitoring_writer")
@@ -148,7 +148,27 @@ def test_a_writer_reports_when_the_problem_started_within_the_horizon(connect):
     writer.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_occurred_at => now() - interval '2 hours')")
     writer.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, created_at) VALUES ('x', 'info', 't', now())")
     occurred, created = connect().execute("SELECT occurred_at, created_at FROM monitoring_alerts ORDER BY id LIMIT 1").fetchone()
-    assert created - occurred > __import__("datetime").timedelta(hours=1)
+    assert created - occurred > dt.timedelta(hours=1)
+
+
+@pytest.mark.parametrize("call", [
+    "INSERT INTO monitoring_alerts (alert_type, severity, title, occurred_at) VALUES ('db_down', 'critical', 't', %(claimed)s)",
+    "SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_occurred_at => %(claimed)s)",
+    "SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down', p_occurred_at => %(claimed)s, p_at => now())",
+])
+@pytest.mark.parametrize("days_back", [7.01, 30, 365 * 56])
+def test_a_start_beyond_the_horizon_is_clamped_never_refused(connect, call, days_back):
+    """An alert is never lost for being old (#36, 6): Alertmanager re-sends startsAt of a problem firing for weeks."""
+    writer = connect("monitoring_writer")
+    claimed = writer.execute("SELECT now() - make_interval(secs => %s)", (days_back * 86400,)).fetchone()[0]
+    writer.execute(call, {"claimed": claimed})
+    occurred, created, reported = connect().execute(
+        "SELECT occurred_at, created_at, reported_occurred_at FROM monitoring_alerts").fetchone()
+    assert created - occurred == dt.timedelta(days=7) and reported == claimed
+    # within the horizon nothing is clamped and nothing is kept beside it
+    writer.execute("SELECT monitoring_raise_alert('x', 'info', 't', p_occurred_at => now() - interval '6 days')")
+    assert connect().execute("SELECT created_at - occurred_at, reported_occurred_at FROM monitoring_alerts "
+                             "WHERE alert_type = 'x'").fetchone() == (dt.timedelta(days=6), None)
 
 
 def test_an_admin_may_backfill_with_any_past_time(connect):
