@@ -18,6 +18,13 @@
 -- security-definer function it refuses SET ROLE, RESET ROLE and SET SESSION AUTHORIZATION in every form
 -- (set_config included, and in whatever the query calls): nothing can climb back to the rights of the session
 -- that runs the rule, a pg_cron job owner's superuser included. Callers need no membership in the role.
+--
+-- Being their owner, monitoring_rule_runner could change them (SECURITY INVOKER, a new body, DROP, GRANT), and a
+-- query can call a function any login made in its own session (pg_temp), which then runs as the owner: a reader
+-- turned the sandbox into one that ran an admin's next rule as pg_cron's superuser. So the query runs in a
+-- read-only subtransaction that is always rolled back: PostgreSQL refuses every CREATE, ALTER, DROP, GRANT and
+-- write in it (and refuses to make it writable again inside a subtransaction), and whatever the query set
+-- (search_path, any setting) is undone with it. Only its rows come out, copied before the rollback.
 
 -- Where the migrating role is not a superuser (managed PostgreSQL), PostgreSQL lets it hand a function to
 -- monitoring_rule_runner only as a member of that role; a superuser needs no membership, so none is made.
@@ -38,10 +45,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_plan jsonb;
+    v_planned boolean := FALSE;  -- a variable outlives the rollback; a query raising our SQLSTATE cannot fake it
 BEGIN
-    -- rule authors write plain names; the pinned path comes back when this function returns
-    PERFORM set_config('search_path', 'public, pg_temp', TRUE);
-    EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM (%s) AS rule_rows', p_query) INTO v_plan;
+    BEGIN
+        PERFORM set_config('transaction_read_only', 'on', TRUE);
+        -- rule authors write plain names; the pinned path comes back with the rollback
+        PERFORM set_config('search_path', 'public, pg_temp', TRUE);
+        EXECUTE format('EXPLAIN (FORMAT JSON) SELECT * FROM (%s) AS rule_rows', p_query) INTO v_plan;
+        v_planned := TRUE;
+        RAISE EXCEPTION USING ERRCODE = 'PGRLB', MESSAGE = 'the rule sandbox rolls back';
+    EXCEPTION WHEN SQLSTATE 'PGRLB' THEN
+        IF NOT v_planned THEN
+            RAISE;
+        END IF;
+    END;
     RETURN v_plan;
 END
 $$;
@@ -56,13 +73,33 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_keys jsonb[];
+    v_values double precision[];
+    v_firsts timestamptz[];
+    v_messages text[];
+    v_ran boolean := FALSE;
 BEGIN
-    PERFORM set_config('search_path', 'public, pg_temp', TRUE);
-    RETURN QUERY EXECUTE format(
-        'SELECT coalesce(to_jsonb(r) -> ''group_key'', ''{}''::jsonb), (to_jsonb(r) ->> ''value'')::double precision, '
-        '       TRUE, coalesce((to_jsonb(r) ->> ''occurred_at'')::timestamptz, $1), to_jsonb(r) ->> ''message'' '
-        'FROM (%s) AS r', p_query)
-    USING p_at;
+    BEGIN
+        PERFORM set_config('transaction_read_only', 'on', TRUE);
+        PERFORM set_config('search_path', 'public, pg_temp', TRUE);
+        EXECUTE format(
+            'SELECT array_agg(k), array_agg(v), array_agg(f), array_agg(m) '
+            'FROM (SELECT coalesce(to_jsonb(r) -> ''group_key'', ''{}''::jsonb) AS k, '
+            '             (to_jsonb(r) ->> ''value'')::double precision AS v, '
+            '             coalesce((to_jsonb(r) ->> ''occurred_at'')::timestamptz, $1) AS f, '
+            '             to_jsonb(r) ->> ''message'' AS m '
+            '      FROM (%s) AS r) AS rule_rows', p_query)
+        INTO v_keys, v_values, v_firsts, v_messages
+        USING p_at;
+        v_ran := TRUE;
+        RAISE EXCEPTION USING ERRCODE = 'PGRLB', MESSAGE = 'the rule sandbox rolls back';
+    EXCEPTION WHEN SQLSTATE 'PGRLB' THEN
+        IF NOT v_ran THEN
+            RAISE;
+        END IF;
+    END;
+    RETURN QUERY SELECT u.k, u.v, TRUE, u.f, u.m FROM unnest(v_keys, v_values, v_firsts, v_messages) AS u(k, v, f, m);
 END
 $$;
 -- Handing the functions over: a non-superuser may give an object only to a role that can create in its schema,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from tests.helpers import SEED_CRITICAL
@@ -75,6 +76,106 @@ def test_monitoring_rule_runner_holds_no_other_rights(conn):
     assert conn.execute("""SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
                            WHERE r.rolname = 'monitoring_rule_runner'
                               OR m.member = 'monitoring_rule_runner'::regrole""").fetchone() == (0,)
+
+
+# --- no login can take the sandbox over (#35, 1) -----------------------------------------------------------
+
+# What a function a caller made in its own session tries once the sandbox runs it as the sandbox's owner: every
+# way of changing the two functions whose owner a rule's query runs as.
+SANDBOX = "public._monitoring_rule_query_rows(text, timestamptz)"
+TAKEOVERS = {
+    "security_invoker": f"ALTER FUNCTION {SANDBOX} SECURITY INVOKER",
+    "replace": "CREATE OR REPLACE FUNCTION public._monitoring_rule_query_plan(p_query text) RETURNS jsonb "
+               "LANGUAGE sql AS 'SELECT NULL::jsonb'",
+    "rename": f"ALTER FUNCTION {SANDBOX} RENAME TO gone",
+    "drop": "DROP FUNCTION public._monitoring_rule_query_plan(text)",
+    "grant": f"GRANT EXECUTE ON FUNCTION {SANDBOX} TO PUBLIC",
+    "search_path": f"ALTER FUNCTION {SANDBOX} SET search_path = pg_temp, public",
+    "owner": f"ALTER FUNCTION {SANDBOX} OWNER TO monitoring_reader",
+    "leave_a_function_behind": "CREATE FUNCTION pg_temp.later() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "session_setting": "SELECT set_config('search_path', 'pg_temp, public', FALSE)",
+}
+SANDBOX_STATE = """SELECT p.proname, p.prosecdef, p.proowner::regrole::text, p.proconfig, md5(p.prosrc), p.proacl::text[]
+                   FROM pg_proc AS p WHERE p.proname IN ('_monitoring_rule_query_rows', '_monitoring_rule_query_plan')
+                   ORDER BY 1"""
+
+
+def plant(session, ddl: str, volatility: str = "VOLATILE") -> None:
+    """What any login may do: a function of its own session, which runs as whoever calls it."""
+    session.execute(f"""CREATE FUNCTION pg_temp.take_over() RETURNS text LANGUAGE plpgsql {volatility} AS $f$
+                        BEGIN EXECUTE {psycopg.sql.quote(ddl)}; RETURN current_user; END $f$""")
+    session.execute("GRANT EXECUTE ON FUNCTION pg_temp.take_over() TO PUBLIC")
+
+
+@pytest.mark.parametrize("takeover", sorted(TAKEOVERS))
+def test_a_reader_cannot_change_the_sandbox_through_a_query_it_runs(conn, connect, takeover):
+    before = conn.execute(SANDBOX_STATE).fetchall()
+    reader = connect("monitoring_reader")
+    plant(reader, TAKEOVERS[takeover])
+    reader.execute("CREATE TEMP VIEW take_over_view AS SELECT pg_temp.take_over() AS message")
+    reader.execute("GRANT SELECT ON take_over_view TO PUBLIC")
+    for query in ("SELECT pg_temp.take_over() AS message", "SELECT message FROM take_over_view"):
+        if takeover == "session_setting":  # allowed, and undone when the query returns
+            reader.execute("SELECT * FROM _monitoring_rule_query_rows(%s, now())", (query,))
+            continue
+        with pytest.raises(psycopg.Error, match="read-only transaction|permission denied|must be member"):
+            reader.execute("SELECT * FROM _monitoring_rule_query_rows(%s, now())", (query,))
+    assert conn.execute(SANDBOX_STATE).fetchall() == before
+    # nothing of it stays in the session either: no setting, no function for a later call to find
+    assert reader.execute("SHOW search_path").fetchone()[0] == conn.execute("SHOW search_path").fetchone()[0]
+    assert reader.execute("SELECT count(*) FROM pg_proc WHERE proname = 'later'").fetchone() == (0,)
+    # and an admin's rule, evaluated as pg_cron does (a superuser session), still runs as the sandbox's role
+    add_sql_rule(conn, "who", "SELECT current_user AS message")
+    conn.execute("SELECT monitoring_evaluate_sql_rule('who')")
+    assert conn.execute("SELECT message FROM monitoring_alerts WHERE alert_type = 'who'").fetchone() == ("monitoring_rule_runner",)
+
+
+@pytest.mark.parametrize("takeover", ["security_invoker", "drop", "replace"])
+def test_an_admin_cannot_change_the_sandbox_through_a_rule_it_saves(conn, connect, takeover):
+    """Saving a rule plans its query, and planning folds an immutable function of constants: it runs then."""
+    before = conn.execute(SANDBOX_STATE).fetchall()
+    admin = connect("monitoring_admin")
+    plant(admin, TAKEOVERS[takeover], volatility="IMMUTABLE")
+    with pytest.raises(psycopg.Error, match="read-only transaction|non-volatile"):
+        add_sql_rule(admin, "take_over", "SELECT pg_temp.take_over() AS message")
+    with pytest.raises(psycopg.Error, match="read-only transaction|non-volatile"):
+        admin.execute("SELECT * FROM _monitoring_rule_query_rows('SELECT pg_temp.take_over() AS message', now())")
+    assert conn.execute(SANDBOX_STATE).fetchall() == before
+
+
+def test_a_sandboxed_query_still_reads_its_rows_and_raises_its_errors(conn, connect):
+    reader = connect("monitoring_reader")
+    conn.execute("INSERT INTO monitoring_events (event_type) SELECT 'probe' FROM generate_series(1, 3)")
+    rows = reader.execute("""SELECT group_key, observed, condition, message FROM _monitoring_rule_query_rows(
+        'SELECT jsonb_build_object(''n'', i) AS group_key, i AS value, ''m'' || i AS message
+         FROM generate_series(1, (SELECT count(*)::int FROM monitoring_events)) AS i', now()) ORDER BY 2""").fetchall()
+    assert rows == [({"n": i}, float(i), True, f"m{i}") for i in (1, 2, 3)]
+    assert reader.execute("SELECT count(*) FROM _monitoring_rule_query_rows('SELECT 1 WHERE false', now())").fetchone() == (0,)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        reader.execute("SELECT * FROM _monitoring_rule_query_rows('SELECT 1 / 0 AS value', now())")
+    # the sandbox leaves the caller's transaction writable
+    admin = connect("monitoring_admin")
+    with admin.transaction():
+        admin.execute("SELECT * FROM _monitoring_rule_query_rows('SELECT 1 AS value', now())")
+        admin.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('after', 'info', 't')")
+
+
+# Every object pgalert makes: a login holding any documented role must own none, nor be a member of its owner.
+PGALERT_OBJECTS = """
+    SELECT 'function ' || p.oid::regprocedure::text, p.proowner FROM pg_proc AS p
+    WHERE p.pronamespace = 'public'::regnamespace AND p.proname ~ '^_?monitoring_'
+    UNION ALL SELECT c.relkind::text || ' ' || c.oid::regclass::text, c.relowner FROM pg_class AS c
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relname ~ '^_?monitoring_'
+    UNION ALL SELECT 'type ' || t.oid::regtype::text, t.typowner FROM pg_type AS t
+    WHERE t.typnamespace = 'public'::regnamespace AND t.typname ~ '^_?monitoring_'"""
+
+
+@pytest.mark.parametrize("role", ["writer", "reader", "dispatcher", "admin", "inbound", "console"])
+def test_no_documented_role_owns_or_can_alter_a_pgalert_object(conn, role):
+    owned = conn.execute(f"SELECT o.name FROM ({PGALERT_OBJECTS}) AS o(name, owner) "
+                         "WHERE pg_has_role(%s, o.owner, 'MEMBER')", (f"monitoring_{role}",)).fetchall()
+    assert owned == []
+    assert conn.execute(f"SELECT count(*) FROM ({PGALERT_OBJECTS}) AS o").fetchone()[0] > 300
 
 
 # --- admins manage every rule ----------------------------------------------------------------------------
