@@ -51,37 +51,67 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_console_actor(text, text, text) FROM PUBLIC;
 
+-- Signing in with a password. The database checks it, so that serve's login, which may leak, can open no session
+-- without the person's password and never reads a hash. argon2 is too costly to run in the database, so serve
+-- derives it: the begin hands out the salt and costs of the person's argon2id hash (never the hash), serve
+-- derives the hash of what was typed with them, and the finish compares the two here. Knowing the salt and costs
+-- helps nobody: the hash of the right password is what a guess must produce.
+--
+-- Each sign-in is reserved before that work, as a row that counts with the failures, under a lock per login and
+-- per address: however many arrive at once, a login gets 5 password checks in 15 minutes and an address 20, and
+-- a finish must present the attempt its begin handed out, once.
 CREATE OR REPLACE FUNCTION monitoring_console_begin_sign_in(p_login text, p_client text)
-RETURNS text
+RETURNS TABLE (attempt text, argon2_settings text, hash_length integer)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_login text := left(lower(coalesce(p_login, '')), 100);
+    v_client text := left(coalesce(p_client, ''), 100);
     v_hash text;
 BEGIN
-    -- failures of the last 15 minutes: 5 for one login, 20 from one address
+    -- always the login's lock first, then the address's: two sign-ins never wait on each other in a circle
+    PERFORM pg_advisory_xact_lock(1886414690, hashtext(v_login));
+    PERFORM pg_advisory_xact_lock(1886414691, hashtext(v_client));
+    DELETE FROM public.monitoring_console_sign_in_failures AS f WHERE f.failed_at < now() - interval '1 hour';
     IF (SELECT count(*) FROM public.monitoring_console_sign_in_failures AS f
-        WHERE f.login = lower(p_login) AND f.failed_at > now() - interval '15 minutes') >= 5
+        WHERE f.login = v_login AND f.failed_at > now() - interval '15 minutes') >= 5
        OR (SELECT count(*) FROM public.monitoring_console_sign_in_failures AS f
-           WHERE f.client = coalesce(p_client, '') AND f.failed_at > now() - interval '15 minutes') >= 20 THEN
+           WHERE f.client = v_client AND f.failed_at > now() - interval '15 minutes') >= 20 THEN
         RAISE EXCEPTION 'too many failed sign-ins; try again in 15 minutes'
             USING ERRCODE = 'too_many_connections';
     END IF;
+    attempt := gen_random_uuid()::text || gen_random_uuid()::text;
+    INSERT INTO public.monitoring_console_sign_in_failures (login, client, attempt_sha256)
+    VALUES (v_login, v_client, sha256(convert_to(attempt, 'UTF8')));
     SELECT u.password_hash INTO v_hash
     FROM public.monitoring_console_users AS u
-    WHERE u.login = lower(p_login) AND u.disabled_at IS NULL;
-    RETURN v_hash;
+    WHERE u.login = v_login AND u.disabled_at IS NULL;
+    IF v_hash IS NOT NULL THEN
+        -- $argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>: all but the hash
+        argon2_settings := left(v_hash, length(v_hash) - length(split_part(v_hash, '$', 6)));
+        hash_length := length(split_part(v_hash, '$', 6)) * 3 / 4;
+    ELSE
+        -- no such user, or single sign-on only: the same answer in shape and cost, with a salt of its own that
+        -- stays the same, so the answer does not say who exists
+        argon2_settings := '$argon2id$v=19$m=65536,t=3,p=4$' || rtrim(encode(substring(sha256(convert_to(
+            'pgalert sign-in ' || (SELECT i.installation_id::text FROM public._monitoring_installation AS i) || v_login,
+            'UTF8')) FROM 1 FOR 16), 'base64'), '=') || '$';
+        hash_length := 32;
+    END IF;
+    RETURN NEXT;
 END
 $$;
 COMMENT ON FUNCTION monitoring_console_begin_sign_in(text, text) IS
-'The console only: the argon2 hash to check a password against (NULL for no such enabled user), unless this
-login or address failed too often lately (5 and 20 in 15 minutes), which is an error.';
+'The console only: reserve a sign-in (counted as a failure until it succeeds) and get what deriving the password''s
+argon2id hash needs: the attempt token for the finish, the hash''s settings and salt (never the hash) and its length.
+An error when this login failed 5 times or this address 20 times in 15 minutes.';
 REVOKE ALL ON FUNCTION monitoring_console_begin_sign_in(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_console_begin_sign_in(text, text) TO monitoring_console;
 
 CREATE OR REPLACE FUNCTION monitoring_console_finish_sign_in(
-    p_login text, p_client text, p_succeeded boolean, p_token text, p_lifetime interval DEFAULT interval '12 hours'
+    p_login text, p_attempt text, p_derived_hash text, p_token text, p_lifetime interval DEFAULT interval '12 hours'
 )
 RETURNS boolean
 LANGUAGE plpgsql
@@ -89,32 +119,42 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_user_id bigint;
+    v_login text := left(lower(coalesce(p_login, '')), 100);
+    v_user public.monitoring_console_users;
+    v_client text;
 BEGIN
-    DELETE FROM public.monitoring_console_sign_in_failures WHERE failed_at < now() - interval '1 hour';
-    DELETE FROM public.monitoring_console_sessions WHERE expires_at < now();
-    SELECT u.id INTO v_user_id FROM public.monitoring_console_users AS u
-    WHERE u.login = lower(p_login) AND u.disabled_at IS NULL;
-    IF NOT p_succeeded OR v_user_id IS NULL THEN
-        INSERT INTO public.monitoring_console_sign_in_failures (login, client)
-        VALUES (left(lower(coalesce(p_login, '')), 100), left(coalesce(p_client, ''), 100));
-        RETURN FALSE;
-    END IF;
     IF octet_length(coalesce(p_token, '')) < 32 OR p_lifetime > interval '30 days' OR p_lifetime <= interval '0' THEN
         RAISE EXCEPTION 'a session needs a random token of at least 32 characters and a lifetime of at most 30 days'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    DELETE FROM public.monitoring_console_sign_in_failures WHERE login = lower(p_login);
+    -- the attempt is spent whatever the outcome; its row stays as a failure unless the password matches
+    UPDATE public.monitoring_console_sign_in_failures AS f SET attempt_sha256 = NULL
+    WHERE f.attempt_sha256 = sha256(convert_to(coalesce(p_attempt, ''), 'UTF8')) AND f.login = v_login
+      AND f.failed_at > now() - interval '15 minutes'
+    RETURNING f.client INTO v_client;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no sign-in of % is under way with that attempt', v_login
+            USING ERRCODE = 'invalid_authorization_specification', HINT = 'begin it with monitoring_console_begin_sign_in';
+    END IF;
+    SELECT u.* INTO v_user FROM public.monitoring_console_users AS u WHERE u.login = v_login AND u.disabled_at IS NULL;
+    -- compared as digests, so the time taken says nothing of how much of the hash was right
+    IF v_user.password_hash IS NULL OR sha256(convert_to(coalesce(p_derived_hash, ''), 'UTF8'))
+                                       <> sha256(convert_to(split_part(v_user.password_hash, '$', 6), 'UTF8')) THEN
+        RETURN FALSE;
+    END IF;
+    DELETE FROM public.monitoring_console_sign_in_failures AS f WHERE f.login = v_login AND f.attempt_sha256 IS NULL;
+    DELETE FROM public.monitoring_console_sessions AS s WHERE s.expires_at < now();
     INSERT INTO public.monitoring_console_sessions (token_sha256, user_id, expires_at, client)
-    VALUES (sha256(convert_to(p_token, 'UTF8')), v_user_id, now() + p_lifetime, left(p_client, 100));
+    VALUES (sha256(convert_to(p_token, 'UTF8')), v_user.id, now() + p_lifetime, v_client);
     RETURN TRUE;
 END
 $$;
-COMMENT ON FUNCTION monitoring_console_finish_sign_in(text, text, boolean, text, interval) IS
-'The console only: after checking the password, open a session for the token in the person''s cookie (kept as its
-SHA-256), or record a failed sign-in. True when a session was opened.';
-REVOKE ALL ON FUNCTION monitoring_console_finish_sign_in(text, text, boolean, text, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_console_finish_sign_in(text, text, boolean, text, interval) TO monitoring_console;
+COMMENT ON FUNCTION monitoring_console_finish_sign_in(text, text, text, text, interval) IS
+'The console only: finish the sign-in its begin reserved (the attempt, once) with the argon2id hash derived from
+the typed password (base64 as in the encoded hash): when it is the person''s, open a session for the token in their
+cookie (kept as its SHA-256) and return true; else false, and the attempt stays counted as a failure.';
+REVOKE ALL ON FUNCTION monitoring_console_finish_sign_in(text, text, text, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_finish_sign_in(text, text, text, text, interval) TO monitoring_console;
 
 CREATE OR REPLACE FUNCTION monitoring_console_session(p_token text)
 RETURNS TABLE (user_id bigint, login text, display_name text, role text, expires_at timestamptz)
@@ -142,6 +182,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- serve's login may leak: only an admin, in the database, lets it vouch for people
+    IF coalesce((SELECT s.value FROM public.monitoring_settings AS s WHERE s.setting = 'console_single_sign_on'), 'off')
+       <> 'on' THEN
+        RAISE EXCEPTION 'single sign-on is off in this database'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'an admin turns it on: UPDATE monitoring_settings SET value = ''on'' '
+                         'WHERE setting = ''console_single_sign_on''';
+    END IF;
     IF octet_length(coalesce(p_token, '')) < 32 OR p_lifetime > interval '30 days' THEN
         RAISE EXCEPTION 'a session needs a random token of at least 32 characters and a lifetime of at most 30 days'
             USING ERRCODE = 'invalid_parameter_value';
@@ -155,7 +203,7 @@ END
 $$;
 COMMENT ON FUNCTION monitoring_console_proxy_session(text, text, interval) IS
 'The console only, in trusted-proxy mode: open a session for the user the single sign-on proxy vouched for.
-False when no enabled console user has that login.';
+False when no enabled console user has that login; an error while the setting console_single_sign_on is not on.';
 REVOKE ALL ON FUNCTION monitoring_console_proxy_session(text, text, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_console_proxy_session(text, text, interval) TO monitoring_console;
 

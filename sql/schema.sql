@@ -672,7 +672,8 @@ COMMENT ON TABLE public.monitoring_console_sessions IS 'Signed-in console sessio
 CREATE TABLE public.monitoring_console_sign_in_failures (
     login text NOT NULL,
     client text NOT NULL,
-    failed_at timestamp with time zone DEFAULT now() NOT NULL
+    failed_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempt_sha256 bytea
 );
 
 
@@ -681,6 +682,14 @@ CREATE TABLE public.monitoring_console_sign_in_failures (
 --
 
 COMMENT ON TABLE public.monitoring_console_sign_in_failures IS 'Failed console sign-ins of the last hour: too many for one login or from one address refuse the next for a while.';
+
+
+--
+-- Name: COLUMN monitoring_console_sign_in_failures.attempt_sha256; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_console_sign_in_failures.attempt_sha256 IS 'While a sign-in is under way: the SHA-256 of the attempt token its finish must present (once); NULL once finished.
+Every row counts against the limits, so a sign-in is counted before its password is checked.';
 
 
 --
@@ -2591,6 +2600,20 @@ CREATE INDEX monitoring_alerts_created_at ON public.monitoring_alerts USING btre
 --
 
 CREATE INDEX monitoring_console_sessions_expires ON public.monitoring_console_sessions USING btree (expires_at);
+
+
+--
+-- Name: monitoring_console_sign_in_attempts; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX monitoring_console_sign_in_attempts ON public.monitoring_console_sign_in_failures USING btree (attempt_sha256) WHERE (attempt_sha256 IS NOT NULL);
+
+
+--
+-- Name: monitoring_console_sign_in_failures_by_login; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_console_sign_in_failures_by_login ON public.monitoring_console_sign_in_failures USING btree (login, failed_at);
 
 
 --

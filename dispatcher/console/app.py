@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -63,6 +64,30 @@ class SignInRequired(Exception):
     pass
 
 
+class SignInGate:
+    """argon2 is meant to cost: deriving it on serve's one event loop stalled alert intake and webhooks while
+    strangers signed in. Derivations run on threads (libargon2 releases the GIL), a few at a time, with a short
+    queue behind them; a sign-in that finds the queue full is turned away at once, before the database counts it."""
+
+    def __init__(self, running: int, waiting: int):
+        self.running = asyncio.Semaphore(running)
+        self.capacity = running + waiting
+        self.admitted = 0
+
+    def admit(self) -> bool:
+        if self.admitted >= self.capacity:
+            return False
+        self.admitted += 1
+        return True
+
+    def leave(self) -> None:
+        self.admitted -= 1
+
+    async def derive(self, argon2_settings: str, hash_length: int, password: str) -> str:
+        async with self.running:
+            return await asyncio.to_thread(auth.derive_hash, argon2_settings, hash_length, password)
+
+
 class Console:
     def __init__(self, settings: ServeSettings, pool: AsyncConnectionPool,
                  shutting_down: Callable[[], bool] = lambda: False):
@@ -72,6 +97,8 @@ class Console:
         self.queries = named_queries(QUERIES_FILE)
         self.feed = Feed(settings.database_url, QUERIES_FILE)
         self.proxies = auth.parse_networks(settings.console_trusted_proxies)
+        # one derivation per core but one, so intake keeps a core, and as many waiting as can finish in seconds
+        self.sign_ins = SignInGate(running=max(1, (os.cpu_count() or 2) - 1), waiting=8)
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
         self.templates.globals.update(version=__version__)
@@ -178,8 +205,13 @@ class Console:
         if not login or not auth.trusted(request.client.host if request.client else None, self.proxies):
             return None
         token = auth.new_token()
-        rows = await self.fetch("proxy_session", {"login": login, "token": token,
-                                                  "hours": self.settings.console_session_hours})
+        try:
+            rows = await self.fetch("proxy_session", {"login": login, "token": token,
+                                                      "hours": self.settings.console_session_hours})
+        except psycopg.errors.InsufficientPrivilege as error:
+            logs.warning("console: single sign-on refused by the database", reason=error.diag.message_primary,
+                         hint=error.diag.message_hint)
+            return None
         if not rows or not rows[0]["monitoring_console_proxy_session"]:
             logs.warning("console: the proxy vouched for someone who is not a console user", login=login[:100])
             return None
@@ -212,10 +244,12 @@ class Console:
         return dt.datetime.now(dt.UTC)
 
     # --- signing in -----------------------------------------------------------------------------------------
-    async def login_form(self, request: Request, error: str = "", status: int = 200) -> Response:
+    async def login_form(self, request: Request, error: str = "", status: int = 200,
+                         headers: dict | None = None) -> Response:
         token = request.cookies.get(auth.LOGIN_COOKIE) or auth.new_token()
         response = self.render(request, "login.html", {"error": error, "csrf": auth.csrf_token(token),
-                                                       "next": safe_next(request.query_params.get("next"))}, status)
+                                                       "next": safe_next(request.query_params.get("next"))}, status,
+                               headers)
         response.set_cookie(auth.LOGIN_COOKIE, token, max_age=3600, path="/console/login", httponly=True,
                             samesite="strict", secure=auth.cookie_secure(request.headers.get("host", "")))
         return response
@@ -228,17 +262,21 @@ class Console:
         login = str(form.get("login", "")).strip().lower()[:100]
         password = str(form.get("password", ""))[:1000]
         client = request.client.host if request.client else ""
+        if not self.sign_ins.admit():
+            logs.warning("console: sign-in turned away", login=login, remote=client, reason="too many at once")
+            return await self.login_form(request, "Too many sign-ins at once: try again in a moment.", 503,
+                                         {"Retry-After": "5"})
         try:
-            rows = await self.fetch("begin_sign_in", {"login": login, "client": client})
+            attempt, derived = await self.derive_password_hash(login, client, password)
         except psycopg.errors.TooManyConnections as error:
             logs.warning("console: sign-in refused", login=login, remote=client, reason="too many failures")
             return await self.login_form(request, error.diag.message_primary or "too many failed sign-ins", 429)
-        password_hash = rows[0]["monitoring_console_begin_sign_in"] if rows else None
-        succeeded = auth.password_matches(password_hash, password)
+        finally:
+            self.sign_ins.leave()
         token = auth.new_token()
-        await self.fetch("finish_sign_in", {"login": login, "client": client, "succeeded": succeeded, "token": token,
-                                            "hours": self.settings.console_session_hours})
-        if not succeeded:
+        rows = await self.fetch("finish_sign_in", {"login": login, "attempt": attempt, "derived_hash": derived,
+                                                   "token": token, "hours": self.settings.console_session_hours})
+        if not rows[0]["monitoring_console_finish_sign_in"]:
             logs.info("console: sign-in failed", login=login, remote=client)
             return await self.login_form(request, "That login and password do not match.", 401)
         logs.info("console: signed in", login=login, remote=client)
@@ -246,6 +284,16 @@ class Console:
         self.set_session_cookie(request, response, token)
         response.delete_cookie(auth.LOGIN_COOKIE, path="/console/login")
         return response
+
+    async def derive_password_hash(self, login: str, client: str, password: str) -> tuple[str, str]:
+        """Reserve a sign-in in the database (which counts it and may refuse it) and derive the typed password's
+        argon2id hash with the salt and costs it hands out: the attempt and the hash for the finish to compare."""
+        row = (await self.fetch("begin_sign_in", {"login": login, "client": client}))[0]
+        try:
+            return row["attempt"], await self.sign_ins.derive(row["argon2_settings"], row["hash_length"], password)
+        except auth.BadSettings as error:
+            logs.error("console: a stored password hash cannot be checked", login=login, error=str(error))
+            return row["attempt"], ""
 
     async def logout(self, request: Request, user: User) -> Response:
         await self.fetch("sign_out", {"token": user.token})
@@ -465,7 +513,7 @@ class Console:
         form = {k: str(v) for k, v in (await self.form(request)).items()}
         password = form.get("password", "")
         try:
-            password_hash = auth.hash_password(password) if password else None
+            password_hash = await asyncio.to_thread(auth.hash_password, password) if password else None
             await self.fetch("save_user", {"token": user.token, "login": form.get("login", "").strip(),
                                            "display_name": form.get("display_name", "").strip(),
                                            "role": form.get("role", ""), "password_hash": password_hash})

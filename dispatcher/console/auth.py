@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -9,17 +10,21 @@ import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2 import PasswordHasher, Type
+from argon2.low_level import hash_secret_raw
 
 from dispatcher.providers.checks import is_loopback
 
 SESSION_COOKIE = "pgalert_session"
 LOGIN_COOKIE = "pgalert_login"  # the sign-in form's CSRF token, before there is a session
 _hasher = PasswordHasher()  # argon2id, the library's defaults (RFC 9106's second recommendation)
-# checked when a login has no password, so a wrong login costs the time a wrong password does
-_UNKNOWN = _hasher.hash(secrets.token_urlsafe(16))
 PASSWORD_MIN = 12
+# what deriving a hash may cost at most, whatever settings the database hands out: 256 MiB, 10 passes, 8 lanes
+_MAX_MEMORY_KIB, _MAX_PASSES, _MAX_LANES, _MAX_LENGTH = 262_144, 10, 8, 64
+
+
+class BadSettings(ValueError):
+    """The database handed out argon2 settings this console will not derive with."""
 
 
 def hash_password(password: str) -> str:
@@ -28,11 +33,26 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def password_matches(password_hash: str | None, password: str) -> bool:
+def derive_hash(argon2_settings: str, hash_length: int, password: str) -> str:
+    """The argon2id hash of a typed password under a stored hash's settings and salt
+    (`$argon2id$v=19$m=65536,t=3,p=4$<salt>$`), base64 as the encoded hash writes it: what the database compares
+    with the hash it keeps (sql/console.sql), so the console never holds the hash nor decides the match."""
+    parts = argon2_settings.split("$")
+    if len(parts) != 6 or parts[1] != "argon2id" or parts[5] != "" or not parts[2].startswith("v="):
+        raise BadSettings("not argon2id settings")
     try:
-        return _hasher.verify(password_hash or _UNKNOWN, password) and password_hash is not None
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+        version = int(parts[2][2:])
+        costs = dict(item.split("=", 1) for item in parts[3].split(","))
+        memory, passes, lanes = int(costs["m"]), int(costs["t"]), int(costs["p"])
+        salt = base64.b64decode(parts[4] + "=" * (-len(parts[4]) % 4), validate=True)
+    except (ValueError, KeyError) as error:
+        raise BadSettings(f"unreadable argon2 settings: {error}") from None
+    if not (0 < memory <= _MAX_MEMORY_KIB and 0 < passes <= _MAX_PASSES and 0 < lanes <= _MAX_LANES
+            and 4 <= hash_length <= _MAX_LENGTH and len(salt) >= 8):
+        raise BadSettings("argon2 settings beyond what the console derives")
+    raw = hash_secret_raw(password.encode(), salt, time_cost=passes, memory_cost=memory, parallelism=lanes,
+                          hash_len=hash_length, type=Type.ID, version=version)
+    return base64.b64encode(raw).decode().rstrip("=")
 
 
 def new_token() -> str:

@@ -70,10 +70,10 @@ LISTEN monitoring_deliveries;
 SELECT user_id, login, display_name, role, expires_at FROM monitoring_console_session(%(token)s);
 
 -- name: begin_sign_in
-SELECT monitoring_console_begin_sign_in(%(login)s, %(client)s);
+SELECT attempt, argon2_settings, hash_length FROM monitoring_console_begin_sign_in(%(login)s, %(client)s);
 
 -- name: finish_sign_in
-SELECT monitoring_console_finish_sign_in(%(login)s, %(client)s, %(succeeded)s, %(token)s,
+SELECT monitoring_console_finish_sign_in(%(login)s, %(attempt)s, %(derived_hash)s, %(token)s,
                                          make_interval(secs => %(hours)s * 3600));
 
 -- name: proxy_session

@@ -4,6 +4,7 @@ People are made with `pgalert user create` as an admin login, as the docs say.""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from playwright import sync_api as playwright_api  # noqa: E402 - beside what it
 from devtools.fake_providers import FakeProviders
 from devtools.serve import start_serve
 from dispatcher.console.auth import hash_password
+from dispatcher.inbound.verify import new_token, token_sha256
 from tests.helpers import SEED_CRITICAL, child_environment, make_schedule
 
 CHROMIUM = "/usr/bin/chromium"
@@ -467,9 +469,12 @@ def test_screenshots_of_the_main_pages(browser, serve, users, conn, tmp_path):
         assert (target / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize(("trusted", "signed_in"), [("127.0.0.1", True), ("10.9.9.9", False)])
-def test_single_sign_on_believes_the_proxys_header_only_from_the_proxy(console_login, users, tmp_path, trusted,
-                                                                        signed_in):
+@pytest.mark.parametrize(("trusted", "sso", "signed_in"), [("127.0.0.1", "on", True), ("10.9.9.9", "on", False),
+                                                             ("127.0.0.1", "off", False)])
+def test_single_sign_on_believes_the_proxys_header_only_from_the_proxy(console_login, users, conn, tmp_path, trusted,
+                                                                        sso, signed_in):
+    """And only while an admin has turned it on in the database: serve's login alone cannot (#35, 3)."""
+    conn.execute("UPDATE monitoring_settings SET value = %s WHERE setting = 'console_single_sign_on'", (sso,))
     server = Serve(console_login, tmp_path / "serve.log", "--console-auth-header", "X-Forwarded-Email",
                    "--console-trusted-proxies", trusted).start()
     try:
@@ -573,3 +578,41 @@ def test_an_admin_sends_a_test_page_and_sees_each_message_and_a_responder_may_te
     rick.wait_for_url(re.compile(r"/console/alerts/\d+$"))
     expect(rick.locator("body")).to_contain_text("to Rick: sms +14155550124")
     assert conn.execute("SELECT count(*) FROM monitoring_alerts WHERE alert_type = 'pgalert_test_page'").fetchone() == (2,)
+
+
+def form_sign_in(base: str, login: str, password: str) -> requests.Response:
+    """A sign-in as a script sends it: the form's CSRF cookie and token, then the POST."""
+    with requests.Session() as browserless:
+        form = browserless.get(base + "/console/login", timeout=30)
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form.text).group(1)
+        return browserless.post(base + "/console/login", data={"login": login, "password": password, "csrf": csrf},
+                                timeout=60, allow_redirects=False)
+
+
+def test_a_flood_of_sign_ins_never_delays_intake_and_a_login_gets_five_password_checks(serve, users, conn):
+    """40 strangers' sign-ins at once, 30 of them guessing one admin's password (#35, 6): alert intake and the
+    health check answer while they run, each guess beyond the limit is refused before it is checked, and then
+    even the right password waits out the 15 minutes."""
+    token = new_token()
+    conn.execute("SELECT monitoring_create_api_client('flood_probe', %s)", (token_sha256(token),))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
+        guesses = [pool.submit(form_sign_in, serve.base, "ada" if n < 30 else f"stranger{n}", f"guess number {n}")
+                   for n in range(40)]
+        intake = [requests.post(serve.base + "/v1/alerts", json={"alert_type": "flood_probe", "severity": "info",
+                                                                 "title": f"during the flood {n}"},
+                                headers={"Authorization": f"Bearer {token}"}, timeout=30) for n in range(5)]
+        health = requests.get(serve.base + "/healthz", timeout=30)
+        answers = [guess.result() for guess in guesses]
+    assert [r.status_code for r in intake] == [200] * 5 and health.status_code == 200
+    statuses = sorted(r.status_code for r in answers)
+    assert set(statuses) <= {401, 429, 503}, statuses
+    assert all(r.headers.get("retry-after") for r in answers if r.status_code == 503)
+    # ada's password was checked at most five times, however many guesses arrived at once; guessing on until
+    # refused makes it exactly five, and then even the right password waits out the 15 minutes
+    checked = [r.status_code for r in answers[:30]].count(401)
+    assert checked <= 5
+    while (answer := form_sign_in(serve.base, "ada", "one more guess")).status_code == 401:
+        checked += 1
+    assert answer.status_code == 429 and checked == 5
+    assert form_sign_in(serve.base, "ada", PASSWORD).status_code == 429
+    assert conn.execute("SELECT count(*) FROM monitoring_console_sessions").fetchone() == (0,)

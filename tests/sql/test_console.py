@@ -4,13 +4,29 @@ admins and readers around it: sessions, sign-in limits, and actions checked agai
 from __future__ import annotations
 
 import secrets
+import threading
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 
+from dispatcher.console import auth
 from tests.helpers import SEED_CRITICAL, make_schedule
 
-HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
+PASSWORD = "correct horse battery"
+# a real argon2id hash, at the lowest costs so the tests derive it in a moment
+HASH = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
+
+
+def sign_in(session, login: str, password: str = PASSWORD, client: str = "10.0.0.1", token: str | None = None) -> bool:
+    """What serve does: reserve the sign-in, derive the typed password's hash with the settings handed out, and
+    let the database compare."""
+    attempt, settings, length = session.execute(
+        "SELECT attempt, argon2_settings, hash_length FROM monitoring_console_begin_sign_in(%s, %s)",
+        (login, client)).fetchone()
+    return session.execute("SELECT monitoring_console_finish_sign_in(%s, %s, %s, %s)",
+                           (login, attempt, auth.derive_hash(settings, length, password),
+                            token or secrets.token_urlsafe(32))).fetchone()[0]
 
 
 @pytest.fixture
@@ -23,8 +39,7 @@ def console(connect):
     tokens = {}
     for login in ("vera", "rick", "ada"):
         tokens[login] = secrets.token_urlsafe(32)
-        assert session.execute("SELECT monitoring_console_finish_sign_in(%s, '10.0.0.1', true, %s)",
-                               (login, tokens[login])).fetchone()[0]
+        assert sign_in(session, login, token=tokens[login])
     return session, tokens
 
 
@@ -86,34 +101,125 @@ def test_a_disabled_user_or_a_changed_role_ends_their_sessions(connect, console)
     assert session.execute("SELECT * FROM monitoring_console_session(%s)", (tokens["rick"],)).fetchall() == []
     assert admin.execute("SELECT monitoring_console_disable_user('ada')").fetchone()[0]
     assert session.execute("SELECT * FROM monitoring_console_session(%s)", (tokens["ada"],)).fetchall() == []
-    assert session.execute("SELECT monitoring_console_begin_sign_in('ada', '10.0.0.1')").fetchone()[0] is None
+    assert not sign_in(session, "ada")
 
 
 def test_five_failed_sign_ins_for_a_login_refuse_the_sixth_attempt_even_with_the_right_password(console):
     session, _ = console
-    assert session.execute("SELECT monitoring_console_begin_sign_in('RICK', '10.0.0.9')").fetchone()[0] == HASH
     for _ in range(5):
-        assert not session.execute("SELECT monitoring_console_finish_sign_in('rick', '10.0.0.9', false, '')"
-                                   ).fetchone()[0]
+        assert not sign_in(session, "RICK", "wrong password!", client="10.0.0.9")
     with pytest.raises(psycopg.errors.TooManyConnections, match="too many failed sign-ins"):
-        session.execute("SELECT monitoring_console_begin_sign_in('rick', '10.0.0.2')")
+        sign_in(session, "rick", client="10.0.0.2")
 
 
 def test_twenty_failures_from_one_address_refuse_it_for_every_login(console):
     session, _ = console
     for number in range(20):
-        session.execute("SELECT monitoring_console_finish_sign_in(%s, '10.9.9.9', false, '')", (f"guess{number}",))
+        assert not sign_in(session, f"guess{number}", client="10.9.9.9")
     with pytest.raises(psycopg.errors.TooManyConnections):
-        session.execute("SELECT monitoring_console_begin_sign_in('ada', '10.9.9.9')")
-    assert session.execute("SELECT monitoring_console_begin_sign_in('ada', '10.0.0.1')").fetchone()[0] == HASH
+        sign_in(session, "ada", client="10.9.9.9")
+    assert sign_in(session, "ada", client="10.0.0.1")
+
+
+def test_a_sign_in_under_way_counts_before_its_password_is_checked(connect, console):
+    """Five begun and never finished are five tries: the limit cannot be outrun by sign-ins at once (#35, 6)."""
+    session, _ = console
+    for _ in range(5):
+        session.execute("SELECT * FROM monitoring_console_begin_sign_in('rick', '10.0.0.3')")
+    with pytest.raises(psycopg.errors.TooManyConnections):
+        sign_in(session, "rick", client="10.0.0.4")
+
+
+def test_thirty_sign_ins_at_once_get_five_password_checks(connect, console):
+    """Racing sessions, each as serve's login: the count and the reservation are one step under a lock."""
+    sessions = [connect("monitoring_console") for _ in range(30)]
+    barrier = threading.Barrier(len(sessions))
+    outcomes: list[str] = []
+
+    def begin(session) -> None:
+        barrier.wait()
+        try:
+            session.execute("SELECT * FROM monitoring_console_begin_sign_in('ada', '10.0.0.5')")
+            outcomes.append("reserved")
+        except psycopg.errors.TooManyConnections:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=begin, args=(s,)) for s in sessions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["refused"] * 25 + ["reserved"] * 5
+
+
+# What whoever holds serve's database login (a leaked env file, an SSRF) might try, to be someone (#35, 3).
+FORGERIES = {
+    "no_attempt": "SELECT monitoring_console_finish_sign_in('ada', NULL, NULL, %(token)s)",
+    "made_up_attempt": "SELECT monitoring_console_finish_sign_in('ada', 'a' || repeat('0', 71), '', %(token)s)",
+    "empty_hash": "SELECT monitoring_console_finish_sign_in('ada', %(attempt)s, '', %(token)s)",
+    "the_settings_as_hash": "SELECT monitoring_console_finish_sign_in('ada', %(attempt)s, %(settings)s, %(token)s)",
+    "another_login_attempt": "SELECT monitoring_console_finish_sign_in('ada', %(rick_attempt)s, %(rick_hash)s, %(token)s)",
+    "a_spent_attempt_again": "SELECT monitoring_console_finish_sign_in('rick', %(rick_attempt)s, %(rick_hash)s, %(token)s)",
+    "proxy_session_while_sso_is_off": "SELECT monitoring_console_proxy_session('ada', %(token)s)",
+    "read_the_hash": "SELECT password_hash FROM monitoring_console_users WHERE login = 'ada'",
+    "read_a_hash_through_a_view": "SELECT * FROM monitoring_console_users",
+    "widen_the_setting": "UPDATE monitoring_settings SET value = 'on' WHERE setting = 'console_single_sign_on'",
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGERIES))
+def test_serves_login_cannot_open_a_session_without_the_password(conn, console, forgery):
+    session, _ = console
+    row = session.execute("SELECT attempt, argon2_settings FROM monitoring_console_begin_sign_in('ada', '10.0.0.7')"
+                          ).fetchone()
+    rick = session.execute("SELECT attempt, argon2_settings, hash_length FROM "
+                           "monitoring_console_begin_sign_in('rick', '10.0.0.7')").fetchone()
+    rick_hash = auth.derive_hash(rick[1], rick[2], PASSWORD)
+    if forgery == "a_spent_attempt_again":
+        assert session.execute("SELECT monitoring_console_finish_sign_in('rick', %s, %s, %s)",
+                               (rick[0], rick_hash, secrets.token_urlsafe(32))).fetchone()[0]
+    sessions_before = conn.execute("SELECT count(*) FROM monitoring_console_sessions").fetchone()[0]
+    token = secrets.token_urlsafe(32)
+    params = {"token": token, "attempt": row[0], "settings": row[1], "rick_attempt": rick[0], "rick_hash": rick_hash}
+    opened = False
+    try:
+        result = session.execute(FORGERIES[forgery], params).fetchall()
+        opened = result == [(True,)]
+    except psycopg.Error:
+        pass
+    assert not opened
+    assert session.execute("SELECT * FROM monitoring_console_session(%s)", (token,)).fetchall() == []
+    assert conn.execute("SELECT count(*) FROM monitoring_console_sessions").fetchone()[0] == sessions_before
+    # nor did begin hand out anything a hash could be made of without the password
+    assert not row[1].endswith(HASH.rsplit("$", 1)[1]) and HASH.startswith(row[1])
+
+
+def test_single_sign_on_opens_sessions_only_while_an_admin_has_turned_it_on(connect, console):
+    session, _ = console
+    token = secrets.token_urlsafe(32)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="single sign-on is off"):
+        session.execute("SELECT monitoring_console_proxy_session('ada', %s)", (token,))
+    connect("monitoring_admin").execute("UPDATE monitoring_settings SET value = 'on' WHERE setting = 'console_single_sign_on'")
+    assert session.execute("SELECT monitoring_console_proxy_session('ada', %s)", (token,)).fetchone() == (True,)
+    assert session.execute("SELECT login FROM monitoring_console_session(%s)", (token,)).fetchall() == [("ada",)]
+
+
+def test_an_unknown_login_gets_an_answer_of_the_same_shape_every_time(console):
+    session, _ = console
+    begin = "SELECT argon2_settings, hash_length FROM monitoring_console_begin_sign_in(%s, '10.0.0.8')"
+    first, again = (session.execute(begin, ("nobody",)).fetchone() for _ in range(2))
+    assert first == again and first[0].startswith("$argon2id$v=19$m=65536,t=3,p=4$") and first[1] == 32
+    assert session.execute(begin, ("somebody",)).fetchone() != first
+    assert not sign_in(session, "nobody")
 
 
 def test_the_console_cannot_read_a_password_hash_or_open_a_session_with_a_short_token(console):
     session, _ = console
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         session.execute("SELECT password_hash FROM monitoring_console_users")
+    attempt = session.execute("SELECT attempt FROM monitoring_console_begin_sign_in('ada', '10.0.0.1')").fetchone()[0]
     with pytest.raises(psycopg.errors.InvalidParameterValue):
-        session.execute("SELECT monitoring_console_finish_sign_in('ada', '10.0.0.1', true, 'short')")
+        session.execute("SELECT monitoring_console_finish_sign_in('ada', %s, '', 'short')", (attempt,))
 
 
 def test_the_console_cannot_widen_its_rights_through_its_definer_functions(console):

@@ -98,13 +98,18 @@ def test_a_matcher_that_cannot_be_saved_is_explained(typed):
         views.parse_matchers(typed)
 
 
-def test_a_password_is_checked_against_its_argon2id_hash_and_a_missing_user_costs_the_same_check():
+def test_the_console_derives_the_hash_the_database_compares_and_refuses_settings_beyond_its_costs():
     stored = auth.hash_password("correct horse battery")
     assert stored.startswith("$argon2id$")
-    assert auth.password_matches(stored, "correct horse battery")
-    assert not auth.password_matches(stored, "correct horse batterY")
-    assert not auth.password_matches(None, "correct horse battery")
-    assert not auth.password_matches("not a hash", "x")
+    settings, kept = stored.rsplit("$", 1)
+    settings += "$"
+    assert auth.derive_hash(settings, len(kept) * 3 // 4, "correct horse battery") == kept
+    assert auth.derive_hash(settings, len(kept) * 3 // 4, "correct horse batterY") != kept
+    for bad in ("not a hash", "$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$x",
+                "$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHQ$", "$argon2id$v=19$m=8,t=1$c2FsdHNhbHQ$",
+                "$argon2id$v=19$m=8,t=1,p=1$!!$", "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$"):
+        with pytest.raises(auth.BadSettings):
+            auth.derive_hash(bad, 32, "correct horse battery")
     with pytest.raises(ValueError, match="at least 12"):
         auth.hash_password("short")
 
