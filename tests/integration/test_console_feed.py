@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
@@ -14,6 +15,13 @@ from dispatcher.console.app import QUERIES_FILE
 from dispatcher.console.feed import Feed
 
 CEILING = 30.0  # s a condition may take: a ceiling, never a measure
+
+
+def run(scenario) -> None:
+    """asyncio.run on a thread of its own: Playwright's sync API (the browser tests) keeps a loop running in this
+    one when they share a worker."""
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, scenario).result()
 
 
 async def until(check: Callable[[], object], what: str) -> None:
@@ -57,7 +65,7 @@ def test_a_notify_flood_from_a_writer_never_makes_the_feed_read_again_before_its
         finally:
             await feed.stop()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_change_woken_by_notify_during_the_quiet_interval_is_still_shown(conn, login_url):
@@ -79,4 +87,4 @@ def test_a_change_woken_by_notify_during_the_quiet_interval_is_still_shown(conn,
         finally:
             await feed.stop()
 
-    asyncio.run(scenario())
+    run(scenario())
