@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,6 +151,37 @@ def test_a_new_alert_appears_live_without_a_reload(browser, serve, users, conn):
     raise_alert(conn, "Checkout is failing live")
     expect(page.locator("tr.alert", has_text="Checkout is failing live")).to_be_visible(timeout=LIVE)
     assert page.evaluate("window.__stayed") is True  # the same page: swapped in, not reloaded
+
+
+def test_a_change_heard_while_the_rows_are_being_fetched_is_shown_after_them(browser, serve, users, conn):
+    """A slow fetch of the rows (held here by the test, not by the product) answers with what it read before a
+    second change, and that change's event lands while it is in flight: the page must fetch again, so a
+    resolved alert leaves the list and a new one appears, without a reload and without a third change."""
+    page = sign_in(browser, serve, "vera")
+    expect(page.locator("td.empty")).to_be_visible()
+    old = raise_alert(conn, "Old news, about to be resolved")
+    expect(page.locator("tr.alert", has_text="Old news")).to_be_visible(timeout=LIVE)
+    rows_url = page.locator("[hx-get^='/console/alerts/rows']").get_attribute("hx-get")
+    before = page.request.get(rows_url).text()  # the rows as read before both changes: what a slow fetch answers
+    assert "Old news" in before
+    page.evaluate("window.__stayed = true; window.__heard = 0;"
+                  "document.addEventListener('htmx:sseMessage', function () { window.__heard++; })")
+    held: list[playwright_api.Route] = []
+    page.route("**/console/alerts/rows*", lambda route: route.continue_() if held else held.append(route))
+
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'rick')", (old,))
+    page.wait_for_function("() => window.__heard >= 1", timeout=LIVE)  # its fetch is now in flight, held
+    raise_alert(conn, "New trouble while fetching")
+    page.wait_for_function("() => window.__heard >= 2", timeout=LIVE)  # heard while the first fetch is still open
+    deadline = time.monotonic() + LIVE / 1000
+    while not held:  # the route handler runs when Playwright's loop next turns
+        assert time.monotonic() < deadline, "the page never fetched its rows after the first change"
+        page.wait_for_timeout(20)
+    held[0].fulfill(status=200, content_type="text/html; charset=utf-8", body=before)
+
+    expect(page.locator("tr.alert", has_text="New trouble while fetching")).to_be_visible(timeout=LIVE)
+    expect(page.locator("tr.alert", has_text="Old news")).to_have_count(0, timeout=LIVE)
+    assert page.evaluate("window.__stayed") is True
 
 
 def test_acknowledge_from_the_list_tells_pagerduty_and_the_sla_row_gets_its_mtta(
