@@ -88,8 +88,8 @@ def twilio_receipt(url: str, params: Sequence[tuple[str, str]]) -> str:
     """The receipt of a Twilio callback: a digest of exactly what its signature covers. Names and values run
     together can be split again (the tail of MessageSid moved into the next name, a query string's end into the
     first name) with the signature still good, so a receipt from any one parameter would let one captured request
-    act again under each split; every split of one signed string has this one receipt. Not the signature itself:
-    a receipt is readable in the database, and must not be what a forger needs."""
+    act again under each split; every split of one signed string has this one receipt (and so have Twilio's own
+    retries). A digest rather than the signature itself, which readers of monitoring_inbound_actions need not hold."""
     return "twilio:" + hashlib.sha256(twilio_signed(url, params)).hexdigest()
 
 
