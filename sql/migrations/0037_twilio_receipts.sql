@@ -1,4 +1,4 @@
--- pgalert 0038: a STOP or START texted to the Twilio number is recorded under its receipt, like every action from
+-- pgalert 0037: a STOP or START texted to the Twilio number is recorded under its receipt, like every action from
 -- outside, so a captured one sent again changes nothing (#35 item 10); before, a replayed STOP silenced a person's
 -- texts again after they had texted START. The old two-argument function, which took no receipt, goes.
 
@@ -13,4 +13,4 @@ digest of all its callback signed): a repeat is recorded once and acts once.';
 
 DROP FUNCTION IF EXISTS monitoring_inbound_contact_opt_out(text, boolean);
 
-INSERT INTO _monitoring_migrations (version, name) VALUES ('0038', 'twilio_receipts');
+INSERT INTO _monitoring_migrations (version, name) VALUES ('0037', 'twilio_receipts');
