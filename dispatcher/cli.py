@@ -271,7 +271,7 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
     POST /v1/slack/actions  Slack buttons           SLACK_SIGNING_SECRET
     POST /v1/twilio/sms, /v1/twilio/voice, /v1/twilio/status
                             texts, keypresses and status callbacks from Twilio   TWILIO_AUTH_TOKEN
-                            (PGALERT_PUBLIC_URL: this service's URL as Twilio calls it, behind a proxy)
+                            (PGALERT_PUBLIC_URL: this service's URL as Twilio calls it; unset, they get 403)
     POST /v1/ntfy/ack/TOKEN a push's Acknowledge button   PGALERT_ACTION_KEY (the dispatchers' too)
     GET  /console/          the web console (people made with `pgalert user create`)
     GET  /healthz, /metrics, /openapi.json

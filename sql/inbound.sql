@@ -402,7 +402,9 @@ RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    DELETE FROM public.monitoring_inbound_actions WHERE alert_id IS NULL AND received_at < p_before
+    -- a STOP or START is kept: purged, its receipt would let a captured one act again
+    DELETE FROM public.monitoring_inbound_actions
+    WHERE alert_id IS NULL AND received_at < p_before AND action NOT IN ('stop', 'start')
 $$;
 REVOKE ALL ON FUNCTION _monitoring_purge_unmatched_actions(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _monitoring_purge_unmatched_actions(timestamptz) TO monitoring_admin;
@@ -516,17 +518,36 @@ REVOKE ALL ON FUNCTION monitoring_inbound_contact_status(text, text, text) FROM 
 GRANT EXECUTE ON FUNCTION monitoring_inbound_contact_status(text, text, text) TO monitoring_inbound;
 
 -- A text of STOP (p_stop) or START to the Twilio number, as carriers require pgalert to honour: that number's
--- text methods get nothing until START. Returns how many methods changed.
-CREATE OR REPLACE FUNCTION monitoring_inbound_contact_opt_out(p_address text, p_stop boolean)
+-- text methods get nothing until START. Once per p_receipt_id, like every inbound action: a captured STOP sent
+-- again after the person's START must not silence them again. Returns how many methods changed, or NULL for a
+-- repeat. The number is not recorded as the actor: it is its person's secret.
+CREATE OR REPLACE FUNCTION monitoring_inbound_contact_opt_out(p_receipt_id text, p_address text, p_stop boolean)
 RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT public._monitoring_contact_opt_out(p_address, p_stop)
+DECLARE
+    v_action_id bigint;
+    v_changed integer;
+BEGIN
+    IF coalesce(p_receipt_id, '') = '' THEN
+        RAISE EXCEPTION 'a STOP or START is recorded under its receipt' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_action_id := public._monitoring_inbound_receipt('sms', p_receipt_id, CASE WHEN p_stop THEN 'stop' ELSE 'start' END,
+                                                      NULL, NULL);
+    IF v_action_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_changed := public._monitoring_contact_opt_out(p_address, p_stop);
+    UPDATE public.monitoring_inbound_actions AS ia
+    SET outcome = CASE WHEN p_stop THEN 'opted_out' ELSE 'opted_in' END
+    WHERE ia.id = v_action_id;
+    RETURN v_changed;
+END
 $$;
-COMMENT ON FUNCTION monitoring_inbound_contact_opt_out(text, boolean) IS
+COMMENT ON FUNCTION monitoring_inbound_contact_opt_out(text, text, boolean) IS
 'pgalert serve: the owner of a number texted STOP (p_stop) or START: its text methods stop or start getting
-messages. Returns how many methods changed.';
-REVOKE ALL ON FUNCTION monitoring_inbound_contact_opt_out(text, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_inbound_contact_opt_out(text, boolean) TO monitoring_inbound;
+messages, once per p_receipt_id (a repeat changes nothing). Returns how many methods changed, NULL for a repeat.';
+REVOKE ALL ON FUNCTION monitoring_inbound_contact_opt_out(text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_inbound_contact_opt_out(text, text, boolean) TO monitoring_inbound;

@@ -1246,7 +1246,7 @@ CREATE TABLE public.monitoring_inbound_actions (
     actor text,
     occurred_at timestamp with time zone,
     outcome text DEFAULT 'received'::text NOT NULL,
-    CONSTRAINT inbound_action_is_known CHECK ((action = ANY (ARRAY['acknowledge'::text, 'resolve'::text, 'unacknowledge'::text, 'reopen'::text])))
+    CONSTRAINT inbound_action_is_known CHECK ((action = ANY (ARRAY['acknowledge'::text, 'resolve'::text, 'unacknowledge'::text, 'reopen'::text, 'stop'::text, 'start'::text])))
 );
 
 
@@ -1254,9 +1254,10 @@ CREATE TABLE public.monitoring_inbound_actions (
 -- Name: TABLE monitoring_inbound_actions; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON TABLE public.monitoring_inbound_actions IS 'Every acknowledge, resolve, unacknowledge or reopen that came from a provider: who, when they did it
-(occurred_at, the provider''s time), when pgalert heard it, and what it changed (outcome). receipt_id is the
-provider''s id for the delivery (PagerDuty X-Webhook-Id, ...): a repeat is recorded once and acts once.';
+COMMENT ON TABLE public.monitoring_inbound_actions IS 'Every acknowledge, resolve, unacknowledge or reopen that came from a provider, and every STOP or START texted to
+the Twilio number: who, when they did it (occurred_at, the provider''s time), when pgalert heard it, and what it
+changed (outcome). receipt_id is the provider''s id for the delivery (PagerDuty X-Webhook-Id, ...; for Twilio, a
+digest of all its callback signed): a repeat is recorded once and acts once.';
 
 
 --

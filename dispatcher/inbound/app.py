@@ -36,6 +36,8 @@ from dispatcher.inbound.settings import ServeSettings
 
 INCIDENT_ID = re.compile(r"^[A-Z0-9]{1,40}$")
 UNKNOWN_TOKEN = "the token is not one of an active API client"
+NO_PUBLIC_URL = ("PGALERT_PUBLIC_URL is not set: Twilio callbacks are refused, because the URL their signature "
+                 "covers must be the configured one, not the one the request names")
 
 
 class Refused(Exception):
@@ -108,6 +110,8 @@ class Inbound:
         if self.console:
             self.console.feed.start()
         logs.info("serve ready", endpoints=",".join(self.enabled_endpoints()), console=bool(self.console))
+        if self.settings.twilio_auth_token and not self.settings.public_url:
+            logs.warning("twilio callbacks refused", reason=NO_PUBLIC_URL)
         try:
             yield
         finally:
@@ -260,48 +264,51 @@ class Inbound:
         return Response(status_code=200, background=task)
 
     # --- a paged person's phone: Twilio (texts, keypresses, status) and ntfy (the Acknowledge button) ------------
-    async def twilio_form(self, request: Request, body: bytes) -> dict[str, str]:
-        """The form Twilio posted, once X-Twilio-Signature proves Twilio sent it to this URL; nothing of it is
-        used before. Behind a proxy the URL Twilio called is PGALERT_PUBLIC_URL's, not the one uvicorn sees."""
+    async def twilio_form(self, request: Request, body: bytes) -> tuple[dict[str, str], str]:
+        """The form Twilio posted and its receipt, once X-Twilio-Signature proves Twilio sent it to this URL;
+        nothing of it is used before. The URL is PGALERT_PUBLIC_URL's, never the request's: taken from the Host
+        header, a signature made for another host (or a proxy's view of this one) would be believed."""
+        if not self.settings.public_url:
+            raise Refused(403, NO_PUBLIC_URL)
         try:
             pairs = parse_qsl(body.decode(), keep_blank_values=True)
         except UnicodeDecodeError:
             raise translate.BadPayload("body is not a UTF-8 form") from None
-        url = str(request.url)
-        if self.settings.public_url:
-            url = self.settings.public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        url = self.settings.public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if not verify.twilio_signature_ok(url, pairs, request.headers.get("x-twilio-signature"),
                                           self.settings.twilio_auth_token):
             raise Refused(401, "X-Twilio-Signature is missing or does not match this URL and body")
-        return dict(pairs)
+        return dict(pairs), verify.twilio_receipt(url, pairs)
 
     async def twilio_sms(self, request: Request, body: bytes) -> Response:
-        form = await self.twilio_form(request, body)
+        form, receipt = await self.twilio_form(request, body)
         sender, reply = form.get("From", ""), translate.sms_reply(form.get("Body", ""))
         if reply.action in ("stop", "start"):
-            await self.call("contact_opt_out", {"address": sender, "stop": reply.action == "stop"})
-            self.metrics.outcomes.labels("sms", reply.action).inc()
-            logs.info("contact opted " + ("out" if reply.action == "stop" else "in"), via="sms")
+            [(changed,)] = await self.call("contact_opt_out", {"receipt_id": receipt, "address": sender,
+                                                               "stop": reply.action == "stop"})
+            outcome = reply.action if changed is not None else "duplicate"
+            self.metrics.outcomes.labels("sms", outcome).inc()
+            logs.info("contact opted " + ("out" if reply.action == "stop" else "in"), via="sms",
+                      duplicate=changed is None)
             return twiml_response(translate.twiml())  # Twilio and the carrier confirm it themselves
         if reply.action is None:
             return twiml_response(translate.twiml(message=translate.REPLY_HINT))
-        outcome, alert_id = await self.contact_act("sms", form.get("MessageSid", ""), sender, None, reply.alert_id,
-                                                   reply.action)
+        outcome, alert_id = await self.contact_act("sms", receipt, sender, None, reply.alert_id, reply.action)
         return twiml_response(translate.twiml(message=translate.phone_answer(outcome, alert_id, reply.action)))
 
     async def twilio_voice(self, request: Request, body: bytes) -> Response:
-        form = await self.twilio_form(request, body)
+        form, receipt = await self.twilio_form(request, body)
         action = translate.keypress(form.get("Digits"))
         delivery = request.query_params.get("d", "")
         if action is None or not delivery.isdigit():
             return twiml_response(translate.twiml(say="Not understood. Goodbye."))
-        outcome, alert_id = await self.contact_act("voice", f"{form.get('CallSid', '')}:{form.get('Digits')}",
-                                                   form.get("To", ""), int(delivery), None, action)
+        outcome, alert_id = await self.contact_act("voice", receipt, form.get("To", ""), int(delivery), None, action)
         return twiml_response(translate.twiml(say=(translate.phone_answer(outcome, alert_id, action)
                                                    or "Nothing was changed.") + " Goodbye."))
 
     async def twilio_status(self, request: Request, body: bytes) -> Response:
-        form = await self.twilio_form(request, body)
+        # no receipt: a status fails a sent message once, so its repeat changes nothing
+        form, _receipt = await self.twilio_form(request, body)
         reference = form.get("MessageSid") or form.get("CallSid") or ""
         status = form.get("MessageStatus") or form.get("CallStatus") or ""
         [(result,)] = await self.call("contact_status", {"reference": reference, "status": status,

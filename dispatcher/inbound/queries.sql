@@ -28,4 +28,4 @@ FROM monitoring_inbound_contact_act(%(via)s, %(receipt_id)s, %(address)s, %(deli
 SELECT monitoring_inbound_contact_status(%(reference)s, %(status)s, %(error_code)s);
 
 -- name: contact_opt_out
-SELECT monitoring_inbound_contact_opt_out(%(address)s, %(stop)s);
+SELECT monitoring_inbound_contact_opt_out(%(receipt_id)s, %(address)s, %(stop)s);

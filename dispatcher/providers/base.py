@@ -11,6 +11,7 @@ import json
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -128,6 +129,24 @@ def truncate(text: str | None, limit: int, marker: str = "…") -> str:
     if len(text) <= limit:
         return text
     return text[: max(limit - len(marker), 0)] + marker[: limit]
+
+
+def escape_within(text: str, limit: int, escape: Callable[[str], str], marker: str = "…") -> str:
+    """`text` escaped for a vendor's markup in at most `limit` characters. Cut before escaping, never after: a
+    cut after would split an escape (`&am…`), and escaping after a cut would grow the text past the limit (a
+    title of 1,024 `&` is 5,120 characters of XML). `escape` must escape each character on its own."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    tail = escape(marker)
+    budget, size, kept = limit - len(tail), 0, []
+    for char in text:
+        piece = escape(char)
+        if size + len(piece) > budget:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept) + tail if len(tail) <= limit else "".join(kept)
 
 
 def truncate_utf8(text: str, max_bytes: int, marker: str = "…") -> str:

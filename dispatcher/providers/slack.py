@@ -16,6 +16,7 @@ from dispatcher.providers.base import (
     HttpResponse,
     Verdict,
     alert_links,
+    escape_within,
     json_body,
     judge_by_status,
     response_text,
@@ -29,6 +30,8 @@ HEADER_TEXT_MAX = 150
 FALLBACK_TEXT_MAX = 4000
 BLOCKS_MAX = 50
 BUTTONS_MAX = 5
+# a writer's parts of a one-line message, escaped: together they leave the rest of a section to the note
+TITLE_MAX, NAME_MAX, REASON_MAX = 1500, 200, 600
 SEVERITY_MARK = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 DIGEST_MAX = 100  # deliveries in one digest: a line each, well inside Slack's 50 blocks of 3,000 characters
 DIGEST_LINE_MAX = 280
@@ -40,6 +43,11 @@ def escape(text: str) -> str:
     """Slack mrkdwn treats &, < and > as control characters: escaped, a writer's <!channel>, <@U...> or
     <https://x|label> is shown as typed, never a mention or a disguised link."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mrkdwn(text: str, limit: int) -> str:
+    """A writer's text escaped in at most `limit` characters, never cut inside an `&amp;`."""
+    return escape_within(text, limit, escape)
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ class Slack:
 
 def build_message(delivery: Delivery, interactive: bool = False) -> dict | None:
     alert = delivery.alert
-    title = escape(alert["title"])
+    title = mrkdwn(alert["title"], TITLE_MAX)
     ref = f"alert #{alert['id']}"
     if delivery.action == "trigger":
         message = _trigger_message(alert)
@@ -81,27 +89,26 @@ def build_message(delivery: Delivery, interactive: bool = False) -> dict | None:
             message["blocks"].insert(-1, lifecycle_buttons(delivery.provider_key))
         return message
     if delivery.action == "acknowledge":
-        text = f":eyes: *Acknowledged* by {escape(who(delivery))}{where(delivery)}: {title} ({ref})"
+        text = f":eyes: *Acknowledged* by {mrkdwn(who(delivery), NAME_MAX)}{where(delivery)}: {title} ({ref})"
     elif delivery.action == "resolve":
         verb = "Resolved as a false positive" if delivery.context.get("false_positive") else "Resolved"
-        text = f":white_check_mark: *{verb}* by {escape(who(delivery))}{where(delivery)}: {title} ({ref})"
+        text = f":white_check_mark: *{verb}* by {mrkdwn(who(delivery), NAME_MAX)}{where(delivery)}: {title} ({ref})"
     elif delivery.action == "notify":
         person = delivery.context.get("slack_member_id")
-        mention = f"<@{person}>" if person else escape(str(delivery.context.get("person") or delivery.target))
-        reason = escape(str(delivery.context.get("reason") or "you are being paged"))
+        mention = f"<@{person}>" if person else mrkdwn(str(delivery.context.get("person") or delivery.target), NAME_MAX)
+        reason = mrkdwn(str(delivery.context.get("reason") or "you are being paged"), REASON_MAX)
         text = f":rotating_light: {mention} {reason}: {title} ({ref}, {alert['severity']})"
     else:
         return None
     note = delivery.context.get("note")
     if note:
-        text += f"\n>{escape(str(note))}"
-    text = truncate(text, SECTION_TEXT_MAX)
+        text += f"\n>{mrkdwn(str(note), SECTION_TEXT_MAX - len(text) - 2)}"
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
 
 def where(delivery: Delivery) -> str:
     """" in PagerDuty" when a responder acted there, escaped for mrkdwn; nothing for SQL."""
-    return escape(base_where(delivery))
+    return mrkdwn(base_where(delivery), NAME_MAX)
 
 
 def lifecycle_buttons(provider_key: str) -> dict:
@@ -124,14 +131,14 @@ def _trigger_message(alert: dict) -> dict:
     header = truncate(f"{alert.get('priority', '')} {alert['title']}".strip(), HEADER_TEXT_MAX)
     blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}]
     if alert.get("message"):
-        text = truncate(escape(alert["message"]), SECTION_TEXT_MAX)
+        text = mrkdwn(alert["message"], SECTION_TEXT_MAX)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     facts = [
         f"*Severity*\n{mark} {alert['severity']} ({alert.get('priority', '')})",
-        f"*Type*\n`{truncate(escape(alert['alert_type']), 200)}`",
+        f"*Type*\n`{mrkdwn(alert['alert_type'], 200)}`",
     ]
     if alert.get("source"):
-        facts.append(f"*Source*\n{truncate(escape(alert['source']), 500)}")
+        facts.append(f"*Source*\n{mrkdwn(alert['source'], 500)}")
     if (alert.get("occurrence_count") or 1) > 1:
         facts.append(f"*Occurrences*\n{alert['occurrence_count']}")
     blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in facts]})
@@ -148,14 +155,14 @@ def _trigger_message(alert: dict) -> dict:
                 for link in links
             ],
         })
-    dedup = truncate(escape(str(alert.get("dedup_key"))), 200)
+    dedup = mrkdwn(str(alert.get("dedup_key")), 200)
     blocks.append({
         "type": "context",
         "elements": [{"type": "mrkdwn", "text": f"pgalert alert #{alert['id']} · dedup `{dedup}`"}],
     })
     # the notification's text: as live as the blocks, so a writer's <!channel> or <https://x|label> is escaped here too
-    fallback = f"{mark} [{alert['severity']}] {escape(alert['title'])}: {escape(alert.get('message') or '')}"
-    fallback = truncate(fallback, FALLBACK_TEXT_MAX)
+    fallback = f"{mark} [{alert['severity']}] {mrkdwn(alert['title'], TITLE_MAX)}: "
+    fallback += mrkdwn(alert.get("message") or "", FALLBACK_TEXT_MAX - len(fallback))
     return {"text": fallback, "blocks": blocks[:BLOCKS_MAX]}
 
 
@@ -187,11 +194,12 @@ def _digest_line(delivery: Delivery) -> str:
     mark = SEVERITY_MARK.get(alert["severity"], "")
     action = ACTION_MARK.get(delivery.action, delivery.action)
     if delivery.action in ("acknowledge", "resolve"):
-        action += f" by {escape(who(delivery))}"
+        action += f" by {mrkdwn(who(delivery), NAME_MAX)}"
     elif delivery.action == "notify":
         person = delivery.context.get("slack_member_id")
-        action += " " + (f"<@{person}>" if person else escape(str(delivery.context.get("person") or delivery.target)))
-    kind = f"`{truncate(escape(alert['alert_type']), 60)}`"
+        action += " " + (f"<@{person}>" if person else mrkdwn(str(delivery.context.get("person") or delivery.target),
+                                                             NAME_MAX))
+    kind = f"`{mrkdwn(alert['alert_type'], 60)}`"
     prefix = " ".join(p for p in (mark, f"#{alert['id']}", action, kind) if p)
     # the title goes last and alone is shortened, so the id and type always show
-    return f"{prefix} *{truncate(escape(alert['title']), max(DIGEST_LINE_MAX - len(prefix) - 3, 20))}*"
+    return f"{prefix} *{mrkdwn(alert['title'], max(DIGEST_LINE_MAX - len(prefix) - 3, 20))}*"

@@ -20,6 +20,7 @@ from dispatcher.providers.base import (
     OneAtATime,
     Verdict,
     alert_links,
+    escape_within,
     json_body,
     judge_by_status,
     truncate,
@@ -32,6 +33,8 @@ CARD_VERSION = "1.4"  # what Teams renders for webhook cards
 TEXT_MAX = 5000
 TITLE_MAX = 400
 ACTIONS_MAX = 5
+NAME_MAX, REASON_MAX = 200, 600
+URL_MAX = 2048  # a longer link would crowd the card out of its 28 KB; it stays in the alert's details
 SEVERITY_COLOR = {"critical": "Attention", "warning": "Warning", "info": "Accent"}
 # what makes a link or formatting; "_" is left (snake_case keys are common, and it only ever makes italics)
 MARKDOWN = re.compile(r"([\\`*\[\]~])")
@@ -41,6 +44,11 @@ def escape(text: str) -> str:
     """Teams reads TextBlock and Fact values as Markdown: escaped, a writer's [Acknowledge](https://x) or
     **text** is shown as typed, never a link or formatting that passes for pgalert's own."""
     return MARKDOWN.sub(r"\\\1", text)
+
+
+def markdown(text: str, limit: int) -> str:
+    """A writer's text escaped in at most `limit` characters: escaping after a cut would double it."""
+    return escape_within(text, limit, escape)
 
 
 @dataclass(frozen=True)
@@ -74,25 +82,25 @@ def message(card: dict) -> dict:
 
 def build_card(delivery: Delivery) -> dict | None:
     alert = delivery.alert
-    title = escape(truncate(alert["title"], TITLE_MAX))
+    title = markdown(alert["title"], TITLE_MAX)
     ref = f"pgalert alert #{alert['id']}"
     if delivery.action == "trigger":
         return _trigger_card(alert)
     if delivery.action == "acknowledge":
-        line = f"👀 Acknowledged by {escape(who(delivery))}{where(delivery)}: {title}"
+        line = f"👀 Acknowledged by {markdown(who(delivery), NAME_MAX)}{where(delivery)}: {title}"
     elif delivery.action == "resolve":
         verb = "Resolved as a false positive" if delivery.context.get("false_positive") else "Resolved"
-        line = f"✅ {verb} by {escape(who(delivery))}{where(delivery)}: {title}"
+        line = f"✅ {verb} by {markdown(who(delivery), NAME_MAX)}{where(delivery)}: {title}"
     elif delivery.action == "notify":
-        person = escape(str(delivery.context.get("person") or delivery.target))
-        reason = escape(str(delivery.context.get("reason") or "you are being paged"))
+        person = markdown(str(delivery.context.get("person") or delivery.target), NAME_MAX)
+        reason = markdown(str(delivery.context.get("reason") or "you are being paged"), REASON_MAX)
         line = f"🚨 {person}, {reason}: {title} ({alert['severity']})"
     else:
         return None
     body = [_text(line, weight="Bolder")]
     note = delivery.context.get("note")
     if note:
-        body.append(_text(escape(truncate(str(note), TEXT_MAX)), is_subtle=True))
+        body.append(_text(markdown(str(note), TEXT_MAX), is_subtle=True))
     body.append(_text(ref, is_subtle=True, size="Small"))
     return _card(body)
 
@@ -100,20 +108,20 @@ def build_card(delivery: Delivery) -> dict | None:
 
 def _trigger_card(alert: dict) -> dict:
     severity = alert["severity"]
-    heading = escape(truncate(f"{alert.get('priority', '')} {alert['title']}".strip(), TITLE_MAX))
+    heading = markdown(f"{alert.get('priority', '')} {alert['title']}".strip(), TITLE_MAX)
     body = [_text(heading, weight="Bolder", size="Medium", color=SEVERITY_COLOR.get(severity, "Default"))]
     facts = [{"title": "Severity", "value": f"{severity} ({alert.get('priority', '')})"},
-             {"title": "Type", "value": escape(truncate(alert["alert_type"], 200))}]
+             {"title": "Type", "value": markdown(alert["alert_type"], 200)}]
     if alert.get("source"):
-        facts.append({"title": "Source", "value": escape(truncate(alert["source"], 500))})
+        facts.append({"title": "Source", "value": markdown(alert["source"], 500)})
     if (alert.get("occurrence_count") or 1) > 1:
         facts.append({"title": "Occurrences", "value": str(alert["occurrence_count"])})
-    facts.append({"title": "Alert", "value": f"#{alert['id']} · {escape(truncate(str(alert.get('dedup_key')), 200))}"})
+    facts.append({"title": "Alert", "value": f"#{alert['id']} · {markdown(str(alert.get('dedup_key')), 200)}"})
     body.append({"type": "FactSet", "facts": facts})
     if alert.get("message"):
-        body.append(_text(escape(truncate(alert["message"], TEXT_MAX))))
+        body.append(_text(markdown(alert["message"], TEXT_MAX)))
     card = _card(body)
-    links = alert_links(alert)[:ACTIONS_MAX]
+    links = [link for link in alert_links(alert) if len(link["href"]) <= URL_MAX][:ACTIONS_MAX]
     if links:
         card["actions"] = [{"type": "Action.OpenUrl", "title": truncate(link["text"], 80), "url": link["href"]}
                            for link in links]

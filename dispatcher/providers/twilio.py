@@ -10,6 +10,7 @@ a mobile number), and 429 or 5xx are worth retrying.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
@@ -20,6 +21,7 @@ from dispatcher.providers.base import (
     HttpResponse,
     OneAtATime,
     Verdict,
+    escape_within,
     judge_by_status,
     parse_json,
     truncate,
@@ -28,8 +30,12 @@ from dispatcher.providers.base import (
 API_URL = "https://api.twilio.com"
 # Messaging: a Body is at most 1,600 characters; kept to two segments' worth, a page is read at a glance
 SMS_MAX = 320
-# Voice: inline TwiML is at most 4,000 characters
+# Voice: inline TwiML is at most 4,000 characters (error 32018 fails the call); a saying is kept far shorter
 TWIML_MAX = 4000
+SAID_MAX = 1500
+# what XML 1.0 cannot hold even escaped (control characters, U+FFFE, U+FFFF, lone surrogates): a writer's title
+# with one would make the whole TwiML unreadable to Twilio
+XML_UNSAFE = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # Twilio's errors that no retry can mend: the number is wrong or has opted out
 FINAL_ERRORS = {21211: "not a valid phone number", 21214: "not a reachable phone number",
                 21610: "the person replied STOP to this number", 21614: "not a mobile number",
@@ -111,16 +117,23 @@ def sms_text(delivery: Delivery, answerable: bool = False) -> str:
 
 def call_twiml(delivery: Delivery, gather_url: str = "") -> str:
     """What the call says: the alert twice (a person woken up misses the first time), and with gather_url, the
-    keys that acknowledge (4) and resolve (6), posted back to `pgalert serve`."""
+    keys that acknowledge (4) and resolve (6), posted back to `pgalert serve`. Whatever the writer's title holds,
+    the TwiML is well-formed XML within Twilio's 4,000 characters: each saying gets half of what the rest leaves."""
     reason = str(delivery.context.get("reason") or "")
     code = str(delivery.context.get("code") or "")
     if code:  # a verification code is read digit by digit
         reason = reason.replace(code, " ".join(code))
-    said = escape(truncate(f"This is pgalert. {_headline(delivery)}. {reason}.", 1500))
-    if not gather_url:
-        return truncate(f'<Response><Say>{said}</Say><Pause length="1"/><Say>Again. {said}</Say></Response>',
-                        TWIML_MAX, "")
-    keys = "Press 4 to acknowledge, or 6 to resolve."
-    return (f'<Response><Gather numDigits="1" timeout="10" method="POST" action="{escape(gather_url)}">'
-            f'<Say>{said}</Say><Say>{keys}</Say><Pause length="1"/><Say>Again. {said}</Say><Say>{keys}</Say>'
-            f'</Gather><Say>No key was pressed. Goodbye.</Say></Response>')
+    spoken = XML_UNSAFE.sub("", f"This is pgalert. {_headline(delivery)}. {reason}.")
+    if gather_url:
+        keys = "Press 4 to acknowledge, or 6 to resolve."
+        action = escape(gather_url, {'"': "&quot;"})
+
+        def twiml(said: str) -> str:
+            return (f'<Response><Gather numDigits="1" timeout="10" method="POST" action="{action}">'
+                    f'<Say>{said}</Say><Say>{keys}</Say><Pause length="1"/><Say>Again. {said}</Say><Say>{keys}</Say>'
+                    f'</Gather><Say>No key was pressed. Goodbye.</Say></Response>')
+    else:
+        def twiml(said: str) -> str:
+            return f'<Response><Say>{said}</Say><Pause length="1"/><Say>Again. {said}</Say></Response>'
+    said_max = min(SAID_MAX, (TWIML_MAX - len(twiml(""))) // 2)
+    return twiml(escape_within(spoken, max(said_max, 0), escape))

@@ -37,11 +37,13 @@ class Serve:
     def __init__(self, url: str):
         self.url = url
 
-    def twilio(self, path: str, params: dict[str, str], signature: str | None = None) -> requests.Response:
+    def twilio(self, path: str, params: dict[str, str] | list[tuple[str, str]], signature: str | None = None,
+               headers: dict[str, str] | None = None) -> requests.Response:
         url = self.url + path
         return requests.post(url, data=urlencode(params), timeout=10, headers={
             "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": signature if signature is not None else twilio_signature(url, params)})
+            "X-Twilio-Signature": signature if signature is not None else twilio_signature(url, dict(params)),
+            **(headers or {})})
 
 
 @pytest.fixture
@@ -154,10 +156,51 @@ def test_an_unanswered_call_fails_after_all_and_a_stop_ends_texts(conn, serve, p
     assert conn.execute("SELECT status, last_error FROM monitoring_deliveries WHERE id = %s", (call_delivery,)).fetchone() == (
         "failed", "not reached: Twilio says no-answer")
     assert serve.twilio("/v1/twilio/status", {"CallSid": "CA" + uuid.uuid4().hex, "CallStatus": "no-answer"}).status_code == 204
-    serve.twilio("/v1/twilio/sms", {"MessageSid": "SM" + uuid.uuid4().hex, "From": ALICE, "Body": "STOP"})
+    stop = {"MessageSid": "SM" + uuid.uuid4().hex, "From": ALICE, "Body": "STOP"}
+    serve.twilio("/v1/twilio/sms", stop)
     assert conn.execute("SELECT opted_out_at IS NOT NULL FROM monitoring_contact_methods WHERE kind = 'sms'").fetchone() == (True,)
     serve.twilio("/v1/twilio/sms", {"MessageSid": "SM" + uuid.uuid4().hex, "From": ALICE, "Body": "start"})
     assert conn.execute("SELECT opted_out_at IS NULL FROM monitoring_contact_methods WHERE kind = 'sms'").fetchone() == (True,)
+    # a captured STOP sent again (#35 item 10) does not silence her texts a second time: it carries a receipt
+    assert serve.twilio("/v1/twilio/sms", stop).status_code == 200
+    assert conn.execute("SELECT opted_out_at IS NULL FROM monitoring_contact_methods WHERE kind = 'sms'").fetchone() == (True,)
+    assert conn.execute("SELECT action, outcome, actor FROM monitoring_inbound_actions WHERE action IN ('stop', 'start') "
+                        "ORDER BY id").fetchall() == [("stop", "opted_out", None), ("start", "opted_in", None)]
+
+
+def test_a_captured_resolve_resplit_so_its_message_sid_changes_acts_once(conn, serve, paged):
+    """Twilio signs names and values run together: moving the tail of MessageSid into the next name keeps the
+    signature and changed the receipt, so one captured resolve acted three times (#35 item 10)."""
+    captured = [("Body", f"6 {paged}"), ("From", ALICE), ("MessageSid", "SM0123abcd"), ("To", "+15005550006")]
+    signature = twilio_signature(serve.url + "/v1/twilio/sms", dict(captured))
+    first = serve.twilio("/v1/twilio/sms", captured, signature=signature)
+    assert f"<Message>Resolved alert {paged}.</Message>" in first.text
+    for resplit in ([*captured[:2], ("MessageSid", "SM0123abc"), ("dTo", "+15005550006")],
+                    [*captured[:2], ("MessageSid", "SM0123"), ("abcdTo", "+15005550006")]):
+        again = serve.twilio("/v1/twilio/sms", resplit, signature=signature)
+        assert again.status_code == 200 and "<Message>" not in again.text
+    assert conn.execute("SELECT outcome FROM monitoring_inbound_actions ORDER BY id").fetchall() == [("resolved",)]
+
+
+def test_without_a_public_url_twilio_callbacks_are_refused_whatever_the_host_header(login_url, tmp_path):
+    """The URL a Twilio signature is checked against comes from PGALERT_PUBLIC_URL, never from the request: with
+    it unset, serve refuses every Twilio callback (403) and says why, rather than trust the Host header."""
+    log = tmp_path / "serve.log"
+    process, base = start_serve(login_url("monitoring_inbound"), log, "--no-console",
+                                env={"TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN}, base_env=child_environment())
+    try:
+        stop = {"MessageSid": "SM" + uuid.uuid4().hex, "From": ALICE, "Body": "STOP"}
+        for host in (None, "pgalert.example.com", "attacker.example"):
+            url = f"http://{host}/v1/twilio/sms" if host else base + "/v1/twilio/sms"
+            answer = requests.post(base + "/v1/twilio/sms", data=urlencode(stop), timeout=10, headers={
+                "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": twilio_signature(url, stop),
+                **({"Host": host} if host else {})})
+            assert answer.status_code == 403, answer.text
+            assert "PGALERT_PUBLIC_URL" in answer.json()["error"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    assert "PGALERT_PUBLIC_URL" in log.read_text()
 
 
 def test_the_push_button_acknowledges_once_and_a_forged_one_is_refused(conn, fake, serve, paged):

@@ -333,3 +333,28 @@ def test_a_provider_acts_only_on_alerts_a_channel_of_its_kind_was_sent(conn, inb
     # a trigger still pending (never sent) gives no right either
     pending = conn.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'DB')").fetchone()[0]
     assert act(inbound, pending, action, receipt="r9", via="pagerduty")[0] == "not_sent_there"
+
+
+def test_a_stop_or_start_acts_once_per_receipt_and_outlives_the_purge(conn, inbound):
+    """A captured STOP sent again after START must not silence a person's texts (#35 item 10): it is recorded
+    under its receipt, with no actor (the number is its person's secret), and the purge keeps it."""
+    conn.execute("INSERT INTO monitoring_people (name) VALUES ('alice')")
+    conn.execute("SELECT monitoring_add_contact_method('alice', 'sms', '+14155550123')")
+
+    def texted(receipt: str, stop: bool):
+        return inbound.execute("SELECT monitoring_inbound_contact_opt_out(%s, '+14155550123', %s)",
+                               (receipt, stop)).fetchone()[0]
+
+    def opted_out() -> bool:
+        return conn.execute("SELECT opted_out_at IS NOT NULL FROM monitoring_contact_methods").fetchone()[0]
+
+    assert texted("twilio:stop", True) == 1 and opted_out()
+    assert texted("twilio:start", False) == 1 and not opted_out()
+    assert texted("twilio:stop", True) is None and not opted_out()  # the replay
+    conn.execute("UPDATE monitoring_inbound_actions SET received_at = now() - interval '2 years'")
+    conn.execute("SELECT monitoring_purge_history()")
+    assert conn.execute("SELECT action, outcome, actor FROM monitoring_inbound_actions ORDER BY id").fetchall() == [
+        ("stop", "opted_out", None), ("start", "opted_in", None)]
+    assert texted("twilio:stop", True) is None and not opted_out()
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        texted("", True)

@@ -248,3 +248,47 @@ def test_the_openapi_document_describes_what_each_status_carries():
         assert answers["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/Results")  # the results
         assert answers["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
         assert "408" in answers
+
+
+# --- Twilio: what the signature covers is names and values run together, so it can be re-split (#35 item 10) ---
+
+def twilio_signed_by(url: str, pairs: list[tuple[str, str]], token: str = "tw-token") -> str:
+    import base64
+
+    signed = url + "".join(name + value for name, value in sorted(pairs))
+    return base64.b64encode(hmac.new(token.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+
+
+def resplits(pairs: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Every way of moving the tail of one value into the next name that keeps the names' order, so the signed
+    string, and so the signature, stay the same while the parameters change."""
+    pairs = sorted(pairs)
+    found = []
+    for i in range(len(pairs) - 1):
+        name, value = pairs[i]
+        for cut in range(1, len(value)):
+            moved = [*pairs[:i], (name, value[:-cut]), (value[-cut:] + pairs[i + 1][0], pairs[i + 1][1]),
+                     *pairs[i + 2:]]
+            if [n for n, _ in moved] == sorted(n for n, _ in moved) and len({n for n, _ in moved}) == len(moved):
+                found.append(moved)
+    return found
+
+
+def test_a_resplit_twilio_request_still_verifies_but_has_the_same_receipt():
+    url = "https://pgalert.example.com/v1/twilio/sms"
+    captured = [("Body", "6 123"), ("From", "+14155550123"), ("MessageSid", "SM0123abcd"), ("To", "+15005550006")]
+    signature = twilio_signed_by(url, captured)
+    variants = resplits(captured)
+    sids = {dict(v).get("MessageSid") for v in variants}
+    assert len(variants) >= 3 and len(sids) >= 3  # the attack: the receipt Twilio's own id gave is not one
+    for variant in variants:
+        assert verify.twilio_signature_ok(url, variant, signature, "tw-token")
+        assert verify.twilio_receipt(url, variant) == verify.twilio_receipt(url, captured)
+    # a query string moved into a name changes the URL half, not the signed string: still one receipt
+    voice = "https://pgalert.example.com/v1/twilio/voice?d=12"
+    pressed = [("3CallSid", "CA1"), ("Digits", "6")]
+    assert verify.twilio_receipt(voice, pressed) == verify.twilio_receipt(voice + "3", [("CallSid", "CA1"), ("Digits", "6")])
+    # and two real requests are two receipts
+    assert verify.twilio_receipt(url, captured) != verify.twilio_receipt(
+        url, [*captured[:2], ("MessageSid", "SM0123abce"), captured[3]])
+    assert verify.twilio_receipt(url, captured) != verify.twilio_receipt(url.replace("sms", "voice"), captured)
