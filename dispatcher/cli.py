@@ -283,6 +283,7 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
     import uvicorn
 
     from dispatcher.inbound.app import Inbound
+    from dispatcher.inbound.proxies import with_tcp_peer
 
     env = os.environ
     settings = ServeSettings(
@@ -322,8 +323,12 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
     # found installed: with this one the process then exits 0, as the dispatcher does
     for shutdown_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(shutdown_signal, lambda *_: None)
-    server = uvicorn.Server(uvicorn.Config(inbound.app(), host=host, port=port, log_config=None, access_log=False,
-                                           lifespan="on", timeout_graceful_shutdown=5, server_header=False))
+    # uvicorn's own X-Forwarded-* rewriting is off: with_tcp_peer does the same (uvicorn's variable and default)
+    # after keeping the socket's peer, which alone decides whether the single sign-on proxy is speaking
+    app = with_tcp_peer(inbound.app(), env.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                           lifespan="on", timeout_graceful_shutdown=5, server_header=False,
+                                           proxy_headers=False))
     # open console pages hold their event streams: told of the shutdown, they end at once and reconnect
     # elsewhere, rather than holding the process for the graceful timeout
     inbound.shutting_down = lambda: server.should_exit

@@ -50,14 +50,17 @@ def same_token(given: str | None, expected: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def trusted(client: str | None, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    """Whether a request comes from the single sign-on proxy, whose header names the person."""
-    if not client:
+def trusted(peer: str | None, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Whether a request comes from the single sign-on proxy, whose header names the person. `peer` is the TCP
+    peer's address (inbound.proxies.tcp_peer), never one a header names: anyone can send X-Forwarded-For."""
+    if not peer:
         return False
     try:
-        address = ipaddress.ip_address(client)
+        address = ipaddress.ip_address(peer)
     except ValueError:
         return False
+    # a socket that takes IPv4 and IPv6 sees an IPv4 peer as ::ffff:a.b.c.d
+    address = getattr(address, "ipv4_mapped", None) or address
     return any(address in network for network in networks)
 
 
