@@ -118,11 +118,15 @@ def test_csrf_tokens_belong_to_one_session():
 
 
 def test_only_the_listed_proxies_are_believed():
-    networks = auth.parse_networks("10.0.0.5, 10.1.0.0/16")
-    assert networks == (ipaddress.ip_network("10.0.0.5/32"), ipaddress.ip_network("10.1.0.0/16"))
+    networks = auth.parse_networks("10.0.0.5, 10.1.0.0/16, ::1, 2001:db8::/64")
+    assert networks[:2] == (ipaddress.ip_network("10.0.0.5/32"), ipaddress.ip_network("10.1.0.0/16"))
     assert auth.trusted("10.1.2.3", networks) and auth.trusted("10.0.0.5", networks)
+    assert auth.trusted("::1", networks) and auth.trusted("2001:db8::7", networks)
+    # a socket listening on both IPv6 and IPv4 sees an IPv4 peer as an IPv4-mapped IPv6 address
+    assert auth.trusted("::ffff:10.0.0.5", networks) and not auth.trusted("::ffff:10.0.0.6", networks)
     assert not auth.trusted("10.0.0.6", networks) and not auth.trusted(None, networks)
-    assert not auth.trusted("not an address", networks)
+    assert not auth.trusted("2001:db8:1::7", networks) and not auth.trusted("::2", networks)
+    assert not auth.trusted("not an address", networks) and not auth.trusted("10.0.0.5, 10.0.0.6", networks)
     with pytest.raises(ValueError):
         auth.parse_networks("10.0.0.300")
 
