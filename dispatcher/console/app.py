@@ -217,6 +217,9 @@ class Console:
         peer, client = tcp_peer(request.scope), request.client.host if request.client else None
         return {"peer": peer, **({"forwarded_for": client} if client != peer else {})}
 
+    def cookie_secure(self, request: Request) -> bool:
+        return auth.cookie_secure(self.settings.public_url, request.url.scheme, request.headers.get("host", ""))
+
     def render(self, request: Request, template: str, context: dict, status: int = 200,
                headers: dict | None = None) -> HTMLResponse:
         context = {**context, "user": context.get("user") or getattr(request.state, "user", None)}
@@ -229,8 +232,7 @@ class Console:
 
     def set_session_cookie(self, request: Request, response: Response, token: str) -> None:
         response.set_cookie(auth.SESSION_COOKIE, token, max_age=int(self.settings.console_session_hours * 3600),
-                            path="/", httponly=True, samesite="lax",
-                            secure=auth.cookie_secure(request.headers.get("host", "")))
+                            path="/", httponly=True, samesite="lax", secure=self.cookie_secure(request))
 
     async def fetch(self, name: str, params: dict) -> list[dict]:
         async with self.pool.connection(timeout=self.settings.lookup_timeout) as conn:
@@ -247,7 +249,7 @@ class Console:
         response = self.render(request, "login.html", {"error": error, "csrf": auth.csrf_token(token),
                                                        "next": safe_next(request.query_params.get("next"))}, status)
         response.set_cookie(auth.LOGIN_COOKIE, token, max_age=3600, path="/console/login", httponly=True,
-                            samesite="strict", secure=auth.cookie_secure(request.headers.get("host", "")))
+                            samesite="strict", secure=self.cookie_secure(request))
         return response
 
     async def login(self, request: Request) -> Response:

@@ -527,6 +527,23 @@ def test_single_sign_on_over_ipv6_trusts_the_peer_not_the_header(console_login, 
         server.stop()
 
 
+def test_the_session_cookie_is_secure_when_a_tls_proxy_on_this_machine_says_https(console_login, users, tmp_path):
+    """nginx's default proxy_pass http://127.0.0.1:PORT sends Host 127.0.0.1:PORT; X-Forwarded-Proto tells the
+    browser's scheme, believed from 127.0.0.1 (FORWARDED_ALLOW_IPS' default) by the peer's TCP address."""
+    server = Serve(console_login, tmp_path / "serve.log", *SSO, "--console-trusted-proxies", "127.0.0.1").start()
+    try:
+        for proto, secure in (("https", True), ("http", False), (None, False)):
+            headers = {"X_Forwarded_Proto": proto} if proto else {}
+            response = vouched(server.base, "rick", **headers)
+            assert response.status_code == 200
+            assert ("; secure" in response.headers["set-cookie"].lower()) is secure, proto
+            form = requests.get(server.base + "/console/login", timeout=10,
+                                headers={"X-Forwarded-Proto": proto} if proto else {})
+            assert ("; secure" in form.headers["set-cookie"].lower()) is secure, proto
+    finally:
+        server.stop()
+
+
 def test_the_identity_a_proxy_vouches_for_wins_over_a_cookie_and_reuses_one_session(console_login, users, conn,
                                                                                       tmp_path):
     server = Serve(console_login, tmp_path / "serve.log", *SSO, "--console-trusted-proxies", "127.0.0.1").start()

@@ -131,11 +131,21 @@ def test_only_the_listed_proxies_are_believed():
         auth.parse_networks("10.0.0.300")
 
 
-@pytest.mark.parametrize(("host", "secure"), [("127.0.0.1:8080", False), ("localhost:8080", False),
-                                              ("[::1]:8080", False), ("alerts.example.com", True),
-                                              ("10.0.0.7:8080", True)])
-def test_cookies_are_secure_except_to_this_machine(host, secure):
-    assert auth.cookie_secure(host) is secure
+# (PGALERT_PUBLIC_URL, the request's scheme, its Host header): the scheme is X-Forwarded-Proto only when a proxy
+# that FORWARDED_ALLOW_IPS trusts by its TCP address said so, else what serve itself speaks, http
+@pytest.mark.parametrize(("public_url", "scheme", "host", "secure"), [
+    ("", "http", "127.0.0.1:8080", False), ("", "http", "localhost:8080", False), ("", "http", "[::1]:8080", False),
+    ("", "http", "alerts.example.com", True), ("", "http", "10.0.0.7:8080", True), ("", "http", "", True),
+    # a TLS proxy on this machine (nginx's default proxy_pass http://127.0.0.1:8080, X-Forwarded-Proto: https)
+    ("", "https", "127.0.0.1:8080", True), ("", "https", "[::1]:8080", True), ("", "https", "alerts.example.com", True),
+    # the configured public URL is what browsers use, whatever the request says
+    ("https://alerts.example.com", "http", "127.0.0.1:8080", True),
+    ("https://alerts.example.com/", "http", "localhost", True), ("https://127.0.0.1:8443", "http", "127.0.0.1", True),
+    ("http://alerts.example.com", "http", "127.0.0.1:8080", True),
+    ("http://127.0.0.1:8080", "https", "alerts.example.com", False), ("http://[::1]:8080", "http", "x", False),
+])
+def test_cookies_are_secure_unless_the_browser_speaks_plain_http_to_this_machine(public_url, scheme, host, secure):
+    assert auth.cookie_secure(public_url, scheme, host) is secure
 
 
 @pytest.mark.parametrize(("target", "where"), [("/console/alerts/3", "/console/alerts/3"), ("//evil.com", "/console/"),
