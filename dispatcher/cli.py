@@ -252,7 +252,8 @@ def _secret_list(value: str) -> tuple[str, ...]:
               help="Single sign-on: the header in which a trusted reverse proxy (oauth2-proxy, ...) names the person, "
                    "e.g. X-Forwarded-Email; believed only from --console-trusted-proxies.")
 @click.option("--console-trusted-proxies", envvar="PGALERT_CONSOLE_TRUSTED_PROXIES", default="", show_envvar=True,
-              help="The proxy's addresses or networks, comma-separated, e.g. 10.0.0.5,10.1.0.0/16.")
+              help="The proxy's addresses or networks, comma-separated, e.g. 10.0.0.5,10.1.0.0/16; matched "
+                   "against the connection's own address, never X-Forwarded-For.")
 @click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
               show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
 @click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
