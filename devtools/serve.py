@@ -29,17 +29,17 @@ def role_login(url: str, login: str, role: str = "monitoring_inbound") -> str:
 
 def start_serve(database_url: str, log: Path, *args: str, env: dict[str, str] | None = None,
                 timeout: float = 30, base_env: dict[str, str] | None = None,
-                port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """The process and its base URL, its environment `env` over `base_env` (default: this process's), on `port`
-    or a free one. Raises with the end of its log if it exits or is not healthy in time."""
+                port: int | None = None, host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
+    """The process and its base URL, its environment `env` over `base_env` (default: this process's), on `host`
+    and `port` or a free one. Raises with the end of its log if it exits or is not healthy in time."""
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "serve", "--port", str(port), *args],
+        [sys.executable, "-m", "dispatcher", "serve", "--host", host, "--port", str(port), *args],
         env={**(os.environ if base_env is None else base_env), **(env or {}), "DATABASE_URL": database_url,
              "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.DEVNULL, stderr=open(log, "ab"),  # noqa: SIM115 - owned by the child
     )
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:

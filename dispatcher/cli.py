@@ -252,7 +252,8 @@ def _secret_list(value: str) -> tuple[str, ...]:
               help="Single sign-on: the header in which a trusted reverse proxy (oauth2-proxy, ...) names the person, "
                    "e.g. X-Forwarded-Email; believed only from --console-trusted-proxies.")
 @click.option("--console-trusted-proxies", envvar="PGALERT_CONSOLE_TRUSTED_PROXIES", default="", show_envvar=True,
-              help="The proxy's addresses or networks, comma-separated, e.g. 10.0.0.5,10.1.0.0/16.")
+              help="The proxy's addresses or networks, comma-separated, e.g. 10.0.0.5,10.1.0.0/16; matched "
+                   "against the connection's own address, never X-Forwarded-For.")
 @click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
               show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
 @click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -283,6 +284,7 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
     import uvicorn
 
     from dispatcher.inbound.app import Inbound
+    from dispatcher.inbound.proxies import with_tcp_peer
 
     env = os.environ
     settings = ServeSettings(
@@ -322,8 +324,12 @@ def serve_command(database_url: str, host: str, port: int, max_body_bytes: int, 
     # found installed: with this one the process then exits 0, as the dispatcher does
     for shutdown_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(shutdown_signal, lambda *_: None)
-    server = uvicorn.Server(uvicorn.Config(inbound.app(), host=host, port=port, log_config=None, access_log=False,
-                                           lifespan="on", timeout_graceful_shutdown=5, server_header=False))
+    # uvicorn's own X-Forwarded-* rewriting is off: with_tcp_peer does the same (uvicorn's variable and default)
+    # after keeping the socket's peer, which alone decides whether the single sign-on proxy is speaking
+    app = with_tcp_peer(inbound.app(), env.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                           lifespan="on", timeout_graceful_shutdown=5, server_header=False,
+                                           proxy_headers=False))
     # open console pages hold their event streams: told of the shutdown, they end at once and reconnect
     # elsewhere, rather than holding the process for the graceful timeout
     inbound.shutting_down = lambda: server.should_exit

@@ -181,6 +181,12 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_user_id bigint;
+    v_token_sha256 bytea := sha256(convert_to(coalesce(p_token, ''), 'UTF8'));
+    -- the proxy vouches again on every request, so a person loses nothing with an older session it opened:
+    -- requests without a cookie (health checks, API calls through the proxy) cannot grow the table without bound
+    v_kept constant integer := 10;
 BEGIN
     -- serve's login may leak: only an admin, in the database, lets it vouch for people
     IF coalesce((SELECT s.value FROM public.monitoring_settings AS s WHERE s.setting = 'console_single_sign_on'), 'off')
@@ -194,16 +200,26 @@ BEGIN
         RAISE EXCEPTION 'a session needs a random token of at least 32 characters and a lifetime of at most 30 days'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO public.monitoring_console_sessions (token_sha256, user_id, expires_at, client)
-    SELECT sha256(convert_to(p_token, 'UTF8')), u.id, now() + p_lifetime, 'trusted proxy'
-    FROM public.monitoring_console_users AS u
+    SELECT u.id INTO v_user_id FROM public.monitoring_console_users AS u
     WHERE u.login = lower(p_login) AND u.disabled_at IS NULL;
-    RETURN FOUND;
+    IF v_user_id IS NULL THEN
+        RETURN FALSE;
+    END IF;
+    DELETE FROM public.monitoring_console_sessions WHERE expires_at < now();
+    INSERT INTO public.monitoring_console_sessions (token_sha256, user_id, expires_at, client)
+    VALUES (v_token_sha256, v_user_id, now() + p_lifetime, 'trusted proxy');
+    DELETE FROM public.monitoring_console_sessions AS s
+    WHERE s.user_id = v_user_id AND s.client = 'trusted proxy' AND s.token_sha256 <> v_token_sha256
+      AND s.token_sha256 NOT IN (SELECT k.token_sha256 FROM public.monitoring_console_sessions AS k
+                                 WHERE k.user_id = v_user_id AND k.client = 'trusted proxy'
+                                 ORDER BY k.created_at DESC LIMIT v_kept);
+    RETURN TRUE;
 END
 $$;
 COMMENT ON FUNCTION monitoring_console_proxy_session(text, text, interval) IS
-'The console only, in trusted-proxy mode: open a session for the user the single sign-on proxy vouched for.
-False when no enabled console user has that login; an error while the setting console_single_sign_on is not on.';
+'The console only, in trusted-proxy mode: open a session for the user the single sign-on proxy vouched for; a
+person keeps the newest 10 sessions opened this way (sessions opened with a password are not touched). False when
+no enabled console user has that login; an error while the setting console_single_sign_on is not on.';
 REVOKE ALL ON FUNCTION monitoring_console_proxy_session(text, text, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_console_proxy_session(text, text, interval) TO monitoring_console;
 

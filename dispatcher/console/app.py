@@ -28,6 +28,7 @@ from dispatcher import __version__, logs
 from dispatcher.console import auth, views
 from dispatcher.console.feed import Feed
 from dispatcher.db import named_queries
+from dispatcher.inbound.proxies import tcp_peer
 from dispatcher.inbound.settings import ServeSettings
 from dispatcher.matchers import parse_duration
 
@@ -99,6 +100,8 @@ class Console:
         self.proxies = auth.parse_networks(settings.console_trusted_proxies)
         # one derivation per core but one, so intake keeps a core, and as many waiting as can finish in seconds
         self.sign_ins = SignInGate(running=max(1, (os.cpu_count() or 2) - 1), waiting=8)
+        # login -> the token of the session last opened for whom the proxy vouched: console users only, so few
+        self.proxy_sessions: dict[str, str] = {}
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
         self.templates.globals.update(version=__version__)
@@ -189,35 +192,65 @@ class Console:
         if "user" in request.state._state:  # noqa: SLF001
             return request.state.user
         token = request.cookies.get(auth.SESSION_COOKIE)
-        found = None
-        if token:
-            rows = await self.fetch("session", {"token": token})
-            if rows:
-                found = User(rows[0]["login"], rows[0]["display_name"], rows[0]["role"], token, rows[0]["expires_at"])
-        if found is None and self.settings.console_auth_header:
-            found = await self.proxy_user(request)
+        found = await self.session_user(token) if token else None
+        vouched = self.vouched_login(request)
+        if vouched is not None and (found is None or found.login != vouched):
+            # the proxy authenticated this request: a cookie naming someone else (a shared browser's, a planted one)
+            # is not used; if the proxy vouches for no console user, the request is nobody's
+            found = await self.proxy_user(request, vouched)
         request.state.user = found
         return found
 
-    async def proxy_user(self, request: Request) -> User | None:
-        """Single sign-on through a trusted reverse proxy: its header names the person; anyone else's is ignored."""
+    async def session_user(self, token: str) -> User | None:
+        rows = await self.fetch("session", {"token": token})
+        return User(rows[0]["login"], rows[0]["display_name"], rows[0]["role"], token,
+                    rows[0]["expires_at"]) if rows else None
+
+    def vouched_login(self, request: Request) -> str | None:
+        """The login the single sign-on proxy's header names, when the request's TCP peer is that proxy."""
+        if not self.settings.console_auth_header:
+            return None
         login = request.headers.get(self.settings.console_auth_header, "").strip().lower()
-        if not login or not auth.trusted(request.client.host if request.client else None, self.proxies):
+        if not login:
             return None
-        token = auth.new_token()
-        try:
-            rows = await self.fetch("proxy_session", {"login": login, "token": token,
-                                                      "hours": self.settings.console_session_hours})
-        except psycopg.errors.InsufficientPrivilege as error:
-            logs.warning("console: single sign-on refused by the database", reason=error.diag.message_primary,
-                         hint=error.diag.message_hint)
+        if not auth.trusted(tcp_peer(request.scope), self.proxies):
+            logs.warning("console: a single sign-on header from an address that is not a trusted proxy; ignored",
+                         login=login[:100], **self.addresses(request))
             return None
-        if not rows or not rows[0]["monitoring_console_proxy_session"]:
-            logs.warning("console: the proxy vouched for someone who is not a console user", login=login[:100])
-            return None
-        request.state.new_session = token
-        session = await self.fetch("session", {"token": token})
-        return User(login, session[0]["display_name"], session[0]["role"], token, session[0]["expires_at"])
+        return login
+
+    async def proxy_user(self, request: Request, login: str) -> User | None:
+        """The person a trusted proxy vouches for, in the session this process opened for them last while it lives
+        (a proxy's requests without a cookie, health checks or API calls, open no session each), else a new one."""
+        found = await self.session_user(self.proxy_sessions[login]) if login in self.proxy_sessions else None
+        if found is None or found.login != login:
+            token = auth.new_token()
+            try:
+                rows = await self.fetch("proxy_session", {"login": login, "token": token,
+                                                          "hours": self.settings.console_session_hours})
+            except psycopg.errors.InsufficientPrivilege as error:
+                logs.warning("console: single sign-on refused by the database", reason=error.diag.message_primary,
+                             hint=error.diag.message_hint)
+                return None
+            if not rows or not rows[0]["monitoring_console_proxy_session"]:
+                self.proxy_sessions.pop(login, None)
+                logs.warning("console: the proxy vouched for someone who is not a console user", login=login[:100],
+                             **self.addresses(request))
+                return None
+            self.proxy_sessions[login] = token
+            found = await self.session_user(token)
+        if found is not None:
+            request.state.new_session = found.token
+        return found
+
+    @staticmethod
+    def addresses(request: Request) -> dict[str, str | None]:
+        """For logs: the TCP peer, and apart from it the client that a proxy of FORWARDED_ALLOW_IPS names."""
+        peer, client = tcp_peer(request.scope), request.client.host if request.client else None
+        return {"peer": peer, **({"forwarded_for": client} if client != peer else {})}
+
+    def cookie_secure(self, request: Request) -> bool:
+        return auth.cookie_secure(self.settings.public_url, request.url.scheme, request.headers.get("host", ""))
 
     def render(self, request: Request, template: str, context: dict, status: int = 200,
                headers: dict | None = None) -> HTMLResponse:
@@ -231,8 +264,7 @@ class Console:
 
     def set_session_cookie(self, request: Request, response: Response, token: str) -> None:
         response.set_cookie(auth.SESSION_COOKIE, token, max_age=int(self.settings.console_session_hours * 3600),
-                            path="/", httponly=True, samesite="lax",
-                            secure=auth.cookie_secure(request.headers.get("host", "")))
+                            path="/", httponly=True, samesite="lax", secure=self.cookie_secure(request))
 
     async def fetch(self, name: str, params: dict) -> list[dict]:
         async with self.pool.connection(timeout=self.settings.lookup_timeout) as conn:
@@ -251,7 +283,7 @@ class Console:
                                                        "next": safe_next(request.query_params.get("next"))}, status,
                                headers)
         response.set_cookie(auth.LOGIN_COOKIE, token, max_age=3600, path="/console/login", httponly=True,
-                            samesite="strict", secure=auth.cookie_secure(request.headers.get("host", "")))
+                            samesite="strict", secure=self.cookie_secure(request))
         return response
 
     async def login(self, request: Request) -> Response:

@@ -70,14 +70,17 @@ def same_token(given: str | None, expected: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def trusted(client: str | None, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    """Whether a request comes from the single sign-on proxy, whose header names the person."""
-    if not client:
+def trusted(peer: str | None, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Whether a request comes from the single sign-on proxy, whose header names the person. `peer` is the TCP
+    peer's address (inbound.proxies.tcp_peer), never one a header names: anyone can send X-Forwarded-For."""
+    if not peer:
         return False
     try:
-        address = ipaddress.ip_address(client)
+        address = ipaddress.ip_address(peer)
     except ValueError:
         return False
+    # a socket that takes IPv4 and IPv6 sees an IPv4 peer as ::ffff:a.b.c.d
+    address = getattr(address, "ipv4_mapped", None) or address
     return any(address in network for network in networks)
 
 
@@ -90,10 +93,17 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
         raise ValueError(f"not an address or network: {error}") from None
 
 
-def cookie_secure(host: str) -> bool:
-    """Cookies are Secure (sent over HTTPS only) except to this machine, where a test or a demo speaks HTTP."""
+def cookie_secure(public_url: str, scheme: str, host: str) -> bool:
+    """Whether cookies are Secure (sent over HTTPS only): unless browsers speak plain HTTP to this machine, where a
+    test or a demo does. What browsers speak is PGALERT_PUBLIC_URL when it is set; else the request's scheme (a
+    TLS proxy's X-Forwarded-Proto, believed by its TCP address from FORWARDED_ALLOW_IPS) and its Host. Plain HTTP
+    elsewhere still gets a Secure cookie, which the browser refuses: put TLS in front."""
     try:
-        name = urlsplit("//" + host).hostname or ""
+        if public_url:
+            parts = urlsplit(public_url)
+            scheme, name = parts.scheme, parts.hostname or ""
+        else:
+            name = urlsplit("//" + host).hostname or ""
     except ValueError:
         return True
-    return not is_loopback(name)
+    return scheme.lower() != "http" or not is_loopback(name)

@@ -49,13 +49,13 @@ def console_login(login_url) -> str:
 
 
 class Serve:
-    def __init__(self, url: str, log: Path, *args: str):
-        self.url, self.log, self.port, self.args = url, log, None, args
+    def __init__(self, url: str, log: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1"):
+        self.url, self.log, self.port, self.args, self.env, self.host = url, log, None, args, env or {}, host
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Serve:
-        self.process, base = start_serve(self.url, self.log, *self.args, env={}, base_env=child_environment(),
-                                         port=self.port)
+        self.process, base = start_serve(self.url, self.log, *self.args, env=self.env, base_env=child_environment(),
+                                         port=self.port, host=self.host)
         self.base = base
         self.port = int(base.rsplit(":", 1)[1])
         return self
@@ -501,28 +501,127 @@ def test_screenshots_of_the_main_pages(browser, serve, users, conn, tmp_path):
         assert (target / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize(("trusted", "sso", "signed_in"), [("127.0.0.1", "on", True), ("10.9.9.9", "on", False),
-                                                             ("127.0.0.1", "off", False)])
-def test_single_sign_on_believes_the_proxys_header_only_from_the_proxy(console_login, users, conn, tmp_path, trusted,
-                                                                        sso, signed_in):
-    """And only while an admin has turned it on in the database: serve's login alone cannot (#35, 3)."""
-    conn.execute("UPDATE monitoring_settings SET value = %s WHERE setting = 'console_single_sign_on'", (sso,))
-    server = Serve(console_login, tmp_path / "serve.log", "--console-auth-header", "X-Forwarded-Email",
-                   "--console-trusted-proxies", trusted).start()
+SSO = ("--console-auth-header", "X-Forwarded-Email")
+
+
+@pytest.fixture
+def single_sign_on(conn) -> None:
+    """What an admin does to let serve open sessions for whom its proxy vouches (#35, 3)."""
+    conn.execute("UPDATE monitoring_settings SET value = 'on' WHERE setting = 'console_single_sign_on'")
+
+
+def test_single_sign_on_opens_no_session_until_an_admin_turns_it_on_in_the_database(console_login, users, conn,
+                                                                                  tmp_path):
+    """serve's login may leak: a trusted proxy's header alone vouches for nobody while the setting is off."""
+    server = Serve(console_login, tmp_path / "serve.log", *SSO, "--console-trusted-proxies", "127.0.0.1").start()
     try:
-        vouched = requests.get(server.base + "/console/", headers={"X-Forwarded-Email": "Rick"}, timeout=10,
-                               allow_redirects=False)
-        if signed_in:
-            assert vouched.status_code == 200 and "Rick Responder" in vouched.text
-            assert "pgalert_session" in vouched.headers["set-cookie"]
-            again = requests.get(server.base + "/console/", cookies={"pgalert_session": vouched.cookies["pgalert_session"]},
-                                 timeout=10, allow_redirects=False)
+        for login in ("ada", "Rick"):
+            response = vouched(server.base, login)
+            assert response.status_code == 303 and "pgalert_session" not in response.headers.get("set-cookie", "")
+        conn.execute("UPDATE monitoring_settings SET value = 'on' WHERE setting = 'console_single_sign_on'")
+        assert vouched(server.base, "ada").status_code == 200
+    finally:
+        server.stop()
+    assert "single sign-on refused by the database" in server.log.read_text()
+
+
+def vouched(base: str, login: str, **headers: str) -> requests.Response:
+    """/console/ asked for with the single sign-on header naming `login` (headers' _ are -)."""
+    return requests.get(base + "/console/", headers={"X-Forwarded-Email": login,
+                                                     **{k.replace("_", "-"): v for k, v in headers.items()}},
+                        timeout=10, allow_redirects=False)
+
+
+# The proxy is at 10.0.0.x; this test, like any local process, connects from 127.0.0.1 and claims to be it in
+# X-Forwarded-For, which uvicorn believes from 127.0.0.1 (its default) or from whatever FORWARDED_ALLOW_IPS says
+@pytest.mark.parametrize(("proxies", "forwarded_allow_ips"), [("10.0.0.5", None), ("10.0.0.5", "*"),
+                                                              ("10.0.0.0/8", "127.0.0.1, 10.0.0.1")])
+def test_single_sign_on_is_never_believed_from_an_address_that_a_header_claims(console_login, users, single_sign_on, conn, tmp_path,
+                                                                               proxies, forwarded_allow_ips):
+    env = {"FORWARDED_ALLOW_IPS": forwarded_allow_ips} if forwarded_allow_ips else {}
+    server = Serve(console_login, tmp_path / "serve.log", *SSO, "--console-trusted-proxies", proxies, env=env).start()
+    try:
+        for claim in ({}, {"X_Forwarded_For": "10.0.0.5"}, {"X_Forwarded_For": "198.51.100.7, 10.0.0.5"},
+                      {"X_Forwarded_For": "10.0.0.9, 10.0.0.1"}, {"X_Forwarded_For": "10.0.0.5", "X_Real_IP": "10.0.0.5"},
+                      {"Forwarded": "for=10.0.0.5"}):
+            response = vouched(server.base, "ada", **claim)
+            assert response.status_code == 303 and "/console/login" in response.headers["location"], claim
+            assert "pgalert_session" not in response.headers.get("set-cookie", ""), claim
+    finally:
+        server.stop()
+    assert conn.execute("SELECT count(*) FROM monitoring_console_sessions").fetchone() == (0,)
+
+
+def test_single_sign_on_through_a_proxy_on_this_machine_that_adds_x_forwarded_for(console_login, users, single_sign_on, tmp_path):
+    """oauth2-proxy, nginx and Envoy add the browser's address to X-Forwarded-For: the proxy is still the peer."""
+    server = Serve(console_login, tmp_path / "serve.log", *SSO, "--console-trusted-proxies", "127.0.0.1").start()
+    try:
+        for forwarded_for in ("", "203.0.113.9", "203.0.113.9, 198.51.100.7", "2001:db8::7", "127.0.0.1"):
+            response = vouched(server.base, "Rick", X_Forwarded_For=forwarded_for) if forwarded_for else \
+                vouched(server.base, "Rick")
+            assert response.status_code == 200 and "Rick Responder" in response.text, forwarded_for
+            again = requests.get(server.base + "/console/", timeout=10, allow_redirects=False,
+                                 cookies={"pgalert_session": response.cookies["pgalert_session"]})
             assert again.status_code == 200  # the session lives on without the header
-        else:
-            assert vouched.status_code == 303 and "/console/login" in vouched.headers["location"]
-        stranger = requests.get(server.base + "/console/", headers={"X-Forwarded-Email": "mallory@example.com"},
-                                timeout=10, allow_redirects=False)
+        stranger = vouched(server.base, "mallory@example.com", X_Forwarded_For="203.0.113.9")
         assert stranger.status_code == 303  # vouched for, but no console user
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "mallory@example.com" in log and "forwarded_for=203.0.113.9" in log  # labelled apart from the peer
+
+
+def test_single_sign_on_over_ipv6_trusts_the_peer_not_the_header(console_login, users, single_sign_on, tmp_path):
+    server = Serve(console_login, tmp_path / "serve.log", *SSO, "--console-trusted-proxies", "::1",
+                   env={"FORWARDED_ALLOW_IPS": "::1"}, host="::1").start()
+    try:
+        for forwarded_for in ("2001:db8::7", "203.0.113.9, ::1", "::1"):
+            response = vouched(server.base, "rick", X_Forwarded_For=forwarded_for)
+            assert response.status_code == 200 and "Rick Responder" in response.text, forwarded_for
+    finally:
+        server.stop()
+
+
+def test_the_session_cookie_is_secure_when_a_tls_proxy_on_this_machine_says_https(console_login, users, single_sign_on, tmp_path):
+    """nginx's default proxy_pass http://127.0.0.1:PORT sends Host 127.0.0.1:PORT; X-Forwarded-Proto tells the
+    browser's scheme, believed from 127.0.0.1 (FORWARDED_ALLOW_IPS' default) by the peer's TCP address."""
+    server = Serve(console_login, tmp_path / "serve.log", *SSO, "--console-trusted-proxies", "127.0.0.1").start()
+    try:
+        for proto, secure in (("https", True), ("http", False), (None, False)):
+            headers = {"X_Forwarded_Proto": proto} if proto else {}
+            response = vouched(server.base, "rick", **headers)
+            assert response.status_code == 200
+            assert ("; secure" in response.headers["set-cookie"].lower()) is secure, proto
+            form = requests.get(server.base + "/console/login", timeout=10,
+                                headers={"X-Forwarded-Proto": proto} if proto else {})
+            assert ("; secure" in form.headers["set-cookie"].lower()) is secure, proto
+    finally:
+        server.stop()
+
+
+def test_the_identity_a_proxy_vouches_for_wins_over_a_cookie_and_reuses_one_session(console_login, users, single_sign_on, conn,
+                                                                                      tmp_path):
+    server = Serve(console_login, tmp_path / "serve.log", *SSO, "--console-trusted-proxies", "127.0.0.1").start()
+    try:
+        ada = vouched(server.base, "ada").cookies["pgalert_session"]
+        # a browser (a shared one, or a planted cookie) holds Ada's session; the proxy vouches for Rick
+        for login in ("rick", "Rick", "vera"):
+            response = requests.get(server.base + "/console/users", cookies={"pgalert_session": ada}, timeout=10,
+                                    headers={"X-Forwarded-Email": login}, allow_redirects=False)
+            assert response.status_code == 403 and "Ada Admin" not in response.text, login
+            assert response.cookies["pgalert_session"] != ada  # the browser now holds the vouched person's
+        stranger = requests.get(server.base + "/console/", cookies={"pgalert_session": ada}, timeout=10,
+                                headers={"X-Forwarded-Email": "mallory@example.com"}, allow_redirects=False)
+        assert stranger.status_code == 303  # not a console user: nobody, not the cookie's Ada
+        before = conn.execute("SELECT count(*) FROM monitoring_console_sessions").fetchone()[0]
+        for _ in range(20):  # health checks or API calls through the proxy, without a cookie
+            assert vouched(server.base, "rick").status_code == 200
+        with_own = vouched(server.base, "ada")  # and Ada's own cookie with the proxy vouching for her is used
+        again = requests.get(server.base + "/console/", cookies={"pgalert_session": ada}, timeout=10,
+                             headers={"X-Forwarded-Email": "ada"}, allow_redirects=False)
+        assert again.status_code == 200 and "pgalert_session" not in again.headers.get("set-cookie", "")
+        assert with_own.status_code == 200
+        assert conn.execute("SELECT count(*) FROM monitoring_console_sessions").fetchone()[0] <= before + 1
     finally:
         server.stop()
 

@@ -213,6 +213,32 @@ def test_an_unknown_login_gets_an_answer_of_the_same_shape_every_time(console):
     assert not sign_in(session, "nobody")
 
 
+def test_sessions_a_proxy_opens_are_bounded_per_person_and_other_sessions_are_kept(conn, console):
+    """A single sign-on proxy vouches on every request, so losing one of its sessions costs nothing; requests
+    that come without a cookie (health checks, API calls through the proxy) must not grow the table."""
+    session, tokens = console
+    conn.execute("INSERT INTO monitoring_console_sessions (token_sha256, user_id, expires_at, client) "
+                 "SELECT sha256(convert_to('expired' || u.login, 'UTF8')), u.id, now() - interval '1 minute', "
+                 "'trusted proxy' FROM monitoring_console_users AS u")
+    opened = []
+    for number in range(40):
+        opened.append(secrets.token_urlsafe(32))
+        assert session.execute("SELECT monitoring_console_proxy_session(%s, %s)",
+                               ("RICK" if number % 2 else "rick", opened[-1])).fetchone()[0]
+        if number == 20:
+            assert session.execute("SELECT monitoring_console_proxy_session('vera', %s)",
+                                   (secrets.token_urlsafe(32),)).fetchone()[0]
+    counts = dict(conn.execute("SELECT u.login, count(*) FROM monitoring_console_sessions AS s "
+                               "JOIN monitoring_console_users AS u ON u.id = s.user_id GROUP BY u.login").fetchall())
+    assert counts == {"rick": 10 + 1, "vera": 1 + 1, "ada": 1}  # the newest 10 a proxy opened, + a signed-in one
+    live = [token for token in opened
+            if session.execute("SELECT 1 FROM monitoring_console_session(%s)", (token,)).fetchall()]
+    assert live == opened[-10:]
+    for login in ("rick", "vera", "ada"):  # sessions opened with a password are not the proxy's to end
+        assert session.execute("SELECT login FROM monitoring_console_session(%s)", (tokens[login],)
+                               ).fetchall() == [(login,)]
+
+
 def test_the_console_cannot_read_a_password_hash_or_open_a_session_with_a_short_token(console):
     session, _ = console
     with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -123,20 +123,34 @@ def test_csrf_tokens_belong_to_one_session():
 
 
 def test_only_the_listed_proxies_are_believed():
-    networks = auth.parse_networks("10.0.0.5, 10.1.0.0/16")
-    assert networks == (ipaddress.ip_network("10.0.0.5/32"), ipaddress.ip_network("10.1.0.0/16"))
+    networks = auth.parse_networks("10.0.0.5, 10.1.0.0/16, ::1, 2001:db8::/64")
+    assert networks[:2] == (ipaddress.ip_network("10.0.0.5/32"), ipaddress.ip_network("10.1.0.0/16"))
     assert auth.trusted("10.1.2.3", networks) and auth.trusted("10.0.0.5", networks)
+    assert auth.trusted("::1", networks) and auth.trusted("2001:db8::7", networks)
+    # a socket listening on both IPv6 and IPv4 sees an IPv4 peer as an IPv4-mapped IPv6 address
+    assert auth.trusted("::ffff:10.0.0.5", networks) and not auth.trusted("::ffff:10.0.0.6", networks)
     assert not auth.trusted("10.0.0.6", networks) and not auth.trusted(None, networks)
-    assert not auth.trusted("not an address", networks)
+    assert not auth.trusted("2001:db8:1::7", networks) and not auth.trusted("::2", networks)
+    assert not auth.trusted("not an address", networks) and not auth.trusted("10.0.0.5, 10.0.0.6", networks)
     with pytest.raises(ValueError):
         auth.parse_networks("10.0.0.300")
 
 
-@pytest.mark.parametrize(("host", "secure"), [("127.0.0.1:8080", False), ("localhost:8080", False),
-                                              ("[::1]:8080", False), ("alerts.example.com", True),
-                                              ("10.0.0.7:8080", True)])
-def test_cookies_are_secure_except_to_this_machine(host, secure):
-    assert auth.cookie_secure(host) is secure
+# (PGALERT_PUBLIC_URL, the request's scheme, its Host header): the scheme is X-Forwarded-Proto only when a proxy
+# that FORWARDED_ALLOW_IPS trusts by its TCP address said so, else what serve itself speaks, http
+@pytest.mark.parametrize(("public_url", "scheme", "host", "secure"), [
+    ("", "http", "127.0.0.1:8080", False), ("", "http", "localhost:8080", False), ("", "http", "[::1]:8080", False),
+    ("", "http", "alerts.example.com", True), ("", "http", "10.0.0.7:8080", True), ("", "http", "", True),
+    # a TLS proxy on this machine (nginx's default proxy_pass http://127.0.0.1:8080, X-Forwarded-Proto: https)
+    ("", "https", "127.0.0.1:8080", True), ("", "https", "[::1]:8080", True), ("", "https", "alerts.example.com", True),
+    # the configured public URL is what browsers use, whatever the request says
+    ("https://alerts.example.com", "http", "127.0.0.1:8080", True),
+    ("https://alerts.example.com/", "http", "localhost", True), ("https://127.0.0.1:8443", "http", "127.0.0.1", True),
+    ("http://alerts.example.com", "http", "127.0.0.1:8080", True),
+    ("http://127.0.0.1:8080", "https", "alerts.example.com", False), ("http://[::1]:8080", "http", "x", False),
+])
+def test_cookies_are_secure_unless_the_browser_speaks_plain_http_to_this_machine(public_url, scheme, host, secure):
+    assert auth.cookie_secure(public_url, scheme, host) is secure
 
 
 @pytest.mark.parametrize(("target", "where"), [("/console/alerts/3", "/console/alerts/3"), ("//evil.com", "/console/"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -10,6 +11,7 @@ import re
 import pytest
 
 from dispatcher.inbound import translate, verify
+from dispatcher.inbound.proxies import tcp_peer, with_tcp_peer
 from dispatcher.inbound.translate import BadPayload
 
 # Slack's own worked example ("Verifying requests from Slack"): secret, timestamp, body and signature
@@ -292,3 +294,24 @@ def test_a_resplit_twilio_request_still_verifies_but_has_the_same_receipt():
     assert verify.twilio_receipt(url, captured) != verify.twilio_receipt(
         url, [*captured[:2], ("MessageSid", "SM0123abce"), captured[3]])
     assert verify.twilio_receipt(url, captured) != verify.twilio_receipt(url.replace("sms", "voice"), captured)
+
+
+# (the socket's peer, X-Forwarded-For, FORWARDED_ALLOW_IPS) -> the client serve logs and limits sign-ins by
+@pytest.mark.parametrize(("peer", "forwarded_for", "allowed", "client"), [
+    ("127.0.0.1", "10.0.0.5", "127.0.0.1", "10.0.0.5"), ("127.0.0.1", "198.51.100.7, 10.0.0.5", "127.0.0.1", "10.0.0.5"),
+    ("127.0.0.1", None, "127.0.0.1", "127.0.0.1"), ("203.0.113.9", "10.0.0.5", "127.0.0.1", "203.0.113.9"),
+    ("203.0.113.9", "10.0.0.5", "*", "10.0.0.5"), ("::1", "2001:db8::7", "::1", "2001:db8::7"),
+])
+def test_serve_keeps_the_tcp_peer_apart_from_the_address_a_proxy_header_names(peer, forwarded_for, allowed, client):
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen.update(peer=tcp_peer(scope), client=scope["client"][0], scheme=scope["scheme"])
+
+    headers = [(b"x-forwarded-proto", b"https")] + ([(b"x-forwarded-for", forwarded_for.encode())]
+                                                    if forwarded_for else [])
+    scope = {"type": "http", "client": (peer, 50000), "scheme": "http", "headers": headers, "path": "/"}
+    asyncio.run(with_tcp_peer(app, allowed)(scope, None, None))
+    believed = allowed == "*" or peer in allowed
+    assert seen == {"peer": peer, "client": client, "scheme": "https" if believed else "http"}
+    assert tcp_peer({"type": "http", "client": (peer, 1)}) is None  # not kept by serve: nobody is trusted
