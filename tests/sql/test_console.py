@@ -217,6 +217,7 @@ def test_sessions_a_proxy_opens_are_bounded_per_person_and_other_sessions_are_ke
     """A single sign-on proxy vouches on every request, so losing one of its sessions costs nothing; requests
     that come without a cookie (health checks, API calls through the proxy) must not grow the table."""
     session, tokens = console
+    conn.execute("UPDATE monitoring_settings SET value = 'on' WHERE setting = 'console_single_sign_on'")
     conn.execute("INSERT INTO monitoring_console_sessions (token_sha256, user_id, expires_at, client) "
                  "SELECT sha256(convert_to('expired' || u.login, 'UTF8')), u.id, now() - interval '1 minute', "
                  "'trusted proxy' FROM monitoring_console_users AS u")
