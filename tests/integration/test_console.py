@@ -708,11 +708,11 @@ def test_every_route_answers_hostile_values_with_a_4xx_and_a_reason_never_a_5xx(
     assert session.get(strict_serve.base + f"/console/alerts/{alert_id}", timeout=10).status_code == 200
 
 
-@pytest.mark.parametrize("token", ["%C2%B2.1.x", "1.%C2%B2.x", "%D9%A3.1.x", "9999999999999999999999999999.1.x",
-                                   "1.99999999999999999999999999999999.x", "%00", "1.1.", "1..", "x" * 300])
-def test_a_hostile_ntfy_link_is_refused_with_a_reason(strict_serve, token):
-    answer = requests.post(f"{strict_serve.base}/v1/ntfy/ack/{token}", timeout=10)
-    assert answer.status_code == 403 and "not valid" in answer.json()["error"]
+def test_a_hostile_ntfy_link_is_refused_with_a_reason(strict_serve):
+    for token in ("%C2%B2.1.x", "1.%C2%B2.x", "%D9%A3.1.x", "%EF%BC%91.1.x", "9999999999999999999999999999.1.x",
+                  "1.99999999999999999999999999999999.x", "%00", "1.1.", "1..", "x" * 300):
+        answer = requests.post(f"{strict_serve.base}/v1/ntfy/ack/{token}", timeout=10)
+        assert answer.status_code == 403 and "not valid" in answer.json()["error"], (token, answer.text)
 
 
 def test_a_link_cannot_plant_text_in_a_pages_message_and_pgalerts_own_sentence_still_shows(strict_serve, users,
