@@ -427,6 +427,8 @@ def channel_settings(kind: str, text: str) -> dict[str, object]:
         settings = json.loads(text or "{}")
     except json.JSONDecodeError as error:
         raise ValueError(f"settings are not JSON: {error.msg} at line {error.lineno}") from None
+    except RecursionError:
+        raise ValueError("settings are nested too deeply") from None
     if not isinstance(settings, dict):
         raise ValueError("settings are a JSON object, e.g. {\"label\": \"#payments\"}")
     known = KINDS[kind].settings if kind in KINDS else {}

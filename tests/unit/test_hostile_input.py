@@ -122,3 +122,16 @@ def test_a_pagerduty_event_time_far_outside_any_use_is_refused(at):
 def test_a_slack_click_time_out_of_range_is_unknown(action_ts):
     click = translate.SlackClick("acknowledge", "k", "U1", "u", action_ts, None, None)
     assert click.as_action().occurred_at is None
+
+
+@pytest.mark.parametrize("text", ["[" * 60000, '{"a": ' * 30000 + "1" + "}" * 30000])
+def test_channel_settings_nested_too_deeply_are_refused_with_a_reason(text):
+    with pytest.raises(ValueError, match="nested too deeply"):
+        views.channel_settings("slack", text)
+
+
+@pytest.mark.parametrize("timestamp", ["１７００000000", "١٧٠٠٠٠٠٠٠٠", " 1700000000", "+1700000000", "1_700_000_000",
+                                       "9" * 5000, "-1"])
+def test_a_slack_timestamp_not_in_ascii_digits_is_refused(timestamp):
+    assert verify.slack_signature_problem(b"", timestamp, "v0=x", "secret", 1700000000) == \
+        "X-Slack-Request-Timestamp is not a number"
