@@ -8,7 +8,6 @@ can run side by side behind a load balancer.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import re
 import time
@@ -438,7 +437,7 @@ def opsgenie_token(request: Request) -> str | None:
     if header.lower().startswith("basic "):
         try:
             return base64.b64decode(header[6:].strip()).decode().partition(":")[2] or None
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and b64decode's own for a non-ASCII header
             return None
     return verify.bearer_token(header) or request.query_params.get("token")
 

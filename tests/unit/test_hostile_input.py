@@ -135,3 +135,14 @@ def test_channel_settings_nested_too_deeply_are_refused_with_a_reason(text):
 def test_a_slack_timestamp_not_in_ascii_digits_is_refused(timestamp):
     assert verify.slack_signature_problem(b"", timestamp, "v0=x", "secret", 1700000000) == \
         "X-Slack-Request-Timestamp is not a number"
+
+
+@pytest.mark.parametrize("header", [b"Basic \xe9", b"Basic \xff\xfe", b"Basic ==", b"Basic " + b"A" * 5, b"Basic \x00"])
+def test_an_opsgenie_basic_credential_that_is_not_base64_names_no_token(header):
+    from starlette.requests import Request
+
+    from dispatcher.inbound.app import opsgenie_token
+
+    request = Request({"type": "http", "method": "POST", "path": "/v1/opsgenie", "query_string": b"",
+                       "headers": [(b"authorization", header)]})
+    assert opsgenie_token(request) is None
