@@ -69,13 +69,13 @@ class SignInRequired(Exception):
 
 
 class IdConvertor(Convertor):
-    """A row's id in a path: ASCII digits, at most 19 of them (a bigint); longer is no route (404). One still
-    above a bigint's largest is refused by Console.page, so the database never sees it."""
+    """A row's id in a path: ASCII digits. One above a bigint's largest (however long) is refused by
+    Console.page with a reason, so the database never sees it."""
 
-    regex = "[0-9]{1,19}"
+    regex = "[0-9]+"
 
     def convert(self, value: str) -> int:
-        return int(value)
+        return int(value) if len(value) <= 19 else ID_MAX + 1  # int() refuses 4,301 digits and more
 
     def to_string(self, value: int) -> str:
         return str(value)

@@ -627,7 +627,7 @@ def hostile_requests(alert_id: int, silence_id: int) -> list[tuple[str, str, dic
                   ("GET", "/console/rules/r1/backtest", {"days": n}, {}, True),
                   ("POST", "/console/alerts/bulk", {}, {"alert_id": n, "action": "acknowledge"}, True),
                   ("POST", "/console/windows", {}, {**window, "days": n}, True)]
-    for n in ["9" * 19, "9" * 30, "9" * 400]:  # the router takes only ASCII digits; their range is checked
+    for n in ["9" * 19, "9" * 30, "9" * 5000]:  # the router takes only ASCII digits; their range is checked
         cases += [("GET", f"/console/alerts/{n}", {}, {}, True),
                   ("POST", f"/console/alerts/{n}/acknowledge", {}, {}, True),
                   ("POST", f"/console/alerts/{n}/reopen", {}, {}, True),
@@ -699,7 +699,7 @@ def test_every_route_answers_hostile_values_with_a_4xx_and_a_reason_never_a_5xx(
             assert answer.status_code == 200
             continue
         reason = re.search(r'class="error[^"]*"[^>]*>[^<]{10,}', answer.text)
-        refused_with_reason = (400 <= answer.status_code < 500 and (reason or answer.status_code in (404, 405))) or (
+        refused_with_reason = (400 <= answer.status_code < 500 and reason) or (
             path == "/console/silences/preview" and reason)  # htmx shows a preview's refusal in place: a 200
         if answer.status_code >= 500 or (must_refuse and not refused_with_reason):
             wrong.append(f"{method} {path} {query or form!r:.150}: {answer.status_code} {answer.text[:100]!r}")
