@@ -12,13 +12,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -28,13 +29,17 @@ from dispatcher import __version__, logs
 from dispatcher.console import auth, views
 from dispatcher.console.feed import Feed
 from dispatcher.db import named_queries
+from dispatcher.inbound.app import Refused, read_body
 from dispatcher.inbound.proxies import tcp_peer
 from dispatcher.inbound.settings import ServeSettings
 from dispatcher.matchers import parse_duration
+from dispatcher.request_values import ID_MAX, row_id, whole_number
 
 HERE = Path(__file__).parent
 QUERIES_FILE = HERE / "queries.sql"
-BODY_MAX = 64 * 1024
+BODY_MAX = 64 * 1024  # a console form is far smaller; --max-body-bytes lowers it further
+FORM_TYPE = "application/x-www-form-urlencoded"  # what the console's forms and htmx send
+SLA_HOURS_MAX = 24 * 366  # the SLA page's windows go back a year at most
 KEEPALIVE_SECONDS = 15.0
 STREAM_TICK_SECONDS = 1.0  # how soon a stream notices that serve is shutting down
 # no inline script, no eval, nothing from another origin; htmx and the console's script are files of ours
@@ -63,6 +68,22 @@ class User:
 
 class SignInRequired(Exception):
     pass
+
+
+class IdConvertor(Convertor):
+    """A row's id in a path: ASCII digits. One above a bigint's largest (however long) is refused by
+    Console.page with a reason, so the database never sees it."""
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> int:
+        return int(value) if len(value) <= 19 else ID_MAX + 1  # int() refuses 4,301 digits and more
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", IdConvertor())
 
 
 class SignInGate:
@@ -116,16 +137,16 @@ class Console:
             Route("/console/", self.page(self.alerts), methods=["GET"]),
             Route("/console/alerts/rows", self.page(self.alert_rows), methods=["GET"]),
             Route("/console/alerts/bulk", self.page(self.bulk, change=True), methods=["POST"]),
-            Route("/console/alerts/{alert_id:int}", self.page(self.alert), methods=["GET"]),
-            Route("/console/alerts/{alert_id:int}/{action:str}", self.page(self.act, change=True), methods=["POST"]),
+            Route("/console/alerts/{alert_id:id}", self.page(self.alert), methods=["GET"]),
+            Route("/console/alerts/{alert_id:id}/{action:str}", self.page(self.act, change=True), methods=["POST"]),
             Route("/console/silences", self.page(self.silences), methods=["GET"]),
             Route("/console/silences/new", self.page(self.silence_form), methods=["GET"]),
             Route("/console/silences/preview", self.page(self.silence_preview, change=True), methods=["POST"]),
             Route("/console/silences", self.page(self.create_silence, change=True), methods=["POST"]),
-            Route("/console/silences/{silence_id:int}/expire", self.page(self.expire_silence, change=True),
+            Route("/console/silences/{silence_id:id}/expire", self.page(self.expire_silence, change=True),
                   methods=["POST"]),
             Route("/console/events", self.page(self.events), methods=["GET"]),
-            Route("/console/silences/{silence_id:int}/extend", self.page(self.extend_silence, change=True),
+            Route("/console/silences/{silence_id:id}/extend", self.page(self.extend_silence, change=True),
                   methods=["POST"]),
             Route("/console/windows", self.page(self.windows), methods=["GET"]),
             Route("/console/windows", self.page(self.save_window, change=True), methods=["POST"]),
@@ -151,6 +172,8 @@ class Console:
     def page(self, handler: Callable[..., Awaitable[Response]], *, signed_in: bool = True, change: bool = False):
         async def run(request: Request) -> Response:
             try:
+                if any(isinstance(v, int) and v > ID_MAX for v in request.path_params.values()):
+                    raise Refused(404, "No such id: ids are whole numbers up to 9223372036854775807.")
                 user = await self.user(request) if signed_in else None
                 if signed_in and user is None:
                     raise SignInRequired
@@ -172,20 +195,34 @@ class Console:
                                                            "moment."}, 503, {"Retry-After": "5"})
             except psycopg.errors.InsufficientPrivilege as error:
                 return self.render(request, "error.html", {"message": error.diag.message_primary or str(error)}, 403)
+            except Refused as refusal:  # a body over the limits, or a value in the URL that is not one
+                response = self.render(request, "error.html", {"message": refusal.reason}, refusal.status,
+                                       refusal.headers())
+            except psycopg.errors.NoDataFound as error:  # the database's sentence: no window, user, ... of that name
+                response = self.render(request, "error.html", {"message": error.diag.message_primary or str(error)},
+                                       404)
+            except psycopg.DataError as error:  # a value the database cannot hold: the client's mistake, not ours
+                response = self.render(request, "error.html", {"message": "The database refused a value: "
+                                       + (error.diag.message_primary or str(error))}, 400)
             response.headers.update({k: v for k, v in SECURITY_HEADERS.items() if k not in response.headers})
             return response
         return run
 
     async def form(self, request: Request) -> dict[str, object]:
-        """The form of a POST (read once, kept on the request), its repeated fields as lists."""
+        """The form of a POST (read once, kept on the request), its repeated fields as lists. Its body obeys
+        intake's limits (--max-body-bytes, at most BODY_MAX here, and --body-timeout): 413 and 408 as there."""
         if "form" not in request.state._state:  # noqa: SLF001 - Starlette keeps request state there
-            declared = request.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > BODY_MAX:
-                request.state.form = {}
-            else:
-                data = await request.form()
-                request.state.form = {key: (values if len(values := data.getlist(key)) > 1 else values[0])
-                                      for key in data}
+            body = await read_body(request, min(BODY_MAX, self.settings.max_body_bytes), self.settings.body_timeout)
+            if body and request.headers.get("content-type", "").partition(";")[0].strip().lower() != FORM_TYPE:
+                raise Refused(415, f"A console form is sent as {FORM_TYPE}.")
+            try:
+                pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=1000)
+            except (UnicodeDecodeError, ValueError):
+                raise Refused(400, "The form is not UTF-8 form data.") from None
+            fields: dict[str, list[str]] = {}
+            for key, value in pairs:
+                fields.setdefault(key, []).append(value)
+            request.state.form = {key: values if len(values) > 1 else values[0] for key, values in fields.items()}
         return request.state.form
 
     async def user(self, request: Request) -> User | None:
@@ -371,7 +408,7 @@ class Console:
     async def bulk(self, request: Request, user: User) -> Response:
         form = await self.form(request)
         ids = form.get("alert_id") or []
-        ids = [int(i) for i in (ids if isinstance(ids, list) else [ids]) if str(i).isdigit()]
+        ids = [row_id_or_refuse(i, name="alert_id") for i in (ids if isinstance(ids, list) else [ids]) if i != ""]
         action = form.get("action")
         back = "/console/?" + str(form.get("filters", ""))
         if not ids or action not in ("acknowledge", "resolve"):
@@ -389,7 +426,7 @@ class Console:
         return done
 
     # --- one alert --------------------------------------------------------------------------------------------
-    async def alert(self, request: Request, user: User) -> Response:
+    async def alert(self, request: Request, user: User, error: str = "", status: int = 200) -> Response:
         alert_id = request.path_params["alert_id"]
         rows = await self.fetch("alert", {"alert_id": alert_id})
         if not rows:
@@ -403,7 +440,7 @@ class Console:
             "alert": alert, "age": views.age(alert["created_at"], now), "details": views.details(alert["details"]),
             "labels": views.labels(alert["details"]), "timeline": views.timeline(alert, **parts),
             "deliveries": parts["deliveries"], "next_step": views.next_escalation(parts["escalations"], now),
-            "error": request.query_params.get("error", "")[:300]})
+            "error": error}, status)
 
     async def act(self, request: Request, user: User) -> Response:
         alert_id, action = request.path_params["alert_id"], request.path_params["action"]
@@ -420,19 +457,20 @@ class Console:
         except psycopg.errors.InsufficientPrivilege:
             raise
         except psycopg.DatabaseError as error:  # a lifecycle rule said no: the database's sentence, shown
-            return RedirectResponse(back + "?" + urlencode({"error": error.diag.message_primary or str(error)}), 303)
+            if isinstance(error, psycopg.OperationalError):
+                raise
+            return await self.alert(request, user, error.diag.message_primary or str(error), 409)
         if request.headers.get("hx-request"):
             return Response(status_code=204, headers={"HX-Refresh": "true"})
         return RedirectResponse(back, 303)
 
     # --- silences -----------------------------------------------------------------------------------------------
-    async def silences(self, request: Request, user: User) -> Response:
+    async def silences(self, request: Request, user: User, error: str = "", status: int = 200) -> Response:
         now = await self.now()
         rows = await self.fetch("silences", {})
         silences = [{**s, "state": views.silence_state(s, now), "matchers_text": views.format_matchers(s["matchers"])}
                     for s in rows]
-        return self.render(request, "silences.html", {"silences": silences,
-                                                      "error": request.query_params.get("error", "")[:300]})
+        return self.render(request, "silences.html", {"silences": silences, "error": error}, status)
 
     async def silence_form(self, request: Request, user: User, values: dict | None = None, error: str = "",
                            status: int = 200) -> Response:
@@ -440,15 +478,15 @@ class Console:
         if not values:
             query = request.query_params
             alert_id, silence_id = query.get("alert", ""), query.get("silence", "")
-            if alert_id.isdigit():
-                rows = await self.fetch("alert", {"alert_id": int(alert_id)})
+            if alert_id:
+                rows = await self.fetch("alert", {"alert_id": row_id_or_refuse(alert_id, "alert")})
                 if rows:
                     like = [{"field": "alert_type", "op": "=", "value": rows[0]["alert_type"]}]
                     if rows[0]["source"]:
                         like.append({"field": "source", "op": "=", "value": rows[0]["source"]})
                     values["matchers"] = views.format_matchers(like)
-            elif silence_id.isdigit():  # recreate an expired one
-                rows = await self.fetch("silence", {"silence_id": int(silence_id)})
+            elif silence_id:  # recreate an expired one
+                rows = await self.fetch("silence", {"silence_id": row_id_or_refuse(silence_id, "silence")})
                 if rows:
                     values.update(matchers=views.format_matchers(rows[0]["matchers"]), comment=rows[0]["comment"])
         values.setdefault("duration", "2h")
@@ -496,13 +534,13 @@ class Console:
             await self.fetch("extend_silence", {"token": user.token, "silence_id": request.path_params["silence_id"],
                                                 "ends_at": ends_at})
         except ValueError as error:
-            return RedirectResponse("/console/silences?" + urlencode({"error": str(error)}), 303)
+            return await self.silences(request, user, str(error), 400)
         except psycopg.errors.InsufficientPrivilege:
             raise
         except psycopg.DatabaseError as error:
             if isinstance(error, psycopg.OperationalError):
                 raise
-            return RedirectResponse("/console/silences?" + urlencode({"error": error.diag.message_primary}), 303)
+            return await self.silences(request, user, error.diag.message_primary or str(error), 400)
         return RedirectResponse("/console/silences", 303)
 
     # --- maintenance windows --------------------------------------------------------------------------------------
@@ -617,8 +655,7 @@ class Console:
         now = await self.now()
         windows = [(label, hours, await self.fetch("sla_summary", {"hours": hours, "at": now}))
                    for label, hours in views.SLA_WINDOWS]
-        hours = int(request.query_params.get("hours", "720")) if request.query_params.get("hours", "").isdigit() \
-            else 720
+        hours = query_number(request, "hours", 720, 1, SLA_HOURS_MAX)
         breakdowns = {dimension: await self.fetch("sla_breakdown", {"dimension": dimension, "hours": hours, "at": now})
                       for dimension in views.SLA_DIMENSIONS}
         charts = views.daily_charts(await self.fetch("sla_daily", {"at": now}))
@@ -626,8 +663,7 @@ class Console:
                                                  "hours": hours, "figure": views.figure, "at": now})
 
     async def sla_csv(self, request: Request, user: User) -> Response:
-        hours = int(request.query_params.get("hours", "24")) if request.query_params.get("hours", "").isdigit() \
-            else 24
+        hours = query_number(request, "hours", 24, 1, SLA_HOURS_MAX)
         rows = await self.fetch("sla_summary", {"hours": hours, "at": await self.now()})
         header = list(rows[0].keys()) if rows else ["metric"]
         return Response(views.csv_text(header, [list(r.values()) for r in rows]), media_type="text/csv",
@@ -665,9 +701,8 @@ class Console:
         return RedirectResponse("/console/channels", 303)
 
     # --- rules --------------------------------------------------------------------------------------------------
-    async def rules(self, request: Request, user: User) -> Response:
-        return self.render(request, "rules.html", {"rules": await self.fetch("rules", {}),
-                                                   "error": request.query_params.get("error", "")[:300]})
+    async def rules(self, request: Request, user: User, error: str = "", status: int = 200) -> Response:
+        return self.render(request, "rules.html", {"rules": await self.fetch("rules", {}), "error": error}, status)
 
     async def set_rule_enabled(self, request: Request, user: User) -> Response:
         form = await self.form(request)
@@ -679,12 +714,11 @@ class Console:
         except psycopg.DatabaseError as error:
             if isinstance(error, psycopg.OperationalError):
                 raise
-            return RedirectResponse("/console/rules?" + urlencode({"error": error.diag.message_primary}), 303)
+            return await self.rules(request, user, error.diag.message_primary or str(error), 400)
         return RedirectResponse("/console/rules", 303)
 
     async def backtest(self, request: Request, user: User) -> Response:
-        days = request.query_params.get("days", "7")
-        days = min(int(days), 30) if days.isdigit() and int(days) > 0 else 7
+        days = query_number(request, "days", 7, 1, 30)
         try:
             rows = await self.fetch("backtest", {"rule": request.path_params["rule"], "days": days})
         except psycopg.DatabaseError as error:
@@ -733,6 +767,24 @@ class Console:
 
 async def _wait(queue: asyncio.Queue[str], seconds: float) -> str:
     return await asyncio.wait_for(queue.get(), seconds)
+
+
+def query_number(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """A whole number from the URL's query, or `default` when it is not given; anything else is refused."""
+    text = request.query_params.get(name, "")
+    if not text:
+        return default
+    try:
+        return whole_number(text, name, low, high)
+    except ValueError as error:
+        raise Refused(400, f"{error}.") from None
+
+
+def row_id_or_refuse(text: object, name: str) -> int:
+    try:
+        return row_id(text, name)
+    except ValueError as error:
+        raise Refused(400, f"{error}.") from None
 
 
 def safe_next(value: str | None) -> str:

@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 from dispatcher.matchers import parse_duration, parse_matcher
 from dispatcher.providers.kinds import KINDS
+from dispatcher.request_values import bounded_time, whole_number
 
 SEVERITIES = ("critical", "warning", "info")
 STATUSES = ("active", "open", "acknowledged", "resolved")  # active: open or acknowledged, the default
@@ -369,8 +370,8 @@ def parse_local_time(text: str, now: dt.datetime) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not a time like 2026-12-05T14:30") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        raise ValueError(f"{text[:50]!r} is not a time like 2026-12-05T14:30") from None
+    return bounded_time(parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC), f"the time {text[:50]!r}")
 
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -397,11 +398,12 @@ def window_from_form(form: Mapping[str, object]) -> dict[str, object]:
                                  "starts_at": None, "ends_at": None, "days_of_week": None, "start_time": None,
                                  "duration": None}
     if text("kind") == "weekly":
-        if not days or not all(str(d).isdigit() and 1 <= int(d) <= 7 for d in days):
+        if not days:
             raise ValueError("a weekly window needs at least one day")
-        if not re.fullmatch(r"\d{1,2}:\d{2}", text("start_time")):
+        days_of_week = sorted({whole_number(d, "a day of the week", 1, 7) for d in days})
+        if not re.fullmatch(r"([01]?[0-9]|2[0-3]):[0-5][0-9]", text("start_time")):
             raise ValueError("a weekly window starts at a time like 02:00")
-        window.update(days_of_week=sorted(int(d) for d in days), start_time=text("start_time"),
+        window.update(days_of_week=days_of_week, start_time=text("start_time"),
                       duration=parse_duration(text("duration")))
     else:
         try:
@@ -413,8 +415,8 @@ def window_from_form(form: Mapping[str, object]) -> dict[str, object]:
         except ValueError:
             raise ValueError("a one-off window needs a start and an end, like 2026-12-05T22:00") from None
         # typed on the window's own clock
-        window.update(starts_at=starts if starts.tzinfo else starts.replace(tzinfo=zone),
-                      ends_at=ends if ends.tzinfo else ends.replace(tzinfo=zone))
+        window.update(starts_at=bounded_time(starts if starts.tzinfo else starts.replace(tzinfo=zone), "the start"),
+                      ends_at=bounded_time(ends if ends.tzinfo else ends.replace(tzinfo=zone), "the end"))
     return window
 
 
@@ -425,6 +427,8 @@ def channel_settings(kind: str, text: str) -> dict[str, object]:
         settings = json.loads(text or "{}")
     except json.JSONDecodeError as error:
         raise ValueError(f"settings are not JSON: {error.msg} at line {error.lineno}") from None
+    except RecursionError:
+        raise ValueError("settings are nested too deeply") from None
     if not isinstance(settings, dict):
         raise ValueError("settings are a JSON object, e.g. {\"label\": \"#payments\"}")
     known = KINDS[kind].settings if kind in KINDS else {}

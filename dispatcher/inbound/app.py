@@ -8,7 +8,6 @@ can run side by side behind a load balancer.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import re
 import time
@@ -33,6 +32,7 @@ from dispatcher.db import INBOUND_FILE, named_queries
 from dispatcher.inbound import translate, verify
 from dispatcher.inbound.openapi import openapi_document
 from dispatcher.inbound.settings import ServeSettings
+from dispatcher.request_values import row_id
 
 INCIDENT_ID = re.compile(r"^[A-Z0-9]{1,40}$")
 UNKNOWN_TOKEN = "the token is not one of an active API client"
@@ -47,6 +47,11 @@ class Refused(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+    def headers(self) -> dict[str, str]:
+        """A body refused before its end (413, 408) is not read further, so the connection cannot carry another
+        request: closing it also frees it at once from a client that trickles on."""
+        return {"Connection": "close"} if self.status in (408, 413) else {}
 
 
 @dataclass
@@ -143,10 +148,14 @@ class Inbound:
                 level = logs.warning if refusal.status in (401, 403) else logs.info
                 level("inbound request refused", endpoint=name, status=refusal.status, reason=refusal.reason,
                       remote=request.client.host if request.client else None)
-                response = JSONResponse({"error": refusal.reason}, refusal.status)
+                response = JSONResponse({"error": refusal.reason}, refusal.status, headers=refusal.headers())
             except translate.BadPayload as error:
                 logs.info("inbound request refused", endpoint=name, status=400, reason=str(error))
                 response = JSONResponse({"error": str(error)}, 400)
+            except psycopg.DataError as error:  # a value the database cannot hold: the sender's mistake
+                reason = "the database refused a value: " + (error.diag.message_primary or str(error))
+                logs.info("inbound request refused", endpoint=name, status=400, reason=reason[:300])
+                response = JSONResponse({"error": reason}, 400)
             except (psycopg.OperationalError, PoolTimeout) as error:
                 logs.error("database unavailable", endpoint=name, error=str(error).strip()[:300])
                 response = JSONResponse({"error": "database unavailable; retry later"}, 503,
@@ -299,10 +308,13 @@ class Inbound:
     async def twilio_voice(self, request: Request, body: bytes) -> Response:
         form, receipt = await self.twilio_form(request, body)
         action = translate.keypress(form.get("Digits"))
-        delivery = request.query_params.get("d", "")
-        if action is None or not delivery.isdigit():
+        try:
+            delivery = row_id(request.query_params.get("d", ""), "d")
+        except ValueError:
+            delivery = None
+        if action is None or delivery is None:
             return twiml_response(translate.twiml(say="Not understood. Goodbye."))
-        outcome, alert_id = await self.contact_act("voice", receipt, form.get("To", ""), int(delivery), None, action)
+        outcome, alert_id = await self.contact_act("voice", receipt, form.get("To", ""), delivery, None, action)
         return twiml_response(translate.twiml(say=(translate.phone_answer(outcome, alert_id, action)
                                                    or "Nothing was changed.") + " Goodbye."))
 
@@ -432,7 +444,7 @@ def opsgenie_token(request: Request) -> str | None:
     if header.lower().startswith("basic "):
         try:
             return base64.b64decode(header[6:].strip()).decode().partition(":")[2] or None
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and b64decode's own for a non-ASCII header
             return None
     return verify.bearer_token(header) or request.query_params.get("token")
 

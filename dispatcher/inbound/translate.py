@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from dispatcher.request_values import bounded_time, row_id
+
 BATCH_MAX = 1000  # alerts in one request: Alertmanager's largest groups, with room
 SEVERITIES = ("critical", "warning", "info", "P0", "P1", "P2")
 # Alertmanager's severity label as people write it; anything else gets the configured default
@@ -145,7 +147,10 @@ def _time(value: Any, what: str) -> str | None:
         else:
             if parsed.tzinfo is None:
                 raise BadPayload(f"{what} needs a time zone (e.g. 2026-11-30T10:00:00Z)")
-            return parsed.isoformat()
+            try:
+                return bounded_time(parsed, what).isoformat()
+            except ValueError as error:
+                raise BadPayload(str(error)) from None
     raise BadPayload(f"{what} is not an RFC 3339 time")
 
 
@@ -322,8 +327,16 @@ def epoch_time(value: Any) -> str | None:
         return None
     for scale in (1e9, 1e6, 1e3, 1):
         if value >= 1e9 * scale:  # any time after 2001 in that unit
-            return dt.datetime.fromtimestamp(value / scale, dt.UTC).isoformat()
+            return _epoch(value / scale)
     return None
+
+
+def _epoch(seconds: float) -> str | None:
+    """A Unix time as RFC 3339, or None when it is not one (infinite, NaN, past 9000)."""
+    try:
+        return bounded_time(dt.datetime.fromtimestamp(seconds, dt.UTC), "the time").isoformat()
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -338,9 +351,10 @@ class SlackClick:
 
     def as_action(self) -> ProviderAction:
         try:
-            at = dt.datetime.fromtimestamp(float(self.action_ts), dt.UTC).isoformat()
-        except (ValueError, OverflowError):
-            at = None  # the click's own time is unknown: the database's now() stands in
+            at = _epoch(float(self.action_ts))
+        except ValueError:
+            at = None
+        # at None: the click's own time is unknown, and the database's now() stands in
         return ProviderAction(
             via="slack", action=self.action, receipt_id=f"{self.action_ts}/{self.member_id}/{self.action}",
             provider_key=self.provider_key, reference=None, actor=self.username, occurred_at=at,
@@ -425,10 +439,12 @@ def sms_reply(text: str) -> PhoneReply:
     if len(words) == 1 and words[0] in OPT_IN_WORDS:
         return PhoneReply("start")
     named = words[1] if len(words) == 2 else None
-    if not words or words[0] not in REPLY_VERBS or len(words) > 2 or (
-            named is not None and not (named.isdigit() and len(named) < 19)):  # an alert id is a bigint
+    if not words or words[0] not in REPLY_VERBS or len(words) > 2:
         return PhoneReply(None)
-    return PhoneReply(REPLY_VERBS[words[0]], int(named) if named else None)
+    try:
+        return PhoneReply(REPLY_VERBS[words[0]], row_id(named, "the alert") if named is not None else None)
+    except ValueError:
+        return PhoneReply(None)
 
 
 def keypress(digits: str | None) -> str | None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Sequence
 
 SLACK_REPLAY_WINDOW = 300  # seconds: Slack's documented tolerance for X-Slack-Request-Timestamp
 TOKEN_PREFIX = "pga_"
+DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def pagerduty_signature_ok(body: bytes, header: str | None, webhook_secrets: Sequence[str]) -> bool:
@@ -35,10 +37,9 @@ def slack_signature_problem(body: bytes, timestamp: str | None, signature: str |
     five minutes of now (an older one is a replay); otherwise the reason, without the secret."""
     if not timestamp or not signature:
         return "X-Slack-Request-Timestamp or X-Slack-Signature is missing"
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
+    if not DIGITS.fullmatch(timestamp):  # int() would take " 1", "+1", "1_0" and "١"
         return "X-Slack-Request-Timestamp is not a number"
+    sent_at = int(timestamp)
     if abs(now - sent_at) > SLACK_REPLAY_WINDOW:
         return "X-Slack-Request-Timestamp is more than 5 minutes from now (a replay, or a clock far off)"
     base = b"v0:" + timestamp.encode() + b":" + body
@@ -106,7 +107,8 @@ def action_token_delivery(key: str, token: str, now: float) -> int | None:
     """The delivery a token names, when it was made with this key and has not expired; else None."""
     delivery, _, rest = token.partition(".")
     expires, _, _mac = rest.partition(".")
-    if not (key and delivery.isdigit() and expires.isdigit() and len(token) < 200):
+    # ASCII digits only: isdigit() takes `²`, which int() then refuses
+    if not (key and DIGITS.fullmatch(delivery) and DIGITS.fullmatch(expires) and len(token) < 200):
         return None
     if not hmac.compare_digest(token.encode(), action_token(key, int(delivery), int(expires)).encode()):
         return None

@@ -8,6 +8,7 @@ import concurrent.futures
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -747,3 +748,203 @@ def test_a_flood_of_sign_ins_never_delays_intake_and_a_login_gets_five_password_
     assert answer.status_code == 429 and checked == 5
     assert form_sign_in(serve.base, "ada", PASSWORD).status_code == 429
     assert conn.execute("SELECT count(*) FROM monitoring_console_sessions").fetchone() == (0,)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hostile requests (#35 items 7, 11, 12): over HTTP as a script sends them, no browser needed
+# ---------------------------------------------------------------------------------------------------------
+MAX_BODY = 4096  # under the console's own 64 KiB: the console obeys --max-body-bytes
+
+
+@pytest.fixture
+def strict_serve(console_login: str, tmp_path: Path) -> Iterator[Serve]:
+    server = Serve(console_login, tmp_path / "serve.log", "--max-body-bytes", str(MAX_BODY), "--body-timeout", "0.5",
+                   env={"PGALERT_ACTION_KEY": "action-key-for-tests"}).start()
+    yield server
+    server.stop()
+    assert "Traceback" not in server.log.read_text()
+
+
+def signed_in(serve: Serve, login: str) -> tuple[requests.Session, str]:
+    """A session signed in through the form as a script would, and the CSRF token its forms carry."""
+    session = requests.Session()
+    form = session.get(serve.base + "/console/login", timeout=10).text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    done = session.post(serve.base + "/console/login", data={"csrf": csrf, "login": login, "password": PASSWORD},
+                        allow_redirects=False, timeout=10)
+    assert done.status_code == 303, done.text
+    page = session.get(serve.base + "/console/", timeout=10).text
+    return session, re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+NUMBERS = ["²", "٣", "１", "3²", "9" * 19, "9" * 30, "-1", "+1", " 1", "1e3", "0x1", "1.5", "\x00", "0"]
+DURATIONS = ["99999999999d", "9" * 30 + "s", "99999h", "²h", "٣h", "1d²h", "\x00", "-1h", "2 hours"]
+TIMES = ["9999-12-31T23:59", "9999-12-31T23:59-12:00", "0001-01-01T00:00", "0001-01-01T00:00+14:00", "²",
+         "2026-13-45T99:99", "\x00"]
+REGEXES = ["(" * 3000, "(" * 3000 + "a" + ")" * 3000, "(?:" * 900 + ")" * 900, "a{1000000}", "[" * 2000]
+TEXTS = ["\x00", "²", "'\"<>&", "%00", "x" * 3000, "../../etc", "\u202e", "NaN"]
+
+
+def hostile_requests(alert_id: int, silence_id: int) -> list[tuple[str, str, dict, dict, bool]]:
+    """Every route and each value it parses, with hostile values: (method, path, query, form, must_refuse).
+    A number, id, duration, time or regex that is not one must be refused (4xx); any value at all must never be
+    answered with a 5xx."""
+    override = {"schedule": "payments", "person": "Alice", "reason": "r"}
+    window = {"name": "w1", "matchers": 'alert_type="x"', "time_zone": "UTC", "kind": "weekly", "days": "6",
+              "start_time": "02:00", "duration": "4h"}
+    once = {**window, "kind": "once", "starts_at": "2026-12-05T22:00", "ends_at": "2026-12-06T02:00"}
+    cases: list[tuple[str, str, dict, dict, bool]] = []
+    for n in NUMBERS:
+        cases += [("GET", "/console/sla", {"hours": n}, {}, True), ("GET", "/console/sla.csv", {"hours": n}, {}, True),
+                  ("GET", "/console/silences/new", {"alert": n}, {}, True),
+                  ("GET", "/console/silences/new", {"silence": n}, {}, True),
+                  ("GET", "/console/rules/r1/backtest", {"days": n}, {}, True),
+                  ("POST", "/console/alerts/bulk", {}, {"alert_id": n, "action": "acknowledge"}, True),
+                  ("POST", "/console/windows", {}, {**window, "days": n}, True)]
+    for n in ["9" * 19, "9" * 30, "9" * 5000]:  # the router takes only ASCII digits; their range is checked
+        cases += [("GET", f"/console/alerts/{n}", {}, {}, True),
+                  ("POST", f"/console/alerts/{n}/acknowledge", {}, {}, True),
+                  ("POST", f"/console/alerts/{n}/reopen", {}, {}, True),
+                  ("POST", f"/console/silences/{n}/expire", {}, {}, True),
+                  ("POST", f"/console/silences/{n}/extend", {}, {"duration": "1h"}, True)]
+    for d in DURATIONS:
+        cases += [("POST", "/console/silences", {}, {"matchers": 'alert_type="x"', "duration": d}, True),
+                  ("POST", f"/console/silences/{silence_id}/extend", {}, {"duration": d}, True),
+                  ("POST", "/console/oncall/override", {}, {**override, "from": "now", "duration": d}, True),
+                  ("POST", "/console/windows", {}, {**window, "duration": d}, True)]
+    for t in TIMES:
+        cases += [("POST", "/console/oncall/override", {}, {**override, "from": t, "duration": "1h"}, True),
+                  ("POST", "/console/oncall/override", {}, {**override, "from": "now", "until": t}, True),
+                  ("POST", "/console/windows", {}, {**once, "starts_at": t}, True),
+                  ("POST", "/console/windows", {}, {**once, "ends_at": t}, True),
+                  ("POST", "/console/windows", {}, {**window, "start_time": t}, True)]
+    for r in REGEXES:
+        for op in ("=~", "!~"):
+            cases += [("POST", "/console/silences/preview", {}, {"matchers": f'labels.env{op}"{r}"'}, True),
+                      ("POST", "/console/silences", {}, {"matchers": f'alert_type{op}"{r}"', "duration": "1h"}, True),
+                      ("POST", "/console/windows", {}, {**window, "matchers": f"source{op}{r}"}, True)]
+    for t in TEXTS:
+        for name in ("status", "severity", "alert_type", "source", "label", "q", "group"):
+            cases += [("GET", "/console/", {name: t}, {}, False), ("GET", "/console/alerts/rows", {name: t}, {}, False)]
+        cases += [("GET", "/console/events", {"since": t}, {}, False),
+                  ("GET", "/console/login", {"next": t}, {}, False),
+                  ("POST", "/console/users", {}, {"login": t, "display_name": t, "role": "viewer"}, False),
+                  ("POST", "/console/users", {}, {"login": "new", "display_name": "n", "role": t}, False),
+                  ("POST", f"/console/users/{t}/disable", {}, {}, False),
+                  ("POST", f"/console/windows/{t}/enabled", {}, {"enabled": "true"}, False),
+                  ("POST", f"/console/channels/{t}", {}, {"settings": "{}"}, False),
+                  ("POST", "/console/channels/slack", {}, {"settings": t, "description": t}, False),
+                  ("POST", f"/console/rules/{t}/enabled", {}, {"enabled": "false"}, False),
+                  ("GET", f"/console/rules/{t}/backtest", {}, {}, False),
+                  ("POST", "/console/oncall/override", {}, {**override, "person": t, "schedule": t, "reason": t,
+                                                            "from": "now", "duration": "1h"}, False),
+                  ("POST", "/console/oncall/test-page", {}, {"person": t}, False),
+                  ("POST", "/console/silences", {}, {"matchers": t, "duration": "1h", "comment": t}, False),
+                  ("POST", "/console/silences/preview", {}, {"matchers": t}, False),
+                  ("POST", f"/console/alerts/{alert_id}/{t}", {}, {}, False),
+                  ("POST", f"/console/alerts/{alert_id}/acknowledge", {}, {"note": t}, False),
+                  ("POST", "/console/alerts/bulk", {}, {"alert_id": str(alert_id), "action": t,
+                                                        "filters": t}, False),
+                  ("POST", "/console/windows", {}, {**window, "name": t, "time_zone": t, "comment": t}, False)]
+    return cases
+
+
+def test_every_route_answers_hostile_values_with_a_4xx_and_a_reason_never_a_5xx(strict_serve, users, conn):
+    make_schedule(conn, "payments", "UTC", ["Alice", "Bob"])
+    alert_id = raise_alert(conn, "Payments failing")
+    silence_id = conn.execute("INSERT INTO monitoring_silences (matchers, ends_at, comment) VALUES "
+                              "('[{\"field\": \"alert_type\", \"op\": \"=\", \"value\": \"x\"}]', "
+                              "now() + interval '1 hour', 'test') RETURNING id").fetchone()[0]
+    conn.execute("INSERT INTO monitoring_alert_rules (rule_name, rule_type, event_type, window_size, threshold, "
+                 "severity) VALUES ('r1', 'count', 'e', interval '5 minutes', 3, 'critical')")
+    session, csrf = signed_in(strict_serve, "ada")
+    wrong = []
+    cases = hostile_requests(alert_id, silence_id)
+    for method, path, query, form, must_refuse in cases:
+        try:
+            answer = session.request(method, strict_serve.base + path, params=query,
+                                     data={**form, "csrf": csrf} if method == "POST" else None,
+                                     allow_redirects=False, timeout=10, stream=True)
+        except requests.ConnectionError as error:  # the server dropped the connection: as bad as a 500
+            wrong.append(f"{method} {path} {query or form!r:.150}: {error}")
+            continue
+        if answer.headers.get("content-type", "").startswith("text/event-stream"):
+            answer.close()  # a live stream: its status is the answer
+            assert answer.status_code == 200
+            continue
+        reason = re.search(r'class="error[^"]*"[^>]*>[^<]{10,}', answer.text)
+        refused_with_reason = (400 <= answer.status_code < 500 and reason) or (
+            path == "/console/silences/preview" and reason)  # htmx shows a preview's refusal in place: a 200
+        if answer.status_code >= 500 or (must_refuse and not refused_with_reason):
+            wrong.append(f"{method} {path} {query or form!r:.150}: {answer.status_code} {answer.text[:100]!r}")
+    assert not wrong, f"{len(wrong)} of {len(cases)}:\n" + "\n".join(wrong[:60])
+    # and the server still answers, its pool not poisoned by any of them
+    assert session.get(strict_serve.base + f"/console/alerts/{alert_id}", timeout=10).status_code == 200
+
+
+def test_a_hostile_ntfy_link_is_refused_with_a_reason(strict_serve):
+    for token in ("%C2%B2.1.x", "1.%C2%B2.x", "%D9%A3.1.x", "%EF%BC%91.1.x", "9999999999999999999999999999.1.x",
+                  "1.99999999999999999999999999999999.x", "%00", "1.1.", "1..", "x" * 300):
+        answer = requests.post(f"{strict_serve.base}/v1/ntfy/ack/{token}", timeout=10)
+        assert answer.status_code == 403 and "not valid" in answer.json()["error"], (token, answer.text)
+
+
+def test_a_link_cannot_plant_text_in_a_pages_message_and_pgalerts_own_sentence_still_shows(strict_serve, users,
+                                                                                          conn):
+    resolved = conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, message, dedup_key) "
+                            "VALUES ('x', 'info', 't', '', 'same') RETURNING id").fetchone()[0]
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'test')", (resolved,))
+    alert_id = conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, message, dedup_key) "
+                            "VALUES ('x', 'info', 't', '', 'same') RETURNING id").fetchone()[0]
+    silence_id = conn.execute("INSERT INTO monitoring_silences (matchers, ends_at, comment) VALUES "
+                              "('[{\"field\": \"alert_type\", \"op\": \"=\", \"value\": \"x\"}]', "
+                              "now() + interval '1 hour', 'test') RETURNING id").fetchone()[0]
+    session, csrf = signed_in(strict_serve, "rick")
+    planted = "Your session expired: call +1 555 0100 and read out your password"
+    for path in (f"/console/alerts/{alert_id}", "/console/silences", "/console/rules", "/console/", "/console/oncall",
+                 "/console/windows", "/console/channels", "/console/sla", "/console/silences/new"):
+        for name in ("error", "message", "msg", "flash", "notice"):
+            page = session.get(strict_serve.base + path, params={name: planted}, timeout=10)
+            assert page.status_code < 500 and "555 0100" not in page.text, (path, name)
+    login = requests.get(strict_serve.base + "/console/login", params={"error": planted, "next": planted}, timeout=10)
+    assert "555 0100" not in login.text
+    # a refusal still says pgalert's sentence, on the page itself: the database's, and the console's own
+    reopened = session.post(f"{strict_serve.base}/console/alerts/{resolved}/reopen", data={"csrf": csrf}, timeout=10)
+    assert reopened.status_code == 409 and "?" not in reopened.url, reopened.url
+    assert re.search(rf'class="error"[^>]*>alert {resolved} cannot be reopened: alert {alert_id} with the same',
+                     reopened.text), reopened.text[-2000:]
+    extended = session.post(f"{strict_serve.base}/console/silences/{silence_id}/extend",
+                            data={"csrf": csrf, "duration": "soon"}, timeout=10)
+    assert extended.status_code == 400 and "is not like 2h" in extended.text and "?" not in extended.url
+
+
+def test_console_bodies_obey_the_size_and_time_limits_of_intake(strict_serve, users):
+    base = strict_serve.base
+    host, port = base.removeprefix("http://").split(":")
+    # over the size: refused with 413 whether declared or streamed, before it is read in full; signed in or not
+    session, csrf = signed_in(strict_serve, "rick")
+    for client, path in ((requests, "/console/login"), (session, "/console/silences/preview"),
+                         (session, "/console/logout"), (session, "/console/alerts/bulk")):
+        chunked = client.post(base + path, data=iter([b"csrf=x&comment=" + b"x" * 1000] * 1000), timeout=10,
+                              headers={"Content-Type": "application/x-www-form-urlencoded"}, allow_redirects=False)
+        assert chunked.status_code == 413, (path, chunked.status_code)
+    big_form = session.post(base + "/console/silences", data={"csrf": csrf, "matchers": 'alert_type="x"',
+                                                              "duration": "1h", "comment": "x" * (2 * MAX_BODY)},
+                            timeout=10)
+    assert big_form.status_code == 413 and f"{MAX_BODY} bytes" in big_form.text
+    with socket.create_connection((host, int(port)), timeout=10) as declared:
+        declared.sendall(b"POST /console/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                         b"\r\nContent-Length: 157286400\r\n\r\ncsrf=")
+        assert declared.recv(4096).startswith(b"HTTP/1.1 413 ")
+    # a body that trickles or stalls: 408 after --body-timeout, and the connection is closed
+    with socket.create_connection((host, int(port)), timeout=10) as stalled:
+        stalled.sendall(b"POST /console/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                        b"\r\nContent-Length: 100\r\n\r\ncsrf=")
+        answer = b""
+        while chunk := stalled.recv(4096):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408 ")
+    # a form within the limits still works
+    fine = session.post(base + "/console/silences", data={"csrf": csrf, "matchers": 'alert_type="x"', "duration": "1h",
+                                                          "comment": "deploy"}, allow_redirects=False, timeout=10)
+    assert fine.status_code == 303
