@@ -440,3 +440,59 @@ def test_a_code_goes_to_the_method_being_verified_and_a_verified_method_gets_its
     assert handed[f"verify:{unverified}"]["contact"]["address"] == "+14155550144"
     page = next(c for target, c in handed.items() if target.startswith("page:"))
     assert page["contact"]["address"] == "oncall-ned-7f3a9c"
+
+
+# --- #35 item 2: an address is its person's secret ---------------------------------------------------------------
+
+ADDRESSES = {"sms": "+14155550187", "voice": "+14155550178", "push": "oncall-olga-9b2e5d71c4",
+             "email": "olga.private@example.com", "slack": "U0PRIVATE42"}
+
+
+@pytest.mark.parametrize("role", ["monitoring_reader", "monitoring_writer", "monitoring_console", "monitoring_inbound"])
+def test_no_role_but_admins_reads_an_address_and_readers_see_it_masked(connect, conn, role):
+    olga = person(conn, "olga")
+    for kind, address in ADDRESSES.items():  # verified, paged, tested, and one more code on its way
+        rule(conn, olga, verified(conn, "olga", kind, address), 0 * M)
+    conn.execute("SELECT monitoring_test_page('olga')")
+    conn.execute("SELECT monitoring_send_verification_code(monitoring_add_contact_method('olga', 'sms', '+14155550100'))")
+    other = connect(role)
+    seen = readable_text(other)
+    assert [address for address in (*ADDRESSES.values(), "+14155550100") if address in seen] == []
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        other.execute("SELECT address FROM monitoring_contact_methods")
+    if role in ("monitoring_reader", "monitoring_console"):
+        shown = dict(other.execute("SELECT kind, address_shown FROM monitoring_contacts WHERE verified_at IS NOT NULL"))
+        assert shown == {"sms": "+1 ••• ••• 87", "voice": "+1 ••• ••• 78", "push": "ntfy: ••••c4",
+                         "email": "o•••@example.com", "slack": "U••••42"}
+    admin = connect("monitoring_admin")
+    assert {a for (a,) in admin.execute("SELECT address_shown FROM monitoring_contacts")} >= set(ADDRESSES.values())
+
+
+def test_the_console_shows_an_address_to_its_person_and_admins_only(connect, conn):
+    import secrets
+
+    olga = person(conn, "olga")
+    rule(conn, olga, verified(conn, "olga", "push", ADDRESSES["push"]), 0 * M)
+    person(conn, "pete")
+    console = connect("monitoring_console")
+
+    def session(login: str, role: str, who: str | None) -> str:
+        conn.execute("SELECT monitoring_console_save_user(%s, %s, %s, NULL, %s)", (login, login, role, who))
+        token = secrets.token_urlsafe(32)
+        conn.execute("INSERT INTO monitoring_console_sessions (token_sha256, user_id, expires_at) "
+                     "SELECT sha256(convert_to(%s, 'UTF8')), id, now() + interval '1 hour' "
+                     "FROM monitoring_console_users WHERE login = %s", (token, login))
+        return token
+
+    def shown(token: str) -> str:
+        [(name, methods)] = console.execute("SELECT * FROM monitoring_console_contacts(%s)", (token,)).fetchall()
+        return methods[0]["address"]
+
+    assert shown(session("olga", "viewer", "olga")) == ADDRESSES["push"]
+    assert shown(session("root", "admin", None)) == ADDRESSES["push"]
+    for login, role, who in (("pete", "responder", "pete"), ("vic", "viewer", None), ("rob", "responder", None)):
+        assert shown(session(login, role, who)) == "ntfy: ••••c4"
+    with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
+        shown("not a session")
+    # serve's login, whatever it asks in SQL, reads no address
+    assert ADDRESSES["push"] not in readable_text(console)
