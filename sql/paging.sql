@@ -77,15 +77,25 @@ REVOKE ALL ON FUNCTION _monitoring_contact_context(monitoring_contact_methods, t
 CREATE OR REPLACE VIEW monitoring_contacts
 WITH (security_barrier)
 AS
-SELECT m.id, p.name AS person, m.kind,
-       CASE WHEN pg_catalog.pg_has_role(current_user, 'monitoring_admin', 'MEMBER') THEN m.address
-            ELSE public.monitoring_mask_contact_address(m.kind, m.address) END AS address_shown,
-       m.enabled, m.verified_at, m.opted_out_at,
-       m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL AS ready,
-       (SELECT string_agg(r.delay::text, ', ' ORDER BY r.delay) FROM public.monitoring_notification_rules AS r
-        WHERE r.contact_method_id = m.id) AS rule_delays
-FROM public.monitoring_contact_methods AS m
-JOIN public.monitoring_people AS p ON p.id = m.person_id;
+SELECT
+    m.id,
+    p.name AS person,
+    m.kind,
+    m.enabled,
+    m.verified_at,
+    m.opted_out_at,
+    coalesce(m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL, FALSE) AS ready,
+    CASE
+        WHEN pg_catalog.pg_has_role(current_user, 'monitoring_admin', 'MEMBER') THEN m.address
+        ELSE public.monitoring_mask_contact_address(m.kind, m.address)
+    END AS address_shown,
+    (
+        SELECT string_agg(r.delay::text, ', ' ORDER BY r.delay)
+        FROM public.monitoring_notification_rules AS r
+        WHERE r.contact_method_id = m.id
+    ) AS rule_delays
+FROM public.monitoring_people AS p
+INNER JOIN public.monitoring_contact_methods AS m ON p.id = m.person_id;
 COMMENT ON VIEW monitoring_contacts IS
 'Contact methods with their address as the reader may see it: whole for admins, masked for everyone else (an
 address is its person''s secret: a push topic is read by whoever knows it), whether each may get messages now

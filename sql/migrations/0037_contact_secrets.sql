@@ -31,18 +31,15 @@ REVOKE ALL ON monitoring_contact_verification_tries FROM PUBLIC;
 UPDATE monitoring_contact_verifications AS v SET code = d.context ->> 'code'
 FROM monitoring_deliveries AS d
 WHERE d.target = 'verify:' || v.contact_method_id AND d.context ? 'code' AND d.completed_at IS NULL;
--- a message keeps who and how, not where: the kind, and the address masked as monitoring_mask_contact_address does
+-- a message keeps who and how, not where (this migration cannot call monitoring_mask_contact_address: all masked)
 UPDATE monitoring_deliveries
-SET context = (context - 'code' - 'email' - 'slack_member_id')
-              || jsonb_build_object('contact', jsonb_build_object(
-                     'kind', context -> 'contact' ->> 'kind',
-                     'shown', CASE WHEN context -> 'contact' ->> 'kind' IN ('sms', 'voice')
-                                   THEN left(context -> 'contact' ->> 'address', 2) || ' ••• ••• '
-                                        || right(context -> 'contact' ->> 'address', 2)
-                                   ELSE '••••' || right(context -> 'contact' ->> 'address', 2) END))
-              || CASE WHEN context ? 'reason' AND context ? 'code'
-                      THEN jsonb_build_object('reason', 'your pgalert verification code') ELSE '{}' END
+SET
+    context = context - 'code' - 'email' - 'slack_member_id'
+    || jsonb_build_object('contact', jsonb_build_object('kind', context -> 'contact' ->> 'kind', 'shown', '••••'))
 WHERE context ? 'contact_method_id' AND context ? 'contact';
+UPDATE monitoring_deliveries
+SET context = context || jsonb_build_object('reason', 'your pgalert verification code')
+WHERE starts_with(target, 'verify:') AND context ? 'contact_method_id';
 
 REVOKE SELECT ON monitoring_contact_methods FROM monitoring_reader;
 GRANT SELECT (id, person_id, kind, enabled, verified_at, opted_out_at, created_at) ON monitoring_contact_methods

@@ -255,9 +255,11 @@ def test_an_admin_cannot_mark_a_method_verified_or_move_a_verified_address(conne
             admin.execute(statement)
     admin.execute("UPDATE monitoring_contact_methods SET enabled = false WHERE id = %s", (method,))  # this they may
     # and nobody else may do any of it
-    for role in ("monitoring_writer", "monitoring_reader", "monitoring_dispatcher"):
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            connect(role).execute("SELECT monitoring_send_verification_code(%s)", (method,))
+    for role in ("monitoring_writer", "monitoring_reader", "monitoring_dispatcher", "monitoring_console"):
+        for call in ("monitoring_send_verification_code(%s)", "monitoring_verify_contact_method(%s, '000000')",
+                     "monitoring_contact_method_verified(%s)", "_monitoring_forget_sent_code()"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                connect(role).execute(f"SELECT {call}", (method,) if "%s" in call else ())
 
 
 # --- #35 item 8: verification binds an admin --------------------------------------------------------------------
