@@ -1,4 +1,4 @@
--- pgalert 0037: a contact method's address and its verification code are secrets (#35, items 2 and 8).
+-- pgalert 0038: a contact method's address and its verification code are secrets (#35, items 2 and 8).
 -- - Whoever knows a push topic on a public ntfy server reads its pages, Acknowledge links included, so an address
 --   is its person's and the admins': readers read every column but the address (monitoring_contacts shows it
 --   masked), and a message's delivery keeps only the kind and a masked address; the dispatcher's claim puts the
@@ -50,4 +50,4 @@ GRANT SELECT (contact_method_id, code, expires_at) ON monitoring_contact_verific
 -- a try is recorded, and judged later (monitoring_contact_method_verified): it returns nothing now
 DROP FUNCTION IF EXISTS monitoring_verify_contact_method(bigint, text);
 
-INSERT INTO _monitoring_migrations (version, name) VALUES ('0037', 'contact_secrets');
+INSERT INTO _monitoring_migrations (version, name) VALUES ('0038', 'contact_secrets');
