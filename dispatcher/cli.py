@@ -643,8 +643,9 @@ def contact_send_code(database_url: str, method_id: int) -> None:
 @click.argument("code")
 def contact_verify(database_url: str, method_id: int, code: str) -> None:
     """Confirm contact method METHOD_ID with the CODE its owner received; exits 1 on a wrong code."""
-    [(verified,)] = _run_command(database_url, command_sql("verify_contact_method"),
-                                 {"method_id": method_id, "code": code})
+    # the try is committed first, and judged after: a try is never judged in the transaction that made it
+    _run_command(database_url, command_sql("verify_contact_method"), {"method_id": method_id, "code": code})
+    [(verified,)] = _run_command(database_url, command_sql("contact_method_verified"), {"method_id": method_id})
     if not verified:
         raise click.ClickException(f"wrong code for contact method {method_id} (5 wrong tries end the code)")
     click.echo(f"contact method {method_id} is verified")

@@ -62,14 +62,14 @@ SELECT monitoring_send_verification_code(%(method_id)s);
 -- name: verify_contact_method
 SELECT monitoring_verify_contact_method(%(method_id)s, %(code)s);
 
+-- name: contact_method_verified
+SELECT monitoring_contact_method_verified(%(method_id)s);
+
 -- name: list_contact_methods
-SELECT m.id, p.name AS person, m.kind, m.address, m.enabled, m.verified_at,
-       (SELECT string_agg(r.delay::text, ', ' ORDER BY r.delay) FROM monitoring_notification_rules AS r
-        WHERE r.contact_method_id = m.id) AS rule_delays
-FROM monitoring_contact_methods AS m
-JOIN monitoring_people AS p ON p.id = m.person_id
-WHERE %(person)s::text IS NULL OR p.name = %(person)s
-ORDER BY p.name, m.kind, m.id;
+SELECT id, person, kind, address_shown AS address, enabled, verified_at, rule_delays
+FROM monitoring_contacts
+WHERE %(person)s::text IS NULL OR person = %(person)s
+ORDER BY person, kind, id;
 
 -- name: add_notification_rule
 INSERT INTO monitoring_notification_rules (person_id, contact_method_id, delay)
@@ -80,6 +80,6 @@ RETURNING id;
 SELECT monitoring_test_page(%(person)s);
 
 -- name: test_page_messages
-SELECT context -> 'contact' ->> 'kind' AS kind, context -> 'contact' ->> 'address' AS address, provider AS channel,
+SELECT context -> 'contact' ->> 'kind' AS kind, context -> 'contact' ->> 'shown' AS address, provider AS channel,
        status, last_error
 FROM monitoring_deliveries WHERE alert_id = %(alert_id)s ORDER BY id;

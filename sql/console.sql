@@ -478,6 +478,40 @@ a responder only the person their console user is. Returns the test alert''s id.
 REVOKE ALL ON FUNCTION monitoring_console_test_page(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_console_test_page(text, text) TO monitoring_console;
 
+-- The on-call page's contact methods, as the signed-in user may see them: an address is its person's secret (a
+-- push topic lets whoever knows it read that person's pages and act on them), so only an admin and the person
+-- themselves see it whole; every other user sees it masked.
+CREATE OR REPLACE FUNCTION monitoring_console_contacts(p_token text)
+RETURNS TABLE (person text, methods jsonb)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user public.monitoring_console_users := public._monitoring_console_user(p_token);
+BEGIN
+    RETURN QUERY
+    SELECT p.name,
+           jsonb_agg(jsonb_build_object(
+               'kind', m.kind,
+               'address', CASE WHEN v_user.role = 'admin' OR v_user.person_id = p.id THEN m.address
+                               ELSE public.monitoring_mask_contact_address(m.kind, m.address) END,
+               'ready', m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL,
+               'delays', (SELECT string_agg(r.delay::text, ', ' ORDER BY r.delay)
+                          FROM public.monitoring_notification_rules AS r WHERE r.contact_method_id = m.id))
+               ORDER BY m.kind, m.id)
+    FROM public.monitoring_people AS p
+    JOIN public.monitoring_contact_methods AS m ON m.person_id = p.id
+    GROUP BY p.id, p.name
+    ORDER BY p.name;
+END
+$$;
+COMMENT ON FUNCTION monitoring_console_contacts(text) IS
+'The console only: each person''s contact methods for the on-call page, with addresses whole for an admin and for
+the person the signed-in user is, masked (monitoring_mask_contact_address) for everyone else.';
+REVOKE ALL ON FUNCTION monitoring_console_contacts(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_console_contacts(text) TO monitoring_console;
+
 CREATE OR REPLACE FUNCTION monitoring_console_set_rule_enabled(p_token text, p_rule_name text, p_enabled boolean)
 RETURNS boolean
 LANGUAGE plpgsql

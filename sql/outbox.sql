@@ -332,6 +332,60 @@ COMMENT ON FUNCTION _monitoring_alert_as_sent(monitoring_alerts) IS
 REVOKE ALL ON FUNCTION _monitoring_alert_as_sent(monitoring_alerts) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _monitoring_alert_as_sent(monitoring_alerts) TO monitoring_dispatcher;
 
+-- Why a message to a person's contact method (sql/paging.sql) may not be sent now, or NULL: it is checked when it is
+-- claimed, whoever wrote the row, so one an admin inserted or redirected is refused. A page goes only to an
+-- enabled, verified method that was not opted out; a code only to the method being verified, while it waits. The
+-- row names its method, never an address: the claim reads the address from the method (_monitoring_addressed).
+CREATE OR REPLACE FUNCTION _monitoring_refusal(p_target text, p_context jsonb)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN NOT p_context ? 'contact_method_id' THEN 'a message to a person names no contact method'
+        WHEN m.id IS NULL THEN format('contact method %s does not exist', p_context ->> 'contact_method_id')
+        WHEN p_context ?| ARRAY['email', 'slack_member_id'] OR p_context -> 'contact' ? 'address'
+            THEN 'the message names an address of its own, not its contact method''s'
+        WHEN p_context -> 'contact' ->> 'kind' IS DISTINCT FROM m.kind
+            THEN format('the message is not of contact method %s''s kind', m.id)
+        WHEN m.opted_out_at IS NOT NULL THEN format('contact method %s opted out', m.id)
+        WHEN starts_with(p_target, 'verify:') THEN CASE
+            WHEN p_target <> 'verify:' || m.id THEN 'a code goes only to the contact method being verified'
+            WHEN v.code IS NULL OR v.expires_at <= now() THEN format('no code is waiting for contact method %s', m.id)
+        END
+        WHEN m.verified_at IS NULL THEN format('contact method %s is not verified', m.id)
+        WHEN NOT m.enabled THEN format('contact method %s is disabled', m.id)
+    END
+    FROM (SELECT) AS one
+    LEFT JOIN public.monitoring_contact_methods AS m ON m.id = (p_context ->> 'contact_method_id')::bigint
+    LEFT JOIN public.monitoring_contact_verifications AS v ON v.contact_method_id = m.id
+$$;
+REVOKE ALL ON FUNCTION _monitoring_refusal(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_refusal(text, jsonb) TO monitoring_dispatcher;
+
+-- A message to a contact method as its dispatcher sends it: with the method's address (and the keys email and
+-- slack_member_id the email and Slack channels address a person by), and a verification message with its code.
+-- Only here, in the sending dispatcher's claim, are they read; the outbox keeps neither.
+CREATE OR REPLACE FUNCTION _monitoring_addressed(p_target text, p_context jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p_context
+           || jsonb_build_object('contact', (p_context -> 'contact') || jsonb_build_object('address', m.address))
+           || CASE m.kind WHEN 'email' THEN jsonb_build_object('email', m.address)
+                          WHEN 'slack' THEN jsonb_build_object('slack_member_id', m.address)
+                          ELSE '{}' END
+           || CASE WHEN starts_with(p_target, 'verify:') THEN jsonb_build_object(
+                  'code', v.code, 'reason', 'your pgalert verification code is ' || v.code || ' (valid 15 minutes)')
+              ELSE '{}' END
+    FROM public.monitoring_contact_methods AS m
+    LEFT JOIN public.monitoring_contact_verifications AS v ON v.contact_method_id = m.id
+    WHERE m.id = (p_context ->> 'contact_method_id')::bigint
+$$;
+REVOKE ALL ON FUNCTION _monitoring_addressed(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_addressed(text, jsonb) TO monitoring_dispatcher;
+
 -- Claiming and recording have plans that do not depend on the delivery queue's statistics.
 --
 -- The queue's statistics are stale whenever it matters: a burst of 10,000 alerts writes 40,000 deliveries
@@ -393,13 +447,14 @@ DECLARE
     v_paced_count integer := 0;
     v_all_granted boolean := false;
     v_decorate boolean;
+    v_to_people boolean;
 BEGIN
-    SELECT array_agg(due.id), array_agg(due.provider),
+    SELECT array_agg(due.id), array_agg(due.provider), bool_or(due.to_person),
            -- what only groups and flapping alerts need is looked up only where there are such alerts
            EXISTS (SELECT FROM public.monitoring_alert_groups) OR EXISTS (SELECT FROM public.monitoring_flapping)
-    INTO v_due, v_providers, v_decorate
+    INTO v_due, v_providers, v_to_people, v_decorate
     FROM (
-        SELECT d.id, d.provider
+        SELECT d.id, d.provider, d.context ?| ARRAY['contact_method_id', 'contact'] AS to_person
         FROM public.monitoring_deliveries AS d
         WHERE d.status IN ('pending', 'sending')
           AND d.next_attempt_at <= now()
@@ -415,6 +470,27 @@ BEGIN
     ) AS due;
     IF v_due IS NULL THEN
         RETURN;  -- nothing due: no statement more
+    END IF;
+    -- a message to a person goes only to an address verified now, whoever wrote or changed its row: the others are
+    -- refused here, recorded as failed (a page then hands over to the person's next rule)
+    IF v_to_people THEN
+        WITH refused AS (
+            UPDATE public.monitoring_deliveries AS d
+            SET status = 'failed', claimed_by = NULL, completed_at = now(), last_error = 'refused: ' || r.why
+            FROM (
+                SELECT p.id, public._monitoring_refusal(p.target, p.context) AS why
+                FROM public.monitoring_deliveries AS p
+                WHERE p.id = ANY(v_due) AND p.context ?| ARRAY['contact_method_id', 'contact']
+            ) AS r
+            WHERE d.id = r.id AND r.why IS NOT NULL
+            RETURNING d.id
+        )
+        SELECT array_agg(due.id), array_agg(due.provider) INTO v_due, v_providers
+        FROM public.monitoring_deliveries AS due
+        WHERE due.id = ANY(v_due) AND due.id NOT IN (SELECT refused.id FROM refused);
+        IF v_due IS NULL THEN
+            RETURN;
+        END IF;
     END IF;
     -- Mostly one paced channel is among the sends due and its pace allows them all: counted here, on the arrays,
     -- and reserved in one UPDATE of its row (sql/pacing.sql). The general path below, a reservation per channel
@@ -484,7 +560,9 @@ BEGIN
             WHERE d.id = ANY(v_due)
             RETURNING d.*
         )
-        SELECT c.id, c.attempts, c.provider, c.action, c.target, c.context,
+        SELECT c.id, c.attempts, c.provider, c.action, c.target,
+               CASE WHEN v_to_people AND c.context ? 'contact_method_id'
+                    THEN public._monitoring_addressed(c.target, c.context) ELSE c.context END,
                'pgalert-' || left(replace(i.installation_id::text, '-', ''), 8) || '-' || c.alert_id,
                public._monitoring_alert_as_sent(a)
         FROM claimed AS c
@@ -504,7 +582,9 @@ BEGIN
         WHERE d.id = ANY(v_due)
         RETURNING d.*
     )
-    SELECT c.id, c.attempts, c.provider, c.action, c.target, c.context,
+    SELECT c.id, c.attempts, c.provider, c.action, c.target,
+           CASE WHEN v_to_people AND c.context ? 'contact_method_id'
+                THEN public._monitoring_addressed(c.target, c.context) ELSE c.context END,
            'pgalert-' || left(replace(i.installation_id::text, '-', ''), 8) || '-' || c.alert_id,
            CASE WHEN g.alert_id IS NOT NULL THEN  -- a group says what it holds as of now (above)
                    to_jsonb(a) || (

@@ -1,15 +1,18 @@
 -- Paging people directly: verified contact methods, each person's notification rules, and the pages that run
 -- those rules until the alert is acknowledged or resolved.
 --
--- Owns: monitoring_contact_methods, monitoring_contact_verifications, monitoring_notification_rules,
---       monitoring_person_pages
+-- Owns: monitoring_contact_methods, monitoring_contact_verifications, monitoring_contact_verification_tries,
+--       monitoring_notification_rules, monitoring_person_pages
 --
 -- The rules, decided here so that every dispatcher agrees:
 -- - an escalation step that names a person (sql/escalation.sql) pages them: their notification rules run from
 --   that moment, each at its delay ("push at once, SMS after 2 minutes, call after 5"), while the escalation
 --   keeps its own clock;
 -- - a method gets nothing until it is verified (a 6-digit code sent to it, valid 15 minutes, at most one send a
---   minute, confirmed by monitoring_verify_contact_method) and nothing while it is disabled;
+--   minute, typed back with monitoring_verify_contact_method and judged once that try is committed) and nothing
+--   while it is disabled; the dispatcher's claim checks that again when it sends (sql/outbox.sql);
+-- - an address is its person's secret (a push topic is read by whoever knows it): readers and the outbox see it
+--   masked (monitoring_contacts, monitoring_mask_contact_address), only admins and the claim read it;
 -- - a message that fails (the channel refused it, or the provider reports it undelivered, busy or unanswered)
 --   or that a method's rate limit stops (recorded as skipped, with the reason) hands over to the person's next
 --   rule at once, not at that rule's delay;
@@ -34,19 +37,71 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION _monitoring_contact_channel(text) FROM PUBLIC;
 
--- What one message to a contact method carries: who, how, and why; the keys email and slack_member_id are those
--- the email and Slack channels already address a person by.
+-- An address as everyone but its person and the admins sees it: enough to tell two apart, never enough to use.
+-- A push topic is a password on a public ntfy server (whoever knows it reads its pages, Acknowledge links
+-- included), so it keeps two characters; a number its country code and last two digits.
+CREATE OR REPLACE FUNCTION monitoring_mask_contact_address(p_kind text, p_address text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE p_kind
+               WHEN 'sms' THEN left(p_address, 2) || ' ••• ••• ' || right(p_address, 2)
+               WHEN 'voice' THEN left(p_address, 2) || ' ••• ••• ' || right(p_address, 2)
+               WHEN 'push' THEN 'ntfy: ••••' || right(p_address, 2)
+               WHEN 'email' THEN left(p_address, 1) || '•••@' || split_part(p_address, '@', 2)
+               ELSE left(p_address, 1) || '••••' || right(p_address, 2)
+           END
+$$;
+COMMENT ON FUNCTION monitoring_mask_contact_address(text, text) IS
+'A contact method''s address masked, as readers, the console''s other users and alert timelines see it:
++1 ••• ••• 23 (sms, voice), ntfy: ••••ab (push), a•••@example.com (email), U••••9Z (slack).';
+REVOKE ALL ON FUNCTION monitoring_mask_contact_address(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_mask_contact_address(text, text) TO monitoring_reader, monitoring_dispatcher;
+
+-- What one message to a contact method carries: who, how, and why, and the address only masked; the dispatcher's
+-- claim puts in the method's address (and the keys email and slack_member_id, by which the email and Slack channels
+-- address a person) when it is sent (sql/outbox.sql), so a reader of the outbox never reads it.
 CREATE OR REPLACE FUNCTION _monitoring_contact_context(p_method monitoring_contact_methods, p_person text, p_reason text)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE
 AS $$
     SELECT jsonb_build_object('person', p_person, 'reason', p_reason, 'contact_method_id', p_method.id,
-                              'contact', jsonb_build_object('kind', p_method.kind, 'address', p_method.address))
-           || CASE p_method.kind WHEN 'email' THEN jsonb_build_object('email', p_method.address)
-                                 WHEN 'slack' THEN jsonb_build_object('slack_member_id', p_method.address)
-                                 ELSE '{}' END
+                              'contact', jsonb_build_object(
+                                  'kind', p_method.kind,
+                                  'shown', public.monitoring_mask_contact_address(p_method.kind, p_method.address)))
 $$;
 REVOKE ALL ON FUNCTION _monitoring_contact_context(monitoring_contact_methods, text, text) FROM PUBLIC;
+
+-- Contact methods as a reader may see them.
+CREATE OR REPLACE VIEW monitoring_contacts
+WITH (security_barrier)
+AS
+SELECT
+    m.id,
+    p.name AS person,
+    m.kind,
+    m.enabled,
+    m.verified_at,
+    m.opted_out_at,
+    coalesce(m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL, FALSE) AS ready,
+    CASE
+        WHEN pg_catalog.pg_has_role(current_user, 'monitoring_admin', 'MEMBER') THEN m.address
+        ELSE public.monitoring_mask_contact_address(m.kind, m.address)
+    END AS address_shown,
+    (
+        SELECT string_agg(r.delay::text, ', ' ORDER BY r.delay)
+        FROM public.monitoring_notification_rules AS r
+        WHERE r.contact_method_id = m.id
+    ) AS rule_delays
+FROM public.monitoring_people AS p
+INNER JOIN public.monitoring_contact_methods AS m ON p.id = m.person_id;
+COMMENT ON VIEW monitoring_contacts IS
+'Contact methods with their address as the reader may see it: whole for admins, masked for everyone else (an
+address is its person''s secret: a push topic is read by whoever knows it), whether each may get messages now
+(ready: enabled, verified, not opted out) and the delays of the rules that use it.';
+REVOKE ALL ON monitoring_contacts FROM PUBLIC;
+GRANT SELECT ON monitoring_contacts TO monitoring_reader;
 
 -- Why a message to a method may not go now: its rate limit (GoAlert's: voice 3 in 15 minutes and 7 an hour, SMS
 -- 5 and 11), counting what was sent to it, alert pages and pgalert's own messages alike. Alert pages come first:
@@ -213,28 +268,31 @@ EXECUTE FUNCTION _monitoring_page_fell_through();
 COMMENT ON TRIGGER monitoring_deliveries_page_fell_through ON monitoring_deliveries IS
 'A page''s message that failed or was skipped hands over to the person''s next notification rule at once.';
 
--- A verification code is a secret for 15 minutes: once its message is sent (or given up), the delivery keeps
--- that it was sent, not the code.
+-- A verification code is a secret for 15 minutes: once its message is sent (or given up), nobody needs it; only
+-- its hash stays, to check the tries against. It runs as the dispatcher that completed the message, which may not
+-- write the verifications.
 CREATE OR REPLACE FUNCTION _monitoring_forget_sent_code()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    NEW.context := NEW.context - 'code' || jsonb_build_object(
-        'reason', 'a verification code (not kept once sent)');
-    RETURN NEW;
+    UPDATE public.monitoring_contact_verifications SET code = NULL
+    WHERE 'verify:' || contact_method_id = NEW.target AND code IS NOT NULL;
+    RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_forget_sent_code() FROM PUBLIC;
 
-CREATE OR REPLACE TRIGGER monitoring_deliveries_forget_codes
-BEFORE UPDATE OF status ON monitoring_deliveries
+DROP TRIGGER IF EXISTS monitoring_deliveries_forget_codes ON monitoring_deliveries;
+CREATE TRIGGER monitoring_deliveries_forget_codes
+AFTER UPDATE OF status ON monitoring_deliveries
 FOR EACH ROW
-WHEN (new.completed_at IS NOT NULL AND new.target LIKE 'verify:%' AND new.context ? 'code')
+WHEN (new.completed_at IS NOT NULL AND new.target LIKE 'verify:%')
 EXECUTE FUNCTION _monitoring_forget_sent_code();
 COMMENT ON TRIGGER monitoring_deliveries_forget_codes ON monitoring_deliveries IS
-'A verification code leaves its delivery once the message is sent or given up: the database keeps only its hash.';
+'A verification code is forgotten once its message is sent or given up: the database keeps only its hash.';
 
 -- pgalert's own message to a person (a verification code, a test page): an alert of its own, stored as history
 -- (it pages nobody, counts in no SLA figure), that the message hangs on. Returns its id.
@@ -314,28 +372,62 @@ BEGIN
                   HINT = 'configure the twilio (sms, voice), ntfy (push), email or slack channel';
     END IF;
     v_person := (SELECT p.name FROM public.monitoring_people AS p WHERE p.id = v_method.person_id);
-    INSERT INTO public.monitoring_contact_verifications AS v (contact_method_id, code_sha256, sent_at, expires_at)
-    VALUES (v_method.id, sha256(convert_to(v_method.id || ':' || v_code, 'UTF8')), now(), now() + interval '15 minutes')
+    -- the code waits here, where only the sending dispatcher's claim reads it (sql/outbox.sql), never in the outbox
+    INSERT INTO public.monitoring_contact_verifications AS v (contact_method_id, code_sha256, code, sent_at, expires_at)
+    VALUES (v_method.id, sha256(convert_to(v_method.id || ':' || v_code, 'UTF8')), v_code, now(),
+            now() + interval '15 minutes')
     ON CONFLICT (contact_method_id) DO UPDATE
-    SET code_sha256 = excluded.code_sha256, sent_at = excluded.sent_at, expires_at = excluded.expires_at,
-        failed_tries = 0;
+    SET code_sha256 = excluded.code_sha256, code = excluded.code, sent_at = excluded.sent_at,
+        expires_at = excluded.expires_at, failed_tries = 0;
+    DELETE FROM public.monitoring_contact_verification_tries WHERE contact_method_id = v_method.id;
     v_alert_id := public._monitoring_own_message_alert('pgalert_contact_verification', v_person,
         'pgalert verification code', jsonb_build_object('contact_method_id', v_method.id));
     PERFORM public._monitoring_enqueue_messages(jsonb_build_array(jsonb_build_object(
         'alert_id', v_alert_id, 'provider', v_channel, 'target', 'verify:' || v_method.id,
-        'context', public._monitoring_contact_context(v_method, v_person,
-                       'your pgalert verification code is ' || v_code || ' (valid 15 minutes)')
-                   || jsonb_build_object('code', v_code))));
+        'context', public._monitoring_contact_context(v_method, v_person, 'your pgalert verification code'))));
     RETURN now() + interval '15 minutes';
 END
 $$;
 COMMENT ON FUNCTION monitoring_send_verification_code(bigint) IS
 'Send a 6-digit code to a contact method (at most once a minute); it is valid 15 minutes and for 5 tries.
-Returns when it expires. The database keeps only its hash.';
+Returns when it expires. No role but the sending dispatcher reads it, and the database keeps only its hash once
+it is sent.';
 REVOKE ALL ON FUNCTION monitoring_send_verification_code(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_send_verification_code(bigint) TO monitoring_admin;
 
+-- A try is recorded, never judged, in the caller's transaction: had it been judged there, a caller could read the
+-- verdict and roll the try back (all million codes tried in 73 s). It is judged by
+-- monitoring_contact_method_verified in a later transaction, once committed, and then it counts for good.
 CREATE OR REPLACE FUNCTION monitoring_verify_contact_method(p_contact_method_id bigint, p_code text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM public.monitoring_contact_verifications AS v
+                   WHERE v.contact_method_id = p_contact_method_id AND v.expires_at > now()
+                     AND (SELECT count(*) FROM public.monitoring_contact_verification_tries AS t
+                          WHERE t.contact_method_id = p_contact_method_id) < 5) THEN
+        RAISE EXCEPTION 'no code is waiting for contact method %', coalesce(p_contact_method_id::text, 'NULL')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'codes last 15 minutes and 5 tries: SELECT monitoring_send_verification_code(id) for another';
+    END IF;
+    INSERT INTO public.monitoring_contact_verification_tries (contact_method_id, code_sha256)
+    VALUES (p_contact_method_id, sha256(convert_to(p_contact_method_id || ':' || btrim(coalesce(p_code, '')), 'UTF8')));
+END
+$$;
+COMMENT ON FUNCTION monitoring_verify_contact_method(bigint, text) IS
+'Type back the code sent to a contact method. The try is judged once this transaction commits, never inside it:
+then SELECT monitoring_contact_method_verified(id). Every committed try counts; more than 5 end the code.';
+REVOKE ALL ON FUNCTION monitoring_verify_contact_method(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_verify_contact_method(bigint, text) TO monitoring_admin;
+
+-- The committed tries are judged together: while there are 5 or fewer, one with the code verifies the method; a
+-- sixth ends the code. So the verdicts anyone learns are those of at most 5 committed tries, whatever was rolled
+-- back (a judgement rolled back is made again, the same, from the same committed tries), and a try still open in
+-- another transaction counts the moment it commits.
+CREATE OR REPLACE FUNCTION monitoring_contact_method_verified(p_contact_method_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -343,17 +435,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_check public.monitoring_contact_verifications;
+    v_tries integer;
+    v_right boolean;
 BEGIN
+    IF EXISTS (SELECT FROM public.monitoring_contact_methods AS m
+               WHERE m.id = p_contact_method_id AND m.verified_at IS NOT NULL) THEN
+        RETURN TRUE;
+    END IF;
     SELECT * INTO v_check FROM public.monitoring_contact_verifications AS v
     WHERE v.contact_method_id = p_contact_method_id FOR UPDATE;
-    IF NOT FOUND OR v_check.expires_at <= now() OR v_check.failed_tries >= 5 THEN
-        RAISE EXCEPTION 'no code is waiting for contact method %', coalesce(p_contact_method_id::text, 'NULL')
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'codes last 15 minutes and 5 tries: SELECT monitoring_send_verification_code(id) for another';
+    IF NOT FOUND THEN
+        RETURN FALSE;
     END IF;
-    IF v_check.code_sha256 IS DISTINCT FROM sha256(convert_to(p_contact_method_id || ':' || btrim(p_code), 'UTF8')) THEN
-        UPDATE public.monitoring_contact_verifications SET failed_tries = failed_tries + 1
-        WHERE contact_method_id = p_contact_method_id;
+    SELECT count(*), coalesce(bool_or(t.code_sha256 = v_check.code_sha256 AND t.tried_at < v_check.expires_at), FALSE)
+    INTO v_tries, v_right
+    FROM public.monitoring_contact_verification_tries AS t
+    WHERE t.contact_method_id = p_contact_method_id AND t.tried_in <> pg_current_xact_id();
+    IF NOT v_right OR v_tries > 5 THEN
         RETURN FALSE;
     END IF;
     UPDATE public.monitoring_contact_methods SET verified_at = now() WHERE id = p_contact_method_id;
@@ -361,11 +459,12 @@ BEGIN
     RETURN TRUE;
 END
 $$;
-COMMENT ON FUNCTION monitoring_verify_contact_method(bigint, text) IS
-'Confirm a contact method with the code sent to it: true, and it is verified; false for a wrong code (5 wrong
-tries end the code). A method whose code expired needs a new one.';
-REVOKE ALL ON FUNCTION monitoring_verify_contact_method(bigint, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_verify_contact_method(bigint, text) TO monitoring_admin;
+COMMENT ON FUNCTION monitoring_contact_method_verified(bigint) IS
+'Whether a contact method is verified, judging the tries committed for its code (monitoring_verify_contact_method):
+true once one had the code, with no more than 5 tries in all; false while none did (a try made in this same
+transaction is not judged).';
+REVOKE ALL ON FUNCTION monitoring_contact_method_verified(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_contact_method_verified(bigint) TO monitoring_admin;
 
 CREATE OR REPLACE FUNCTION monitoring_test_page(p_person text)
 RETURNS bigint

@@ -721,6 +721,41 @@ ALTER TABLE public.monitoring_contact_methods ALTER COLUMN id ADD GENERATED ALWA
 
 
 --
+-- Name: monitoring_contact_verification_tries; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_contact_verification_tries (
+    id bigint NOT NULL,
+    contact_method_id bigint NOT NULL,
+    code_sha256 bytea NOT NULL,
+    tried_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    tried_in xid8 DEFAULT pg_current_xact_id() NOT NULL
+);
+
+
+--
+-- Name: TABLE monitoring_contact_verification_tries; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_contact_verification_tries IS 'Internal: a code typed back for a contact method, as a SHA-256. It is judged only once committed, so a caller who
+rolls back learns nothing, and every committed try counts: more than 5 end the code.';
+
+
+--
+-- Name: monitoring_contact_verification_tries_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.monitoring_contact_verification_tries ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.monitoring_contact_verification_tries_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: monitoring_contact_verifications; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -729,7 +764,8 @@ CREATE TABLE public.monitoring_contact_verifications (
     code_sha256 bytea NOT NULL,
     sent_at timestamp with time zone NOT NULL,
     expires_at timestamp with time zone NOT NULL,
-    failed_tries integer DEFAULT 0 NOT NULL
+    failed_tries integer DEFAULT 0 NOT NULL,
+    code text
 );
 
 
@@ -737,8 +773,85 @@ CREATE TABLE public.monitoring_contact_verifications (
 -- Name: TABLE monitoring_contact_verifications; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON TABLE public.monitoring_contact_verifications IS 'Internal: the code last sent to a contact method, as a SHA-256 (the code itself goes only into the message that
-carries it, and is taken out of that delivery when it completes); it expires after 15 minutes or 5 wrong tries.';
+COMMENT ON TABLE public.monitoring_contact_verifications IS 'Internal: the code last sent to a contact method, as a SHA-256, and the code itself until its message is sent
+(the sending dispatcher''s claim reads it; no other role does); it expires after 15 minutes or 5 tries.';
+
+
+--
+-- Name: monitoring_notification_rules; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_notification_rules (
+    id bigint NOT NULL,
+    person_id bigint NOT NULL,
+    contact_method_id bigint NOT NULL,
+    delay interval DEFAULT '00:00:00'::interval NOT NULL,
+    CONSTRAINT delay_is_within_an_hour CHECK (((delay >= '00:00:00'::interval) AND (delay <= '01:00:00'::interval)))
+);
+
+
+--
+-- Name: TABLE monitoring_notification_rules; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_notification_rules IS 'A person''s own way of being woken: each rule is a contact method and a delay after they are paged, e.g. push
+at 0, sms at 2 minutes, voice at 5 minutes. Rules run until the alert is acknowledged or resolved; a method that
+fails (or is over its rate limit) hands over to the next rule at once.';
+
+
+--
+-- Name: monitoring_people; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_people (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    slack_member_id text,
+    email text,
+    phone text,
+    CONSTRAINT email_looks_right CHECK ((email ~ '^[^@\s]+@[^@\s]+$'::text)),
+    CONSTRAINT person_name_is_not_blank CHECK ((btrim(name) <> ''::text)),
+    CONSTRAINT slack_member_id_looks_right CHECK ((slack_member_id ~ '^[UW][A-Z0-9]{2,}$'::text))
+);
+
+
+--
+-- Name: TABLE monitoring_people; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_people IS 'Who can be paged. slack_member_id (U0123ABC) makes Slack notifications mention them.';
+
+
+--
+-- Name: monitoring_contacts; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.monitoring_contacts WITH (security_barrier='true') AS
+ SELECT m.id,
+    p.name AS person,
+    m.kind,
+    m.enabled,
+    m.verified_at,
+    m.opted_out_at,
+    COALESCE((m.enabled AND (m.verified_at IS NOT NULL) AND (m.opted_out_at IS NULL)), false) AS ready,
+        CASE
+            WHEN pg_has_role(CURRENT_USER, 'monitoring_admin'::name, 'MEMBER'::text) THEN m.address
+            ELSE public.monitoring_mask_contact_address(m.kind, m.address)
+        END AS address_shown,
+    ( SELECT string_agg((r.delay)::text, ', '::text ORDER BY r.delay) AS string_agg
+           FROM public.monitoring_notification_rules r
+          WHERE (r.contact_method_id = m.id)) AS rule_delays
+   FROM (public.monitoring_people p
+     JOIN public.monitoring_contact_methods m ON ((p.id = m.person_id)));
+
+
+--
+-- Name: VIEW monitoring_contacts; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.monitoring_contacts IS 'Contact methods with their address as the reader may see it: whole for admins, masked for everyone else (an
+address is its person''s secret: a push topic is read by whoever knows it), whether each may get messages now
+(ready: enabled, verified, not opted out) and the delays of the rules that use it.';
 
 
 --
@@ -1421,28 +1534,6 @@ ALTER TABLE public.monitoring_notification_holds ALTER COLUMN id ADD GENERATED A
 
 
 --
--- Name: monitoring_notification_rules; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.monitoring_notification_rules (
-    id bigint NOT NULL,
-    person_id bigint NOT NULL,
-    contact_method_id bigint NOT NULL,
-    delay interval DEFAULT '00:00:00'::interval NOT NULL,
-    CONSTRAINT delay_is_within_an_hour CHECK (((delay >= '00:00:00'::interval) AND (delay <= '01:00:00'::interval)))
-);
-
-
---
--- Name: TABLE monitoring_notification_rules; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON TABLE public.monitoring_notification_rules IS 'A person''s own way of being woken: each rule is a contact method and a delay after they are paged, e.g. push
-at 0, sms at 2 minutes, voice at 5 minutes. Rules run until the alert is acknowledged or resolved; a method that
-fails (or is over its rate limit) hands over to the next rule at once.';
-
-
---
 -- Name: monitoring_notification_rules_id_seq; Type: SEQUENCE; Schema: public; Owner: -
 --
 
@@ -1522,29 +1613,6 @@ ALTER TABLE public.monitoring_oncall_schedules ALTER COLUMN id ADD GENERATED ALW
     NO MAXVALUE
     CACHE 1
 );
-
-
---
--- Name: monitoring_people; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.monitoring_people (
-    id bigint NOT NULL,
-    name text NOT NULL,
-    slack_member_id text,
-    email text,
-    phone text,
-    CONSTRAINT email_looks_right CHECK ((email ~ '^[^@\s]+@[^@\s]+$'::text)),
-    CONSTRAINT person_name_is_not_blank CHECK ((btrim(name) <> ''::text)),
-    CONSTRAINT slack_member_id_looks_right CHECK ((slack_member_id ~ '^[UW][A-Z0-9]{2,}$'::text))
-);
-
-
---
--- Name: TABLE monitoring_people; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON TABLE public.monitoring_people IS 'Who can be paged. slack_member_id (U0123ABC) makes Slack notifications mention them.';
 
 
 --
@@ -2162,6 +2230,14 @@ ALTER TABLE ONLY public.monitoring_contact_methods
 
 
 --
+-- Name: monitoring_contact_verification_tries monitoring_contact_verification_tries_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_contact_verification_tries
+    ADD CONSTRAINT monitoring_contact_verification_tries_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: monitoring_contact_verifications monitoring_contact_verifications_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2632,6 +2708,13 @@ CREATE INDEX monitoring_console_sign_in_failures_login ON public.monitoring_cons
 
 
 --
+-- Name: monitoring_contact_verification_tries_method; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_contact_verification_tries_method ON public.monitoring_contact_verification_tries USING btree (contact_method_id);
+
+
+--
 -- Name: monitoring_deliveries_contact_reference; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -3016,14 +3099,14 @@ COMMENT ON TRIGGER monitoring_alerts_status_by_lifecycle ON public.monitoring_al
 -- Name: monitoring_deliveries monitoring_deliveries_forget_codes; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER monitoring_deliveries_forget_codes BEFORE UPDATE OF status ON public.monitoring_deliveries FOR EACH ROW WHEN (((new.completed_at IS NOT NULL) AND (new.target ~~ 'verify:%'::text) AND (new.context ? 'code'::text))) EXECUTE FUNCTION public._monitoring_forget_sent_code();
+CREATE TRIGGER monitoring_deliveries_forget_codes AFTER UPDATE OF status ON public.monitoring_deliveries FOR EACH ROW WHEN (((new.completed_at IS NOT NULL) AND (new.target ~~ 'verify:%'::text))) EXECUTE FUNCTION public._monitoring_forget_sent_code();
 
 
 --
 -- Name: TRIGGER monitoring_deliveries_forget_codes ON monitoring_deliveries; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON TRIGGER monitoring_deliveries_forget_codes ON public.monitoring_deliveries IS 'A verification code leaves its delivery once the message is sent or given up: the database keeps only its hash.';
+COMMENT ON TRIGGER monitoring_deliveries_forget_codes ON public.monitoring_deliveries IS 'A verification code is forgotten once its message is sent or given up: the database keeps only its hash.';
 
 
 --
@@ -3389,6 +3472,14 @@ ALTER TABLE ONLY public.monitoring_contact_methods
 
 
 --
+-- Name: monitoring_contact_verification_tries monitoring_contact_verification_tries_contact_method_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_contact_verification_tries
+    ADD CONSTRAINT monitoring_contact_verification_tries_contact_method_id_fkey FOREIGN KEY (contact_method_id) REFERENCES public.monitoring_contact_verifications(contact_method_id) ON DELETE CASCADE;
+
+
+--
 -- Name: monitoring_contact_verifications monitoring_contact_verifications_contact_method_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -3750,8 +3841,15 @@ GRANT SELECT(disabled_at) ON TABLE public.monitoring_console_users TO monitoring
 -- Name: TABLE monitoring_contact_methods; Type: ACL; Schema: public; Owner: -
 --
 
-GRANT SELECT ON TABLE public.monitoring_contact_methods TO monitoring_reader;
 GRANT SELECT,DELETE ON TABLE public.monitoring_contact_methods TO monitoring_admin;
+
+
+--
+-- Name: COLUMN monitoring_contact_methods.id; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(id) ON TABLE public.monitoring_contact_methods TO monitoring_reader;
+GRANT SELECT(id) ON TABLE public.monitoring_contact_methods TO monitoring_dispatcher;
 
 
 --
@@ -3759,6 +3857,8 @@ GRANT SELECT,DELETE ON TABLE public.monitoring_contact_methods TO monitoring_adm
 --
 
 GRANT INSERT(person_id) ON TABLE public.monitoring_contact_methods TO monitoring_admin;
+GRANT SELECT(person_id) ON TABLE public.monitoring_contact_methods TO monitoring_reader;
+GRANT SELECT(person_id) ON TABLE public.monitoring_contact_methods TO monitoring_dispatcher;
 
 
 --
@@ -3766,6 +3866,8 @@ GRANT INSERT(person_id) ON TABLE public.monitoring_contact_methods TO monitoring
 --
 
 GRANT INSERT(kind) ON TABLE public.monitoring_contact_methods TO monitoring_admin;
+GRANT SELECT(kind) ON TABLE public.monitoring_contact_methods TO monitoring_reader;
+GRANT SELECT(kind) ON TABLE public.monitoring_contact_methods TO monitoring_dispatcher;
 
 
 --
@@ -3773,6 +3875,7 @@ GRANT INSERT(kind) ON TABLE public.monitoring_contact_methods TO monitoring_admi
 --
 
 GRANT INSERT(address) ON TABLE public.monitoring_contact_methods TO monitoring_admin;
+GRANT SELECT(address) ON TABLE public.monitoring_contact_methods TO monitoring_dispatcher;
 
 
 --
@@ -3780,6 +3883,32 @@ GRANT INSERT(address) ON TABLE public.monitoring_contact_methods TO monitoring_a
 --
 
 GRANT INSERT(enabled),UPDATE(enabled) ON TABLE public.monitoring_contact_methods TO monitoring_admin;
+GRANT SELECT(enabled) ON TABLE public.monitoring_contact_methods TO monitoring_reader;
+GRANT SELECT(enabled) ON TABLE public.monitoring_contact_methods TO monitoring_dispatcher;
+
+
+--
+-- Name: COLUMN monitoring_contact_methods.verified_at; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(verified_at) ON TABLE public.monitoring_contact_methods TO monitoring_reader;
+GRANT SELECT(verified_at) ON TABLE public.monitoring_contact_methods TO monitoring_dispatcher;
+
+
+--
+-- Name: COLUMN monitoring_contact_methods.opted_out_at; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(opted_out_at) ON TABLE public.monitoring_contact_methods TO monitoring_reader;
+GRANT SELECT(opted_out_at) ON TABLE public.monitoring_contact_methods TO monitoring_dispatcher;
+
+
+--
+-- Name: COLUMN monitoring_contact_methods.created_at; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(created_at) ON TABLE public.monitoring_contact_methods TO monitoring_reader;
+GRANT SELECT(created_at) ON TABLE public.monitoring_contact_methods TO monitoring_dispatcher;
 
 
 --
@@ -3893,6 +4022,50 @@ GRANT SELECT(created_by) ON TABLE public.monitoring_api_clients TO monitoring_ad
 --
 
 GRANT SELECT(revoked_at) ON TABLE public.monitoring_api_clients TO monitoring_admin;
+
+
+--
+-- Name: COLUMN monitoring_contact_verifications.contact_method_id; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(contact_method_id) ON TABLE public.monitoring_contact_verifications TO monitoring_dispatcher;
+
+
+--
+-- Name: COLUMN monitoring_contact_verifications.expires_at; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(expires_at) ON TABLE public.monitoring_contact_verifications TO monitoring_dispatcher;
+
+
+--
+-- Name: COLUMN monitoring_contact_verifications.code; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(code) ON TABLE public.monitoring_contact_verifications TO monitoring_dispatcher;
+
+
+--
+-- Name: TABLE monitoring_notification_rules; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_notification_rules TO monitoring_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.monitoring_notification_rules TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_people; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_people TO monitoring_reader;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_people TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_contacts; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_contacts TO monitoring_reader;
 
 
 --
@@ -4019,14 +4192,6 @@ GRANT SELECT ON TABLE public.monitoring_notification_holds TO monitoring_reader;
 
 
 --
--- Name: TABLE monitoring_notification_rules; Type: ACL; Schema: public; Owner: -
---
-
-GRANT SELECT ON TABLE public.monitoring_notification_rules TO monitoring_reader;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.monitoring_notification_rules TO monitoring_admin;
-
-
---
 -- Name: TABLE monitoring_oncall_overrides; Type: ACL; Schema: public; Owner: -
 --
 
@@ -4040,14 +4205,6 @@ GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_oncall_overrides TO monito
 
 GRANT SELECT ON TABLE public.monitoring_oncall_participants TO monitoring_reader;
 GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_oncall_participants TO monitoring_admin;
-
-
---
--- Name: TABLE monitoring_people; Type: ACL; Schema: public; Owner: -
---
-
-GRANT SELECT ON TABLE public.monitoring_people TO monitoring_reader;
-GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_people TO monitoring_admin;
 
 
 --

@@ -613,7 +613,7 @@ class Console:
                        else "due now"} for e in await self.fetch("escalating", {})]
         return self.render(request, "oncall.html", {
             "schedules": schedules, "people": await self.fetch("people", {}),
-            "contacts": await self.fetch("contacts", {}),
+            "contacts": await self.fetch("contacts", {"token": user.token}),
             "policies": await self.fetch("policies", {}), "escalating": escalating, "error": error,
             "form": (await self.form(request)) if request.method == "POST" else {}}, status)
 

@@ -151,18 +151,7 @@ ORDER BY s.name, t.starts_at;
 SELECT name FROM monitoring_people ORDER BY name;
 
 -- name: contacts
-SELECT p.name AS person,
-       coalesce(jsonb_agg(jsonb_build_object('kind', m.kind, 'address', m.address,
-                                             'ready', m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL,
-                                             'delays', (SELECT string_agg(r.delay::text, ', ' ORDER BY r.delay)
-                                                        FROM monitoring_notification_rules AS r
-                                                        WHERE r.contact_method_id = m.id))
-                          ORDER BY m.kind, m.id) FILTER (WHERE m.id IS NOT NULL), '[]') AS methods
-FROM monitoring_people AS p
-LEFT JOIN monitoring_contact_methods AS m ON m.person_id = p.id
-GROUP BY p.name
-HAVING count(m.id) > 0
-ORDER BY p.name;
+SELECT person, methods FROM monitoring_console_contacts(%(token)s);
 
 -- name: test_page
 SELECT monitoring_console_test_page(%(token)s, %(person)s) AS alert_id;

@@ -180,7 +180,7 @@ def timeline(alert: Mapping[str, object], deliveries: Iterable[Mapping], attempt
         target = f" to {d['target']}" if d.get("target") and not str(d["target"]).startswith("before reopen") else ""
         contact = d.get("contact") if isinstance(d.get("contact"), Mapping) else None
         if contact:  # a message to a person's phone (sql/paging.sql): to whom and how, not the page's ids
-            target = f" to {d.get('person') or 'someone'}: {contact.get('kind')} {contact.get('address')}"
+            target = f" to {d.get('person') or 'someone'}: {contact.get('kind')} {contact.get('shown')}"
         entries.append(Entry(d["created_at"], f"{d['action']} queued for {d['provider']}{target}", "delivery",
                              f"now {d['status']}" + (f", next try {d['next_attempt_at']:%H:%M:%S}"
                                                      if d["status"] == "pending" and d["attempts"] else "")

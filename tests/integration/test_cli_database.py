@@ -103,8 +103,8 @@ def test_contact_methods_are_added_verified_and_test_paged_by_an_admin_login(log
     assert bad.exit_code == 1 and "phone_is_e164" in bad.output
     sent = runner.invoke(cli, ["contact", "send-code", str(method_id), "--database-url", admin_url])
     assert sent.exit_code == 0 and "a code is on its way" in sent.output
-    code = conn.execute("SELECT context ->> 'code' FROM monitoring_deliveries WHERE target = %s",
-                        (f"verify:{method_id}",)).fetchone()[0]
+    code = conn.execute("SELECT context ->> 'code' FROM monitoring_claim_deliveries('test', 100) WHERE target = %s",
+                        (f"verify:{method_id}",)).fetchone()[0]  # only the sending dispatcher reads it
     wrong = runner.invoke(cli, ["contact", "verify", str(method_id), "000000" if code != "000000" else "111111",
                                 "--database-url", admin_url])
     assert wrong.exit_code == 1 and "wrong code" in wrong.output
@@ -116,5 +116,9 @@ def test_contact_methods_are_added_verified_and_test_paged_by_an_admin_login(log
         ("sms", "+14155550123", True, "00:00:00, 00:03:00")]
     tested = runner.invoke(cli, ["page", "test", "alice", "--database-url", admin_url])
     assert tested.exit_code == 0, tested.output
-    # both rules use the one number: two texts queued, on the twilio channel
-    assert tested.stdout.count("+14155550123") == 2 and tested.stdout.count("twilio") == 2
+    # both rules use the one number: two texts queued, on the twilio channel; the outbox keeps it masked
+    assert tested.stdout.count("+1 ••• ••• 23") == 2 and tested.stdout.count("twilio") == 2
+    # a reader lists the methods, never their addresses
+    read = json.loads(runner.invoke(cli, ["contact", "list", "--format", "json",
+                                          "--database-url", login_url("monitoring_reader")]).output)
+    assert [m["address"] for m in read] == ["+1 ••• ••• 23"]

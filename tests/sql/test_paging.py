@@ -23,15 +23,21 @@ def add_method(conn, name: str, kind: str, address: str) -> int:
 
 
 def sent_code(conn, method_id: int) -> str:
-    return conn.execute("SELECT context ->> 'code' FROM monitoring_deliveries WHERE target = %s ORDER BY id DESC LIMIT 1",
-                        (f"verify:{method_id}",)).fetchone()[0]
+    """The code as the sending dispatcher is handed it (nobody else reads it); its message is then sent."""
+    [(delivery, code)] = conn.execute(
+        "SELECT delivery_id, context ->> 'code' FROM monitoring_claim_deliveries('test-dispatcher', 100) "
+        "WHERE target = %s", (f"verify:{method_id}",)).fetchall()
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', claimed_by = NULL, completed_at = now() "
+                 "WHERE id = %s", (delivery,))
+    return code
 
 
 def verified(conn, name: str, kind: str, address: str) -> int:
-    """A method verified the way a person does it: the code that was sent, typed back."""
+    """A method verified the way a person does it: the code that was sent, typed back (and committed)."""
     method_id = add_method(conn, name, kind, address)
     conn.execute("SELECT monitoring_send_verification_code(%s)", (method_id,))
-    assert conn.execute("SELECT monitoring_verify_contact_method(%s, %s)", (method_id, sent_code(conn, method_id))).fetchone() == (True,)
+    conn.execute("SELECT monitoring_verify_contact_method(%s, %s)", (method_id, sent_code(conn, method_id)))
+    assert conn.execute("SELECT monitoring_contact_method_verified(%s)", (method_id,)).fetchone() == (True,)
     return method_id
 
 
@@ -52,10 +58,12 @@ def escalate_to(conn, name: str, alert_type: str = "db_down") -> None:
 
 
 def messages(conn, alert_id: int) -> list[tuple[str, str, str, str | None]]:
-    """(kind, address, status, last_error) of the messages to people's contact methods, in order."""
+    """(kind, address, status, last_error) of the messages to people's contact methods, in order: the address is
+    the method's (a message names its method, never an address)."""
     return conn.execute(
-        "SELECT context -> 'contact' ->> 'kind', context -> 'contact' ->> 'address', status, last_error "
-        "FROM monitoring_deliveries WHERE alert_id = %s AND starts_with(target, 'page:') ORDER BY id", (alert_id,)).fetchall()
+        "SELECT context -> 'contact' ->> 'kind', m.address, status, last_error FROM monitoring_deliveries AS d "
+        "JOIN monitoring_contact_methods AS m ON m.id = (d.context ->> 'contact_method_id')::bigint "
+        "WHERE alert_id = %s AND starts_with(target, 'page:') ORDER BY d.id", (alert_id,)).fetchall()
 
 
 @pytest.fixture
@@ -202,22 +210,21 @@ def test_methods_are_checked_when_added(conn):
     assert add_method(conn, "erin", " SMS ", " +14155550100 ") > 0  # kind and spaces forgiven
 
 
-def test_a_code_is_kept_as_a_hash_and_leaves_its_delivery_once_sent(conn):
+def test_a_code_is_kept_as_a_hash_once_sent_and_never_in_the_outbox(conn):
     person(conn, "frank")
     method = add_method(conn, "frank", "sms", "+14155550166")
     conn.execute("SELECT monitoring_send_verification_code(%s)", (method,))
-    code = sent_code(conn, method)
-    assert len(code) == 6 and code.isdigit()
-    stored = conn.execute("SELECT to_jsonb(v)::text FROM monitoring_contact_verifications v").fetchone()[0]
-    assert code not in stored
+    context = conn.execute("SELECT context::text FROM monitoring_deliveries WHERE target = %s", (f"verify:{method}",)).fetchone()[0]
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="less than a minute ago"):
         conn.execute("SELECT monitoring_send_verification_code(%s)", (method,))
-    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', completed_at = now() WHERE target = %s",
-                 (f"verify:{method}",))
-    context = conn.execute("SELECT context::text FROM monitoring_deliveries WHERE target = %s", (f"verify:{method}",)).fetchone()[0]
-    assert code not in context and "+14155550166" in context
+    code = sent_code(conn, method)  # claimed, and sent
+    assert len(code) == 6 and code.isdigit()
+    assert not shows(context, code) and "+14155550166" not in context and "+1 ••• ••• 66" in context
+    stored = conn.execute("SELECT to_jsonb(v)::text FROM monitoring_contact_verifications v").fetchone()[0]
+    assert not shows(stored, code)
     assert conn.execute("SELECT verified_at FROM monitoring_contact_methods WHERE id = %s", (method,)).fetchone() == (None,)
-    assert conn.execute("SELECT monitoring_verify_contact_method(%s, %s)", (method, code)).fetchone() == (True,)
+    guess(conn, method, f" {code} ")
+    assert judged(conn, method) is True
 
 
 def test_five_wrong_codes_end_the_code(connect, conn):
@@ -227,10 +234,12 @@ def test_five_wrong_codes_end_the_code(connect, conn):
     code = sent_code(conn, method)
     admin = connect("monitoring_admin")
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
-    assert [admin.execute("SELECT monitoring_verify_contact_method(%s, %s)", (method, wrong)).fetchone()[0]
-            for _ in range(5)] == [False] * 5
+    for _ in range(5):
+        guess(admin, method, wrong)
+        assert judged(admin, method) is False
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no code is waiting"):
-        admin.execute("SELECT monitoring_verify_contact_method(%s, %s)", (method, code))
+        guess(admin, method, code)
+    assert judged(admin, method) is False
     assert conn.execute("SELECT verified_at FROM monitoring_contact_methods WHERE id = %s", (method,)).fetchone() == (None,)
 
 
@@ -246,6 +255,246 @@ def test_an_admin_cannot_mark_a_method_verified_or_move_a_verified_address(conne
             admin.execute(statement)
     admin.execute("UPDATE monitoring_contact_methods SET enabled = false WHERE id = %s", (method,))  # this they may
     # and nobody else may do any of it
-    for role in ("monitoring_writer", "monitoring_reader", "monitoring_dispatcher"):
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            connect(role).execute("SELECT monitoring_send_verification_code(%s)", (method,))
+    for role in ("monitoring_writer", "monitoring_reader", "monitoring_dispatcher", "monitoring_console"):
+        for call in ("monitoring_send_verification_code(%s)", "monitoring_verify_contact_method(%s, '000000')",
+                     "monitoring_contact_method_verified(%s)", "_monitoring_forget_sent_code()"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                connect(role).execute(f"SELECT {call}", (method,) if "%s" in call else ())
+
+
+# --- #35 item 8: verification binds an admin --------------------------------------------------------------------
+
+def claimed(conn) -> dict[str, dict]:
+    """What the sending dispatcher is handed, by target: the only place a code or an address is read."""
+    return {row[0]: row[1] for row in conn.execute(
+        "SELECT target, context FROM monitoring_claim_deliveries('test-dispatcher', 100)").fetchall()}
+
+
+def readable_text(connection) -> str:
+    """Everything this login may read, as text: every table and view of pgalert it has SELECT on, whole rows where
+    it may read whole rows, else the columns it may read."""
+    relations = connection.execute("""
+        SELECT c.relname, array_agg(quote_ident(a.attname) ORDER BY a.attnum)
+        FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'p')
+          AND has_column_privilege(c.oid, a.attnum, 'SELECT')
+        GROUP BY c.relname""").fetchall()
+    return "\n".join(
+        str(connection.execute(f"SELECT coalesce(jsonb_agg(jsonb_build_array({', '.join(columns)}))::text, '') "
+                               f"FROM public.{name}").fetchone()[0])
+        for name, columns in relations)
+
+
+def shows(text: str, code: str) -> bool:
+    import re
+    return re.search(rf"(?<![\d.]){code}(?!\d)", text) is not None
+
+
+@pytest.mark.parametrize("role", ["monitoring_admin", "monitoring_reader", "monitoring_writer", "monitoring_console",
+                                  "monitoring_inbound"])
+def test_no_role_but_the_sending_dispatcher_reads_a_code(connect, conn, role):
+    person(conn, "ivy")
+    method = add_method(conn, "ivy", "sms", "+14155550133")
+    admin, other = connect("monitoring_admin"), connect(role)
+    with admin.transaction():  # the transaction that asked for it, before and after the code exists elsewhere
+        admin.execute("SELECT monitoring_send_verification_code(%s)", (method,))
+        seen_by_admin = readable_text(admin)
+    seen_by_other = readable_text(other)
+    code = claimed(connect("monitoring_dispatcher"))[f"verify:{method}"]["code"]
+    assert len(code) == 6 and code.isdigit()
+    seen_after_claim = readable_text(other)
+    assert not shows(seen_by_admin, code) and not shows(seen_by_other, code) and not shows(seen_after_claim, code)
+
+
+def guess(connection, method: int, code: str) -> None:
+    connection.execute("SELECT monitoring_verify_contact_method(%s, %s)", (method, code))
+
+
+def judged(connection, method: int) -> bool:
+    return connection.execute("SELECT monitoring_contact_method_verified(%s)", (method,)).fetchone()[0]
+
+
+def test_a_guess_is_judged_only_once_committed_so_rolling_back_learns_nothing(connect, conn):
+    person(conn, "jack")
+    method = add_method(conn, "jack", "sms", "+14155550122")
+    conn.execute("SELECT monitoring_send_verification_code(%s)", (method,))
+    code = claimed(conn)[f"verify:{method}"]["code"]
+    admin = connect("monitoring_admin")
+    # the right code and wrong ones, each in a transaction rolled back, with or without a savepoint: no verdict
+    for attempt in (code, f"{(int(code) + 1) % 1_000_000:06d}", code):
+        with _rolled_back(admin):
+            guess(admin, method, attempt)
+            with admin.transaction():
+                assert judged(admin, method) is False
+            assert judged(admin, method) is False
+    assert judged(admin, method) is False
+    assert conn.execute("SELECT verified_at FROM monitoring_contact_methods WHERE id = %s", (method,)).fetchone() == (None,)
+    guess(admin, method, code)  # committed: now it counts, and is right
+    assert judged(admin, method) is True
+
+
+class _Rollback(Exception):
+    pass
+
+
+class _rolled_back:
+    """A transaction on `connection` that is always rolled back, as an attacker's would be."""
+
+    def __init__(self, connection):
+        self.connection, self.transaction = connection, None
+
+    def __enter__(self):
+        self.transaction = self.connection.transaction()
+        self.transaction.__enter__()
+
+    def __exit__(self, *exc):
+        self.transaction.__exit__(_Rollback, _Rollback(), None)
+        return exc[0] is None or exc[0] is _Rollback
+
+
+def test_tries_cannot_be_undone_by_rolling_back_the_judgement(connect, conn):
+    person(conn, "kim")
+    method = add_method(conn, "kim", "sms", "+14155550111")
+    conn.execute("SELECT monitoring_send_verification_code(%s)", (method,))
+    code = claimed(conn)[f"verify:{method}"]["code"]
+    admin = connect("monitoring_admin")
+    wrong = [f"{(int(code) + n) % 1_000_000:06d}" for n in range(1, 6)]
+    for attempt in wrong:  # five committed wrong tries, each judged in a transaction rolled back
+        guess(admin, method, attempt)
+        with _rolled_back(admin):
+            assert judged(admin, method) is False
+    # the code is spent, however the judgements went: the right code now changes nothing
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no code is waiting"):
+        guess(admin, method, code)
+    assert judged(admin, method) is False
+    # nor can a try hide behind another transaction still open when it is judged
+    assert conn.execute("SELECT verified_at FROM monitoring_contact_methods WHERE id = %s", (method,)).fetchone() == (None,)
+
+
+def test_many_tries_committed_at_once_get_five_verdicts_at_most(connect, conn):
+    person(conn, "lou")
+    method = add_method(conn, "lou", "sms", "+14155550112")
+    conn.execute("SELECT monitoring_send_verification_code(%s)", (method,))
+    code = claimed(conn)[f"verify:{method}"]["code"]
+    admins = [connect("monitoring_admin") for _ in range(7)]
+    for n, admin in enumerate(admins[:6]):  # six transactions open at once, the right code last
+        admin.execute("BEGIN")
+        guess(admin, method, f"{(int(code) + n + 1) % 1_000_000:06d}" if n < 5 else code)
+    for admin in admins[:6]:
+        admin.execute("COMMIT")
+    assert judged(admins[6], method) is False
+    assert conn.execute("SELECT verified_at FROM monitoring_contact_methods WHERE id = %s", (method,)).fetchone() == (None,)
+
+
+def pending_page(conn, name: str, kind: str, address: str) -> tuple[int, int]:
+    """A verified method of `name` with a rule, and a test page's message to it waiting: (method, delivery)."""
+    person_id = person(conn, name)
+    method = verified(conn, name, kind, address)
+    rule(conn, person_id, method, 0 * M)
+    alert = conn.execute("SELECT monitoring_test_page(%s)", (name,)).fetchone()[0]
+    delivery = conn.execute("SELECT id FROM monitoring_deliveries WHERE alert_id = %s", (alert,)).fetchone()[0]
+    return method, delivery
+
+
+FORGERIES = {
+    # an admin inserts a message of their own to a number nobody verified
+    "inserted, no method": ("INSERT INTO monitoring_deliveries (alert_id, provider, action, target, context) "
+                            "SELECT %(other_alert)s, 'twilio', 'notify', 'page:0:0', jsonb_build_object('contact', "
+                            "jsonb_build_object('kind', 'sms', 'address', '+14155550999'), 'reason', 'hi')"),
+    "inserted, unverified method": (
+        "INSERT INTO monitoring_deliveries (alert_id, provider, action, target, context) "
+        "SELECT %(other_alert)s, 'twilio', 'notify', 'page:0:1', jsonb_build_object('contact_method_id', %(unverified)s, "
+        "'contact', jsonb_build_object('kind', 'sms', 'address', '+14155550999'), 'reason', 'hi')"),
+    "inserted as a code to another method": (
+        "INSERT INTO monitoring_deliveries (alert_id, provider, action, target, context) "
+        "SELECT %(other_alert)s, 'twilio', 'notify', 'verify:' || %(method)s, jsonb_build_object('contact_method_id', "
+        "%(unverified)s, 'contact', jsonb_build_object('kind', 'sms', 'address', '+14155550999'), 'reason', 'hi')"),
+    "redirected to another number": (
+        "UPDATE monitoring_deliveries SET context = jsonb_set(context, '{contact,address}', '\"+14155550999\"') "
+        "WHERE id = %(delivery)s"),
+    "redirected to an unverified method": (
+        "UPDATE monitoring_deliveries SET context = context || jsonb_build_object('contact_method_id', %(unverified)s) "
+        "WHERE id = %(delivery)s"),
+    "method disabled after queueing": "UPDATE monitoring_contact_methods SET enabled = false WHERE id = %(method)s",
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+def test_nothing_is_sent_to_an_address_not_verified_when_it_is_claimed(connect, conn, forgery):
+    method, delivery = pending_page(conn, "mia", "sms", "+14155550123")
+    unverified = add_method(conn, "mia", "voice", "+14155550999")
+    # an alert of its own for an inserted row: a second message to a channel waits for the alert's first
+    other_alert = conn.execute("SELECT monitoring_raise_alert('forged', 'info', 'Forged')").fetchone()[0]
+    connect("monitoring_admin").execute(FORGERIES[forgery], {"other_alert": other_alert, "method": method,
+                                                           "unverified": unverified, "delivery": delivery})
+    handed = claimed(connect("monitoring_dispatcher"))
+    sent_to = {(c.get("contact") or {}).get("address") for c in handed.values()}
+    assert "+14155550999" not in sent_to
+    assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE status = 'failed' "
+                        "AND last_error LIKE 'refused: %%'").fetchone()[0] == 1
+
+
+def test_a_code_goes_to_the_method_being_verified_and_a_verified_method_gets_its_own_address(connect, conn):
+    method, delivery = pending_page(conn, "ned", "push", "oncall-ned-7f3a9c")
+    unverified = add_method(conn, "ned", "sms", "+14155550144")
+    conn.execute("SELECT monitoring_send_verification_code(%s)", (unverified,))
+    handed = claimed(connect("monitoring_dispatcher"))
+    assert handed[f"verify:{unverified}"]["contact"]["address"] == "+14155550144"
+    page = next(c for target, c in handed.items() if target.startswith("page:"))
+    assert page["contact"]["address"] == "oncall-ned-7f3a9c"
+
+
+# --- #35 item 2: an address is its person's secret ---------------------------------------------------------------
+
+ADDRESSES = {"sms": "+14155550187", "voice": "+14155550178", "push": "oncall-olga-9b2e5d71c4",
+             "email": "olga.private@example.com", "slack": "U0PRIVATE42"}
+
+
+@pytest.mark.parametrize("role", ["monitoring_reader", "monitoring_writer", "monitoring_console", "monitoring_inbound"])
+def test_no_role_but_admins_reads_an_address_and_readers_see_it_masked(connect, conn, role):
+    olga = person(conn, "olga")
+    for kind, address in ADDRESSES.items():  # verified, paged, tested, and one more code on its way
+        rule(conn, olga, verified(conn, "olga", kind, address), 0 * M)
+    conn.execute("SELECT monitoring_test_page('olga')")
+    conn.execute("SELECT monitoring_send_verification_code(monitoring_add_contact_method('olga', 'sms', '+14155550100'))")
+    other = connect(role)
+    seen = readable_text(other)
+    assert [address for address in (*ADDRESSES.values(), "+14155550100") if address in seen] == []
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        other.execute("SELECT address FROM monitoring_contact_methods")
+    if role in ("monitoring_reader", "monitoring_console"):
+        shown = dict(other.execute("SELECT kind, address_shown FROM monitoring_contacts WHERE verified_at IS NOT NULL"))
+        assert shown == {"sms": "+1 ••• ••• 87", "voice": "+1 ••• ••• 78", "push": "ntfy: ••••c4",
+                         "email": "o•••@example.com", "slack": "U••••42"}
+    admin = connect("monitoring_admin")
+    assert {a for (a,) in admin.execute("SELECT address_shown FROM monitoring_contacts")} >= set(ADDRESSES.values())
+
+
+def test_the_console_shows_an_address_to_its_person_and_admins_only(connect, conn):
+    import secrets
+
+    olga = person(conn, "olga")
+    rule(conn, olga, verified(conn, "olga", "push", ADDRESSES["push"]), 0 * M)
+    person(conn, "pete")
+    console = connect("monitoring_console")
+
+    def session(login: str, role: str, who: str | None) -> str:
+        conn.execute("SELECT monitoring_console_save_user(%s, %s, %s, NULL, %s)", (login, login, role, who))
+        token = secrets.token_urlsafe(32)
+        conn.execute("INSERT INTO monitoring_console_sessions (token_sha256, user_id, expires_at) "
+                     "SELECT sha256(convert_to(%s, 'UTF8')), id, now() + interval '1 hour' "
+                     "FROM monitoring_console_users WHERE login = %s", (token, login))
+        return token
+
+    def shown(token: str) -> str:
+        [(name, methods)] = console.execute("SELECT * FROM monitoring_console_contacts(%s)", (token,)).fetchall()
+        return methods[0]["address"]
+
+    assert shown(session("olga", "viewer", "olga")) == ADDRESSES["push"]
+    assert shown(session("root", "admin", None)) == ADDRESSES["push"]
+    for login, role, who in (("pete", "responder", "pete"), ("vic", "viewer", None), ("rob", "responder", None)):
+        assert shown(session(login, role, who)) == "ntfy: ••••c4"
+    with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
+        shown("not a session")
+    # serve's login, whatever it asks in SQL, reads no address
+    assert ADDRESSES["push"] not in readable_text(console)

@@ -123,8 +123,11 @@ TABLE_RIGHTS = {
     "monitoring_oncall_participants": f"{ADMIN_EDITS} reader:SELECT",
     "monitoring_oncall_schedules": f"{ADMIN_EDITS} reader:SELECT",
     "monitoring_people": f"{ADMIN_EDITS} reader:SELECT",
-    # INSERT and UPDATE of some columns only: never verified_at, never a verified address (test_paging.py)
-    "monitoring_contact_methods": f"{ADMIN_EDITS} reader:SELECT",
+    # INSERT and UPDATE of some columns only: never verified_at, never a verified address (test_paging.py); readers
+    # read every column but the address, the dispatcher's claim reads it too (below)
+    "monitoring_contact_methods": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
+    "monitoring_contact_verifications": "dispatcher:SELECT",  # the claim reads a code waiting, to send it
+    "monitoring_contacts": "admin:SELECT reader:SELECT",
     "monitoring_notification_rules": f"{ADMIN_EDITS} reader:SELECT",
     "monitoring_person_pages": "admin:SELECT reader:SELECT",
     "monitoring_providers": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
@@ -141,6 +144,8 @@ FUNCTION_RIGHTS = {
     "monitoring_add_override": ["admin"], "monitoring_backtest_rule": READ,
     "monitoring_add_contact_method": ["admin"], "monitoring_send_verification_code": ["admin"],
     "monitoring_verify_contact_method": ["admin"], "monitoring_test_page": ["admin"],
+    "monitoring_contact_method_verified": ["admin"], "monitoring_mask_contact_address": ["reader", "dispatcher", "admin"],
+    "monitoring_console_contacts": None,
     "monitoring_rebuild_inhibit_sources": ["admin"],
     "monitoring_rebuild_rule_gates": ["admin"],
     "monitoring_claim_deliveries": ["dispatcher"], "monitoring_complete_deliveries": ["dispatcher"],
@@ -211,6 +216,13 @@ def test_every_public_table_grants_exactly_the_documented_rights(conn):
                                                               'password_hash', 'SELECT')""",
                                 (ROLES + ["console"],)).fetchone()[0]
     assert hash_readers is None
+    # a contact address and a code waiting: the admins and the sending dispatcher only (#35 items 2 and 8)
+    secret_readers = conn.execute("""SELECT array_agg(r || ':' || c ORDER BY r, c)
+                                     FROM unnest(%s::text[]) AS r, (VALUES ('monitoring_contact_methods', 'address'),
+                                          ('monitoring_contact_verifications', 'code')) AS s (t, c)
+                                     WHERE has_column_privilege('monitoring_' || r, s.t, s.c, 'SELECT')""",
+                                  (ROLES + ["console"],)).fetchone()[0]
+    assert secret_readers == ["admin:address", "dispatcher:address", "dispatcher:code"]
 
 
 def test_every_public_function_runs_for_exactly_the_documented_roles(conn):
