@@ -11,8 +11,9 @@ COMMENT ON COLUMN monitoring_alerts.reported_occurred_at IS
 and this keeps what was claimed. NULL otherwise.';
 
 UPDATE monitoring_settings
-SET description = 'how far before now an app (monitoring_writer) or an API client may say an alert''s problem started '
-                  || '(occurred_at); an older start is clamped to it and kept in reported_occurred_at'
+SET
+    description = 'how far before now an app (monitoring_writer) or an API client may say an alert''s problem '
+    || 'started (occurred_at); an older start is clamped to it and kept in reported_occurred_at'
 WHERE setting = 'alert_time_horizon';
 
 INSERT INTO _monitoring_migrations (version, name) VALUES ('0035', 'reported_start');
