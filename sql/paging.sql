@@ -263,7 +263,6 @@ REVOKE ALL ON FUNCTION _monitoring_page_people(jsonb, timestamptz) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION _monitoring_page_again(p_alert_id bigint, p_why text, p_at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -280,7 +279,6 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_page_again(bigint, text, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION _monitoring_page_again(bigint, text, timestamptz) TO monitoring_admin;
 
 -- The alert was acknowledged or resolved (sql/alerts.sql): its pages end, and their messages not yet sent are
 -- skipped.
