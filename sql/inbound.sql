@@ -465,13 +465,17 @@ BEGIN
     ELSE
         -- a text: the pages of the people whose verified number this is; the alert it names, or their one page
         v_pages := ARRAY(
-            SELECT pg.id
-            FROM public.monitoring_person_pages AS pg
-            JOIN public.monitoring_contact_methods AS m ON m.person_id = pg.person_id
-            WHERE m.kind = p_via AND m.address = p_address AND m.enabled AND m.verified_at IS NOT NULL
-              AND m.opted_out_at IS NULL AND pg.reason <> 'test page'
-              AND CASE WHEN p_alert_id IS NULL THEN pg.finished_at IS NULL ELSE pg.alert_id = p_alert_id END
-            ORDER BY pg.started_at DESC
+            SELECT latest.id FROM (
+                -- a person paged again for an alert has several pages of it: their latest is the one
+                SELECT DISTINCT ON (pg.alert_id, pg.person_id) pg.id, pg.started_at
+                FROM public.monitoring_person_pages AS pg
+                JOIN public.monitoring_contact_methods AS m ON m.person_id = pg.person_id
+                WHERE m.kind = p_via AND m.address = p_address AND m.enabled AND m.verified_at IS NOT NULL
+                  AND m.opted_out_at IS NULL AND pg.reason <> 'test page'
+                  AND CASE WHEN p_alert_id IS NULL THEN pg.finished_at IS NULL ELSE pg.alert_id = p_alert_id END
+                ORDER BY pg.alert_id, pg.person_id, pg.started_at DESC, pg.id DESC
+            ) AS latest
+            ORDER BY latest.started_at DESC
         );
         IF cardinality(v_pages) = 1 THEN
             SELECT pg.alert_id, pp.name INTO v_alert_id, v_person
