@@ -275,7 +275,7 @@ SET plan_cache_mode = force_generic_plan  -- see _monitoring_alert_before_insert
 AS $$
 DECLARE
     v_new public.monitoring_alerts[] := ARRAY(SELECT a FROM new_alerts AS a);
-    -- the alerts pgalert raises about a rule it takes out of force are not held by rules (sql/hygiene.sql)
+    -- the alerts pgalert raises about a rule it takes out of force are not held by rules (sql/silences.sql)
     v_rules_apply boolean := coalesce(current_setting('pgalert.disabling_broken_rules', TRUE), '') <> 'on';
     v_flapping boolean;
     v_hygiene boolean;

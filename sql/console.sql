@@ -320,7 +320,7 @@ AS $$
 DECLARE
     v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'responder', 'silence');
 BEGIN
-    -- created_by reads "<serve's login> for <person>" (the accountable trigger, sql/hygiene.sql)
+    -- created_by reads "<serve's login> for <person>" (the accountable trigger, sql/silences.sql)
     RETURN public.monitoring_create_silence(p_matchers, p_ends_at, p_comment, p_starts_at,
                                             v_user.display_name || ' (console)');
 END

@@ -266,7 +266,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_start_escalations(monitoring_alerts[]) FROM PUBLIC;
 
--- Alerts whose notifications were held until now (sql/hygiene.sql): their escalation starts now, as if they had
+-- Alerts whose notifications were held until now (sql/silences.sql): their escalation starts now, as if they had
 -- just been raised.
 CREATE OR REPLACE FUNCTION _monitoring_start_released_escalations(p_alert_ids bigint[], p_at timestamptz)
 RETURNS void
