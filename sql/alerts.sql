@@ -625,6 +625,8 @@ BEGIN
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
     PERFORM public._monitoring_archive_follow_ups(p_alert_id, 'reopened via ' || p_via || ' by ' || p_by, p_at);
     PERFORM public._monitoring_reopen_group(p_alert_id);
+    -- open again: a silence or window in force holds it before its escalation resumes
+    PERFORM public._monitoring_hold_open_alerts(p_at, ARRAY[p_alert_id]);
     PERFORM public._monitoring_resume_escalation(p_alert_id, v_paused_at, p_at);
     RETURN v_alert;
 END

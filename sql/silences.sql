@@ -4,9 +4,13 @@
 -- The rules, decided here so that every dispatcher agrees:
 -- - an alert is always stored, deduplicated and counted; what a hold stops is its trigger deliveries (status
 --   held) and its escalation, from its INSERT (at the alert's created_at);
+-- - a silence or window that comes into force holds the open alerts it matches from then on (a silence from when
+--   it is made, or its start; a window from the minute it opens): what they have queued and not yet sent, their
+--   escalation's steps, their pages to people and their renotifications wait. One definition of what a silence
+--   holds: the open alerts it matches, each with a row here (the preview, the counts and badges read these);
 -- - a held trigger becomes pending when nothing holds the alert any more and the alert is still open: the
 --   cause ended (monitoring_release_holds, every minute and whenever a silence is expired or an inhibiting
---   alert resolves), and the escalation starts then;
+--   alert resolves), and the escalation and pages to people resume where they stood, the held time not counted;
 -- - an alert acknowledged or resolved while held is never notified: its held triggers are skipped, and no
 --   provider that never heard of it is told of its end;
 -- - a resolve or acknowledge of an alert whose trigger went out is never held, whatever silences say: no
@@ -514,6 +518,81 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_hold_new_alerts(monitoring_alerts[]) FROM PUBLIC;
 
+-- Open alerts that silences and maintenance windows in force at p_at match and do not hold yet: held from p_at
+-- (pg_cron's minute: a window that opened, a silence that started, an alert that reopened), with what they have
+-- queued and not yet sent. Inhibition holds only from an alert's INSERT. Returns the alerts it came to hold.
+CREATE OR REPLACE FUNCTION _monitoring_hold_open_alerts(p_at timestamptz, p_alert_ids bigint[] DEFAULT NULL)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_held bigint[];
+BEGIN
+    IF NOT (EXISTS (SELECT FROM public.monitoring_silences AS s
+                    WHERE s.expired_at IS NULL AND s.starts_at <= p_at AND s.ends_at > p_at)
+            OR EXISTS (SELECT FROM public.monitoring_maintenance_windows AS w WHERE w.enabled)) THEN
+        RETURN NULL;
+    END IF;
+    WITH held AS (
+        INSERT INTO public.monitoring_notification_holds (alert_id, reason, held_by, cause_id, held_at)
+        SELECT a.id, h.reason, h.held_by, h.cause_id, p_at
+        FROM public.monitoring_alerts AS a
+        CROSS JOIN LATERAL public._monitoring_match_keys(a) AS k
+        CROSS JOIN LATERAL public._monitoring_holds_for(a, p_at, k.regex_misses, k.gates) AS h
+        WHERE a.status = 'open' AND a.created_at <= p_at AND h.reason IN ('silence', 'maintenance')
+          AND (p_alert_ids IS NULL OR a.id = ANY (p_alert_ids))
+        ON CONFLICT DO NOTHING
+        RETURNING alert_id
+    )
+    SELECT array_agg(DISTINCT held.alert_id) INTO v_held FROM held;
+    IF v_held IS NOT NULL THEN
+        PERFORM public._monitoring_hold_unsent(v_held);
+    END IF;
+    RETURN v_held;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_hold_open_alerts(timestamptz, bigint[]) FROM PUBLIC;
+
+-- A silence made (console, CLI, SQL) holds the open alerts it matches at once, from its start (or from an alert's
+-- INSERT, if later): not at the next minute, when an escalation step may already have paged. Its matchers are
+-- tested exactly, as the preview tests them (the regex prefilters may not be rebuilt yet).
+CREATE OR REPLACE FUNCTION _monitoring_silences_hold_open_alerts()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_held bigint[];
+BEGIN
+    WITH held AS (
+        INSERT INTO public.monitoring_notification_holds (alert_id, reason, held_by, cause_id, held_at)
+        SELECT a.id, 'silence', 'silence ' || s.id, s.id, greatest(s.starts_at, a.created_at)
+        FROM new_silences AS s
+        JOIN public.monitoring_alerts AS a ON a.status = 'open'
+        WHERE s.expired_at IS NULL AND s.starts_at <= now() AND s.ends_at > greatest(s.starts_at, a.created_at)
+          AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(a, s.matchers))
+        ON CONFLICT DO NOTHING
+        RETURNING alert_id
+    )
+    SELECT array_agg(DISTINCT held.alert_id) INTO v_held FROM held;
+    IF v_held IS NOT NULL THEN
+        PERFORM public._monitoring_hold_unsent(v_held);
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_silences_hold_open_alerts() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER hold_open_alerts
+AFTER INSERT ON monitoring_silences
+REFERENCING NEW TABLE AS new_silences
+FOR EACH STATEMENT EXECUTE FUNCTION _monitoring_silences_hold_open_alerts();
+COMMENT ON TRIGGER hold_open_alerts ON monitoring_silences IS
+'A new silence that has started holds the open alerts it matches at once (monitoring_notification_holds): their
+escalation, pages to people and unsent notifications wait until it ends.';
+
 -- The alert was acknowledged or resolved while held: nobody is to be paged for it any more.
 CREATE OR REPLACE FUNCTION _monitoring_drop_held(p_alert_id bigint, p_why text, p_at timestamptz)
 RETURNS void
@@ -537,52 +616,73 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_released bigint[];
+    v_ended bigint[];
     v_error text;
 BEGIN
-    -- the causes that have ended (a concurrent run waits on the row, then finds it released: no double release);
+    -- the open alerts that silences and windows come to hold (a window that opened); then the causes that have
+    -- ended (a concurrent run waits on the row, then finds it released: no double release);
     -- a rule that cannot be evaluated is taken out of force (so its holds end), and if evaluating still fails
     -- every hold ends: an alert is paged rather than held by a rule nobody can evaluate
     FOR v_try IN 1..2 LOOP
         BEGIN
-            UPDATE public.monitoring_notification_holds AS h
-            SET released_at = p_at, release_reason = 'ended'
-            FROM public.monitoring_alerts AS a
-            WHERE a.id = h.alert_id AND h.released_at IS NULL
-              -- the same cause by id (a renamed window or rule still holds); by label only for a hold older
-              -- than cause_id whose cause could not be named (migration 0026)
-              AND NOT EXISTS (SELECT FROM public._monitoring_match_keys(a) AS k
-                              CROSS JOIN LATERAL public._monitoring_holds_for(a, p_at, k.regex_misses, k.gates) AS still
-                              WHERE still.reason = h.reason
-                                AND CASE WHEN h.cause_id IS NULL THEN still.held_by = h.held_by
-                                         ELSE still.cause_id = h.cause_id
-                                              AND still.source_alert_id IS NOT DISTINCT FROM h.source_alert_id
-                                    END);
+            PERFORM public._monitoring_hold_open_alerts(p_at);
+            WITH ended AS (
+                UPDATE public.monitoring_notification_holds AS h
+                SET released_at = p_at, release_reason = 'ended'
+                FROM public.monitoring_alerts AS a
+                WHERE a.id = h.alert_id AND h.released_at IS NULL
+                  -- the same cause by id (a renamed window or rule still holds); by label only for a hold older
+                  -- than cause_id whose cause could not be named (migration 0026)
+                  AND NOT EXISTS (SELECT FROM public._monitoring_match_keys(a) AS k
+                                  CROSS JOIN LATERAL public._monitoring_holds_for(a, p_at, k.regex_misses, k.gates) AS still
+                                  WHERE still.reason = h.reason
+                                    AND CASE WHEN h.cause_id IS NULL THEN still.held_by = h.held_by
+                                             ELSE still.cause_id = h.cause_id
+                                                  AND still.source_alert_id IS NOT DISTINCT FROM h.source_alert_id
+                                        END)
+                RETURNING h.alert_id
+            )
+            SELECT array_agg(DISTINCT ended.alert_id) INTO v_ended FROM ended;
             EXIT;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;
             IF public._monitoring_disable_broken_rules(v_error) = 0 OR v_try = 2 THEN
-                UPDATE public.monitoring_notification_holds
-                SET released_at = p_at, release_reason = 'rules could not be evaluated'
-                WHERE released_at IS NULL;
+                WITH ended AS (
+                    UPDATE public.monitoring_notification_holds
+                    SET released_at = p_at, release_reason = 'rules could not be evaluated'
+                    WHERE released_at IS NULL
+                    RETURNING alert_id
+                )
+                SELECT array_agg(DISTINCT ended.alert_id) INTO v_ended FROM ended;
                 EXIT;
             END IF;
         END;
     END LOOP;
 
-    -- alerts that nothing holds any more, still open: their triggers go out now, and their escalation starts
+    -- alerts that nothing holds any more, still open: what they held goes out now, and their escalation and pages
+    -- to people resume (an alert whose trigger went out before a silence has nothing held but its escalation)
     v_released := public._monitoring_release_held_triggers();
-    IF v_released IS NULL THEN
+    v_released := ARRAY(
+        SELECT DISTINCT x.alert_id
+        FROM unnest(coalesce(v_released, '{}') || coalesce(v_ended, '{}')) AS x (alert_id)
+        JOIN public.monitoring_alerts AS a ON a.id = x.alert_id AND a.status = 'open'
+        WHERE NOT EXISTS (SELECT FROM public.monitoring_notification_holds AS h
+                          WHERE h.alert_id = x.alert_id AND h.released_at IS NULL)
+        ORDER BY x.alert_id);
+    IF cardinality(v_released) = 0 THEN
         RETURN 0;
     END IF;
+    PERFORM public._monitoring_resume_person_pages(v_released, p_at);
     PERFORM public._monitoring_start_released_escalations(v_released, p_at);
     PERFORM pg_notify('monitoring_deliveries', '');
     RETURN cardinality(v_released);
 END
 $$;
 COMMENT ON FUNCTION monitoring_release_holds(timestamptz) IS
-'Notify the held alerts whose silences, maintenance windows and inhibiting alerts have all ended by p_at and that
-are still open (their escalation starts then); returns how many alerts. pg_cron runs it every minute; expiring a
-silence and resolving an inhibiting alert run it at once.';
+'Hold the open alerts that silences and maintenance windows in force at p_at match, then notify the held alerts
+whose silences, windows and inhibiting alerts have all ended by p_at and that are still open (their escalation and
+pages to people resume where they stood, the held time not counted); returns how many alerts it released. pg_cron
+runs it every minute; expiring a silence and resolving an inhibiting alert run it at once.';
 REVOKE ALL ON FUNCTION monitoring_release_holds(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_release_holds(timestamptz) TO monitoring_admin;
 
@@ -603,8 +703,9 @@ AS $$
     RETURNING id
 $$;
 COMMENT ON FUNCTION monitoring_create_silence(jsonb, timestamptz, text, timestamptz, text) IS
-'Hold the notifications of alerts matching every matcher that are raised between p_starts_at and p_ends_at;
-returns the silence id. E.g. SELECT monitoring_create_silence(''[{"field": "alert_type", "op": "=", "value":
+'Hold the notifications of alerts matching every matcher between p_starts_at and p_ends_at: those raised then,
+and those open when it starts (their escalation, pages to people and unsent notifications wait; a resolve of one
+whose trigger went out is never held); returns the silence id. E.g. SELECT monitoring_create_silence(''[{"field": "alert_type", "op": "=", "value":
 "api_response_degradation"}]'', now() + interval ''2 hours'', ''deploy of api 4.2'').';
 REVOKE ALL ON FUNCTION monitoring_create_silence(jsonb, timestamptz, text, timestamptz, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_create_silence(jsonb, timestamptz, text, timestamptz, text) TO monitoring_admin;
