@@ -531,7 +531,8 @@ DECLARE
 BEGIN
     IF NOT (EXISTS (SELECT FROM public.monitoring_silences AS s
                     WHERE s.expired_at IS NULL AND s.starts_at <= p_at AND s.ends_at > p_at)
-            OR EXISTS (SELECT FROM public.monitoring_maintenance_windows AS w WHERE w.enabled)) THEN
+            OR EXISTS (SELECT FROM public.monitoring_maintenance_windows AS w
+                       WHERE public._monitoring_window_is_open(w, p_at))) THEN
         RETURN NULL;
     END IF;
     WITH held AS (
