@@ -275,7 +275,7 @@ SET plan_cache_mode = force_generic_plan  -- see _monitoring_alert_before_insert
 AS $$
 DECLARE
     v_new public.monitoring_alerts[] := ARRAY(SELECT a FROM new_alerts AS a);
-    -- the alerts pgalert raises about a rule it takes out of force are not held by rules (sql/hygiene.sql)
+    -- the alerts pgalert raises about a rule it takes out of force are not held by rules (sql/silences.sql)
     v_rules_apply boolean := coalesce(current_setting('pgalert.disabling_broken_rules', TRUE), '') <> 'on';
     v_flapping boolean;
     v_hygiene boolean;
@@ -630,6 +630,8 @@ BEGIN
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
     PERFORM public._monitoring_archive_follow_ups(p_alert_id, 'reopened via ' || p_via || ' by ' || p_by, p_at);
     PERFORM public._monitoring_reopen_group(p_alert_id);
+    -- open again: a silence or window in force holds it before its escalation resumes
+    PERFORM public._monitoring_hold_open_alerts(p_at, ARRAY[p_alert_id]);
     PERFORM public._monitoring_resume_escalation(p_alert_id, v_paused_at, p_at);
     -- nobody owns it again: the people its acknowledge or resolve stopped paging are paged again, from now
     PERFORM public._monitoring_page_again(p_alert_id, 'the alert was reopened', p_at);

@@ -320,7 +320,7 @@ AS $$
 DECLARE
     v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'responder', 'silence');
 BEGIN
-    -- created_by reads "<serve's login> for <person>" (the accountable trigger, sql/hygiene.sql)
+    -- created_by reads "<serve's login> for <person>" (the accountable trigger, sql/silences.sql)
     RETURN public.monitoring_create_silence(p_matchers, p_ends_at, p_comment, p_starts_at,
                                             v_user.display_name || ' (console)');
 END
@@ -359,15 +359,17 @@ BEGIN
     -- the check a silence's INSERT makes, so the preview and the save never disagree
     PERFORM public._monitoring_check_matchers(p_matchers, 'matchers');
     RETURN QUERY
+    -- what a silence holds: the open alerts it matches (acknowledged ones have nothing left to hold; the
+    -- silence's INSERT holds exactly these, sql/silences.sql)
     SELECT a.id FROM public.monitoring_alerts AS a
-    WHERE a.status <> 'resolved'
+    WHERE a.status = 'open'
       AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(a, p_matchers))
     ORDER BY a.id DESC;
 END
 $$;
 COMMENT ON FUNCTION monitoring_silence_preview(jsonb) IS
-'The open and acknowledged alerts these matchers match, newest first: what a silence made of them would match
-now. Bad matchers raise the same error the silence''s INSERT would.';
+'The open alerts these matchers match, newest first: what a silence made of them now would hold (its
+escalation, pages and unsent notifications). Bad matchers raise the same error the silence''s INSERT would.';
 REVOKE ALL ON FUNCTION monitoring_silence_preview(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_silence_preview(jsonb) TO monitoring_reader, monitoring_admin;
 

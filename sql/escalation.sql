@@ -266,8 +266,9 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_start_escalations(monitoring_alerts[]) FROM PUBLIC;
 
--- Alerts whose notifications were held until now (sql/hygiene.sql): their escalation starts now, as if they had
--- just been raised.
+-- Alerts whose notifications were held until now (sql/silences.sql): their escalation resumes where it stood, the
+-- held time not counted (_monitoring_held_since). One held from its INSERT starts now, as if it had just been
+-- raised; one silenced 5 minutes before its level 2 reaches level 2 5 minutes after the silence ends.
 CREATE OR REPLACE FUNCTION _monitoring_start_released_escalations(p_alert_ids bigint[], p_at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
@@ -275,8 +276,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE public.monitoring_alert_escalations AS e
-    SET started_at = p_at, next_step_at = p_at + (e.steps -> 0 ->> 'delay')::interval
-    WHERE e.alert_id = ANY (p_alert_ids) AND e.finished_at IS NULL AND e.next_index = 0;
+    SET started_at = e.started_at + (p_at - greatest(held.since, e.started_at))
+    FROM (SELECT x.alert_id, public._monitoring_held_since(x.alert_id, p_at) AS since
+          FROM unnest(p_alert_ids) AS x (alert_id)) AS held
+    WHERE e.alert_id = held.alert_id AND e.finished_at IS NULL AND held.since < p_at;
+    UPDATE public.monitoring_alert_escalations AS e
+    SET next_step_at = CASE
+        WHEN e.next_index < jsonb_array_length(e.steps) * (e.repeat_count + 1)
+            THEN public._monitoring_step_at(e, e.next_index)
+        ELSE public._monitoring_step_at(e, jsonb_array_length(e.steps) * (e.repeat_count + 1) - 1) + e.repeat_after
+    END
+    WHERE e.alert_id = ANY (p_alert_ids) AND e.finished_at IS NULL;
     PERFORM public._monitoring_escalate(p_at, p_alert_ids);
 END
 $$;

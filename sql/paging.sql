@@ -165,6 +165,9 @@ BEGIN
                 LIMIT 1
             ) AS sent ON TRUE
             WHERE pg.finished_at IS NULL AND (p_alert_ids IS NULL OR pg.alert_id = ANY (p_alert_ids))
+              -- a held alert's pages wait (sql/silences.sql); they resume when it is released
+              AND NOT EXISTS (SELECT FROM public.monitoring_notification_holds AS h
+                              WHERE h.alert_id = pg.alert_id AND h.released_at IS NULL)
               AND m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL
               AND public._monitoring_contact_channel(m.kind) IS NOT NULL
         ),
@@ -279,6 +282,21 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_page_again(bigint, text, timestamptz) FROM PUBLIC;
+
+-- Alerts released at p_at from holds that began after their pages did: each page's rules resume where they stood,
+-- the held time not counted (a call due 3 minutes after the silence began is due 3 minutes after it ends).
+CREATE OR REPLACE FUNCTION _monitoring_resume_person_pages(p_alert_ids bigint[], p_at timestamptz)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.monitoring_person_pages AS pg
+    SET started_at = pg.started_at + (p_at - greatest(held.since, pg.started_at))
+    FROM (SELECT x.alert_id, public._monitoring_held_since(x.alert_id, p_at) AS since
+          FROM unnest(p_alert_ids) AS x (alert_id)) AS held
+    WHERE pg.alert_id = held.alert_id AND pg.finished_at IS NULL AND held.since < p_at
+$$;
+REVOKE ALL ON FUNCTION _monitoring_resume_person_pages(bigint[], timestamptz) FROM PUBLIC;
 
 -- The alert was acknowledged or resolved (sql/alerts.sql): its pages end, and their messages not yet sent are
 -- skipped.

@@ -2969,6 +2969,21 @@ from them.';
 
 
 --
+-- Name: monitoring_silences hold_open_alerts; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER hold_open_alerts AFTER INSERT ON public.monitoring_silences REFERENCING NEW TABLE AS new_silences FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_silences_hold_open_alerts();
+
+
+--
+-- Name: TRIGGER hold_open_alerts ON monitoring_silences; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER hold_open_alerts ON public.monitoring_silences IS 'A new silence that has started holds the open alerts it matches at once (monitoring_notification_holds): their
+escalation, pages to people and unsent notifications wait until it ends.';
+
+
+--
 -- Name: monitoring_alert_rules monitoring_alert_rules_counts; Type: TRIGGER; Schema: public; Owner: -
 --
 

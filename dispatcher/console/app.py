@@ -613,8 +613,8 @@ class Console:
         for schedule in schedules:
             schedule["shifts"] = [shift for shift in shifts if shift["schedule"] == schedule["name"]]
         now = await self.now()
-        escalating = [{**e, "due_in": views.age(now, e["next_step_at"]) if e["next_step_at"] and e["next_step_at"] > now
-                       else "due now"} for e in await self.fetch("escalating", {})]
+        escalating = [{**e, "due_in": views.escalation_due(e, now) if e["next_step_at"] else "due now"}
+                      for e in await self.fetch("escalating", {})]
         return self.render(request, "oncall.html", {
             "schedules": schedules, "people": await self.fetch("people", {}),
             "contacts": await self.fetch("contacts", {"token": user.token}),

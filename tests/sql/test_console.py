@@ -289,8 +289,8 @@ def test_the_silence_preview_matches_what_the_silence_then_holds_and_refuses_wha
     conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, source) VALUES "
                  "('deploy_check', 'warning', 'again', 'apex')")
     held = conn.execute("SELECT a.title FROM monitoring_notification_holds AS h JOIN monitoring_alerts AS a "
-                        "ON a.id = h.alert_id WHERE h.cause_id = %s", (silence_id,)).fetchall()
-    assert held == [("again",)]
+                        "ON a.id = h.alert_id WHERE h.cause_id = %s ORDER BY h.id", (silence_id,)).fetchall()
+    assert held == [("a",), ("again",)]  # the open alert the preview named, held at once, and the new one
     assert session.execute("SELECT monitoring_console_expire_silence(%s, %s)", (tokens["rick"], silence_id)
                            ).fetchone()[0]
 

@@ -10,6 +10,7 @@ import datetime as dt
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 M = dt.timedelta(minutes=1)
 
@@ -172,6 +173,27 @@ def test_acknowledged_from_the_push_then_reopened_pages_them_again(conn, alice, 
     conn.execute("SELECT monitoring_run_oncall(%s)", (t + 11 * M,))
     assert [m[0] for m in messages(conn, alert)] == ["push", "push", "sms", "push"]
     assert pages(conn, alert)[-1] == ("escalation level 2 of policy wake", None)
+
+def test_a_silence_holds_the_rules_of_a_person_already_paged_and_they_resume_where_they_stood(conn, alice):
+    """A page's SMS and call were still sent to a person after the alert was silenced (#36 item 1)."""
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', completed_at = now(), attempts = 1 "
+                 "WHERE alert_id = %s AND status = 'pending'", (alert,))  # the push went out
+    conn.execute("SELECT monitoring_create_silence(%s, %s, 'failing over', %s)",
+                 (Jsonb([{"field": "alert_type", "op": "=", "value": "db_down"}]), t + 31 * M, t + 1 * M))
+    conn.execute("SELECT monitoring_release_holds(%s)", (t + 1 * M,))  # pg_cron's minute: the silence has started
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 10 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push"]
+    # the silence ends with the alert open: the SMS was a minute away when it began, the call four
+    conn.execute("SELECT monitoring_release_holds(%s)", (t + 31 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push"]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 32 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms"]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 34 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms"]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 35 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms", "voice"]
 
 
 def test_a_failed_message_hands_over_to_the_next_method_at_once(conn, alice):
