@@ -1,7 +1,7 @@
 """Matchers and durations as people type them on the command line, turned into what the database stores.
 
 `alert_type=deploy_check`, `labels.env=~prod|staging`, `severity!=info`, `source!~test-.*`: the same four
-operators as Alertmanager's matchers. Checked again by the database when saved (sql/hygiene.sql).
+operators as Alertmanager's matchers. Checked again by the database when saved (sql/matchers.sql).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ MATCHER = re.compile(rf"^({FIELD})(=~|!~|!=|=)(.*)$", re.DOTALL)
 # ASCII digits only (\d takes any script's), a few of them: a huge count would overflow timedelta
 DURATION = re.compile(r"(?:([0-9]{1,6})d)?(?:([0-9]{1,8})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,11})s)?")
 DURATION_MAX = dt.timedelta(days=3650)  # ten years: longer than any silence, override or window is meant
-REGEX_MAX = 1000  # characters, as the database checks (sql/hygiene.sql); longer is refused before compiling
+REGEX_MAX = 1000  # characters, as the database checks (sql/matchers.sql); longer is refused before compiling
 
 
 def parse_matcher(text: str) -> dict[str, str]:

@@ -7,8 +7,8 @@ SELECT monitoring_install_schedules();
 -- today's and the coming days' partitions of monitoring_events
 SELECT count(*) AS event_partitions FROM monitoring_maintain_event_partitions();
 
--- the open alerts that can inhibit, per rule: derived data, built again whole (sql/hygiene.sql)
+-- the open alerts that can inhibit, per rule: derived data, built again whole (sql/silences.sql)
 SELECT monitoring_rebuild_inhibit_sources() AS inhibit_sources;
 
--- the rules' gates and the regex prefilters of the rules in force: derived data, built again (sql/hygiene.sql)
+-- the rules' gates and the regex prefilters of the rules in force: derived data, built again (sql/silences.sql)
 SELECT monitoring_rebuild_rule_gates() AS regex_prefilters;

@@ -275,7 +275,7 @@ SET plan_cache_mode = force_generic_plan  -- see _monitoring_alert_before_insert
 AS $$
 DECLARE
     v_new public.monitoring_alerts[] := ARRAY(SELECT a FROM new_alerts AS a);
-    -- the alerts pgalert raises about a rule it takes out of force are not held by rules (sql/hygiene.sql)
+    -- the alerts pgalert raises about a rule it takes out of force are not held by rules (sql/silences.sql)
     v_rules_apply boolean := coalesce(current_setting('pgalert.disabling_broken_rules', TRUE), '') <> 'on';
     v_flapping boolean;
     v_hygiene boolean;
@@ -521,6 +521,9 @@ BEGIN
         RAISE EXCEPTION 'cannot acknowledge alert % at %, before it was created at %', p_alert_id, p_at, v_alert.created_at
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- the escalation ends first: a pg_cron run holding its row updates the SLA row next, which this UPDATE's
+    -- trigger would hold (a deadlock)
+    PERFORM public._monitoring_end_escalation(p_alert_id, 'acknowledged', p_at);
     PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
     UPDATE public.monitoring_alerts
     SET status = 'acknowledged', acknowledged_at = p_at, acknowledged_by = p_by, acknowledge_note = p_note,
@@ -565,6 +568,7 @@ BEGIN
     IF public._monitoring_flap_on_resolve(p_alert_id, p_by, p_note, p_false_positive, p_at, p_via) THEN
         RETURN v_alert;
     END IF;
+    PERFORM public._monitoring_end_escalation(p_alert_id, 'resolved', p_at);  -- first, as in _monitoring_acknowledge
     PERFORM set_config('pgalert.lifecycle', 'on', TRUE);  -- the status guard lets this UPDATE through
     UPDATE public.monitoring_alerts
     SET status = 'resolved', resolved_at = p_at, resolved_by = p_by, resolve_note = p_note,
@@ -593,9 +597,10 @@ REVOKE ALL ON FUNCTION _monitoring_resolve(bigint, text, text, boolean, timestam
 GRANT EXECUTE ON FUNCTION _monitoring_resolve(bigint, text, text, boolean, timestamptz, text) TO monitoring_admin;
 
 -- Back to open, when a provider says nobody owns it any more (PagerDuty's incident.unacknowledged) or the
--- problem is back (incident.reopened). The first acknowledgement stays on the row (MTTA counts to it) and the
--- escalation resumes where it paused, the paused time not counted. The follow-ups already sent become
--- history, so the next acknowledge or resolve reaches the providers again; those not yet sent are dropped.
+-- problem is back (incident.reopened). The first acknowledgement stays on the row (MTTA counts to it), the
+-- escalation resumes where it paused, the paused time not counted, and the people it had paged are paged again.
+-- The follow-ups already sent become history, so the next acknowledge or resolve reaches the providers again;
+-- those not yet sent are dropped.
 CREATE OR REPLACE FUNCTION _monitoring_reopen(p_alert_id bigint, p_by text, p_at timestamptz, p_via text)
 RETURNS monitoring_alerts
 LANGUAGE plpgsql
@@ -625,7 +630,11 @@ BEGIN
     PERFORM set_config('pgalert.lifecycle', 'off', TRUE);
     PERFORM public._monitoring_archive_follow_ups(p_alert_id, 'reopened via ' || p_via || ' by ' || p_by, p_at);
     PERFORM public._monitoring_reopen_group(p_alert_id);
+    -- open again: a silence or window in force holds it before its escalation resumes
+    PERFORM public._monitoring_hold_open_alerts(p_at, ARRAY[p_alert_id]);
     PERFORM public._monitoring_resume_escalation(p_alert_id, v_paused_at, p_at);
+    -- nobody owns it again: the people its acknowledge or resolve stopped paging are paged again, from now
+    PERFORM public._monitoring_page_again(p_alert_id, 'the alert was reopened', p_at);
     RETURN v_alert;
 END
 $$;

@@ -320,7 +320,7 @@ AS $$
 DECLARE
     v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'responder', 'silence');
 BEGIN
-    -- created_by reads "<serve's login> for <person>" (the accountable trigger, sql/hygiene.sql)
+    -- created_by reads "<serve's login> for <person>" (the accountable trigger, sql/silences.sql)
     RETURN public.monitoring_create_silence(p_matchers, p_ends_at, p_comment, p_starts_at,
                                             v_user.display_name || ' (console)');
 END
@@ -359,15 +359,17 @@ BEGIN
     -- the check a silence's INSERT makes, so the preview and the save never disagree
     PERFORM public._monitoring_check_matchers(p_matchers, 'matchers');
     RETURN QUERY
+    -- what a silence holds: the open alerts it matches (acknowledged ones have nothing left to hold; the
+    -- silence's INSERT holds exactly these, sql/silences.sql)
     SELECT a.id FROM public.monitoring_alerts AS a
-    WHERE a.status <> 'resolved'
+    WHERE a.status = 'open'
       AND NOT EXISTS (SELECT FROM public._monitoring_failed_matchers(a, p_matchers))
     ORDER BY a.id DESC;
 END
 $$;
 COMMENT ON FUNCTION monitoring_silence_preview(jsonb) IS
-'The open and acknowledged alerts these matchers match, newest first: what a silence made of them would match
-now. Bad matchers raise the same error the silence''s INSERT would.';
+'The open alerts these matchers match, newest first: what a silence made of them now would hold (its
+escalation, pages and unsent notifications). Bad matchers raise the same error the silence''s INSERT would.';
 REVOKE ALL ON FUNCTION monitoring_silence_preview(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_silence_preview(jsonb) TO monitoring_reader, monitoring_admin;
 
@@ -384,6 +386,7 @@ DECLARE
     v_person_id bigint;
     v_id bigint;
 BEGIN
+    PERFORM pg_advisory_xact_lock(1886414692, 0);  -- one change to console users at a time: _monitoring_console_user_change
     IF p_person IS NOT NULL THEN
         SELECT p.id INTO v_person_id FROM public.monitoring_people AS p WHERE p.name = p_person;
         IF NOT FOUND THEN
@@ -415,6 +418,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock(1886414692, 0);  -- one change to console users at a time: _monitoring_console_user_change
     UPDATE public.monitoring_console_users SET disabled_at = now() WHERE login = lower(p_login) AND disabled_at IS NULL;
     IF NOT FOUND THEN
         RETURN FALSE;
@@ -610,6 +614,35 @@ COMMENT ON FUNCTION monitoring_console_set_window_enabled(text, text, boolean) I
 REVOKE ALL ON FUNCTION monitoring_console_set_window_enabled(text, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_console_set_window_enabled(text, text, boolean) TO monitoring_console;
 
+-- Changes to console users queue behind one another, and a console admin's right to make one is read after the
+-- wait: two admins demoting each other at once each saw the other still an admin, and no enabled admin was left.
+-- Once in the queue, the console also never leaves no enabled admin (an admin login at the CLI still can).
+CREATE OR REPLACE FUNCTION _monitoring_console_user_change(p_token text)
+RETURNS monitoring_console_users
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(1886414692, 0);
+    RETURN public._monitoring_console_actor(p_token, 'admin', 'manage users');
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_console_user_change(text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION _monitoring_console_keep_an_admin()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM public.monitoring_console_users AS u WHERE u.role = 'admin' AND u.disabled_at IS NULL) THEN
+        RAISE EXCEPTION 'that would leave the console without an enabled admin'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'make another admin first';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_console_keep_an_admin() FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION monitoring_console_save_user_as_admin(
     p_token text, p_login text, p_display_name text, p_role text, p_password_hash text DEFAULT NULL
 )
@@ -619,13 +652,16 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'admin', 'manage users');
+    v_user public.monitoring_console_users := public._monitoring_console_user_change(p_token);
+    v_id bigint;
 BEGIN
     IF lower(p_login) = v_user.login AND p_role <> 'admin' THEN
         RAISE EXCEPTION 'an admin cannot take their own admin role away'
             USING ERRCODE = 'insufficient_privilege', HINT = 'another admin can';
     END IF;
-    RETURN public.monitoring_console_save_user(p_login, p_display_name, p_role, p_password_hash);
+    v_id := public.monitoring_console_save_user(p_login, p_display_name, p_role, p_password_hash);
+    PERFORM public._monitoring_console_keep_an_admin();
+    RETURN v_id;
 END
 $$;
 COMMENT ON FUNCTION monitoring_console_save_user_as_admin(text, text, text, text, text) IS
@@ -641,12 +677,15 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_user public.monitoring_console_users := public._monitoring_console_actor(p_token, 'admin', 'manage users');
+    v_user public.monitoring_console_users := public._monitoring_console_user_change(p_token);
+    v_disabled boolean;
 BEGIN
     IF lower(p_login) = v_user.login THEN
         RAISE EXCEPTION 'an admin cannot disable themselves' USING ERRCODE = 'insufficient_privilege';
     END IF;
-    RETURN public.monitoring_console_disable_user(p_login);
+    v_disabled := public.monitoring_console_disable_user(p_login);
+    PERFORM public._monitoring_console_keep_an_admin();
+    RETURN v_disabled;
 END
 $$;
 COMMENT ON FUNCTION monitoring_console_disable_user_as_admin(text, text) IS

@@ -266,8 +266,9 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_start_escalations(monitoring_alerts[]) FROM PUBLIC;
 
--- Alerts whose notifications were held until now (sql/hygiene.sql): their escalation starts now, as if they had
--- just been raised.
+-- Alerts whose notifications were held until now (sql/silences.sql): their escalation resumes where it stood, the
+-- held time not counted (_monitoring_held_since). One held from its INSERT starts now, as if it had just been
+-- raised; one silenced 5 minutes before its level 2 reaches level 2 5 minutes after the silence ends.
 CREATE OR REPLACE FUNCTION _monitoring_start_released_escalations(p_alert_ids bigint[], p_at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
@@ -275,15 +276,42 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE public.monitoring_alert_escalations AS e
-    SET started_at = p_at, next_step_at = p_at + (e.steps -> 0 ->> 'delay')::interval
-    WHERE e.alert_id = ANY (p_alert_ids) AND e.finished_at IS NULL AND e.next_index = 0;
+    SET started_at = e.started_at + (p_at - greatest(held.since, e.started_at))
+    FROM (SELECT x.alert_id, public._monitoring_held_since(x.alert_id, p_at) AS since
+          FROM unnest(p_alert_ids) AS x (alert_id)) AS held
+    WHERE e.alert_id = held.alert_id AND e.finished_at IS NULL AND held.since < p_at;
+    UPDATE public.monitoring_alert_escalations AS e
+    SET next_step_at = CASE
+        WHEN e.next_index < jsonb_array_length(e.steps) * (e.repeat_count + 1)
+            THEN public._monitoring_step_at(e, e.next_index)
+        ELSE public._monitoring_step_at(e, jsonb_array_length(e.steps) * (e.repeat_count + 1) - 1) + e.repeat_after
+    END
+    WHERE e.alert_id = ANY (p_alert_ids) AND e.finished_at IS NULL;
     PERFORM public._monitoring_escalate(p_at, p_alert_ids);
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_start_released_escalations(bigint[], timestamptz) FROM PUBLIC;
 
--- A reopened alert's escalation resumes where it paused (at p_paused_at), the paused time not counted: finished
--- by the acknowledge or resolve, or not yet (pg_cron finishes it when its next step falls due).
+-- The alert was acknowledged or resolved (sql/alerts.sql, p_why): its escalation ends now, in that transaction, so
+-- nothing shows a next step for it (the console's alert page, On-call's "Escalating now"); finished_at is when it
+-- paused, for a reopen to resume it from. An escalation already ended (acknowledged, then resolved) keeps the
+-- reason and time it ended with.
+CREATE OR REPLACE FUNCTION _monitoring_end_escalation(p_alert_id bigint, p_why text, p_at timestamptz)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.monitoring_alert_escalations
+    SET finished_at = p_at, finish_reason = p_why, next_step_at = NULL
+    WHERE alert_id = p_alert_id AND finished_at IS NULL;
+$$;
+REVOKE ALL ON FUNCTION _monitoring_end_escalation(bigint, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_end_escalation(bigint, text, timestamptz) TO monitoring_admin;
+
+-- A reopened alert's escalation resumes where it paused, the paused time not counted: from when the acknowledge or
+-- resolve ended it (an escalation ended by pg_cron before 0039, at its next step, paused at p_paused_at, the
+-- alert's acknowledge or resolve).
 CREATE OR REPLACE FUNCTION _monitoring_resume_escalation(p_alert_id bigint, p_paused_at timestamptz, p_at timestamptz)
 RETURNS void
 LANGUAGE sql
@@ -291,7 +319,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE public.monitoring_alert_escalations AS e
     SET finished_at = NULL, finish_reason = NULL,
-        started_at = e.started_at + greatest(p_at - coalesce(p_paused_at, p_at), interval '0')
+        started_at = e.started_at + greatest(p_at - coalesce(least(e.finished_at, p_paused_at), p_at), interval '0')
     WHERE e.alert_id = p_alert_id AND coalesce(e.finish_reason, 'acknowledged') IN ('acknowledged', 'resolved');
     UPDATE public.monitoring_alert_escalations AS e
     SET next_step_at = public._monitoring_step_at(e, e.next_index)

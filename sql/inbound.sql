@@ -75,6 +75,23 @@ GRANT EXECUTE ON FUNCTION monitoring_inbound_client(bytea) TO monitoring_inbound
 -- Slack button) names this installation and the alert id; a key of another installation names nothing.
 -- A provider's own id for the alert (a PagerDuty incident id) is remembered once known, so it is looked up
 -- at the provider once per incident.
+-- A provider's name as serve passes it: never one of the references' own kinds (raised_by:<client> records which API
+-- client raised an alert, the right to resolve it), which a caller naming its via could otherwise write.
+CREATE OR REPLACE FUNCTION _monitoring_provider_via(p_via text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_via IS NULL OR p_via !~ '^[a-z][a-z0-9_]{0,30}$' THEN
+        RAISE EXCEPTION 'via % is not a provider name', coalesce(quote_literal(p_via), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN p_via;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_provider_via(text) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION monitoring_inbound_find_alert(p_via text, p_provider_key text, p_reference text)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -84,6 +101,7 @@ AS $$
 DECLARE
     v_alert_id bigint;
 BEGIN
+    PERFORM public._monitoring_provider_via(p_via);
     IF p_provider_key ~ '^pgalert-[0-9a-f]{8}-[0-9]{1,18}$' THEN
         SELECT a.id INTO v_alert_id
         FROM public.monitoring_alerts AS a
@@ -200,9 +218,7 @@ DECLARE
     v_at timestamptz := least(coalesce(p_at, now()), now());  -- a provider's clock ahead of ours
     v_outcome text;
 BEGIN
-    IF p_via !~ '^[a-z][a-z0-9_]{0,30}$' THEN
-        RAISE EXCEPTION 'via % is not a provider name', p_via USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM public._monitoring_provider_via(p_via);
     -- a person pgalert knows by their Slack member id is named as in monitoring_people; anyone else is
     -- recorded with their Slack id beside the name Slack gave, never refused
     v_actor := coalesce(
@@ -277,6 +293,7 @@ DECLARE
     v_client text := public.monitoring_inbound_client(p_token_sha256);
     v_raised_by text := 'raised_by:' || v_client;
 BEGIN
+    PERFORM public._monitoring_provider_via(p_via);
     IF v_client IS NULL THEN
         RAISE EXCEPTION 'the token is not one of an active API client' USING ERRCODE = 'invalid_authorization_specification';
     END IF;
@@ -448,13 +465,17 @@ BEGIN
     ELSE
         -- a text: the pages of the people whose verified number this is; the alert it names, or their one page
         v_pages := ARRAY(
-            SELECT pg.id
-            FROM public.monitoring_person_pages AS pg
-            JOIN public.monitoring_contact_methods AS m ON m.person_id = pg.person_id
-            WHERE m.kind = p_via AND m.address = p_address AND m.enabled AND m.verified_at IS NOT NULL
-              AND m.opted_out_at IS NULL AND pg.reason <> 'test page'
-              AND CASE WHEN p_alert_id IS NULL THEN pg.finished_at IS NULL ELSE pg.alert_id = p_alert_id END
-            ORDER BY pg.started_at DESC
+            SELECT latest.id FROM (
+                -- a person paged again for an alert has several pages of it: their latest is the one
+                SELECT DISTINCT ON (pg.alert_id, pg.person_id) pg.id, pg.started_at
+                FROM public.monitoring_person_pages AS pg
+                JOIN public.monitoring_contact_methods AS m ON m.person_id = pg.person_id
+                WHERE m.kind = p_via AND m.address = p_address AND m.enabled AND m.verified_at IS NOT NULL
+                  AND m.opted_out_at IS NULL AND pg.reason <> 'test page'
+                  AND CASE WHEN p_alert_id IS NULL THEN pg.finished_at IS NULL ELSE pg.alert_id = p_alert_id END
+                ORDER BY pg.alert_id, pg.person_id, pg.started_at DESC, pg.id DESC
+            ) AS latest
+            ORDER BY latest.started_at DESC
         );
         IF cardinality(v_pages) = 1 THEN
             SELECT pg.alert_id, pp.name INTO v_alert_id, v_person

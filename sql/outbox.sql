@@ -167,8 +167,12 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH enqueued AS (
-        INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target)
-        SELECT again.alert_id, h.provider, 'trigger', again.target
+        INSERT INTO public.monitoring_deliveries (alert_id, provider, action, target, status)
+        SELECT again.alert_id, h.provider, 'trigger', again.target,
+               -- a held alert's renotification waits for the hold to end, as its trigger would
+               CASE WHEN EXISTS (SELECT FROM public.monitoring_notification_holds AS held
+                                 WHERE held.alert_id = again.alert_id AND held.released_at IS NULL)
+                    THEN 'held' ELSE 'pending' END
         FROM unnest(p_alert_ids, p_targets) AS again (alert_id, target)
         CROSS JOIN LATERAL public._monitoring_channels_that_heard(again.alert_id) AS h
         ON CONFLICT ON CONSTRAINT one_delivery_per_alert_provider_action DO NOTHING
@@ -225,6 +229,39 @@ AS $$
     SELECT array_agg(DISTINCT r.alert_id) FROM released AS r
 $$;
 REVOKE ALL ON FUNCTION _monitoring_release_held_triggers() FROM PUBLIC;
+
+-- Alerts a silence or window came to hold while they were open: what is queued for them and not yet attempted (a
+-- trigger, a renotification, a page to a person) waits too; follow-ups (acknowledge, resolve) never do.
+CREATE OR REPLACE FUNCTION _monitoring_hold_unsent(p_alert_ids bigint[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.monitoring_deliveries
+    SET status = 'held'
+    WHERE alert_id = ANY (p_alert_ids) AND status = 'pending' AND attempts = 0 AND action IN ('trigger', 'notify')
+$$;
+REVOKE ALL ON FUNCTION _monitoring_hold_unsent(bigint[]) FROM PUBLIC;
+
+-- Since when the alert has been held without a break, for the holds that ended at p_at: the start of the run of
+-- overlapping holds that ends then (a silence from 10:00 to 10:30 and a window from 10:20 to 11:00 held it from
+-- 10:00). NULL when no hold ended at p_at. What escalations and pages to people do not count when they resume.
+CREATE OR REPLACE FUNCTION _monitoring_held_since(p_alert_id bigint, p_at timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE held (since) AS (
+        SELECT min(h.held_at) FROM public.monitoring_notification_holds AS h
+        WHERE h.alert_id = p_alert_id AND h.released_at = p_at
+        UNION
+        SELECT h.held_at
+        FROM held JOIN public.monitoring_notification_holds AS h
+            ON h.alert_id = p_alert_id AND h.held_at < held.since AND h.released_at >= held.since
+    )
+    SELECT min(held.since) FROM held
+$$;
+REVOKE ALL ON FUNCTION _monitoring_held_since(bigint, timestamptz) FROM PUBLIC;
 
 -- A reopened alert: the follow-ups already sent become history, so the next acknowledge or resolve reaches the
 -- providers again; those not yet sent are dropped.

@@ -7,7 +7,8 @@
 -- The rules, decided here so that every dispatcher agrees:
 -- - an escalation step that names a person (sql/escalation.sql) pages them: their notification rules run from
 --   that moment, each at its delay ("push at once, SMS after 2 minutes, call after 5"), while the escalation
---   keeps its own clock;
+--   keeps its own clock; every later step that names them pages them again (their rules start over), and so does
+--   a reopen (or PagerDuty's unacknowledge) for everyone the acknowledge or resolve stopped paging;
 -- - a method gets nothing until it is verified (a 6-digit code sent to it, valid 15 minutes, at most one send a
 --   minute, typed back with monitoring_verify_contact_method and judged once that try is committed) and nothing
 --   while it is disabled; the dispatcher's claim checks that again when it sends (sql/outbox.sql);
@@ -164,6 +165,9 @@ BEGIN
                 LIMIT 1
             ) AS sent ON TRUE
             WHERE pg.finished_at IS NULL AND (p_alert_ids IS NULL OR pg.alert_id = ANY (p_alert_ids))
+              -- a held alert's pages wait (sql/silences.sql); they resume when it is released
+              AND NOT EXISTS (SELECT FROM public.monitoring_notification_holds AS h
+                              WHERE h.alert_id = pg.alert_id AND h.released_at IS NULL)
               AND m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL
               AND public._monitoring_contact_channel(m.kind) IS NOT NULL
         ),
@@ -204,26 +208,95 @@ END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_run_person_pages(timestamptz, bigint[]) FROM PUBLIC;
 
--- The people an escalation's steps just paged (its pages, sql/escalation.sql: {alert_id, person_id, context}, in
--- step order): each with notification rules is paged by them from p_at, once per alert (a later step or cycle
--- naming them again changes nothing). The caller then runs the pages of those alerts (_monitoring_run_person_pages),
--- the new ones with the rest.
-CREATE OR REPLACE FUNCTION _monitoring_page_people(p_pages jsonb, p_at timestamptz)
+-- The people of p_people (below) who have notification rules, once per alert and person.
+CREATE OR REPLACE FUNCTION _monitoring_people_to_page(p_people jsonb)
+RETURNS TABLE (alert_id bigint, person_id bigint, reason text)
+LANGUAGE sql STABLE
+AS $$
+    -- the last reason given for a person (the highest step) names their page
+    SELECT DISTINCT ON (1, 2) (p.page ->> 'alert_id')::bigint, (p.page ->> 'person_id')::bigint, p.page ->> 'reason'
+    FROM jsonb_array_elements(p_people) WITH ORDINALITY AS p (page, n)
+    WHERE EXISTS (SELECT FROM public.monitoring_notification_rules AS r
+                  WHERE r.person_id = (p.page ->> 'person_id')::bigint)
+    ORDER BY 1, 2, p.n DESC
+$$;
+REVOKE ALL ON FUNCTION _monitoring_people_to_page(jsonb) FROM PUBLIC;
+
+-- People are paged for an alert from p_at (p_people: {alert_id, person_id, reason}), each with notification rules
+-- by those rules, from the first: a page of theirs still running since before p_at ends (paged again) and a new
+-- one starts, whose messages are its own (their targets name the page), so a later step, or a reopen, wakes them as
+-- the first page did. A page started at p_at or later already is kept: one call pages a person once. The caller
+-- then runs the pages of those alerts (_monitoring_run_person_pages).
+CREATE OR REPLACE FUNCTION _monitoring_start_person_pages(p_people jsonb, p_at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    UPDATE public.monitoring_person_pages AS pg
+    SET finished_at = p_at, finish_reason = 'paged again'
+    FROM public._monitoring_people_to_page(p_people) AS x
+    WHERE pg.alert_id = x.alert_id AND pg.person_id = x.person_id AND pg.finished_at IS NULL AND pg.started_at < p_at;
     INSERT INTO public.monitoring_person_pages (alert_id, person_id, started_at, reason)
-    SELECT (p.page ->> 'alert_id')::bigint, (p.page ->> 'person_id')::bigint, p_at,
-           format('escalation level %s of policy %s', p.page -> 'context' ->> 'level', p.page -> 'context' ->> 'policy')
-    FROM jsonb_array_elements(p_pages) AS p (page)
-    WHERE EXISTS (SELECT FROM public.monitoring_notification_rules AS r
-                  WHERE r.person_id = (p.page ->> 'person_id')::bigint)
-    ON CONFLICT ON CONSTRAINT one_page_per_alert_and_person DO NOTHING;
+    SELECT x.alert_id, x.person_id, p_at, x.reason FROM public._monitoring_people_to_page(p_people) AS x
+    ON CONFLICT (alert_id, person_id) WHERE finished_at IS NULL DO NOTHING;
 END
 $$;
+REVOKE ALL ON FUNCTION _monitoring_start_person_pages(jsonb, timestamptz) FROM PUBLIC;
+
+-- The people an escalation's steps just paged (its pages, sql/escalation.sql: {alert_id, person_id, context}, in
+-- step order): every step that names a person pages them again, even one whose earlier page still runs.
+CREATE OR REPLACE FUNCTION _monitoring_page_people(p_pages jsonb, p_at timestamptz)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT public._monitoring_start_person_pages(jsonb_agg(jsonb_build_object(
+               'alert_id', p.page -> 'alert_id', 'person_id', p.page -> 'person_id',
+               'reason', format('escalation level %s of policy %s', p.page -> 'context' ->> 'level',
+                                p.page -> 'context' ->> 'policy'))
+               ORDER BY p.n), p_at)
+    FROM jsonb_array_elements(p_pages) WITH ORDINALITY AS p (page, n);
+$$;
 REVOKE ALL ON FUNCTION _monitoring_page_people(jsonb, timestamptz) FROM PUBLIC;
+
+-- The alert needs its people again though no step named them yet (reopened, PagerDuty's unacknowledge; the end of
+-- a snooze would call this too): everyone whose page of it the acknowledge or resolve ended is paged again from
+-- p_at, by their rules from the first, and the messages due now go.
+CREATE OR REPLACE FUNCTION _monitoring_page_again(p_alert_id bigint, p_why text, p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM public._monitoring_start_person_pages(jsonb_agg(jsonb_build_object(
+                'alert_id', p_alert_id, 'person_id', ended.person_id, 'reason', p_why)), p_at)
+    FROM (
+        SELECT DISTINCT pg.person_id FROM public.monitoring_person_pages AS pg
+        WHERE pg.alert_id = p_alert_id AND pg.finish_reason IN ('acknowledged', 'resolved')
+          AND NOT EXISTS (SELECT FROM public.monitoring_person_pages AS running
+                          WHERE running.alert_id = p_alert_id AND running.person_id = pg.person_id
+                            AND running.finished_at IS NULL)
+    ) AS ended;
+    PERFORM public._monitoring_run_person_pages(p_at, ARRAY[p_alert_id]);
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_page_again(bigint, text, timestamptz) FROM PUBLIC;
+
+-- Alerts released at p_at from holds that began after their pages did: each page's rules resume where they stood,
+-- the held time not counted (a call due 3 minutes after the silence began is due 3 minutes after it ends).
+CREATE OR REPLACE FUNCTION _monitoring_resume_person_pages(p_alert_ids bigint[], p_at timestamptz)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.monitoring_person_pages AS pg
+    SET started_at = pg.started_at + (p_at - greatest(held.since, pg.started_at))
+    FROM (SELECT x.alert_id, public._monitoring_held_since(x.alert_id, p_at) AS since
+          FROM unnest(p_alert_ids) AS x (alert_id)) AS held
+    WHERE pg.alert_id = held.alert_id AND pg.finished_at IS NULL AND held.since < p_at
+$$;
+REVOKE ALL ON FUNCTION _monitoring_resume_person_pages(bigint[], timestamptz) FROM PUBLIC;
 
 -- The alert was acknowledged or resolved (sql/alerts.sql): its pages end, and their messages not yet sent are
 -- skipped.

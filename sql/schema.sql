@@ -1648,9 +1648,10 @@ CREATE TABLE public.monitoring_person_pages (
 -- Name: TABLE monitoring_person_pages; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON TABLE public.monitoring_person_pages IS 'A person being paged for an alert (an escalation step named them, or a test page): their notification rules
-run from started_at until the alert is acknowledged or resolved. Each message is a delivery whose target is
-page:<page id>:<rule id>.';
+COMMENT ON TABLE public.monitoring_person_pages IS 'A person being paged for an alert (an escalation step named them, the alert was reopened, or a test page): their
+notification rules run from started_at until the alert is acknowledged or resolved, or until they are paged again
+(finish_reason paged again: a new page runs their rules from the first). One page of an alert and person runs at a
+time. Each message is a delivery whose target is page:<page id>:<rule id>.';
 
 
 --
@@ -2582,14 +2583,6 @@ ALTER TABLE ONLY public.monitoring_contact_methods
 
 
 --
--- Name: monitoring_person_pages one_page_per_alert_and_person; Type: CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public.monitoring_person_pages
-    ADD CONSTRAINT one_page_per_alert_and_person UNIQUE (alert_id, person_id);
-
-
---
 -- Name: monitoring_notification_rules one_rule_per_method_and_delay; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2813,10 +2806,10 @@ CREATE INDEX monitoring_notification_holds_by_alert ON public.monitoring_notific
 
 
 --
--- Name: monitoring_person_pages_running; Type: INDEX; Schema: public; Owner: -
+-- Name: monitoring_person_pages_alert; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX monitoring_person_pages_running ON public.monitoring_person_pages USING btree (alert_id) WHERE (finished_at IS NULL);
+CREATE INDEX monitoring_person_pages_alert ON public.monitoring_person_pages USING btree (alert_id);
 
 
 --
@@ -2880,6 +2873,13 @@ CREATE UNIQUE INDEX one_open_hold_per_cause ON public.monitoring_notification_ho
 --
 
 CREATE UNIQUE INDEX one_route_per_type_severity_provider ON public.monitoring_routes USING btree (COALESCE(alert_type, ''::text), COALESCE(severity, ''::text), provider);
+
+
+--
+-- Name: one_running_page_per_alert_and_person; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX one_running_page_per_alert_and_person ON public.monitoring_person_pages USING btree (alert_id, person_id) WHERE (finished_at IS NULL);
 
 
 --
@@ -2966,6 +2966,21 @@ CREATE TRIGGER check_matchers BEFORE INSERT OR UPDATE OF matchers, gate ON publi
 
 COMMENT ON TRIGGER check_matchers ON public.monitoring_silences IS 'Matchers are checked in the form they are evaluated in (a bad one is refused with the reason), and the gate is set
 from them.';
+
+
+--
+-- Name: monitoring_silences hold_open_alerts; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER hold_open_alerts AFTER INSERT ON public.monitoring_silences REFERENCING NEW TABLE AS new_silences FOR EACH STATEMENT EXECUTE FUNCTION public._monitoring_silences_hold_open_alerts();
+
+
+--
+-- Name: TRIGGER hold_open_alerts ON monitoring_silences; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TRIGGER hold_open_alerts ON public.monitoring_silences IS 'A new silence that has started holds the open alerts it matches at once (monitoring_notification_holds): their
+escalation, pages to people and unsent notifications wait until it ends.';
 
 
 --

@@ -189,6 +189,10 @@ class Console:
                 if request.headers.get("hx-request") or request.url.path == "/console/events":
                     return Response("sign in again", 401, headers={"HX-Redirect": "/console/login"})
                 return RedirectResponse("/console/login?" + urlencode({"next": request.url.path}), 303)
+            except psycopg.errors.TransactionRollback as error:  # a deadlock or a serialization failure
+                logs.warning("console: a change met another at the same moment", error=str(error).strip()[:300])
+                return self.render(request, "error.html", {"message": "Another change was made at the same moment, "
+                                                           "so nothing was saved: reload and try again."}, 409)
             except (psycopg.OperationalError, PoolTimeout) as error:
                 logs.error("console: database unavailable", error=str(error).strip()[:300])
                 return self.render(request, "error.html", {"message": "The database is unavailable; retry in a "
@@ -609,8 +613,8 @@ class Console:
         for schedule in schedules:
             schedule["shifts"] = [shift for shift in shifts if shift["schedule"] == schedule["name"]]
         now = await self.now()
-        escalating = [{**e, "due_in": views.age(now, e["next_step_at"]) if e["next_step_at"] and e["next_step_at"] > now
-                       else "due now"} for e in await self.fetch("escalating", {})]
+        escalating = [{**e, "due_in": views.escalation_due(e, now) if e["next_step_at"] else "due now"}
+                      for e in await self.fetch("escalating", {})]
         return self.render(request, "oncall.html", {
             "schedules": schedules, "people": await self.fetch("people", {}),
             "contacts": await self.fetch("contacts", {"token": user.token}),

@@ -45,8 +45,10 @@ SELECT reason, held_by, held_at, released_at, release_reason FROM monitoring_not
 WHERE alert_id = %(alert_id)s ORDER BY id;
 
 -- name: alert_escalations
-SELECT policy_name, steps, started_at, next_index, next_step_at, level_reached, finished_at, finish_reason
-FROM monitoring_alert_escalations WHERE alert_id = %(alert_id)s;
+SELECT policy_name, steps, started_at, next_index, next_step_at, level_reached, finished_at, finish_reason,
+       (SELECT string_agg(h.held_by, ', ' ORDER BY h.id) FROM monitoring_notification_holds AS h
+        WHERE h.alert_id = e.alert_id AND h.released_at IS NULL) AS held_by
+FROM monitoring_alert_escalations AS e WHERE alert_id = %(alert_id)s;
 
 -- name: alert_inbound
 SELECT via, action, actor, occurred_at, received_at, outcome FROM monitoring_inbound_actions
@@ -170,7 +172,9 @@ ORDER BY p.name;
 
 -- name: escalating
 SELECT a.id, a.title, a.severity, a.status, e.policy_name, e.next_index, e.next_step_at, e.level_reached,
-       jsonb_array_length(e.steps) AS step_count
+       jsonb_array_length(e.steps) AS step_count,
+       (SELECT string_agg(h.held_by, ', ' ORDER BY h.id) FROM monitoring_notification_holds AS h
+        WHERE h.alert_id = e.alert_id AND h.released_at IS NULL) AS held_by
 FROM monitoring_alert_escalations AS e
 JOIN monitoring_alerts AS a ON a.id = e.alert_id
 WHERE e.finished_at IS NULL

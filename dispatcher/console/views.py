@@ -218,12 +218,19 @@ def timeline(alert: Mapping[str, object], deliveries: Iterable[Mapping], attempt
     return sorted(entries, key=lambda entry: entry.at)
 
 
+def escalation_due(e: Mapping, now: dt.datetime) -> str:
+    """When a running escalation's next step goes: "in 4m", "due now", or "held by silence 3" (it waits for the
+    hold, and resumes where it stood when the hold ends)."""
+    if e.get("held_by"):
+        return f"held by {e['held_by']}"
+    return f"in {age(now, e['next_step_at'])}" if e["next_step_at"] > now else "due now"
+
+
 def next_escalation(escalations: Iterable[Mapping], now: dt.datetime) -> tuple[str, str] | None:
-    """The next step of a running escalation and how long until it: ("level 2", "4m")."""
+    """The next step of a running escalation and when it goes: ("step 2 of default_critical", "in 4m")."""
     for e in escalations:
         if not e["finished_at"] and e["next_step_at"]:
-            return f"step {e['next_index'] + 1} of {e['policy_name']}", age(now, e["next_step_at"]) \
-                if e["next_step_at"] > now else "due now"
+            return f"step {e['next_index'] + 1} of {e['policy_name']}", escalation_due(e, now)
     return None
 
 

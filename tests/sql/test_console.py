@@ -289,8 +289,8 @@ def test_the_silence_preview_matches_what_the_silence_then_holds_and_refuses_wha
     conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title, source) VALUES "
                  "('deploy_check', 'warning', 'again', 'apex')")
     held = conn.execute("SELECT a.title FROM monitoring_notification_holds AS h JOIN monitoring_alerts AS a "
-                        "ON a.id = h.alert_id WHERE h.cause_id = %s", (silence_id,)).fetchall()
-    assert held == [("again",)]
+                        "ON a.id = h.alert_id WHERE h.cause_id = %s ORDER BY h.id", (silence_id,)).fetchall()
+    assert held == [("a",), ("again",)]  # the open alert the preview named, held at once, and the new one
     assert session.execute("SELECT monitoring_console_expire_silence(%s, %s)", (tokens["rick"], silence_id)
                            ).fetchone()[0]
 
@@ -351,3 +351,48 @@ def test_a_console_admin_manages_users_but_never_their_own_role_away_and_a_respo
     assert session.execute("SELECT monitoring_console_disable_user_as_admin(%s, 'nina')", (tokens["ada"],)).fetchone()[0]
     assert conn.execute("SELECT role, disabled_at IS NOT NULL FROM monitoring_console_users WHERE login = 'rick'"
                         ).fetchone() == ("responder", False)
+
+
+CROSSED_CHANGES = {
+    "demote_each_other": ("SELECT monitoring_console_save_user_as_admin(%s, %s, 'Admin', 'viewer')",) * 2,
+    "disable_each_other": ("SELECT monitoring_console_disable_user_as_admin(%s, %s)",) * 2,
+    "one_demotes_one_disables": ("SELECT monitoring_console_save_user_as_admin(%s, %s, 'Admin', 'viewer')",
+                                 "SELECT monitoring_console_disable_user_as_admin(%s, %s)"),
+}
+
+
+def take_rights(barrier, session, call: str, token: str, other: str, outcomes: list[str], i: int) -> None:
+    barrier.wait()
+    try:
+        session.execute(call, (token, other))
+        outcomes[i] = "done"
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidAuthorizationSpecification):
+        outcomes[i] = "refused"  # no longer an admin, or no longer signed in: the other's change came first
+
+
+@pytest.mark.parametrize("change", sorted(CROSSED_CHANGES))
+def test_two_admins_taking_each_others_rights_at_once_leave_one_admin(connect, change):
+    """Ten rounds of two console admins, each taking the other's rights at the same moment (#35, 15): one wins,
+    the other is refused with a sentence, never a deadlock, and the console always keeps an enabled admin."""
+    admin = connect("monitoring_admin")
+    sessions = [connect("monitoring_console") for _ in range(2)]
+    for round_ in range(10):
+        logins = [f"ada{round_}", f"adam{round_}"]
+        for login in logins:
+            admin.execute("SELECT monitoring_console_save_user(%s, 'Admin', 'admin', %s)", (login, HASH))
+        tokens = [secrets.token_urlsafe(32) for _ in logins]
+        for session, login, token in zip(sessions, logins, tokens, strict=True):
+            assert sign_in(session, login, token=token)
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = [""] * 2
+        threads = [threading.Thread(target=take_rights, args=(barrier, sessions[i], CROSSED_CHANGES[change][i],
+                                                              tokens[i], logins[1 - i], outcomes, i))
+                   for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["done", "refused"], (round_, outcomes)
+        assert admin.execute("SELECT count(*) FROM monitoring_console_users WHERE login = ANY(%s) AND role = 'admin' "
+                             "AND disabled_at IS NULL", (logins,)).fetchone() == (1,)
+        admin.execute("SELECT monitoring_console_disable_user(l) FROM unnest(%s::text[]) AS l", (logins,))

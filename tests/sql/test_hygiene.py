@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from dispatcher.db import named_queries
 
 T = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 M = dt.timedelta(minutes=1)
+ROOT = Path(__file__).resolve().parents[2]
 DEGRADED = [{"field": "alert_type", "op": "=", "value": "api_response_degradation"}]
 
 
@@ -131,6 +136,109 @@ def test_a_held_alert_pages_no_one_on_call_until_it_is_released(conn):
     conn.execute("SELECT monitoring_run_oncall(%s)", (T + 45 * M,))
     assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE action = 'notify' AND provider = 'slack'").fetchone() == (2,)
     assert alert
+
+
+def slack_pages(conn, alert_id):
+    """The escalation levels that paged someone in Slack for the alert, in order."""
+    return [int(level) for (level,) in conn.execute(
+        "SELECT context ->> 'level' FROM monitoring_deliveries WHERE alert_id = %s AND action = 'notify' "
+        "AND provider = 'slack' ORDER BY id", (alert_id,)).fetchall()]
+
+
+@pytest.mark.escalation
+def test_a_silence_holds_an_alert_already_paging_and_its_escalation_resumes_where_it_stood(conn):
+    """A critical alert paged, then silenced, still paged level 2 sixteen minutes later (#36 item 1)."""
+    conn.execute("UPDATE monitoring_oncall_schedules SET rotation_start = %s WHERE name = 'primary'", (T.date(),))
+    alert = raise_alert(conn)
+    send(conn, alert)
+    assert slack_pages(conn, alert) == [1]  # the primary, with the alert; level 2 is due at T+15
+    silence_id = silence(conn, start=T + 10 * M, end=T + 40 * M)
+    assert conn.execute("SELECT reason, cause_id, held_at FROM monitoring_notification_holds WHERE alert_id = %s "
+                        "AND released_at IS NULL", (alert,)).fetchall() == [("silence", silence_id, T + 10 * M)]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (T + 16 * M,))
+    assert slack_pages(conn, alert) == [1]
+    # its triggers went out before the silence: nothing is sent again when it ends, and the escalation resumes
+    # where it stood, the 30 silenced minutes not counted: level 2 was 5 minutes away
+    assert conn.execute("SELECT monitoring_release_holds(%s)", (T + 40 * M,)).fetchone() == (1,)
+    assert set(triggers(conn, alert).values()) == {"succeeded"}
+    conn.execute("SELECT monitoring_run_oncall(%s)", (T + 44 * M,))
+    assert slack_pages(conn, alert) == [1]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (T + 45 * M,))
+    assert slack_pages(conn, alert) == [1, 2]
+
+
+@pytest.mark.escalation
+def test_a_maintenance_window_that_opens_holds_an_open_alert_from_the_minute_it_opens(conn):
+    conn.execute("UPDATE monitoring_oncall_schedules SET rotation_start = %s WHERE name = 'primary'", (T.date(),))
+    alert = raise_alert(conn)
+    send(conn, alert)
+    conn.execute("INSERT INTO monitoring_maintenance_windows (name, matchers, starts_at, ends_at) VALUES "
+                 "('db_upgrade', %s, %s, %s)", (Jsonb(DEGRADED), T + 10 * M, T + 20 * M))
+    conn.execute("SELECT monitoring_release_holds(%s)", (T + 9 * M,))
+    assert conn.execute("SELECT count(*) FROM monitoring_notification_holds").fetchone() == (0,)
+    conn.execute("SELECT monitoring_release_holds(%s)", (T + 10 * M,))  # pg_cron's minute: the window is open
+    assert conn.execute("SELECT reason, held_at FROM monitoring_notification_holds WHERE released_at IS NULL"
+                        ).fetchall() == [("maintenance", T + 10 * M)]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (T + 16 * M,))
+    assert slack_pages(conn, alert) == [1]
+    conn.execute("SELECT monitoring_release_holds(%s)", (T + 20 * M,))
+    conn.execute("SELECT monitoring_run_oncall(%s)", (T + 24 * M,))
+    assert slack_pages(conn, alert) == [1]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (T + 25 * M,))  # T+15, plus the 10 minutes held
+    assert slack_pages(conn, alert) == [1, 2]
+
+
+def test_a_silence_of_a_sent_alert_holds_what_is_unsent_and_never_its_resolve(conn):
+    sent = raise_alert(conn)
+    send(conn, sent)
+    unsent = raise_alert(conn, alert_type="api_response_degradation", dedup="other", at=T + M)
+    silence(conn, start=T + 10 * M, end=T + 40 * M)
+    assert set(triggers(conn, unsent).values()) == {"held"}  # not yet sent: it waits for the silence to end
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'alice', NULL, false, %s)", (sent, T + 20 * M))
+    assert dict(conn.execute("SELECT provider, status FROM monitoring_deliveries WHERE alert_id = %s "
+                             "AND action = 'resolve'", (sent,)).fetchall()) == {"pagerduty": "pending", "slack": "pending"}
+    conn.execute("SELECT monitoring_release_holds(%s)", (T + 40 * M,))
+    assert set(triggers(conn, unsent).values()) == {"pending"}
+
+
+@pytest.mark.escalation
+def test_what_a_silence_holds_is_one_answer_everywhere(conn):
+    """The preview, the silence's count (console and CLI), the alert's hold badge and the escalation agree: the
+    open alerts the silence matches (#36 item 1). A silence made now holds from now: the database's clock."""
+    console = named_queries(ROOT / "dispatcher" / "console" / "queries.sql")
+    cli = named_queries(ROOT / "dispatcher" / "commands.sql")
+
+    def raised(dedup, alert_type="api_response_degradation"):
+        alert = conn.execute("SELECT monitoring_raise_alert(%s, 'critical', 't', p_dedup_key => %s)",
+                             (alert_type, dedup)).fetchone()[0]
+        send(conn, alert)
+        return alert
+
+    paging, queued, acknowledged, resolved = raised("a"), raised("b"), raised("c"), raised("d")
+    other = raised("e", alert_type="payment_failure")
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'alice')", (acknowledged,))
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'alice')", (resolved,))
+    preview = {a for (a,) in conn.execute("SELECT alert_id FROM monitoring_silence_preview(%s)", (Jsonb(DEGRADED),))}
+    assert preview == {paging, queued}
+    silence_id = conn.execute("SELECT monitoring_create_silence(%s, now() + interval '1 hour', 'deploy')",
+                              (Jsonb(DEGRADED),)).fetchone()[0]
+    badges = {row["id"] for row in conn.cursor(row_factory=dict_row).execute(console["alerts"], {
+        "status": "active", "severity": None, "alert_type": None, "source": None, "label_key": None,
+        "label_value": None, "q": None, "limit": 100}) if row["holds"]}
+    held = {a for (a,) in conn.execute("SELECT alert_id FROM monitoring_notification_holds WHERE released_at IS NULL "
+                                       "AND reason = 'silence' AND cause_id = %s", (silence_id,))}
+    assert held == preview
+    [cli_count] = [row[-1] for row in conn.execute(cli["list_silences"], {"show_all": False}) if row[0] == silence_id]
+    [console_count] = [row[-1] for row in conn.execute(console["silences"]) if row[0] == silence_id]
+    assert cli_count == console_count == len(preview)
+    assert badges == preview
+    escalating = {a for (a,) in conn.execute(
+        "SELECT alert_id FROM monitoring_alert_escalations WHERE finished_at IS NULL AND NOT EXISTS ("
+        " SELECT FROM monitoring_notification_holds AS h WHERE h.alert_id = monitoring_alert_escalations.alert_id"
+        " AND h.released_at IS NULL)")}
+    assert escalating & preview == set() and other in escalating
+    conn.execute("SELECT monitoring_run_oncall(now() + interval '16 minutes')")
+    assert [len(slack_pages(conn, a)) for a in (paging, queued, other)] == [1, 1, 2]
 
 
 @pytest.mark.parametrize(("matchers", "details", "held"), [

@@ -257,6 +257,29 @@ def test_a_repeat_of_another_raisers_alert_only_counts_and_gives_no_right_to_res
     assert raise_batch(inbound, [{"status": "resolved", "dedup_key": "disk"}], via="api") == [("resolved", 2, None)]
 
 
+# What serve's login might pass as a provider's name, to record an API client as the raiser of an app's alert
+# and so give it the right to resolve that alert (#35, 17).
+RAISER_VIAS = ["raised_by:grafana", "raised_by:grafana ", "RAISED_BY:grafana", "raised_by:", "a:b", "pagerduty:x", "",
+               None, "x" * 40]
+
+
+@pytest.mark.parametrize("via", RAISER_VIAS)
+def test_serves_login_cannot_make_a_client_the_raiser_of_an_alert_it_did_not_raise(conn, inbound, client, via):
+    alert_id = conn.execute(SEED_CRITICAL.rstrip(";") + " RETURNING id").fetchone()[0]
+    installation = conn.execute("SELECT left(replace(installation_id::text, '-', ''), 8) "
+                                "FROM _monitoring_installation").fetchone()[0]
+    for key, reference in ((f"pgalert-{installation}-{alert_id}", str(alert_id)), (None, str(alert_id))):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="not a provider name"):
+            inbound.execute("SELECT monitoring_inbound_find_alert(%s, %s, %s)", (via, key, reference))
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="not a provider name"):
+        raise_batch(inbound, [{"status": "firing", "alert_type": "x", "severity": "info", "title": "t",
+                               "dedup_key": "payment_failure", "instance": "i"}], client="grafana", via=via)
+    assert conn.execute("SELECT count(*) FROM _monitoring_alert_references WHERE via LIKE 'raised_by:%%'").fetchone() == (0,)
+    assert raise_batch(inbound, [{"status": "resolved", "dedup_key": "payment_failure"}], client="grafana", via="api") == \
+        [("not_raised_by_client", None, None)]
+    assert conn.execute("SELECT status FROM monitoring_alerts WHERE id = %s", (alert_id,)).fetchone() == ("open",)
+
+
 def test_a_batch_with_an_unknown_or_revoked_token_writes_nothing(conn, inbound, client):
     firing = [{"status": "firing", "alert_type": "disk", "severity": "info", "title": "disk"}]
     with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification, match="not one of an active API client"):

@@ -303,6 +303,12 @@ def test_an_upgrade_from_0_1_0_keeps_alerts_deliveries_rules_schedules_and_sla_r
         assert sorted(job["job_name"] for (job,) in new_jobs) == ["pgalert_flush_groups", "pgalert_heartbeat",
                                                                       "pgalert_release_holds", "pgalert_settle_flapping"]
         after["monitoring_schedules"] = [row for row in after["monitoring_schedules"] if row not in new_jobs]
+        # the acknowledged alert's escalation, left running until its next step, ended at the acknowledge (0039)
+        [acknowledged_at] = [a["acknowledged_at"] for (a,) in before["monitoring_alerts"] if a["id"] == 1]
+        [(escalation,)] = before["monitoring_alert_escalations"]
+        assert escalation["alert_id"] == 1 and escalation["finished_at"] is None
+        before["monitoring_alert_escalations"] = [({**escalation, "finished_at": acknowledged_at,
+                                                    "finish_reason": "acknowledged", "next_step_at": None},)]
         assert after == before
         # and the upgraded database works: a resolve reaches the providers that heard of the alert
         conn.execute("SELECT monitoring_resolve_alert(1, 'alice')")

@@ -9,6 +9,9 @@ import zoneinfo
 import psycopg
 import pytest
 
+from dispatcher.console import views
+from dispatcher.console.app import QUERIES_FILE
+from dispatcher.db import named_queries
 from tests.helpers import make_schedule
 
 pytestmark = pytest.mark.escalation
@@ -154,6 +157,42 @@ def test_a_resolve_in_between_stops_everything(chain):
     run(chain, T + 60 * M)
     assert notified(chain, alert) == [("ana",), ("bruno",)]
     assert chain.execute("SELECT finish_reason FROM monitoring_alert_escalations").fetchone() == ("resolved",)
+
+
+def test_acknowledge_and_resolve_end_the_escalation_at_once(chain, connect):
+    """An acknowledged alert showed "Next: step 2 of default_critical in 14m", and On-call's "Escalating now" listed
+    resolved ones, until the next step fell due (#36 item 3): the escalation ends in the acknowledging (or
+    resolving) transaction, and the console's queries show only live ones."""
+    acked = raise_critical(chain)
+    resolved = chain.execute("SELECT monitoring_raise_alert('disk_full', 'critical', 'Disk full', p_at => %s)", (T,)).fetchone()[0]
+    live = chain.execute("SELECT monitoring_raise_alert('queue_stuck', 'critical', 'Queue stuck', p_at => %s)", (T,)).fetchone()[0]
+    chain.execute("SELECT monitoring_acknowledge_alert(%s, 'ana', NULL, %s)", (acked, T + 1 * M))
+    chain.execute("SELECT monitoring_resolve_alert(%s, 'ana', NULL, false, %s)", (resolved, T + 2 * M))
+    rows = chain.execute("SELECT alert_id, finished_at, finish_reason, next_step_at FROM monitoring_alert_escalations").fetchall()
+    assert {row[0]: row[1:] for row in rows} == {acked: (T + 1 * M, "acknowledged", None),
+                                                 resolved: (T + 2 * M, "resolved", None), live: (None, None, T + 15 * M)}
+    queries = named_queries(QUERIES_FILE)
+    console = connect("monitoring_console")
+    console.row_factory = psycopg.rows.dict_row
+    assert [e["id"] for e in console.execute(queries["escalating"])] == [live]
+    for alert, expected in ((acked, None), (resolved, None), (live, ("step 2 of default_critical", "14m"))):
+        escalations = console.execute(queries["alert_escalations"], {"alert_id": alert}).fetchall()
+        assert views.next_escalation(escalations, T + 1 * M) == expected
+
+
+def test_a_reopen_after_acknowledge_then_resolve_does_not_count_the_time_since_the_acknowledge(chain):
+    alert = raise_critical(chain)
+    chain.execute("SELECT monitoring_acknowledge_alert(%s, 'ana', NULL, %s)", (alert, T + 4 * M))
+    chain.execute("SELECT monitoring_resolve_alert(%s, 'ana', NULL, false, %s)", (alert, T + 10 * M))
+    assert chain.execute("SELECT finished_at, finish_reason FROM monitoring_alert_escalations").fetchone() == \
+        (T + 4 * M, "acknowledged")  # it ended at the acknowledge; the resolve found nothing left to end
+    chain.execute("SELECT _monitoring_reopen(%s, 'ana', %s, 'sql')", (alert, T + 20 * M))
+    # paused from the acknowledge (4) to the reopen (20): the backup's 15 minutes are due at 31
+    assert chain.execute("SELECT finish_reason, next_step_at FROM monitoring_alert_escalations").fetchone() == (None, T + 31 * M)
+    run(chain, T + 30 * M)
+    assert notified(chain, alert) == [("ana",)]
+    run(chain, T + 31 * M)
+    assert notified(chain, alert) == [("ana",), ("bruno",)]
 
 
 def test_editing_the_policy_does_not_change_a_running_escalation(chain):

@@ -10,6 +10,7 @@ import datetime as dt
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 M = dt.timedelta(minutes=1)
 
@@ -115,6 +116,84 @@ def test_acknowledging_ends_the_page_and_skips_what_was_not_sent(conn, alice):
         ("sms", "+14155550123", "skipped", "not sent: the alert was acknowledged"),
     ]
     assert conn.execute("SELECT finish_reason FROM monitoring_person_pages WHERE alert_id = %s", (alert,)).fetchone() == ("acknowledged",)
+
+
+def step_again(conn, name: str, delay: dt.timedelta) -> None:
+    """The policy names `name` again, `delay` after the alert opened."""
+    conn.execute("INSERT INTO monitoring_escalation_steps (policy_id, step, delay, target_type, person_id) "
+                 "SELECT p.id, 2, %s, 'person', pp.id FROM monitoring_escalation_policies AS p, monitoring_people AS pp "
+                 "WHERE p.name = 'wake' AND pp.name = %s", (delay, name))
+
+
+def pages(conn, alert_id: int) -> list[tuple[str, str | None]]:
+    return conn.execute("SELECT reason, finish_reason FROM monitoring_person_pages WHERE alert_id = %s ORDER BY id",
+                        (alert_id,)).fetchall()
+
+
+def test_a_later_step_that_names_them_again_pages_them_again(conn, alice):
+    """Their rules had all run by the time the policy named them again, and nothing more went to them (#36 item 4):
+    each step that names them starts their rules over."""
+    step_again(conn, "alice", 10 * M)
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 5 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms", "voice"]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 10 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms", "voice", "push"]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 12 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms", "voice", "push", "sms"]
+    assert pages(conn, alert) == [("escalation level 1 of policy wake", "paged again"),
+                                  ("escalation level 2 of policy wake", None)]
+
+
+@pytest.mark.parametrize(("action", "undo"), [("acknowledge", "unacknowledge"), ("resolve", "reopen")])
+def test_acknowledged_from_the_push_then_reopened_pages_them_again(conn, alice, connect, action, undo):
+    """The policy names alice at once and at +10 minutes; she acknowledges with the push's button; a responder
+    reopens the alert (PagerDuty's unacknowledge, or a reopen): her rules run again at once, and the step at +10
+    (+11, with the paused minute not counted) pages her again too (#36 item 4)."""
+    step_again(conn, "alice", 10 * M)
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', completed_at = now(), attempts = 1 "
+                 "WHERE alert_id = %s AND action IN ('trigger', 'notify')", (alert,))
+    push = conn.execute("SELECT id FROM monitoring_deliveries WHERE alert_id = %s AND starts_with(target, 'page:')",
+                        (alert,)).fetchone()[0]
+    inbound = connect("monitoring_inbound")
+    assert inbound.execute("SELECT outcome FROM monitoring_inbound_contact_act('push', 'tap', NULL, %s, NULL, %s, NULL)",
+                           (push, action)).fetchone() == (action.replace("acknowledge", "acknowledged")
+                                                          .replace("resolve", "resolved"),)
+    assert inbound.execute("SELECT outcome FROM monitoring_inbound_act('pagerduty', 'undo', %s, %s, 'Bob', NULL)",
+                           (alert, undo)).fetchone() == ("reopened",)
+    assert [m[:3] for m in messages(conn, alert)] == [("push", "oncall-alice", "succeeded"),
+                                                      ("push", "oncall-alice", "pending")]
+    assert [p[1] for p in pages(conn, alert)] == [action.replace("acknowledge", "acknowledged")
+                                                  .replace("resolve", "resolved"), None]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 2 * M + dt.timedelta(seconds=30),))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "push", "sms"]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 11 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "push", "sms", "push"]
+    assert pages(conn, alert)[-1] == ("escalation level 2 of policy wake", None)
+
+def test_a_silence_holds_the_rules_of_a_person_already_paged_and_they_resume_where_they_stood(conn, alice):
+    """A page's SMS and call were still sent to a person after the alert was silenced (#36 item 1)."""
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', completed_at = now(), attempts = 1 "
+                 "WHERE alert_id = %s AND status = 'pending'", (alert,))  # the push went out
+    conn.execute("SELECT monitoring_create_silence(%s, %s, 'failing over', %s)",
+                 (Jsonb([{"field": "alert_type", "op": "=", "value": "db_down"}]), t + 31 * M, t + 1 * M))
+    conn.execute("SELECT monitoring_release_holds(%s)", (t + 1 * M,))  # pg_cron's minute: the silence has started
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 10 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push"]
+    # the silence ends with the alert open: the SMS was a minute away when it began, the call four
+    conn.execute("SELECT monitoring_release_holds(%s)", (t + 31 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push"]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 32 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms"]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 34 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms"]
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 35 * M,))
+    assert [m[0] for m in messages(conn, alert)] == ["push", "sms", "voice"]
 
 
 def test_a_failed_message_hands_over_to_the_next_method_at_once(conn, alice):

@@ -185,3 +185,14 @@ def test_a_typed_time_is_utc_unless_it_says_otherwise():
     assert views.parse_local_time("2026-12-05T14:30+01:00", T0).utcoffset() == dt.timedelta(hours=1)
     with pytest.raises(ValueError, match="is not a time"):
         views.parse_local_time("tomorrow", T0)
+
+
+def test_a_held_escalation_says_what_holds_it_never_a_time_that_will_not_come():
+    """A silenced alert's page said "Next: step 2 of default_critical in 14m" (#36 item 1)."""
+    now = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+    running = {"finished_at": None, "next_index": 1, "policy_name": "default_critical", "held_by": None,
+               "next_step_at": now + dt.timedelta(minutes=14)}
+    assert views.next_escalation([running], now) == ("step 2 of default_critical", "in 14m")
+    assert views.next_escalation([{**running, "next_step_at": now}], now)[1] == "due now"
+    held = {**running, "next_step_at": now - dt.timedelta(minutes=2), "held_by": "silence 3"}
+    assert views.next_escalation([held], now) == ("step 2 of default_critical", "held by silence 3")
