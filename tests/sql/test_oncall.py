@@ -175,7 +175,7 @@ def test_acknowledge_and_resolve_end_the_escalation_at_once(chain, connect):
     console = connect("monitoring_console")
     console.row_factory = psycopg.rows.dict_row
     assert [e["id"] for e in console.execute(queries["escalating"])] == [live]
-    for alert, expected in ((acked, None), (resolved, None), (live, ("step 2 of default_critical", "14m"))):
+    for alert, expected in ((acked, None), (resolved, None), (live, ("step 2 of default_critical", "in 14m"))):
         escalations = console.execute(queries["alert_escalations"], {"alert_id": alert}).fetchall()
         assert views.next_escalation(escalations, T + 1 * M) == expected
 
