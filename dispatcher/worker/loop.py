@@ -7,7 +7,8 @@ Three threads talk to PostgreSQL, each on its own session of the connector:
 When one of them (or the probes' or heartbeat's thread) dies, the dispatcher stops and exits non-zero; when the
 recorder died, it first stops sending (see _essential).
 Requests are built, sent and their replies judged on the HTTP loop's thread (sending.py, dispatcher.http),
-outside any transaction. Health probes (health.py) have a thread of their own.
+outside any transaction. Health probes (health.py) and the polling of Twilio for statuses whose callback never came
+(statuses.py) have a thread each.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dispatcher.worker.inflight import InFlight
 from dispatcher.worker.outcomes import to_delivery
 from dispatcher.worker.recorder import Recorder
 from dispatcher.worker.sending import Client, Sender
+from dispatcher.worker.statuses import poll_statuses_forever
 
 RESPONSE_BODY_MAX = 64 * 1024
 SCHEMA_RECHECK_SECONDS = 5.0
@@ -105,6 +107,9 @@ class Dispatcher:
                              provider=name, reason=provider.reason)
         self._essential("listener", self._listen_forever).start()
         self._essential("recorder", self.recorder.run).start()
+        self._essential("statuses", poll_statuses_forever, self.connector, self._client, lambda: self.providers,
+                        self.settings.connect_timeout + self.settings.http_timeout + 1, self.stopping,
+                        self._clean).start()
         if self.settings.health_checks:
             self._essential("probes", probe_forever, self.connector, self.settings.production_url, self.stopping,
                             self._clean).start()

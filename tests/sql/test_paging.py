@@ -10,6 +10,7 @@ import datetime as dt
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 M = dt.timedelta(minutes=1)
 
@@ -498,3 +499,78 @@ def test_the_console_shows_an_address_to_its_person_and_admins_only(connect, con
         shown("not a session")
     # serve's login, whatever it asks in SQL, reads no address
     assert ADDRESSES["push"] not in readable_text(console)
+
+
+def sent_by_twilio(conn, delivery: int, sid: str, at: dt.datetime | None = None) -> None:
+    """The dispatcher claimed the message, Twilio answered 201 with `sid`, and the result was recorded."""
+    [(attempt,)] = conn.execute("SELECT attempt FROM monitoring_claim_deliveries('test-dispatcher', 100) "
+                                "WHERE delivery_id = %s", (delivery,)).fetchall()
+    at = at or now(conn)
+    result = {"delivery_id": delivery, "attempt": attempt, "outcome": "succeeded", "http_status": 201, "error": None,
+              "provider_reference": sid, "retry_at": None, "started_at": at.isoformat(), "finished_at": at.isoformat()}
+    assert conn.execute("SELECT monitoring_complete_deliveries('test-dispatcher', %s)", (Jsonb([result]),)).fetchone() == (1,)
+
+
+def texting(conn, alice) -> tuple[int, int]:
+    """Alice's page with its push refused, so her text is due now: (alert id, the text's delivery id)."""
+    alert = raise_at(conn, now(conn))
+    conn.execute("UPDATE monitoring_deliveries SET status = 'failed', completed_at = now() "
+                 "WHERE alert_id = %s AND starts_with(target, 'page:')", (alert,))
+    [(text,)] = conn.execute("SELECT id FROM monitoring_deliveries WHERE alert_id = %s AND status = 'pending' "
+                             "AND context -> 'contact' ->> 'kind' = 'sms'", (alert,)).fetchall()
+    return alert, text
+
+
+def status_heard(conn, sid: str, status: str, error_code: str | None = None) -> str:
+    return conn.execute("SELECT monitoring_inbound_contact_status(%s, %s, %s)", (sid, status, error_code)).fetchone()[0]
+
+
+def test_a_status_twilio_sent_before_the_sid_was_recorded_is_kept_and_applied_when_it_is(conn, alice):
+    alert, text = texting(conn, alice)
+    # Twilio calls back within milliseconds of its 201, before the dispatcher's result is written
+    assert status_heard(conn, "SM0001", "sent") == "kept"
+    assert status_heard(conn, "SM0001", "undelivered", "30003") == "kept"
+    assert status_heard(conn, "SM0001", "sent") == "kept"  # a late, earlier status never hides the final one
+    sent_by_twilio(conn, text, "SM0001")
+    assert messages(conn, alert)[1:] == [
+        ("sms", "+14155550123", "failed", "not reached: Twilio says undelivered (error 30003)"),
+        ("voice", "+14155550123", "pending", None),  # the call goes now, not at five minutes
+    ]
+
+
+def test_a_status_for_a_recorded_message_fails_it_at_once_and_a_repeat_changes_nothing(conn, alice):
+    alert, text = texting(conn, alice)
+    sent_by_twilio(conn, text, "SM0002")
+    assert status_heard(conn, "SM0002", "delivered") == "noted"
+    assert messages(conn, alert)[1][2] == "succeeded"
+    assert status_heard(conn, "SM0002", "failed", "30008") == "failed"
+    assert status_heard(conn, "SM0002", "failed", "30008") == "noted"
+    assert [m[2] for m in messages(conn, alert)] == ["failed", "failed", "pending"]
+
+
+def to_poll(conn) -> list[tuple[str, str]]:
+    return [(kind, sid) for _id, _channel, kind, sid in
+            conn.execute("SELECT * FROM monitoring_messages_to_poll(100)").fetchall()]
+
+
+def test_a_message_whose_final_status_never_came_is_polled_every_few_minutes_until_it_comes(conn, alice):
+    alert, text = texting(conn, alice)
+    sent_by_twilio(conn, text, "SM0003", at=now(conn) - 3 * M)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (now(conn) + 5 * M,))
+    [(call,)] = conn.execute("UPDATE monitoring_deliveries SET next_attempt_at = now() WHERE alert_id = %s "
+                             "AND context -> 'contact' ->> 'kind' = 'voice' RETURNING id", (alert,)).fetchall()
+    sent_by_twilio(conn, call, "CA0004")
+    assert to_poll(conn) == [("sms", "SM0003")]  # the call placed just now may still be called back
+    # Twilio's answer to the poll: not final yet, so it is asked again in a few minutes, not at once
+    assert conn.execute("SELECT monitoring_message_polled('SM0003', 'sent', NULL)").fetchone() == ("noted",)
+    assert to_poll(conn) == []
+    conn.execute("UPDATE monitoring_message_statuses SET heard_at = heard_at - interval '3 minutes'")
+    assert to_poll(conn) == [("sms", "SM0003")]
+    assert conn.execute("SELECT monitoring_message_polled('SM0003', 'undelivered', '30005')").fetchone() == ("failed",)
+    assert to_poll(conn) == []
+    assert messages(conn, alert)[1][2:] == ("failed", "not reached: Twilio says undelivered (error 30005)")
+    # one whose final status came is never polled, however long ago it was sent
+    conn.execute("UPDATE monitoring_deliveries SET completed_at = completed_at - interval '5 minutes' WHERE id = %s",
+                 (call,))
+    assert to_poll(conn) == [("voice", "CA0004")]
+    assert status_heard(conn, "CA0004", "completed") == "noted" and to_poll(conn) == []

@@ -360,3 +360,23 @@ def test_a_thread_that_dies_stops_the_dispatcher():
     dispatcher._listen_forever = lambda: (_ for _ in ()).throw(RuntimeError("a bug in the listener"))
     assert exit_code(dispatcher) == 1
     assert "listener" in dispatcher.metrics.problem
+
+
+def test_texts_and_calls_whose_status_never_came_are_fetched_from_twilio_and_what_it_says_recorded():
+    from dispatcher.providers.twilio import Twilio
+    from dispatcher.worker.statuses import poll_once
+
+    sms, call = "SM" + "1" * 32, "CA" + "2" * 32
+    database = InMemoryDatabase()
+    database.to_poll = [(7, "twilio", "sms", sms), (8, "twilio", "voice", call), (9, "slack", "slack", "1700.01")]
+    answers = {f"/Messages/{sms}.json": b'{"sid": "%s", "status": "undelivered", "error_code": 30003}' % sms.encode(),
+               f"/Calls/{call}.json": b'{"sid": "%s", "status": "no-answer", "error_code": null}' % call.encode()}
+    client = ScriptedClient(lambda request: HttpResponse(200, {}, next(
+        body for tail, body in answers.items() if request.url.endswith(tail))))
+    twilio = Twilio("AC" + "0" * 32, "token", "+15005550006", api_url="https://api.twilio.test")
+    with InMemoryConnector(database).session("test") as session:
+        assert poll_once(session.queries, client, {"twilio": twilio, "slack": Slack(SLACK_URL)}, 1.0) == 2
+    assert database.polled == [(sms, "undelivered", "30003"), (call, "no-answer", None)]
+    assert [(r.method, r.url.split("/Accounts/")[1]) for r in client.sent] == [
+        ("GET", f"{'AC' + '0' * 32}/Messages/{sms}.json"), ("GET", f"{'AC' + '0' * 32}/Calls/{call}.json")]
+    assert all(r.headers["Authorization"].startswith("Basic ") for r in client.sent)
