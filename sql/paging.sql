@@ -14,8 +14,8 @@
 -- - an address is its person's secret (a push topic is read by whoever knows it): readers and the outbox see it
 --   masked (monitoring_contacts, monitoring_mask_contact_address), only admins and the claim read it;
 -- - a message that fails (the channel refused it, or the provider reports it undelivered, busy or unanswered)
---   or that a method's rate limit stops (recorded as skipped, with the reason) hands over to the person's next
---   rule at once, not at that rule's delay;
+--   or that a method's rate limit or a STOP texted from its number stops (recorded as skipped, with the reason)
+--   hands over to the person's next rule at once, not at that rule's delay;
 -- - acknowledging or resolving the alert ends its pages: messages not yet sent are skipped;
 -- - every message is a delivery of action notify, target page:<page id>:<rule id>, with its attempts, through
 --   the channel that carries its kind (sms and voice: twilio; push: ntfy; email; slack), so it is retried and
@@ -164,7 +164,8 @@ BEGIN
                 LIMIT 1
             ) AS sent ON TRUE
             WHERE pg.finished_at IS NULL AND (p_alert_ids IS NULL OR pg.alert_id = ANY (p_alert_ids))
-              AND m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL
+              -- a number that texted STOP stays in the chain, to be skipped visibly (below), never silently
+              AND m.enabled AND m.verified_at IS NOT NULL
               AND public._monitoring_contact_channel(m.kind) IS NOT NULL
         ),
         -- the last message sent on each page, and whether it fell through
@@ -189,8 +190,10 @@ BEGIN
                    'target', 'page:' || d.page_id || ':' || d.rule_id,
                    'context', public._monitoring_contact_context(d.method, d.person, d.reason)
                               || jsonb_build_object('page', d.page_id, 'rule', d.rule_id),
-                   'skip', public._monitoring_contact_limited((d.method).id, (d.method).kind, p_at,
-                                                              d.reason <> 'test page'))
+                   'skip', coalesce(CASE WHEN (d.method).opted_out_at IS NOT NULL
+                                             THEN 'opted out: this number texted STOP (START resumes)' END,
+                                        public._monitoring_contact_limited((d.method).id, (d.method).kind, p_at,
+                                                                           d.reason <> 'test page')))
                    ORDER BY d.page_id, d.position)
         INTO v_messages
         FROM due AS d;

@@ -471,21 +471,26 @@ def test_no_role_but_admins_reads_an_address_and_readers_see_it_masked(connect, 
     assert {a for (a,) in admin.execute("SELECT address_shown FROM monitoring_contacts")} >= set(ADDRESSES.values())
 
 
-def test_the_console_shows_an_address_to_its_person_and_admins_only(connect, conn):
+def console_session(conn, login: str, role: str, who: str | None) -> str:
+    """A console user's session token, as signing in gives it."""
     import secrets
 
+    conn.execute("SELECT monitoring_console_save_user(%s, %s, %s, NULL, %s)", (login, login, role, who))
+    token = secrets.token_urlsafe(32)
+    conn.execute("INSERT INTO monitoring_console_sessions (token_sha256, user_id, expires_at) "
+                 "SELECT sha256(convert_to(%s, 'UTF8')), id, now() + interval '1 hour' "
+                 "FROM monitoring_console_users WHERE login = %s", (token, login))
+    return token
+
+
+def test_the_console_shows_an_address_to_its_person_and_admins_only(connect, conn):
     olga = person(conn, "olga")
     rule(conn, olga, verified(conn, "olga", "push", ADDRESSES["push"]), 0 * M)
     person(conn, "pete")
     console = connect("monitoring_console")
 
     def session(login: str, role: str, who: str | None) -> str:
-        conn.execute("SELECT monitoring_console_save_user(%s, %s, %s, NULL, %s)", (login, login, role, who))
-        token = secrets.token_urlsafe(32)
-        conn.execute("INSERT INTO monitoring_console_sessions (token_sha256, user_id, expires_at) "
-                     "SELECT sha256(convert_to(%s, 'UTF8')), id, now() + interval '1 hour' "
-                     "FROM monitoring_console_users WHERE login = %s", (token, login))
-        return token
+        return console_session(conn, login, role, who)
 
     def shown(token: str) -> str:
         [(name, methods)] = console.execute("SELECT * FROM monitoring_console_contacts(%s)", (token,)).fetchall()
@@ -574,3 +579,20 @@ def test_a_message_whose_final_status_never_came_is_polled_every_few_minutes_unt
                  (call,))
     assert to_poll(conn) == [("voice", "CA0004")]
     assert status_heard(conn, "CA0004", "completed") == "noted" and to_poll(conn) == []
+
+
+def test_a_number_that_texted_stop_is_skipped_on_the_page_with_why_and_the_next_rule_goes_at_once(conn, alice):
+    assert conn.execute("SELECT monitoring_inbound_contact_opt_out('twilio:stop', '+14155550123', TRUE)").fetchone() == (1,)
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 2 * M,))
+    assert messages(conn, alert) == [
+        ("push", "oncall-alice", "pending", None),
+        ("sms", "+14155550123", "skipped", "not sent: opted out: this number texted STOP (START resumes)"),
+        ("voice", "+14155550123", "pending", None),  # at two minutes, not five
+    ]
+    assert conn.execute("SELECT kind, opted_out_at IS NOT NULL, ready FROM monitoring_contacts WHERE kind = 'sms'"
+                        ).fetchone() == ("sms", True, False)
+    [(_name, methods)] = conn.execute("SELECT * FROM monitoring_console_contacts(%s)",
+                                      (console_session(conn, "root", "admin", None),)).fetchall()
+    assert [(m["kind"], m["opted_out"]) for m in methods] == [("push", False), ("sms", True), ("voice", False)]
