@@ -596,3 +596,63 @@ def test_a_number_that_texted_stop_is_skipped_on_the_page_with_why_and_the_next_
     [(_name, methods)] = conn.execute("SELECT * FROM monitoring_console_contacts(%s)",
                                       (console_session(conn, "root", "admin", None),)).fetchall()
     assert [(m["kind"], m["opted_out"]) for m in methods] == [("push", False), ("sms", True), ("voice", False)]
+
+
+def status_messages(conn, alert_id: int) -> list[tuple[str, str, str, str | None]]:
+    """(kind, reason, status, last_error) of the status messages people got about an alert."""
+    return conn.execute(
+        "SELECT context -> 'contact' ->> 'kind', context ->> 'reason', status, last_error FROM monitoring_deliveries "
+        "WHERE alert_id = %s AND starts_with(target, 'status:') ORDER BY id", (alert_id,)).fetchall()
+
+
+def reached(conn, alert_id: int) -> None:
+    """The page's messages due now were sent (claimed and recorded as succeeded)."""
+    conn.execute("SELECT monitoring_claim_deliveries('test-dispatcher', 100)")
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', claimed_by = NULL, completed_at = now() "
+                 "WHERE alert_id = %s AND status = 'sending'", (alert_id,))
+
+
+def test_a_person_who_was_paged_hears_when_someone_else_acknowledges(conn, alice):
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 2 * M,))
+    reached(conn, alert)  # her push and her text went out
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'bob', p_at => %s)", (alert, t + 3 * M))
+    # one short message, on the last method that reached her that is not a call; the call not yet made is skipped
+    assert status_messages(conn, alert) == [("sms", f"alert {alert} acknowledged by bob", "pending", None)]
+    assert messages(conn, alert)[-1][2] == "succeeded"
+    # and nothing more when bob resolves it: she was told it is taken
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'bob', p_at => %s)", (alert, t + 4 * M))
+    assert len(status_messages(conn, alert)) == 1
+
+
+def test_nobody_is_told_what_they_did_themselves_or_about_a_page_that_never_reached_them(conn, alice):
+    t = now(conn)
+    mine = raise_at(conn, t)
+    reached(conn, mine)
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'alice', p_at => %s)", (mine, t + M))
+    assert status_messages(conn, mine) == []
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'alice', p_at => %s)", (mine, t + 2 * M))
+    unsent = conn.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Replica down')").fetchone()[0]
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'bob')", (unsent,))  # her push was never sent
+    assert status_messages(conn, unsent) == []
+
+
+def test_a_status_message_over_its_rate_limit_is_skipped_with_why(conn, alice):
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 2 * M,))
+    reached(conn, alert)
+    # her code, her page and two more texts in the last quarter of an hour: the fifth, the limit's last, is kept
+    # for pages
+    for n in range(2):
+        conn.execute("INSERT INTO monitoring_deliveries (alert_id, provider, action, target, context, status, "
+                     "completed_at) SELECT alert_id, provider, action, 'earlier:' || %s, context, 'succeeded', now() "
+                     "FROM monitoring_deliveries "
+                     "WHERE alert_id = %s AND target LIKE 'page:%%' AND context -> 'contact' ->> 'kind' = 'sms'",
+                     (n, alert))
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'bob')", (alert,))
+    assert status_messages(conn, alert) == [(
+        "sms", f"alert {alert} acknowledged by bob", "skipped",
+        "not sent: rate limited: 4 messages to this sms in the last 15 minutes (the last of its limit is kept for "
+        "alert pages)")]
