@@ -153,6 +153,7 @@ AS $$
     SELECT p_status IN ('delivered', 'undelivered', 'failed', 'read', 'completed', 'busy', 'no-answer', 'canceled')
 $$;
 REVOKE ALL ON FUNCTION _monitoring_message_status_is_final(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_message_status_is_final(text) TO monitoring_dispatcher;
 
 -- Messages to contact methods that their provider says did not reach the person (undelivered, failed, busy,
 -- no-answer, canceled in monitoring_message_statuses), among p_references: each is failed after all, with why,
@@ -177,6 +178,7 @@ AS $$
     SELECT count(*)::integer FROM failed
 $$;
 REVOKE ALL ON FUNCTION _monitoring_apply_message_statuses(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_apply_message_statuses(text[]) TO monitoring_dispatcher;
 
 -- What the provider said of a message or call (p_reference: its sid), heard by p_via (callback or poll): kept,
 -- and applied to its message. Twilio calls back within milliseconds of its 201 and never retries, so a status
@@ -203,6 +205,7 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION _monitoring_message_heard(text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_message_heard(text, text, text, text) TO monitoring_dispatcher;
 
 -- How long after it was sent a message's final status is asked of its provider when no callback brought it, how
 -- often, and for how long (a carrier that never reports delivery would otherwise be asked forever).

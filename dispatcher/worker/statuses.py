@@ -27,16 +27,21 @@ def poll_statuses_forever(connector: Connector, client: Client, providers: Calla
                           reply_seconds: float, stopping: threading.Event,
                           clean: Callable[[str | None], str | None]) -> None:
     backoff = Backoff()
+    last_error: str | None = None
     while not stopping.is_set():
         try:
             with connector.session("statuses") as session:
                 while not stopping.is_set():
                     poll_once(session.queries, client, providers(), reply_seconds)
                     backoff.reset()
+                    last_error = None
                     stopping.wait(POLL_SECONDS)
         except psycopg.Error as error:
             delay = backoff.next()
-            logs.warning("polling message statuses paused", error=clean(str(error).strip()), retry_in=round(delay, 2))
+            message = clean(str(error).strip())
+            if message != last_error:  # once, not at every retry
+                logs.warning("polling message statuses paused", error=message)
+                last_error = message
             stopping.wait(delay)
 
 

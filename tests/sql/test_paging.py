@@ -507,7 +507,8 @@ def test_the_console_shows_an_address_to_its_person_and_admins_only(connect, con
 
 
 def sent_by_twilio(conn, delivery: int, sid: str, at: dt.datetime | None = None) -> None:
-    """The dispatcher claimed the message, Twilio answered 201 with `sid`, and the result was recorded."""
+    """The dispatcher (on `conn`) claimed the message, Twilio answered 201 with `sid`, and the result was
+    recorded."""
     [(attempt,)] = conn.execute("SELECT attempt FROM monitoring_claim_deliveries('test-dispatcher', 100) "
                                 "WHERE delivery_id = %s", (delivery,)).fetchall()
     at = at or now(conn)
@@ -530,13 +531,14 @@ def status_heard(conn, sid: str, status: str, error_code: str | None = None) -> 
     return conn.execute("SELECT monitoring_inbound_contact_status(%s, %s, %s)", (sid, status, error_code)).fetchone()[0]
 
 
-def test_a_status_twilio_sent_before_the_sid_was_recorded_is_kept_and_applied_when_it_is(conn, alice):
+def test_a_status_twilio_sent_before_the_sid_was_recorded_is_kept_and_applied_when_it_is(connect, conn, alice):
     alert, text = texting(conn, alice)
+    serve, dispatcher = connect("monitoring_inbound"), connect("monitoring_dispatcher")
     # Twilio calls back within milliseconds of its 201, before the dispatcher's result is written
-    assert status_heard(conn, "SM0001", "sent") == "kept"
-    assert status_heard(conn, "SM0001", "undelivered", "30003") == "kept"
-    assert status_heard(conn, "SM0001", "sent") == "kept"  # a late, earlier status never hides the final one
-    sent_by_twilio(conn, text, "SM0001")
+    assert status_heard(serve, "SM0001", "sent") == "kept"
+    assert status_heard(serve, "SM0001", "undelivered", "30003") == "kept"
+    assert status_heard(serve, "SM0001", "sent") == "kept"  # a late, earlier status never hides the final one
+    sent_by_twilio(dispatcher, text, "SM0001")
     assert messages(conn, alert)[1:] == [
         ("sms", "+14155550123", "failed", "not reached: Twilio says undelivered (error 30003)"),
         ("voice", "+14155550123", "pending", None),  # the call goes now, not at five minutes
