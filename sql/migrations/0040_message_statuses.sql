@@ -1,4 +1,4 @@
--- pgalert 0041: what Twilio said became of each message and call, kept even when it is heard before the
+-- pgalert 0040: what Twilio said became of each message and call, kept even when it is heard before the
 -- dispatcher recorded the sid (#36 item 5). Twilio calls back within milliseconds of its 201 and never retries a
 -- callback, so a status that found no message was lost: a text stayed succeeded, a call unanswered waited the
 -- person's next rule's full delay. And a message whose final status never came is asked for (polled).
@@ -32,4 +32,4 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON monitoring_message_statuses TO monitorin
 -- what a status callback did is now _monitoring_message_heard (sql/outbox.sql), which also keeps an early one
 DROP FUNCTION IF EXISTS _monitoring_message_not_received(text, text);
 
-INSERT INTO _monitoring_migrations (version, name) VALUES ('0041', 'message_statuses');
+INSERT INTO _monitoring_migrations (version, name) VALUES ('0040', 'message_statuses');
