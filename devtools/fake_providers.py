@@ -93,6 +93,7 @@ class FakeProviders:
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _slack_last: float = 0.0
     incidents: dict[str, str] = field(default_factory=dict)  # PagerDuty incident id -> the dedup_key that opened it
+    twilio_resources: dict[str, dict] = field(default_factory=dict)  # a message's or call's sid -> its resource
 
     # ---- control ------------------------------------------------------------------------------------------
 
@@ -158,6 +159,11 @@ class FakeProviders:
         """The id of the incident PagerDuty opened for a dedup_key (as its web app and webhooks show it)."""
         with self._cond:
             return next((i for i, key in self.incidents.items() if key == dedup_key), None)
+
+    def twilio_said(self, sid: str, status: str, error_code: int | None = None) -> None:
+        """What became of a message or call, as a fetch of it (GET .../Messages/{sid}.json) then says."""
+        with self._cond:
+            self.twilio_resources[sid].update(status=status, error_code=error_code)
 
     def _record(self, received: Received) -> None:
         with self._cond:
@@ -380,8 +386,7 @@ def twilio(path: str, query: dict, headers: dict, body: bytes) -> Reply:
     def error(status: int, code: int, message: str) -> Reply:
         return _json(status, {"code": code, "message": message, "status": status,
                               "more_info": f"https://www.twilio.com/docs/errors/{code}"})
-    expected = "Basic " + base64.b64encode(f"{TWILIO_ACCOUNT_SID}:{TWILIO_AUTH_TOKEN}".encode()).decode()
-    if headers.get("authorization") != expected:
+    if not _twilio_authorized(headers):
         return error(401, 20003, "Authenticate")
     match = re.fullmatch(r"/2010-04-01/Accounts/(AC[0-9a-f]{32})/(Messages|Calls)\.json", path)
     if not match or match[1] != TWILIO_ACCOUNT_SID:
@@ -453,6 +458,36 @@ def _pagerduty_rest(fake: FakeProviders, method: str, path: str, headers: dict) 
                                     "status": "triggered", "title": "from the fake"}})
 
 
+def _twilio_authorized(headers: dict) -> bool:
+    """HTTP Basic with the account SID and Auth Token, as every Twilio REST call."""
+    expected = "Basic " + base64.b64encode(f"{TWILIO_ACCOUNT_SID}:{TWILIO_AUTH_TOKEN}".encode()).decode()
+    return headers.get("authorization") == expected
+
+
+def _twilio(fake: FakeProviders, method: str, path: str, query: dict, headers: dict, body: bytes) -> Reply:
+    """Twilio keeps what it created: a message or call is then fetched by its sid (GET
+    /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json, .../Calls/{Sid}.json), with its status and error_code
+    as they are now, or 404 with Twilio's error 20404."""
+    fetch = re.fullmatch(r"/2010-04-01/Accounts/(AC[0-9a-f]{32})/(Messages|Calls)/([A-Z]{2}[0-9a-f]{32})\.json", path)
+    if method == "GET" and fetch:
+        if not _twilio_authorized(headers):
+            return _json(401, {"code": 20003, "message": "Authenticate", "status": 401,
+                               "more_info": "https://www.twilio.com/docs/errors/20003"})
+        with fake._cond:
+            resource = fake.twilio_resources.get(fetch[3])
+            resource = dict(resource) if resource and fetch[1] == TWILIO_ACCOUNT_SID else None
+        if resource is None:
+            return _json(404, {"code": 20404, "message": f"The requested resource {path} was not found",
+                               "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404})
+        return _json(200, resource)
+    status, reply_headers, reply = twilio(path, query, headers, body)
+    if method == "POST" and status == 201:
+        resource = json.loads(reply)
+        with fake._cond:
+            fake.twilio_resources[resource["sid"]] = {**resource, "error_code": None}
+    return status, reply_headers, reply
+
+
 def sign_pagerduty(body: bytes, secret: str) -> str:
     """X-PagerDuty-Signature as PagerDuty computes it (docs/webhooks/04-Signatures.md)."""
     return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -497,6 +532,8 @@ def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
                 arrived - fake._slack_last < 1 / fake.slack_rate_per_second
             ):
                 status, reply_headers, reply = 429, {"Retry-After": "1", "Content-Type": "text/plain"}, b"rate_limited"
+            elif provider == "twilio":
+                status, reply_headers, reply = _twilio(fake, self.command, "/" + rest, query, headers, body)
             elif provider == "pagerduty-api":
                 status, reply_headers, reply = _pagerduty_rest(fake, self.command, "/" + rest, headers)
             elif provider in ROUTES:

@@ -657,12 +657,13 @@ def contact_verify(database_url: str, method_id: int, code: str) -> None:
 @click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="table for people; json or csv for tools.")
 def contact_list(database_url: str, person: str | None, output_format: str) -> None:
-    """Contact methods, whether each is verified and enabled, and the delays of the rules that use it."""
+    """Contact methods, whether each is verified and enabled, when its number texted STOP (opted_out_at: it gets
+    nothing until START, and its rules are skipped on a page), and the delays of the rules that use it."""
     from dispatcher.report import render
 
     rows = _run_command(database_url, command_sql("list_contact_methods"), {"person": person})
-    click.echo(render(["id", "person", "kind", "address", "enabled", "verified_at", "rule_delays"], rows,
-                      output_format), nl=False)
+    columns = ["id", "person", "kind", "address", "enabled", "verified_at", "opted_out_at", "rule_delays"]
+    click.echo(render(columns, rows, output_format), nl=False)
 
 
 @cli.group("page")

@@ -66,7 +66,7 @@ SELECT monitoring_verify_contact_method(%(method_id)s, %(code)s);
 SELECT monitoring_contact_method_verified(%(method_id)s);
 
 -- name: list_contact_methods
-SELECT id, person, kind, address_shown AS address, enabled, verified_at, rule_delays
+SELECT id, person, kind, address_shown AS address, enabled, verified_at, opted_out_at, rule_delays
 FROM monitoring_contacts
 WHERE %(person)s::text IS NULL OR person = %(person)s
 ORDER BY person, kind, id;

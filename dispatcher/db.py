@@ -105,6 +105,13 @@ class DispatcherQueries:
         params = {"name": name, "url": url, "interval_seconds": interval_seconds}
         self.conn.execute(queries()["ensure_health_check"], params)
 
+    def messages_to_poll(self, limit: int) -> list[tuple[int, str, str, str]]:
+        return self.conn.execute(queries()["messages_to_poll"], {"limit": limit}).fetchall()
+
+    def message_polled(self, reference: str, status: str, error_code: str | None) -> str:
+        params = {"reference": reference, "status": status, "error_code": error_code}
+        return self.conn.execute(queries()["message_polled"], params).fetchone()[0]
+
 
 def listen(conn: psycopg.Connection) -> None:
     conn.execute(queries()["listen"])

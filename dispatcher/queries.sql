@@ -51,3 +51,10 @@ SELECT monitoring_ensure_health_check(%(name)s, %(url)s, make_interval(secs => %
 -- name: check_scheduler
 -- raises (and later resolves) pgalert_scheduler_stalled: pg_cron cannot say that it stopped
 SELECT last_run_at, seconds_since_run, running FROM monitoring_check_scheduler();
+
+-- name: messages_to_poll
+-- texts and calls whose final status never came (sql/outbox.sql says which and how often)
+SELECT delivery_id, provider, kind, provider_reference FROM monitoring_messages_to_poll(%(limit)s);
+
+-- name: message_polled
+SELECT monitoring_message_polled(%(reference)s, %(status)s, %(error_code)s);

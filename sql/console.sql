@@ -501,6 +501,7 @@ BEGIN
                'address', CASE WHEN v_user.role = 'admin' OR v_user.person_id = p.id THEN m.address
                                ELSE public.monitoring_mask_contact_address(m.kind, m.address) END,
                'ready', m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL,
+               'opted_out', m.opted_out_at IS NOT NULL,
                'delays', (SELECT string_agg(r.delay::text, ', ' ORDER BY r.delay)
                           FROM public.monitoring_notification_rules AS r WHERE r.contact_method_id = m.id))
                ORDER BY m.kind, m.id)

@@ -512,29 +512,20 @@ TO monitoring_inbound;
 
 -- Twilio's status callback for a message or call it was given (p_reference: its sid): undelivered, failed,
 -- busy, no-answer or canceled mean the person was not reached, and their next notification rule goes at once.
--- Returns failed (it was a sent message, now failed), noted (any other status), or unknown (no such message).
+-- A status for a sid the dispatcher has not recorded yet is kept and applied when it is (sql/outbox.sql).
+-- Returns failed (it was a sent message, now failed), noted (any other status), or kept (no such message yet).
 CREATE OR REPLACE FUNCTION monitoring_inbound_contact_status(p_reference text, p_status text, p_error_code text)
 RETURNS text
-LANGUAGE plpgsql
+LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM public.monitoring_deliveries AS d
-                   WHERE d.provider_reference = p_reference AND d.context ? 'contact_method_id') THEN
-        RETURN 'unknown';
-    END IF;
-    IF p_status IN ('undelivered', 'failed', 'busy', 'no-answer', 'canceled')
-       AND public._monitoring_message_not_received(p_reference, left('not reached: Twilio says ' || p_status
-           || coalesce(' (error ' || p_error_code || ')', ''), 300)) IS NOT NULL THEN
-        RETURN 'failed';
-    END IF;
-    RETURN 'noted';
-END
+    SELECT public._monitoring_message_heard(p_reference, p_status, p_error_code, 'callback')
 $$;
 COMMENT ON FUNCTION monitoring_inbound_contact_status(text, text, text) IS
 'pgalert serve: Twilio says what became of a message or call (p_reference, its sid); one that did not reach the
-person fails, and their next notification rule goes at once. Returns failed, noted or unknown.';
+person fails, and their next notification rule goes at once; a status that comes before the dispatcher recorded
+the sid is kept and applied when it is. Returns failed, noted or kept.';
 REVOKE ALL ON FUNCTION monitoring_inbound_contact_status(text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_inbound_contact_status(text, text, text) TO monitoring_inbound;
 

@@ -1,6 +1,6 @@
 -- The delivery outbox and the dispatcher's interface: enqueue, wake, claim, record, release.
 --
--- Owns: monitoring_deliveries, monitoring_delivery_attempts
+-- Owns: monitoring_deliveries, monitoring_delivery_attempts, monitoring_message_statuses
 --
 -- NOTIFY monitoring_deliveries is only a wake-up; the rows are the truth. Dispatchers claim due rows with
 -- FOR UPDATE SKIP LOCKED for a lease, send outside any transaction, and record each attempt. Every other
@@ -144,20 +144,115 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION _monitoring_skip_unsent_messages(bigint, text, text) FROM PUBLIC;
 
--- A message to a contact method that its provider later says did not arrive (Twilio's status callback: undelivered,
--- failed, busy, no-answer, canceled): the delivery is failed after all, with why, so the person's next rule goes
--- (sql/paging.sql). Returns its id, or NULL for a reference no sent message has.
-CREATE OR REPLACE FUNCTION _monitoring_message_not_received(p_reference text, p_why text)
-RETURNS bigint
+-- Twilio's statuses after which nothing more will be said of a message (delivered, undelivered, failed, read) or
+-- a call (completed, busy, no-answer, canceled, failed): once one is heard, the message is not polled again.
+CREATE OR REPLACE FUNCTION _monitoring_message_status_is_final(p_status text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT p_status IN ('delivered', 'undelivered', 'failed', 'read', 'completed', 'busy', 'no-answer', 'canceled')
+$$;
+REVOKE ALL ON FUNCTION _monitoring_message_status_is_final(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_message_status_is_final(text) TO monitoring_dispatcher;
+
+-- Messages to contact methods that their provider says did not reach the person (undelivered, failed, busy,
+-- no-answer, canceled in monitoring_message_statuses), among p_references: each is failed after all, with why,
+-- so the person's next rule goes at once (sql/paging.sql). Returns how many were failed.
+CREATE OR REPLACE FUNCTION _monitoring_apply_message_statuses(p_references text[])
+RETURNS integer
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE public.monitoring_deliveries
-    SET status = 'failed', last_error = p_why
-    WHERE provider_reference = p_reference AND context ? 'contact_method_id' AND status = 'succeeded'
-    RETURNING id
+    WITH failed AS (
+        UPDATE public.monitoring_deliveries AS d
+        SET status = 'failed',
+            last_error = left('not reached: Twilio says ' || s.status || coalesce(' (error ' || s.error_code || ')', ''),
+                              300)
+        FROM public.monitoring_message_statuses AS s
+        WHERE s.provider_reference = ANY (p_references)
+          AND s.status IN ('undelivered', 'failed', 'busy', 'no-answer', 'canceled')
+          AND d.provider_reference = s.provider_reference AND d.context ? 'contact_method_id'
+          AND d.status = 'succeeded'
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM failed
 $$;
-REVOKE ALL ON FUNCTION _monitoring_message_not_received(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _monitoring_apply_message_statuses(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_apply_message_statuses(text[]) TO monitoring_dispatcher;
+
+-- What the provider said of a message or call (p_reference: its sid), heard by p_via (callback or poll): kept,
+-- and applied to its message. Twilio calls back within milliseconds of its 201 and never retries, so a status
+-- may come before the dispatcher recorded the sid: it waits in monitoring_message_statuses, and
+-- monitoring_complete_deliveries applies it. Callbacks can come out of order: a final status is never replaced
+-- by one that is not. Returns failed (a sent message, now failed), noted, or kept (no message has that sid yet).
+CREATE OR REPLACE FUNCTION _monitoring_message_heard(p_reference text, p_status text, p_error_code text, p_via text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO public.monitoring_message_statuses AS s (provider_reference, status, error_code, heard_via)
+    VALUES (p_reference, p_status, p_error_code, p_via)
+    ON CONFLICT (provider_reference) DO UPDATE
+    SET status = excluded.status, error_code = excluded.error_code, heard_via = excluded.heard_via, heard_at = now()
+    WHERE public._monitoring_message_status_is_final(excluded.status)
+       OR NOT public._monitoring_message_status_is_final(s.status);
+    IF NOT EXISTS (SELECT FROM public.monitoring_deliveries AS d
+                   WHERE d.provider_reference = p_reference AND d.context ? 'contact_method_id') THEN
+        RETURN 'kept';
+    END IF;
+    RETURN CASE WHEN public._monitoring_apply_message_statuses(ARRAY[p_reference]) > 0 THEN 'failed' ELSE 'noted' END;
+END
+$$;
+REVOKE ALL ON FUNCTION _monitoring_message_heard(text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_message_heard(text, text, text, text) TO monitoring_dispatcher;
+
+-- How long after it was sent a message's final status is asked of its provider when no callback brought it, how
+-- often, and for how long (a carrier that never reports delivery would otherwise be asked forever).
+CREATE OR REPLACE FUNCTION monitoring_messages_to_poll(p_limit integer)
+RETURNS TABLE (delivery_id bigint, provider text, kind text, provider_reference text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- statuses are kept two days: long past any poll, and a sid Twilio called back about that no message ever
+    -- got (another installation's, on a shared account) does not stay forever
+    DELETE FROM public.monitoring_message_statuses AS s WHERE s.heard_at < now() - interval '2 days';
+    RETURN QUERY
+    SELECT d.id, d.provider, d.context -> 'contact' ->> 'kind', d.provider_reference
+    FROM public.monitoring_deliveries AS d
+    JOIN public.monitoring_providers AS p ON p.provider = d.provider AND p.kind = 'twilio'
+    LEFT JOIN public.monitoring_message_statuses AS s ON s.provider_reference = d.provider_reference
+    WHERE d.context ? 'contact_method_id' AND d.provider_reference IS NOT NULL
+      AND d.completed_at BETWEEN now() - interval '1 hour' AND now() - interval '2 minutes'
+      AND d.status = 'succeeded'
+      AND (s.provider_reference IS NULL
+           OR (NOT public._monitoring_message_status_is_final(s.status) AND s.heard_at < now() - interval '2 minutes'))
+    ORDER BY d.completed_at
+    LIMIT p_limit;
+END
+$$;
+COMMENT ON FUNCTION monitoring_messages_to_poll(integer) IS
+'Dispatchers only: texts and calls sent through a Twilio channel between 2 minutes and an hour ago whose final
+status has not come (its callback was lost, or pgalert serve has no public URL), at most p_limit, each asked again
+at most every 2 minutes: the dispatcher fetches each from Twilio and reports it with monitoring_message_polled.
+kind is the contact method''s: sms (a Message) or voice (a Call).';
+REVOKE ALL ON FUNCTION monitoring_messages_to_poll(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_messages_to_poll(integer) TO monitoring_dispatcher;
+
+CREATE OR REPLACE FUNCTION monitoring_message_polled(p_reference text, p_status text, p_error_code text)
+RETURNS text
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT public._monitoring_message_heard(p_reference, p_status, p_error_code, 'poll')
+$$;
+COMMENT ON FUNCTION monitoring_message_polled(text, text, text) IS
+'Dispatchers only: what Twilio answered when asked about a message or call (p_reference, its sid): its status
+and error code, applied as a status callback is (one that did not reach the person fails, and their next
+notification rule goes at once). Returns failed, noted or kept.';
+REVOKE ALL ON FUNCTION monitoring_message_polled(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_message_polled(text, text, text) TO monitoring_dispatcher;
 
 -- A trigger once more, to the channels that heard of each alert (a group's renotification, flapping that
 -- stopped); p_targets names each one, so it is a delivery of its own. Returns how many were queued.
@@ -676,6 +771,7 @@ DECLARE
     v_recorded integer;
     v_unblocked boolean;
     v_failed_alert_ids bigint[];
+    v_message_references text[];
     v_failed public.monitoring_alerts;
 BEGIN
     WITH results AS (
@@ -708,7 +804,8 @@ BEGIN
         -- claimed_by is set exactly while sending (CHECK claimed_only_while_sending); testing status here
         -- too would let the planner walk the due index instead of looking each result up by id
         WHERE d.id = r.delivery_id AND d.claimed_by = p_dispatcher AND d.attempts = r.attempt
-        RETURNING d.id, d.alert_id, d.status, d.action, d.provider
+        RETURNING d.id, d.alert_id, d.status, d.action, d.provider, d.provider_reference,
+                  d.context ? 'contact_method_id' AS to_contact
     )
     SELECT count(*)::integer,
            bool_or(m.status IN ('succeeded', 'failed', 'skipped') AND EXISTS (
@@ -719,9 +816,19 @@ BEGIN
            array_agg(DISTINCT m.alert_id) FILTER (
                WHERE m.status = 'failed' AND m.action = 'trigger'
                  AND m.provider IN (SELECT p.provider FROM public.monitoring_providers AS p WHERE p.is_pager)
+           ),
+           array_agg(m.provider_reference) FILTER (
+               WHERE m.to_contact AND m.status = 'succeeded' AND m.provider_reference IS NOT NULL
            )
-    INTO v_recorded, v_unblocked, v_failed_alert_ids
+    INTO v_recorded, v_unblocked, v_failed_alert_ids, v_message_references
     FROM moved AS m;
+
+    -- what Twilio said of these messages before their sids were recorded here
+    IF v_message_references IS NOT NULL
+       AND EXISTS (SELECT FROM public.monitoring_message_statuses AS s
+                   WHERE s.provider_reference = ANY (v_message_references)) THEN
+        PERFORM public._monitoring_apply_message_statuses(v_message_references);
+    END IF;
 
     -- the provider said wait (429): every dispatcher holds its sends to it until then. Rare, so the results
     -- are read a second time only when one asks for it.

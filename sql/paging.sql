@@ -15,9 +15,10 @@
 -- - an address is its person's secret (a push topic is read by whoever knows it): readers and the outbox see it
 --   masked (monitoring_contacts, monitoring_mask_contact_address), only admins and the claim read it;
 -- - a message that fails (the channel refused it, or the provider reports it undelivered, busy or unanswered)
---   or that a method's rate limit stops (recorded as skipped, with the reason) hands over to the person's next
---   rule at once, not at that rule's delay;
--- - acknowledging or resolving the alert ends its pages: messages not yet sent are skipped;
+--   or that a method's rate limit or a STOP texted from its number stops (recorded as skipped, with the reason)
+--   hands over to the person's next rule at once, not at that rule's delay;
+-- - acknowledging or resolving the alert ends its pages: messages not yet sent are skipped, and each person a
+--   page reached, but the one who acted, gets one short status message (target status:<page id>:...);
 -- - every message is a delivery of action notify, target page:<page id>:<rule id>, with its attempts, through
 --   the channel that carries its kind (sms and voice: twilio; push: ntfy; email; slack), so it is retried and
 --   recorded as every delivery is. pgalert's own messages to a method (a verification code, a test page) hang
@@ -168,7 +169,8 @@ BEGIN
               -- a held alert's pages wait (sql/silences.sql); they resume when it is released
               AND NOT EXISTS (SELECT FROM public.monitoring_notification_holds AS h
                               WHERE h.alert_id = pg.alert_id AND h.released_at IS NULL)
-              AND m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL
+              -- a number that texted STOP stays in the chain, to be skipped visibly (below), never silently
+              AND m.enabled AND m.verified_at IS NOT NULL
               AND public._monitoring_contact_channel(m.kind) IS NOT NULL
         ),
         -- the last message sent on each page, and whether it fell through
@@ -193,8 +195,10 @@ BEGIN
                    'target', 'page:' || d.page_id || ':' || d.rule_id,
                    'context', public._monitoring_contact_context(d.method, d.person, d.reason)
                               || jsonb_build_object('page', d.page_id, 'rule', d.rule_id),
-                   'skip', public._monitoring_contact_limited((d.method).id, (d.method).kind, p_at,
-                                                              d.reason <> 'test page'))
+                   'skip', coalesce(CASE WHEN (d.method).opted_out_at IS NOT NULL
+                                             THEN 'opted out: this number texted STOP (START resumes)' END,
+                                        public._monitoring_contact_limited((d.method).id, (d.method).kind, p_at,
+                                                                           d.reason <> 'test page')))
                    ORDER BY d.page_id, d.position)
         INTO v_messages
         FROM due AS d;
@@ -298,8 +302,57 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION _monitoring_resume_person_pages(bigint[], timestamptz) FROM PUBLIC;
 
--- The alert was acknowledged or resolved (sql/alerts.sql): its pages end, and their messages not yet sent are
--- skipped.
+-- People whose page an acknowledge or resolve just ended (p_why, at p_at) and who were reached by it hear who
+-- took the alert (GoAlert's status updates), so nobody gets up for an alert already taken: one short text or
+-- push, on the last of their methods that reached them and is not a call (else their first text or push rule's),
+-- never to the person who acted, and skipped, visibly, over its rate limit as every status message is (the last
+-- message of each limit is kept for alert pages). Returns how many were queued.
+CREATE OR REPLACE FUNCTION _monitoring_tell_paged_people(p_alert_id bigint, p_why text, p_at timestamptz)
+RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT public._monitoring_enqueue_messages(jsonb_agg(jsonb_build_object(
+               'alert_id', p_alert_id,
+               'provider', public._monitoring_contact_channel((told.method).kind),
+               -- a page ended again after a reopen tells its person again
+               'target', 'status:' || told.page_id || ':' || p_why || ':' || (extract(EPOCH FROM p_at) * 1000)::bigint,
+               'context', public._monitoring_contact_context(
+                   told.method, told.person, format('alert %s %s by %s', p_alert_id, p_why, told.actor)),
+               'skip', public._monitoring_contact_limited((told.method).id, (told.method).kind, p_at, FALSE))
+           ORDER BY told.page_id))
+    FROM (
+        SELECT pg.id AS page_id, p.name AS person, actor.name AS actor,
+               (SELECT m
+                FROM public.monitoring_notification_rules AS r
+                JOIN public.monitoring_contact_methods AS m ON m.id = r.contact_method_id
+                LEFT JOIN LATERAL (
+                    SELECT max(d.id) AS last_id FROM public.monitoring_deliveries AS d
+                    WHERE d.alert_id = p_alert_id AND d.target = 'page:' || pg.id || ':' || r.id AND d.attempts > 0
+                ) AS sent ON TRUE
+                WHERE r.person_id = pg.person_id AND m.kind IN ('sms', 'push')
+                  AND m.enabled AND m.verified_at IS NOT NULL AND m.opted_out_at IS NULL
+                  AND public._monitoring_contact_channel(m.kind) IS NOT NULL
+                ORDER BY sent.last_id DESC NULLS LAST, r.delay, r.id
+                LIMIT 1) AS method
+        FROM public.monitoring_person_pages AS pg
+        JOIN public.monitoring_people AS p ON p.id = pg.person_id
+        CROSS JOIN LATERAL (
+            SELECT CASE p_why WHEN 'acknowledged' THEN a.acknowledged_by ELSE a.resolved_by END AS name
+            FROM public.monitoring_alerts AS a WHERE a.id = p_alert_id
+        ) AS actor
+        WHERE pg.alert_id = p_alert_id AND pg.finished_at = p_at AND pg.finish_reason = p_why
+          AND pg.reason <> 'test page' AND p.name IS DISTINCT FROM actor.name
+          AND EXISTS (SELECT FROM public.monitoring_deliveries AS d
+                      WHERE d.alert_id = p_alert_id AND starts_with(d.target, 'page:' || pg.id || ':')
+                        AND d.attempts > 0)
+    ) AS told
+    WHERE (told.method).id IS NOT NULL  -- a row IS NOT NULL only when every column is
+$$;
+REVOKE ALL ON FUNCTION _monitoring_tell_paged_people(bigint, text, timestamptz) FROM PUBLIC;
+
+-- The alert was acknowledged or resolved (sql/alerts.sql): its pages end, their messages not yet sent are
+-- skipped, and the people they reached are told.
 CREATE OR REPLACE FUNCTION _monitoring_end_person_pages(p_alert_id bigint, p_why text, p_at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
@@ -312,6 +365,7 @@ BEGIN
     WHERE alert_id = p_alert_id AND finished_at IS NULL AND reason <> 'test page';
     IF FOUND THEN
         PERFORM public._monitoring_skip_unsent_messages(p_alert_id, 'page:', 'the alert was ' || p_why);
+        PERFORM public._monitoring_tell_paged_people(p_alert_id, p_why, p_at);
     END IF;
 END
 $$;

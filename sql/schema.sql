@@ -1478,6 +1478,38 @@ ALTER TABLE public.monitoring_maintenance_windows ALTER COLUMN id ADD GENERATED 
 
 
 --
+-- Name: monitoring_message_statuses; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_message_statuses (
+    provider_reference text NOT NULL,
+    status text NOT NULL,
+    error_code text,
+    heard_via text NOT NULL,
+    heard_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT message_status_heard_via_is_known CHECK ((heard_via = ANY (ARRAY['callback'::text, 'poll'::text])))
+);
+
+
+--
+-- Name: TABLE monitoring_message_statuses; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_message_statuses IS 'What the provider last said of a message or call to a contact method (Twilio''s sid as provider_reference): its
+status (queued, sent, delivered, undelivered, failed; ringing, completed, busy, no-answer, canceled, ...) and
+error code, heard_via callback (Twilio called pgalert serve) or poll (the dispatcher asked Twilio), at heard_at.
+A status heard before the message''s sid was recorded waits here and is applied when it is. Kept two days.';
+
+
+--
+-- Name: COLUMN monitoring_message_statuses.heard_via; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_message_statuses.heard_via IS 'callback: Twilio''s status callback to pgalert serve; poll: the dispatcher fetched the message or call because its
+final status had not come.';
+
+
+--
 -- Name: monitoring_notification_holds; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -2407,6 +2439,14 @@ ALTER TABLE ONLY public.monitoring_maintenance_windows
 
 
 --
+-- Name: monitoring_message_statuses monitoring_message_statuses_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_message_statuses
+    ADD CONSTRAINT monitoring_message_statuses_pkey PRIMARY KEY (provider_reference);
+
+
+--
 -- Name: monitoring_notification_holds monitoring_notification_holds_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2715,6 +2755,13 @@ CREATE INDEX monitoring_deliveries_contact_reference ON public.monitoring_delive
 
 
 --
+-- Name: monitoring_deliveries_contact_sent; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_deliveries_contact_sent ON public.monitoring_deliveries USING btree (completed_at) WHERE ((context ? 'contact_method_id'::text) AND (provider_reference IS NOT NULL));
+
+
+--
 -- Name: monitoring_deliveries_due; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2796,6 +2843,13 @@ CREATE INDEX monitoring_inbound_actions_received_at ON public.monitoring_inbound
 --
 
 CREATE INDEX monitoring_inhibit_sources_by_equal ON public.monitoring_inhibit_sources USING btree (rule_id, equal_values);
+
+
+--
+-- Name: monitoring_message_statuses_heard; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX monitoring_message_statuses_heard ON public.monitoring_message_statuses USING btree (heard_at);
 
 
 --
@@ -4197,6 +4251,14 @@ GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_inhibit_rules TO monitorin
 
 GRANT SELECT ON TABLE public.monitoring_inhibit_sources TO monitoring_reader;
 GRANT SELECT ON TABLE public.monitoring_inhibit_sources TO monitoring_admin;
+
+
+--
+-- Name: TABLE monitoring_message_statuses; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_message_statuses TO monitoring_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.monitoring_message_statuses TO monitoring_dispatcher;
 
 
 --

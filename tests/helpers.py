@@ -57,10 +57,13 @@ def child_environment(**variables: str) -> dict[str, str]:
 
 
 class DispatcherProcess:
-    def __init__(self, db_url: str, env: dict[str, str], args: list[str], log: Path):
+    def __init__(self, db_url: str, env: dict[str, str], args: list[str], log: Path, fault: str | None = None):
+        """`fault`: Python run in the process before the dispatcher starts, to plant a defect no outside
+        switch can cause (a thread that dies)."""
         self.log = log
+        program = ["-m", "dispatcher"] if fault is None else ["-c", f"{fault}\nfrom dispatcher.cli import main\nmain()"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", "dispatch", *args],
+            [sys.executable, *program, "dispatch", *args],
             env=child_environment(**env, DATABASE_URL=db_url),
             stdout=subprocess.DEVNULL, stderr=open(log, "ab"),  # noqa: SIM115 - owned by the process
         )

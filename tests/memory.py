@@ -67,6 +67,8 @@ class InMemoryDatabase:
         self.sessions: list[str] = []  # the name of every session opened, in order
         self.complete_calls: list[int] = []  # the size of each batch recorded
         self.notified = threading.Event()
+        self.to_poll: list[tuple[int, str, str, str]] = []  # monitoring_messages_to_poll's answer
+        self.polled: list[tuple[str, str, str | None]] = []  # what monitoring_message_polled was told
 
     def insert(self, provider: str, action: str = "trigger", alert: dict | None = None) -> int:
         with self.lock:
@@ -184,6 +186,18 @@ class InMemoryQueries:
 
     def ensure_health_check(self, *args: object) -> None:
         self._check()
+
+    def messages_to_poll(self, limit: int) -> list[tuple[int, str, str, str]]:
+        self._check()
+        with self.db.lock:
+            return self.db.to_poll[:limit]
+
+    def message_polled(self, reference: str, status: str, error_code: str | None) -> str:
+        self._check()
+        with self.db.lock:
+            self.db.polled.append((reference, status, error_code))
+            self.db.to_poll = [row for row in self.db.to_poll if row[3] != reference]
+        return "noted"
 
 
 class InMemorySession:

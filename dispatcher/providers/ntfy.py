@@ -55,15 +55,18 @@ class Ntfy(OneAtATime):
             return None
         alert = delivery.alert
         own = str(alert.get("alert_type") or "").startswith("pgalert_") and alert.get("status") == "resolved"
+        # someone else took the alert (sql/paging.sql): the person is told, at ntfy's default priority, not woken
+        status = str(delivery.target).startswith("status:")
         reason = str(delivery.context.get("reason") or "")
-        message = reason if own else "\n".join(part for part in (
+        message = reason if own or status else "\n".join(part for part in (
             str(alert.get("message") or ""), reason, f"Alert {alert.get('id')}") if part)
         document = {
             "topic": topic,
             "title": truncate(str(alert.get("title") or "pgalert"), TITLE_MAX),
             "message": truncate_utf8(message or "pgalert", MESSAGE_MAX_BYTES - 512),
-            "priority": 4 if own else PRIORITY.get(str(alert.get("severity")), 5),
-            "tags": ["pgalert"] if own else ["rotating_light", str(alert.get("severity") or "alert")],
+            "priority": 3 if status else 4 if own else PRIORITY.get(str(alert.get("severity")), 5),
+            "tags": ["white_check_mark"] if status else ["pgalert"] if own
+            else ["rotating_light", str(alert.get("severity") or "alert")],
         }
         if self.public_url and self.action_key and str(delivery.target).startswith("page:") and not own:
             token = action_token(self.action_key, delivery.delivery_id, int(self.clock()) + ACTION_HOURS * 3600)

@@ -40,6 +40,8 @@ XML_UNSAFE = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff
 FINAL_ERRORS = {21211: "not a valid phone number", 21214: "not a reachable phone number",
                 21610: "the person replied STOP to this number", 21614: "not a mobile number",
                 21408: "this region is not enabled on the Twilio account", 13224: "not a valid phone number"}
+SID = re.compile("(SM|MM|CA)[0-9a-f]{32}")  # a message's or call's sid, as Twilio gives them
+STATUS = re.compile("[a-z-]{1,20}")  # queued, sent, delivered, no-answer, in-progress, ...
 SEVERITY_WORDS = {"critical": "Critical", "warning": "Warning", "info": "Info"}
 
 
@@ -71,11 +73,23 @@ class Twilio(OneAtATime):
             resource, form["Twiml"] = "Calls.json", call_twiml(delivery, gather)
         if self.public_url:
             form["StatusCallback"] = f"{self.public_url.rstrip('/')}/v1/twilio/status"
-        credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         return HttpRequest(
             "POST", f"{self.api_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/{resource}",
-            {"Authorization": f"Basic {credentials}", "Content-Type": "application/x-www-form-urlencoded"},
+            {"Authorization": f"Basic {self._credentials()}", "Content-Type": "application/x-www-form-urlencoded"},
             urlencode(form).encode())
+
+    def status_request(self, kind: str, sid: str) -> HttpRequest | None:
+        """Twilio's fetch of a message (sms) or call (voice) by its sid, which says its status: how the dispatcher
+        learns a final status whose callback never came. None for a sid Twilio cannot have given."""
+        if kind not in ("sms", "voice") or not SID.fullmatch(sid):
+            return None
+        resource = "Messages" if kind == "sms" else "Calls"
+        return HttpRequest(
+            "GET", f"{self.api_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/{resource}/{sid}.json",
+            {"Authorization": f"Basic {self._credentials()}"}, b"")
+
+    def _credentials(self) -> str:
+        return base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
 
     def judge(self, delivery: Delivery, response: HttpResponse) -> Verdict:
         verdict = judge_by_status(response)
@@ -88,6 +102,18 @@ class Twilio(OneAtATime):
         if response.status in (401, 403):
             return Verdict("failed", f"HTTP {response.status}: Twilio refused the account SID and Auth Token")
         return verdict
+
+
+def status_of(response: HttpResponse) -> tuple[str, str | None] | None:
+    """A fetched message's or call's status and error code (Twilio's resource: status, error_code), or None when
+    the reply is no such resource."""
+    if response.status != 200:
+        return None
+    document = parse_json(response.body)
+    status, code = document.get("status"), document.get("error_code")
+    if not isinstance(status, str) or not STATUS.fullmatch(status):
+        return None
+    return status, (str(code)[:20] if isinstance(code, (int, str)) and str(code) else None)
 
 
 def _own(delivery: Delivery) -> bool:

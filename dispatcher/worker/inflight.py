@@ -15,6 +15,7 @@ class InFlight:
         self._lock = threading.Lock()
         self._outstanding: set[int] = set()  # claimed, result not yet recorded
         self._sending: set[int] = set()  # handed to the HTTP loop, reply not yet judged
+        self._withheld: set[int] = set()  # handed to the HTTP loop, and not sent after all: to be released
 
     def capacity(self) -> int:
         """How many deliveries to claim now. Under load, wait until half the window is free: each claim has a
@@ -36,13 +37,19 @@ class InFlight:
         with self._lock:
             self._sending.difference_update(ids)
 
+    def withheld(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            ids = set(ids)
+            self._sending.difference_update(ids)
+            self._withheld.update(ids)
+
     def recorded(self, ids: Iterable[int]) -> None:
         with self._lock:
             self._outstanding.difference_update(ids)
 
     def unsent(self) -> list[int]:
         with self._lock:
-            return sorted(self._sending)
+            return sorted(self._sending | self._withheld)
 
     def idle(self) -> bool:
         with self._lock:

@@ -4,8 +4,11 @@ Three threads talk to PostgreSQL, each on its own session of the connector:
 - the listener LISTENs and sets `wake`; NOTIFY is only a hint, so a missed one costs at most a poll interval;
 - the claimer (the main thread) claims due deliveries, applies pacing, and hands them to the sender;
 - the recorder (recorder.py) writes results back in batches, never dropping one while the database is away.
+When one of them (or the probes' or heartbeat's thread) dies, the dispatcher stops and exits non-zero; when the
+recorder died, it first stops sending (see _essential).
 Requests are built, sent and their replies judged on the HTTP loop's thread (sending.py, dispatcher.http),
-outside any transaction. Health probes (health.py) have a thread of their own.
+outside any transaction. Health probes (health.py) and the polling of Twilio for statuses whose callback never came
+(statuses.py) have a thread each.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import psycopg
 
@@ -37,6 +40,7 @@ from dispatcher.worker.inflight import InFlight
 from dispatcher.worker.outcomes import to_delivery
 from dispatcher.worker.recorder import Recorder
 from dispatcher.worker.sending import Client, Sender
+from dispatcher.worker.statuses import poll_statuses_forever
 
 RESPONSE_BODY_MAX = 64 * 1024
 SCHEMA_RECHECK_SECONDS = 5.0
@@ -62,12 +66,17 @@ class Dispatcher:
                                                        settings.connect_timeout)
         self.stopping = threading.Event()
         self.wake = threading.Event()
+        # set when a thread this process cannot work without has died: it then stops and exits non-zero
+        self.failed: str | None = None
+        # set when results can no longer be recorded: a message sent now would be sent again by another
+        # dispatcher once its lease ends, so nothing more goes out
+        self.unrecordable = threading.Event()
         self.inflight = InFlight(settings.concurrency)
         self.recorder = Recorder(self.connector, self.inflight, self.stopping, self.wake.set, self._clean)
         self._client = client or HttpClient(settings.concurrency, settings.connect_timeout, settings.http_timeout,
                                             RESPONSE_BODY_MAX)
         self.sender = Sender(settings, self._client, lambda: self.channels.providers, self.inflight,
-                             self.recorder.add, self.metrics, self._clean)
+                             self.recorder.add, self.metrics, self._clean, self.unrecordable)
         self._newer_schema_noted = False
 
     @property
@@ -96,28 +105,61 @@ class Dispatcher:
             if isinstance(provider, Unconfigured):
                 logs.warning("provider not configured; its deliveries will be skipped",
                              provider=name, reason=provider.reason)
-        listener = threading.Thread(target=self._listen_forever, name="listener", daemon=True)
-        recorder = threading.Thread(target=self.recorder.run, name="recorder", daemon=True)
-        listener.start()
-        recorder.start()
+        self._essential("listener", self._listen_forever).start()
+        self._essential("recorder", self.recorder.run).start()
+        self._essential("statuses", poll_statuses_forever, self.connector, self._client, lambda: self.providers,
+                        self.settings.connect_timeout + self.settings.http_timeout + 1, self.stopping,
+                        self._clean).start()
         if self.settings.health_checks:
-            threading.Thread(target=probe_forever, name="probes", daemon=True,
-                             args=(self.connector, self.settings.production_url, self.stopping, self._clean)).start()
+            self._essential("probes", probe_forever, self.connector, self.settings.production_url, self.stopping,
+                            self._clean).start()
         if self.settings.heartbeat_url:
-            threading.Thread(target=heartbeat_forever, name="heartbeat", daemon=True,
-                             args=(self.settings.heartbeat_url, self.settings.heartbeat_seconds, self._stale_after(),
-                                   self.metrics, self.stopping, self._clean)).start()
+            self._essential("heartbeat", heartbeat_forever, self.settings.heartbeat_url,
+                            self.settings.heartbeat_seconds, self._stale_after(), self.metrics, self.stopping,
+                            self._clean).start()
         started_stopping = self._claim_forever()
         self._shutdown(started_stopping)
+        if self.failed:
+            logs.error("dispatcher stopped after a failure; exiting non-zero for the supervisor to restart it",
+                       dispatcher=self.settings.dispatcher_id, problem=self.failed)
+            return 1
         logs.info("dispatcher stopped", dispatcher=self.settings.dispatcher_id)
         return 0
+
+    def _essential(self, name: str, target: Callable[..., None], *args: object) -> threading.Thread:
+        """A thread the dispatcher cannot work without. Carrying on without it is worse than stopping: without
+        the recorder, every message sent goes unrecorded and is sent again by another dispatcher after its
+        lease; without the others, the process looks alive and is not. So its death stops the dispatcher,
+        which exits non-zero and is restarted by its supervisor."""
+
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as error:  # noqa: BLE001 - whatever killed it, the process must not go on
+                self._died(name, f"{type(error).__name__}: {error}")
+                return
+            if not self.stopping.is_set():
+                self._died(name, "it returned")
+
+        return threading.Thread(target=run, name=name, daemon=True)
+
+    def _died(self, name: str, why: str) -> None:
+        self.failed = f"the {name} thread died ({self._clean(why)})"
+        if name == "recorder":
+            self.unrecordable.set()
+        logs.error("a dispatcher thread died; stopping", thread=name, error=self._clean(why))
+        self.metrics.problem = self.failed
+        self.stop()
 
     def _shutdown(self, deadline_start: float) -> None:
         deadline = deadline_start + self.settings.shutdown_seconds
         while time.monotonic() < deadline and not self.inflight.idle():
             time.sleep(0.02)
         unsent = self.inflight.unsent()
-        self.recorder.done.wait(max(deadline - time.monotonic(), 0.5))
+        if self.unrecordable.is_set():
+            self.recorder.salvage()
+        else:
+            self.recorder.done.wait(max(deadline - time.monotonic(), 0.5))
         if unsent:
             try:
                 with self.connector.session("release") as session:
@@ -244,6 +286,7 @@ class Dispatcher:
     def _report(self, problem: str | None) -> None:
         """Say what keeps the dispatcher from working once, when it starts or changes, not at every retry;
         /healthz answers 503 with it meanwhile."""
+        problem = self.failed or problem  # a dead thread is the problem until the process ends
         if problem == self.metrics.problem:
             return
         if problem:

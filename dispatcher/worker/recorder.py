@@ -31,6 +31,7 @@ class Recorder:
         self.results: collections.deque[dict] = collections.deque()
         self.ready = threading.Event()
         self.done = threading.Event()
+        self.pending: list[dict] = []  # taken from `results`, not yet written: what salvage() writes if this dies
 
     def add(self, row: dict) -> None:
         self.results.append(row)
@@ -39,7 +40,7 @@ class Recorder:
 
     def run(self) -> None:
         backoff = Backoff()
-        pending: list[dict] = []
+        pending = self.pending
         session: Session | None = None
         while True:
             if not pending:
@@ -75,11 +76,28 @@ class Recorder:
                 time.sleep(delay)
                 continue
             self._inflight.recorded(r["delivery_id"] for r in pending)
-            pending = []
+            pending.clear()
             self._recorded()
         if session is not None:
             session.close()
         self.done.set()
+
+    def salvage(self) -> None:
+        """After this recorder's thread died: write what it held once more, on a session of its own. A result
+        lost here is a message sent again by another dispatcher after its lease, so it is worth the try."""
+        rows = self.pending + list(self.results)
+        self.pending.clear()
+        self.results.clear()
+        if not rows:
+            return
+        try:
+            with self._connector.session("record") as session:
+                self.complete(session, rows)
+        except Exception as error:  # noqa: BLE001 - whatever it is, it is logged and the process exits
+            logs.error("results lost; their deliveries will be sent again after their lease", count=len(rows),
+                       error=self._clean(f"{type(error).__name__}: {error}"))
+            return
+        self._inflight.recorded(r["delivery_id"] for r in rows)
 
     def complete(self, session: Session, results: list[dict]) -> None:
         """Record a batch; a result the database refuses is recorded alone, stripped to what must be kept."""

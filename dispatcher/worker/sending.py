@@ -5,6 +5,7 @@ delivery it carried."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -28,7 +29,7 @@ class Client(Protocol):
 class Sender:
     def __init__(self, settings: Settings, client: Client, providers: Callable[[], Mapping[str, Provider]],
                  inflight: InFlight, record: Callable[[dict], None], metrics: Metrics,
-                 clean: Callable[[str | None], str | None]):
+                 clean: Callable[[str | None], str | None], unrecordable: threading.Event):
         self._settings = settings
         self._client = client
         self._providers = providers  # the current channel book's, read at each send
@@ -36,6 +37,7 @@ class Sender:
         self._record = record
         self._metrics = metrics
         self._clean = clean
+        self._unrecordable = unrecordable
 
     def send(self, deliveries: list[Delivery]) -> None:
         """One request for one delivery, or a digest for several, handed to the HTTP loop, which builds it on its
@@ -46,6 +48,9 @@ class Sender:
         provider = self._providers().get(deliveries[0].provider)
 
         def build() -> Request | None:
+            if self._unrecordable.is_set():  # its result could not be recorded: leave it to be released
+                self._inflight.withheld(d.delivery_id for d in deliveries)
+                return None
             request = self.request_for(deliveries, provider)
             if isinstance(request, Verdict):
                 self.finish(deliveries, started, request, None)

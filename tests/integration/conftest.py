@@ -25,10 +25,11 @@ def start_dispatcher(login_url, fake: FakeProviders, tmp_path: Path) -> Iterator
     started: list[DispatcherProcess] = []
     dispatcher_url = login_url("monitoring_dispatcher")
 
-    def start(*extra: str, env: dict[str, str] | None = None, name: str | None = None) -> DispatcherProcess:
+    def start(*extra: str, env: dict[str, str] | None = None, name: str | None = None,
+              fault: str | None = None) -> DispatcherProcess:
         name = name or f"d{len(started) + 1}"
         process = DispatcherProcess(dispatcher_url, fake.env() if env is None else env,
-                                    [*FAST, "--dispatcher-id", name, *extra], tmp_path / f"{name}.log")
+                                    [*FAST, "--dispatcher-id", name, *extra], tmp_path / f"{name}.log", fault)
         started.append(process)
         return process
 

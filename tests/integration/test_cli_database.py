@@ -122,3 +122,9 @@ def test_contact_methods_are_added_verified_and_test_paged_by_an_admin_login(log
     read = json.loads(runner.invoke(cli, ["contact", "list", "--format", "json",
                                           "--database-url", login_url("monitoring_reader")]).output)
     assert [m["address"] for m in read] == ["+1 ••• ••• 23"]
+    # the number texts STOP: the list says so, as it says what is not verified
+    assert read[0]["opted_out_at"] is None
+    conn.execute("SELECT monitoring_inbound_contact_opt_out('twilio:stop', '+14155550123', TRUE)")
+    stopped = json.loads(runner.invoke(cli, ["contact", "list", "--format", "json",
+                                             "--database-url", login_url("monitoring_reader")]).output)
+    assert stopped[0]["opted_out_at"] is not None

@@ -239,6 +239,35 @@ def test_sigterm_releases_in_flight_work_and_exits_zero(conn, fake, start_dispat
     assert "released unfinished deliveries" in dispatcher.output
 
 
+RECORDER_DIES = """
+import threading
+from dispatcher.worker.recorder import Recorder
+complete = Recorder.complete
+def dies_in_its_thread(self, session, results):
+    if threading.current_thread().name == "recorder":
+        raise RuntimeError("a bug in the recorder")
+    complete(self, session, results)
+Recorder.complete = dies_in_its_thread
+"""
+
+
+def test_a_dispatcher_whose_recorder_died_exits_non_zero_and_nothing_is_sent_twice(conn, fake, start_dispatcher):
+    broken = start_dispatcher(name="broken", fault=RECORDER_DIES)
+    conn.execute(SEED_CRITICAL)
+    assert broken.process.wait(30) == 1  # its supervisor restarts it
+    assert "the recorder thread died" in broken.output
+    # what it sent before it stopped was recorded on its way out: the dispatcher that takes over sends none again
+    assert fake.received and all_final(conn)
+    start_dispatcher(name="heir")
+    conn.execute("INSERT INTO monitoring_alerts (alert_type, severity, title) VALUES ('x', 'info', 'after')")
+    wait_until(lambda: all_final(conn) and conn.execute(
+        "SELECT bool_and(dispatcher = 'heir') FROM monitoring_delivery_attempts a "
+        "JOIN monitoring_deliveries d ON d.id = a.delivery_id JOIN monitoring_alerts al ON al.id = d.alert_id "
+        "WHERE al.title = 'after'").fetchone()[0])
+    sends = conn.execute("SELECT count(*) FROM monitoring_delivery_attempts WHERE http_status IS NOT NULL").fetchone()[0]
+    assert len(fake.received) == sends  # every message went out once
+
+
 def test_secrets_never_reach_the_database_or_the_logs(conn, fake, start_dispatcher):
     env = fake.env()
     env["SLACK_WEBHOOK_URL"] = "http://127.0.0.1:9" + SLACK_PATH  # nothing listens

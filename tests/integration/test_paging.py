@@ -93,3 +93,37 @@ def test_a_page_pushes_then_texts_and_a_refused_number_calls_at_once(conn, fake,
     assert rows[0] == ("sms", "failed", "Twilio 21211: not a valid phone number") and rows[1][0] == "voice"
     call = [r for r in fake.requests_for("twilio") if r.path.endswith("/Calls.json")][-1]
     assert form(call)["To"] == "+14155550144" and "Replica down" in form(call)["Twiml"]
+
+
+def test_a_text_whose_status_callback_was_lost_is_asked_of_twilio_and_the_call_goes(conn, fake, start_dispatcher):
+    """Without a public URL Twilio calls nobody back, as when a callback is lost: the dispatcher asks Twilio about
+    a text whose final status has not come, and an undelivered one hands over to the call."""
+    start_dispatcher(name="sender")
+    carol = conn.execute("INSERT INTO monitoring_people (name) VALUES ('carol') RETURNING id").fetchone()[0]
+    for kind, delay in (("sms", "0"), ("voice", "30 minutes")):
+        method = conn.execute("SELECT monitoring_add_contact_method('carol', %s, '+14155550166')", (kind,)).fetchone()[0]
+        conn.execute("UPDATE monitoring_contact_methods SET verified_at = now() WHERE id = %s", (method,))  # by the DBA
+        conn.execute("INSERT INTO monitoring_notification_rules (person_id, contact_method_id, delay) "
+                     "VALUES (%s, %s, %s)", (carol, method, delay))
+    with conn.transaction():
+        policy = conn.execute("INSERT INTO monitoring_escalation_policies (name, repeat_count) VALUES ('wake', 0) "
+                              "RETURNING id").fetchone()[0]
+        conn.execute("INSERT INTO monitoring_escalation_steps (policy_id, step, delay, target_type, person_id) "
+                     "VALUES (%s, 1, '0', 'person', %s)", (policy, carol))
+        conn.execute("INSERT INTO monitoring_escalation_assignments (policy_id, alert_type) VALUES (%s, 'db_down')", (policy,))
+    alert = conn.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down')").fetchone()[0]
+    wait_until(lambda: final(conn, "page:"))
+    [(sid,)] = conn.execute("SELECT provider_reference FROM monitoring_deliveries WHERE alert_id = %s "
+                            "AND starts_with(target, 'page:')", (alert,)).fetchall()
+    fake.twilio_said(sid, "undelivered", 30003)  # the carrier could not deliver it; nobody heard
+    # three minutes later (the database's poll delay is two), a dispatcher asks: one starting now asks at once
+    conn.execute("UPDATE monitoring_deliveries SET completed_at = completed_at - interval '3 minutes' "
+                 "WHERE provider_reference = %s", (sid,))
+    start_dispatcher(name="asker")
+    fetched = wait_until(lambda: [r for r in fake.requests_for("twilio") if r.method == "GET"])
+    assert fetched[0].path.endswith(f"/Messages/{sid}.json")
+    wait_until(lambda: [r for r in fake.requests_for("twilio") if r.path.endswith("/Calls.json")])
+    assert conn.execute("SELECT status, last_error FROM monitoring_deliveries WHERE provider_reference = %s",
+                        (sid,)).fetchone() == ("failed", "not reached: Twilio says undelivered (error 30003)")
+    assert conn.execute("SELECT status, heard_via FROM monitoring_message_statuses WHERE provider_reference = %s",
+                        (sid,)).fetchone() == ("undelivered", "poll")

@@ -270,3 +270,24 @@ def test_a_person_who_sleeps_through_the_push_and_the_text_acknowledges_the_call
                         (alert,)).fetchone() == (3,)  # nothing more was sent
     assert conn.execute("SELECT finish_reason FROM monitoring_alert_escalations WHERE alert_id = %s", (alert,)).fetchone() == (
         "acknowledged",)
+
+
+def test_when_someone_else_acknowledges_the_person_paged_is_told_quietly_once(conn, fake, paged):
+    before = len(fake.received)
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'bob')", (paged,))
+
+    def told() -> list:
+        def said(r) -> str:
+            return r.json["message"] if r.provider == "ntfy" else parse_qs(r.body.decode()).get("Body", [""])[0]
+
+        return [r for r in fake.received[before:] if r.provider in ("ntfy", "twilio") and "acknowledged by bob" in said(r)]
+
+    [message] = wait_until(told)
+    if message.provider == "ntfy":
+        assert message.json["priority"] == 3 and "actions" not in message.json
+    else:
+        assert message.path.endswith("/Messages.json") and "Reply" not in parse_qs(message.body.decode())["Body"][0]
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'bob')", (paged,))
+    wait_until(lambda: conn.execute("SELECT bool_and(status IN ('succeeded', 'skipped', 'failed')) "
+                                    "FROM monitoring_deliveries WHERE alert_id = %s", (paged,)).fetchone()[0])
+    assert len(told()) == 1

@@ -550,21 +550,26 @@ def test_no_role_but_admins_reads_an_address_and_readers_see_it_masked(connect, 
     assert {a for (a,) in admin.execute("SELECT address_shown FROM monitoring_contacts")} >= set(ADDRESSES.values())
 
 
-def test_the_console_shows_an_address_to_its_person_and_admins_only(connect, conn):
+def console_session(conn, login: str, role: str, who: str | None) -> str:
+    """A console user's session token, as signing in gives it."""
     import secrets
 
+    conn.execute("SELECT monitoring_console_save_user(%s, %s, %s, NULL, %s)", (login, login, role, who))
+    token = secrets.token_urlsafe(32)
+    conn.execute("INSERT INTO monitoring_console_sessions (token_sha256, user_id, expires_at) "
+                 "SELECT sha256(convert_to(%s, 'UTF8')), id, now() + interval '1 hour' "
+                 "FROM monitoring_console_users WHERE login = %s", (token, login))
+    return token
+
+
+def test_the_console_shows_an_address_to_its_person_and_admins_only(connect, conn):
     olga = person(conn, "olga")
     rule(conn, olga, verified(conn, "olga", "push", ADDRESSES["push"]), 0 * M)
     person(conn, "pete")
     console = connect("monitoring_console")
 
     def session(login: str, role: str, who: str | None) -> str:
-        conn.execute("SELECT monitoring_console_save_user(%s, %s, %s, NULL, %s)", (login, login, role, who))
-        token = secrets.token_urlsafe(32)
-        conn.execute("INSERT INTO monitoring_console_sessions (token_sha256, user_id, expires_at) "
-                     "SELECT sha256(convert_to(%s, 'UTF8')), id, now() + interval '1 hour' "
-                     "FROM monitoring_console_users WHERE login = %s", (token, login))
-        return token
+        return console_session(conn, login, role, who)
 
     def shown(token: str) -> str:
         [(name, methods)] = console.execute("SELECT * FROM monitoring_console_contacts(%s)", (token,)).fetchall()
@@ -578,3 +583,157 @@ def test_the_console_shows_an_address_to_its_person_and_admins_only(connect, con
         shown("not a session")
     # serve's login, whatever it asks in SQL, reads no address
     assert ADDRESSES["push"] not in readable_text(console)
+
+
+def sent_by_twilio(conn, delivery: int, sid: str, at: dt.datetime | None = None) -> None:
+    """The dispatcher (on `conn`) claimed the message, Twilio answered 201 with `sid`, and the result was
+    recorded."""
+    [(attempt,)] = conn.execute("SELECT attempt FROM monitoring_claim_deliveries('test-dispatcher', 100) "
+                                "WHERE delivery_id = %s", (delivery,)).fetchall()
+    at = at or now(conn)
+    result = {"delivery_id": delivery, "attempt": attempt, "outcome": "succeeded", "http_status": 201, "error": None,
+              "provider_reference": sid, "retry_at": None, "started_at": at.isoformat(), "finished_at": at.isoformat()}
+    assert conn.execute("SELECT monitoring_complete_deliveries('test-dispatcher', %s)", (Jsonb([result]),)).fetchone() == (1,)
+
+
+def texting(conn, alice) -> tuple[int, int]:
+    """Alice's page with its push refused, so her text is due now: (alert id, the text's delivery id)."""
+    alert = raise_at(conn, now(conn))
+    conn.execute("UPDATE monitoring_deliveries SET status = 'failed', completed_at = now() "
+                 "WHERE alert_id = %s AND starts_with(target, 'page:')", (alert,))
+    [(text,)] = conn.execute("SELECT id FROM monitoring_deliveries WHERE alert_id = %s AND status = 'pending' "
+                             "AND context -> 'contact' ->> 'kind' = 'sms'", (alert,)).fetchall()
+    return alert, text
+
+
+def status_heard(conn, sid: str, status: str, error_code: str | None = None) -> str:
+    return conn.execute("SELECT monitoring_inbound_contact_status(%s, %s, %s)", (sid, status, error_code)).fetchone()[0]
+
+
+def test_a_status_twilio_sent_before_the_sid_was_recorded_is_kept_and_applied_when_it_is(connect, conn, alice):
+    alert, text = texting(conn, alice)
+    serve, dispatcher = connect("monitoring_inbound"), connect("monitoring_dispatcher")
+    # Twilio calls back within milliseconds of its 201, before the dispatcher's result is written
+    assert status_heard(serve, "SM0001", "sent") == "kept"
+    assert status_heard(serve, "SM0001", "undelivered", "30003") == "kept"
+    assert status_heard(serve, "SM0001", "sent") == "kept"  # a late, earlier status never hides the final one
+    sent_by_twilio(dispatcher, text, "SM0001")
+    assert messages(conn, alert)[1:] == [
+        ("sms", "+14155550123", "failed", "not reached: Twilio says undelivered (error 30003)"),
+        ("voice", "+14155550123", "pending", None),  # the call goes now, not at five minutes
+    ]
+
+
+def test_a_status_for_a_recorded_message_fails_it_at_once_and_a_repeat_changes_nothing(conn, alice):
+    alert, text = texting(conn, alice)
+    sent_by_twilio(conn, text, "SM0002")
+    assert status_heard(conn, "SM0002", "delivered") == "noted"
+    assert messages(conn, alert)[1][2] == "succeeded"
+    assert status_heard(conn, "SM0002", "failed", "30008") == "failed"
+    assert status_heard(conn, "SM0002", "failed", "30008") == "noted"
+    assert [m[2] for m in messages(conn, alert)] == ["failed", "failed", "pending"]
+
+
+def to_poll(conn) -> list[tuple[str, str]]:
+    return [(kind, sid) for _id, _channel, kind, sid in
+            conn.execute("SELECT * FROM monitoring_messages_to_poll(100)").fetchall()]
+
+
+def test_a_message_whose_final_status_never_came_is_polled_every_few_minutes_until_it_comes(conn, alice):
+    alert, text = texting(conn, alice)
+    sent_by_twilio(conn, text, "SM0003", at=now(conn) - 3 * M)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (now(conn) + 5 * M,))
+    [(call,)] = conn.execute("UPDATE monitoring_deliveries SET next_attempt_at = now() WHERE alert_id = %s "
+                             "AND context -> 'contact' ->> 'kind' = 'voice' RETURNING id", (alert,)).fetchall()
+    sent_by_twilio(conn, call, "CA0004")
+    assert to_poll(conn) == [("sms", "SM0003")]  # the call placed just now may still be called back
+    # Twilio's answer to the poll: not final yet, so it is asked again in a few minutes, not at once
+    assert conn.execute("SELECT monitoring_message_polled('SM0003', 'sent', NULL)").fetchone() == ("noted",)
+    assert to_poll(conn) == []
+    conn.execute("UPDATE monitoring_message_statuses SET heard_at = heard_at - interval '3 minutes'")
+    assert to_poll(conn) == [("sms", "SM0003")]
+    assert conn.execute("SELECT monitoring_message_polled('SM0003', 'undelivered', '30005')").fetchone() == ("failed",)
+    assert to_poll(conn) == []
+    assert messages(conn, alert)[1][2:] == ("failed", "not reached: Twilio says undelivered (error 30005)")
+    # one whose final status came is never polled, however long ago it was sent
+    conn.execute("UPDATE monitoring_deliveries SET completed_at = completed_at - interval '5 minutes' WHERE id = %s",
+                 (call,))
+    assert to_poll(conn) == [("voice", "CA0004")]
+    assert status_heard(conn, "CA0004", "completed") == "noted" and to_poll(conn) == []
+
+
+def test_a_number_that_texted_stop_is_skipped_on_the_page_with_why_and_the_next_rule_goes_at_once(conn, alice):
+    assert conn.execute("SELECT monitoring_inbound_contact_opt_out('twilio:stop', '+14155550123', TRUE)").fetchone() == (1,)
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 2 * M,))
+    assert messages(conn, alert) == [
+        ("push", "oncall-alice", "pending", None),
+        ("sms", "+14155550123", "skipped", "not sent: opted out: this number texted STOP (START resumes)"),
+        ("voice", "+14155550123", "pending", None),  # at two minutes, not five
+    ]
+    assert conn.execute("SELECT kind, opted_out_at IS NOT NULL, ready FROM monitoring_contacts WHERE kind = 'sms'"
+                        ).fetchone() == ("sms", True, False)
+    [(_name, methods)] = conn.execute("SELECT * FROM monitoring_console_contacts(%s)",
+                                      (console_session(conn, "root", "admin", None),)).fetchall()
+    assert [(m["kind"], m["opted_out"]) for m in methods] == [("push", False), ("sms", True), ("voice", False)]
+
+
+def status_messages(conn, alert_id: int) -> list[tuple[str, str, str, str | None]]:
+    """(kind, reason, status, last_error) of the status messages people got about an alert."""
+    return conn.execute(
+        "SELECT context -> 'contact' ->> 'kind', context ->> 'reason', status, last_error FROM monitoring_deliveries "
+        "WHERE alert_id = %s AND starts_with(target, 'status:') ORDER BY id", (alert_id,)).fetchall()
+
+
+def reached(conn, alert_id: int) -> None:
+    """The page's messages due now were sent (claimed and recorded as succeeded)."""
+    conn.execute("SELECT monitoring_claim_deliveries('test-dispatcher', 100)")
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', claimed_by = NULL, completed_at = now() "
+                 "WHERE alert_id = %s AND status = 'sending'", (alert_id,))
+
+
+def test_a_person_who_was_paged_hears_when_someone_else_acknowledges(conn, alice):
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 2 * M,))
+    reached(conn, alert)  # her push and her text went out
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'bob', p_at => %s)", (alert, t + 3 * M))
+    # one short message, on the last method that reached her that is not a call; the call not yet made is skipped
+    assert status_messages(conn, alert) == [("sms", f"alert {alert} acknowledged by bob", "pending", None)]
+    assert messages(conn, alert)[-1][2] == "succeeded"
+    # and nothing more when bob resolves it: she was told it is taken
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'bob', p_at => %s)", (alert, t + 4 * M))
+    assert len(status_messages(conn, alert)) == 1
+
+
+def test_nobody_is_told_what_they_did_themselves_or_about_a_page_that_never_reached_them(conn, alice):
+    t = now(conn)
+    mine = raise_at(conn, t)
+    reached(conn, mine)
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'alice', p_at => %s)", (mine, t + M))
+    assert status_messages(conn, mine) == []
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'alice', p_at => %s)", (mine, t + 2 * M))
+    unsent = conn.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Replica down')").fetchone()[0]
+    conn.execute("SELECT monitoring_resolve_alert(%s, 'bob')", (unsent,))  # her push was never sent
+    assert status_messages(conn, unsent) == []
+
+
+def test_a_status_message_over_its_rate_limit_is_skipped_with_why(conn, alice):
+    t = now(conn)
+    alert = raise_at(conn, t)
+    conn.execute("SELECT monitoring_run_oncall(%s)", (t + 2 * M,))
+    reached(conn, alert)
+    # her code, her page and two more texts in the last quarter of an hour: the fifth, the limit's last, is kept
+    # for pages
+    for n in range(2):
+        conn.execute("INSERT INTO monitoring_deliveries (alert_id, provider, action, target, context, status, "
+                     "completed_at) SELECT alert_id, provider, action, 'earlier:' || %s, context, 'succeeded', now() "
+                     "FROM monitoring_deliveries "
+                     "WHERE alert_id = %s AND target LIKE 'page:%%' AND context -> 'contact' ->> 'kind' = 'sms'",
+                     (n, alert))
+    conn.execute("SELECT monitoring_acknowledge_alert(%s, 'bob')", (alert,))
+    assert status_messages(conn, alert) == [(
+        "sms", f"alert {alert} acknowledged by bob", "skipped",
+        "not sent: rate limited: 4 messages to this sms in the last 15 minutes (the last of its limit is kept for "
+        "alert pages)")]

@@ -129,6 +129,8 @@ TABLE_RIGHTS = {
     "monitoring_contact_verifications": "dispatcher:SELECT",  # the claim reads a code waiting, to send it
     "monitoring_contacts": "admin:SELECT reader:SELECT",
     "monitoring_notification_rules": f"{ADMIN_EDITS} reader:SELECT",
+    "monitoring_message_statuses": "admin:SELECT dispatcher:DELETE dispatcher:INSERT dispatcher:SELECT "
+                                   "dispatcher:UPDATE reader:SELECT",
     "monitoring_person_pages": "admin:SELECT reader:SELECT",
     "monitoring_providers": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
     "monitoring_routes": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
@@ -169,6 +171,7 @@ FUNCTION_RIGHTS = {
     "monitoring_inbound_client": ["inbound"], "monitoring_inbound_find_alert": ["inbound"],
     "monitoring_inbound_act": ["inbound"], "monitoring_inbound_raise": ["inbound"], "monitoring_inbound_ready": ["inbound"],
     "monitoring_inbound_contact_act": ["inbound"], "monitoring_inbound_contact_status": ["inbound"],
+    "monitoring_messages_to_poll": ["dispatcher"], "monitoring_message_polled": ["dispatcher"],
     "monitoring_inbound_contact_opt_out": ["inbound"],
     "monitoring_silence_preview": READ, "monitoring_channel_health": READ,
     "monitoring_console_save_user": ["admin"], "monitoring_console_disable_user": ["admin"],

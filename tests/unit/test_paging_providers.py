@@ -143,3 +143,15 @@ def test_ntfy_replies_keep_the_message_id_and_retry_its_limits():
     assert ntfy.judge(message("push", "t"), HttpResponse(200, {}, b'{"id":"abc123"}')).reference == "abc123"
     assert ntfy.judge(message("push", "t"), HttpResponse(429, {"retry-after": "5"}, b"{}")).outcome == "retry"
     assert ntfy.judge(message("push", "t"), HttpResponse(403, {}, b'{"code":40301}')).outcome == "failed"
+
+
+def test_a_status_update_is_a_quiet_push_and_a_plain_text_that_nobody_can_answer():
+    """Someone else took the alert: the person is told, not woken again (sql/paging.sql's status messages)."""
+    taken = {"target": "status:1:acknowledged:1700000000000", "reason": "alert 42 acknowledged by bob"}
+    ntfy = Ntfy("https://ntfy.example.com", "", "https://pgalert.example.com", "action-key")
+    document = json.loads(ntfy.build(message("push", "oncall-alice", **taken)).body)
+    assert document["priority"] == 3 and "actions" not in document
+    assert document["message"].startswith("alert 42 acknowledged by bob") and "rotating_light" not in document["tags"]
+    answerable = Twilio(SID, "auth-token-0123456789abcdef012345", "+15005550006", public_url="https://pgalert.example.com")
+    text = form(answerable.build(message("sms", "+14155550123", **taken)))["Body"]
+    assert "alert 42 acknowledged by bob" in text and "Reply" not in text

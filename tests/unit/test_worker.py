@@ -281,3 +281,102 @@ def test_a_dispatcher_on_a_server_that_became_a_standby_reconnects_until_it_find
     database.read_only = False  # the session now lands on the primary
     wait_until(lambda: database.status(delivery) == "succeeded", timeout=15)
     assert dispatcher.metrics.problem is None
+
+
+class Gated(ScriptedClient):
+    """The HTTP loop holding every submission until the test lets it run, as a busy loop does."""
+
+    def __init__(self):
+        super().__init__()
+        self.waiting: list = []
+
+    def submit(self, request, done):
+        self.waiting.append((request, done))
+
+    def let_run(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for request, done in waiting:
+            ScriptedClient.submit(self, request, done)
+
+
+def exit_code(dispatcher: Dispatcher, timeout: float = 10) -> int | None:
+    """The code `run` returned, or None if it was still running after `timeout` seconds."""
+    code: list[int] = []
+    thread = threading.Thread(target=lambda: code.append(dispatcher.run()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        dispatcher.stop()
+    return code[0] if code else None
+
+
+def test_a_dispatcher_whose_recorder_died_stops_sending_releases_what_it_holds_and_exits_non_zero():
+    """A result that cannot be recorded is a message another dispatcher sends again after the lease: once the
+    recorder is gone, nothing more may be sent, and the process must end so that its supervisor restarts it."""
+    database, client = InMemoryDatabase(), Gated()
+    dispatcher = dispatcher_for(database, client)
+
+    def broken(session, results):
+        raise RuntimeError("a bug in the recorder")
+
+    dispatcher.recorder.complete = broken
+    code: list[int] = []
+    thread = threading.Thread(target=lambda: code.append(dispatcher.run()), daemon=True)
+    thread.start()
+    first = database.insert("pagerduty")
+    wait_until(lambda: client.waiting, timeout=10)
+    client.let_run()  # sent; its result reaches the recorder, which dies on it
+    wait_until(lambda: dispatcher.stopping.is_set(), timeout=10)
+    second = database.insert("pagerduty")
+    client.let_run()  # anything claimed before the claimer noticed is built now, and must not go out
+    thread.join(10)
+    assert not thread.is_alive() and code == [1]
+    assert len(client.sent) == 1 and database.status(second) == "pending"
+    assert database.rows[first].status == "sending"  # its lease will expire: the one send it cost
+    assert "recorder" in dispatcher.metrics.problem
+
+
+def test_results_the_dying_recorder_held_are_recorded_once_more_at_exit():
+    database, client = InMemoryDatabase(), ScriptedClient()
+    dispatcher = dispatcher_for(database, client)
+    real = dispatcher.recorder.complete
+    calls = []
+
+    def fails_once(session, results):
+        calls.append(len(results))
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the recorder")
+        real(session, results)
+
+    dispatcher.recorder.complete = fails_once
+    delivery = database.insert("pagerduty")
+    assert exit_code(dispatcher) == 1
+    assert database.status(delivery) == "succeeded" and len(client.sent) == 1
+
+
+def test_a_thread_that_dies_stops_the_dispatcher():
+    database, client = InMemoryDatabase(), ScriptedClient()
+    dispatcher = dispatcher_for(database, client)
+    dispatcher._listen_forever = lambda: (_ for _ in ()).throw(RuntimeError("a bug in the listener"))
+    assert exit_code(dispatcher) == 1
+    assert "listener" in dispatcher.metrics.problem
+
+
+def test_texts_and_calls_whose_status_never_came_are_fetched_from_twilio_and_what_it_says_recorded():
+    from dispatcher.providers.twilio import Twilio
+    from dispatcher.worker.statuses import poll_once
+
+    sms, call = "SM" + "1" * 32, "CA" + "2" * 32
+    database = InMemoryDatabase()
+    database.to_poll = [(7, "twilio", "sms", sms), (8, "twilio", "voice", call), (9, "slack", "slack", "1700.01")]
+    answers = {f"/Messages/{sms}.json": b'{"sid": "%s", "status": "undelivered", "error_code": 30003}' % sms.encode(),
+               f"/Calls/{call}.json": b'{"sid": "%s", "status": "no-answer", "error_code": null}' % call.encode()}
+    client = ScriptedClient(lambda request: HttpResponse(200, {}, next(
+        body for tail, body in answers.items() if request.url.endswith(tail))))
+    twilio = Twilio("AC" + "0" * 32, "token", "+15005550006", api_url="https://api.twilio.test")
+    with InMemoryConnector(database).session("test") as session:
+        assert poll_once(session.queries, client, {"twilio": twilio, "slack": Slack(SLACK_URL)}, 1.0) == 2
+    assert database.polled == [(sms, "undelivered", "30003"), (call, "no-answer", None)]
+    assert [(r.method, r.url.split("/Accounts/")[1]) for r in client.sent] == [
+        ("GET", f"{'AC' + '0' * 32}/Messages/{sms}.json"), ("GET", f"{'AC' + '0' * 32}/Calls/{call}.json")]
+    assert all(r.headers["Authorization"].startswith("Basic ") for r in client.sent)
