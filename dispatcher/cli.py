@@ -144,11 +144,17 @@ def migrate_command(database_url: str, check: bool) -> None:
               show_envvar=True, help="Run the due checks of monitoring_health_checks (PRODUCTION_URL adds one).")
 @click.option("--heartbeat-url", envvar="PGALERT_HEARTBEAT_URL", default="", show_envvar=True,
               help="A dead man's switch (healthchecks.io, Cronitor, a PagerDuty heartbeat): pinged while this "
-                   "dispatcher could page (claims turn, the database answers, pg_cron runs pgalert's jobs), so the "
+                   "dispatcher could page (claims turn, the database answers, pgalert's scheduled jobs run), so the "
                    "outside service pages when pgalert cannot. Treated as a secret.")
 @click.option("--heartbeat-seconds", envvar="PGALERT_HEARTBEAT_SECONDS", type=click.FloatRange(1, 3600),
               default=Settings.heartbeat_seconds, show_default=True, show_envvar=True,
               help="Seconds between heartbeat pings; set the outside check's period to this and its grace to twice it.")
+@click.option("--scheduler", envvar="PGALERT_SCHEDULER", type=click.Choice(["auto", "pg_cron", "dispatcher"]),
+              default=Settings.scheduler, show_default=True, show_envvar=True,
+              help="Who runs pgalert's scheduled jobs (rules, escalations, releases of held notifications): pg_cron; "
+                   "the dispatchers, each tick once across all of them (for a PostgreSQL without pg_cron); or "
+                   "auto, pg_cron while it can run them and the dispatchers when it cannot "
+                   "(monitoring_scheduler_diagnosis()).")
 @click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
               show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
 @click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -157,7 +163,7 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
                      poll_seconds: float, http_timeout: float, max_attempts: int, backoff_base: float,
                      backoff_cap: float, pacing: str, shutdown_seconds: float, metrics_port: int | None,
                      metrics_host: str, health_checks: bool, heartbeat_url: str, heartbeat_seconds: float,
-                     log_format: str, log_level: str) -> None:
+                     scheduler: str, log_format: str, log_level: str) -> None:
     """Deliver alerts until SIGTERM: LISTEN for work, claim it with SKIP LOCKED, send, record every attempt.
 
     Providers are configured only from the environment: PAGERDUTY_INTEGRATION_KEY (PAGERDUTY_EVENTS_URL),
@@ -188,7 +194,7 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
         shutdown_seconds=shutdown_seconds, retry=RetryPolicy(max_attempts, backoff_base, backoff_cap),
         pacing=paces, metrics_host=metrics_host, metrics_port=metrics_port, health_checks=health_checks,
         production_url=os.environ.get("PRODUCTION_URL", "").strip(), heartbeat_url=heartbeat_url.strip(),
-        heartbeat_seconds=heartbeat_seconds,
+        heartbeat_seconds=heartbeat_seconds, scheduler=scheduler,
     )
     if settings.heartbeat_url:
         try:

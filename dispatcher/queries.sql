@@ -51,3 +51,17 @@ SELECT monitoring_ensure_health_check(%(name)s, %(url)s, make_interval(secs => %
 -- name: check_scheduler
 -- raises (and later resolves) pgalert_scheduler_stalled: pg_cron cannot say that it stopped
 SELECT last_run_at, seconds_since_run, running FROM monitoring_check_scheduler();
+
+-- name: scheduler_mode
+-- who runs pgalert's scheduled jobs for a dispatcher started with --scheduler (auto: pg_cron while it can)
+SELECT mode, reason FROM monitoring_scheduler_mode(%(requested)s);
+
+-- name: due_scheduled_jobs
+SELECT job_name, tick, timeout_ms FROM monitoring_due_scheduled_jobs();
+
+-- name: arm_job_timeout
+-- a sql rule's job runs under its statement_timeout, as pg_cron's command arms it: for the next statement
+SELECT set_config('statement_timeout', %(timeout_ms)s || 'ms', TRUE);
+
+-- name: run_scheduled_job
+SELECT monitoring_run_scheduled_job(%(job_name)s, %(tick)s, %(dispatcher)s);

@@ -5,7 +5,8 @@ Three threads talk to PostgreSQL, each on its own session of the connector:
 - the claimer (the main thread) claims due deliveries, applies pacing, and hands them to the sender;
 - the recorder (recorder.py) writes results back in batches, never dropping one while the database is away.
 Requests are built, sent and their replies judged on the HTTP loop's thread (sending.py, dispatcher.http),
-outside any transaction. Health probes (health.py) have a thread of their own.
+outside any transaction. Health probes (health.py) and the scheduled jobs, where the dispatchers run them
+(scheduler.py), have threads of their own.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from dispatcher.worker.heartbeat import heartbeat_forever
 from dispatcher.worker.inflight import InFlight
 from dispatcher.worker.outcomes import to_delivery
 from dispatcher.worker.recorder import Recorder
+from dispatcher.worker.scheduler import schedule_forever
 from dispatcher.worker.sending import Client, Sender
 
 RESPONSE_BODY_MAX = 64 * 1024
@@ -103,6 +105,9 @@ class Dispatcher:
         if self.settings.health_checks:
             threading.Thread(target=probe_forever, name="probes", daemon=True,
                              args=(self.connector, self.settings.production_url, self.stopping, self._clean)).start()
+        threading.Thread(target=schedule_forever, name="scheduler", daemon=True,
+                         args=(self.connector, self.settings.scheduler, self.metrics, self.stopping,
+                               self._clean)).start()
         if self.settings.heartbeat_url:
             threading.Thread(target=heartbeat_forever, name="heartbeat", daemon=True,
                              args=(self.settings.heartbeat_url, self.settings.heartbeat_seconds, self._stale_after(),
