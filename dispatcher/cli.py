@@ -14,7 +14,7 @@ import psycopg
 
 from dispatcher import db, logs
 from dispatcher.inbound.settings import ServeSettings
-from dispatcher.migrate import MigrationError, migrate
+from dispatcher.migrate import MigrationError, migrate, scheduler_summary
 from dispatcher.providers import (
     ProviderConfigError,
     all_secrets,
@@ -78,12 +78,20 @@ def cli() -> None:
 @click.option("--check", is_flag=True,
               help="Change nothing: list what a migrate would apply and exit 1 if anything is pending "
                    "(for init containers and deploy pipelines), 0 if the database is up to date.")
-def migrate_command(database_url: str, check: bool) -> None:
+@click.option("--superuser-script", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the SQL a superuser must run for pg_cron to run pgalert's jobs to this file (a comment "
+                   "alone when nothing is needed) rather than print it.")
+def migrate_command(database_url: str, check: bool, superuser_script: str | None) -> None:
     """Install or upgrade the schema: new migrations, then the changed files of current definitions.
 
     One transaction under an advisory lock: several at once are safe, a second run does nothing, and a
     failure leaves the database as it was. A migration edited after it was applied is refused. The SQL is
-    the one shipped with this pgalert; `psql -f sql/install.psql` does the same without Python."""
+    the one shipped with this pgalert; `psql -f sql/install.psql` does the same without Python.
+
+    It ends by saying how the scheduled jobs (rules, escalations, releases of held notifications) will run:
+    under pg_cron, or, where pg_cron cannot run them (not loaded, not installed in this database, no rights on
+    its schema, its runs failing), in `pgalert dispatch`; and then prints the SQL a superuser runs to give them
+    to pg_cron."""
     with connect_or_fail(database_url) as conn:
         try:
             plan = migrate(conn, log=click.echo, check_only=check)
@@ -91,6 +99,8 @@ def migrate_command(database_url: str, check: bool) -> None:
             raise click.ClickException(str(error)) from None
         except psycopg.Error as error:
             raise click.ClickException(f"migration failed and was rolled back: {str(error).strip()}") from None
+        if not check:
+            summary, superuser_sql = scheduler_summary(conn, superuser_script)
     if check:
         for name in plan.migrations:
             click.echo(f"pending: migrations/{name}")
@@ -102,6 +112,10 @@ def migrate_command(database_url: str, check: bool) -> None:
         return
     click.echo(f"{len(plan.migrations)} migration(s) and {len(plan.definitions)} definition file(s) applied"
                if plan.pending else "database is up to date")
+    if superuser_script:
+        with open(superuser_script, "w", encoding="utf-8") as script:
+            script.write((superuser_sql or "-- nothing to do: pg_cron runs pgalert's scheduled jobs") + "\n")
+    click.echo(summary)
 
 
 @cli.command("dispatch")

@@ -163,9 +163,11 @@ DECLARE
     v_failure text;
     v_beat timestamptz;
 BEGIN
-    -- pg_cron's launcher connects to cron.database_name; it runs only where pg_cron is preloaded
+    -- pg_cron's launcher connects to cron.database_name; it runs only where pg_cron is preloaded. Its
+    -- backend_type is hidden from a login without pg_read_all_stats; the name it gives itself is not.
     SELECT a.datname INTO v_cron_database FROM pg_catalog.pg_stat_activity AS a
-    WHERE a.backend_type = 'pg_cron launcher';
+    WHERE a.backend_type = 'pg_cron launcher' OR a.application_name = 'pg_cron scheduler'
+    LIMIT 1;
     -- what a superuser runs once pg_cron is loaded here: the extension, rights on it, pgalert's jobs
     v_install := concat_ws(E'\n', 'CREATE EXTENSION IF NOT EXISTS pg_cron;',
                            format('GRANT USAGE ON SCHEMA cron TO %I;', current_user),
@@ -206,10 +208,11 @@ BEGIN
             problem := 'pgalert''s jobs are not scheduled in pg_cron';
             superuser_sql := v_install;
         ELSIF v_beat < now() - p_stale_after THEN
-            -- pg_cron keeps the outcome of each run: the last of pgalert's, when it failed, names the cause
-            SELECT d.return_message INTO v_failure
+            -- pg_cron keeps the outcome of each run: the heartbeat's last, when it failed, names the cause
+            SELECT CASE WHEN d.status = 'failed' THEN d.return_message END INTO v_failure
             FROM cron.job_run_details AS d JOIN cron.job AS j USING (jobid)
-            WHERE j.jobname LIKE 'pgalert\_%' AND j.database = current_database()
+            WHERE j.jobname = 'pgalert_heartbeat' AND j.database = current_database()
+              AND d.status IN ('failed', 'succeeded')
             ORDER BY d.start_time DESC NULLS LAST LIMIT 1;
             problem := format('pg_cron has not run pgalert''s heartbeat for %s s%s',
                               round(extract(EPOCH FROM now() - v_beat)),
@@ -263,6 +266,41 @@ auto is pg_cron while monitoring_scheduler_diagnosis() finds nothing wrong with 
 otherwise; reason is what it found.';
 REVOKE ALL ON FUNCTION monitoring_scheduler_mode(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_scheduler_mode(text) TO monitoring_reader, monitoring_dispatcher;
+
+-- What both install paths say last: how the scheduled jobs will run, and when pg_cron cannot run them, the SQL
+-- a superuser runs (here, or in the file p_superuser_script that `pgalert migrate --superuser-script` wrote).
+-- A migrate never ends in silence while nothing will run them.
+CREATE OR REPLACE FUNCTION monitoring_scheduler_summary(p_superuser_script text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cron record;
+    v_jobs bigint := (SELECT count(*) FROM public.monitoring_schedules);
+BEGIN
+    SELECT * INTO v_cron FROM public.monitoring_scheduler_diagnosis() AS d;
+    IF v_cron.problem IS NULL THEN
+        RETURN format('Scheduled jobs: pg_cron runs pgalert''s %s jobs in database %s (dispatchers in '
+                      '--scheduler auto, the default, take over if it stops).', v_jobs, current_database());
+    END IF;
+    RETURN format('Scheduled jobs: pg_cron cannot run pgalert''s %s jobs here: %s.', v_jobs, v_cron.problem)
+        || E'\n' || 'Until it can, `pgalert dispatch` runs them (--scheduler auto, the default): with no dispatcher '
+        || 'running, no rule is evaluated and no escalation moves on.'
+        || E'\n' || CASE
+            WHEN p_superuser_script IS NOT NULL THEN
+                format('To run them under pg_cron, a superuser runs %s in database %s.', p_superuser_script,
+                       current_database())
+            ELSE format('To run them under pg_cron, a superuser runs, in database %s:', current_database())
+                 || E'\n\n' || v_cron.superuser_sql || E'\n' END;
+END
+$$;
+COMMENT ON FUNCTION monitoring_scheduler_summary(text) IS
+'How pgalert''s scheduled jobs will run here, in words: under pg_cron, or in the dispatchers because pg_cron
+cannot (monitoring_scheduler_diagnosis), with the SQL a superuser runs to mend that, or the name of the file
+p_superuser_script that holds it. `pgalert migrate` and install.psql end by printing it.';
+REVOKE ALL ON FUNCTION monitoring_scheduler_summary(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_scheduler_summary(text) TO monitoring_reader;
 
 -- Whether a five-field cron schedule matches a minute, as pg_cron reads one: numbers, *, ranges a-b, steps /n
 -- and lists, in pg_cron's time zone (GMT unless cron.timezone says otherwise); when both day fields are
