@@ -321,6 +321,8 @@ AS $$
     )
 $$;
 
+REVOKE ALL ON FUNCTION _monitoring_cron_field_matches(text, integer, integer, integer) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION _monitoring_cron_matches(p_schedule text, p_at timestamptz)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -341,6 +343,8 @@ AS $$
                         OR (extract(DOW FROM t) = 0 AND public._monitoring_cron_field_matches(f[5], 7, 0, 7))
                             AS day_of_week) AS days
 $$;
+
+REVOKE ALL ON FUNCTION _monitoring_cron_matches(text, timestamptz) FROM PUBLIC;
 
 -- A dispatcher that missed a minute (busy, restarting, handing over) still runs its tick, this long after.
 -- Older ticks are not run again: like pg_cron, a job runs at its times, it does not catch up on a backlog.
