@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import psycopg
 import pytest
 
@@ -113,18 +115,20 @@ def test_without_pg_cron_here_the_dispatchers_run_the_jobs_and_say_why(conn, con
         dispatcher.execute("SELECT monitoring_scheduler_mode('cron')")
     # every job of pgalert is due at the minute, and runs as pg_cron would run it (as the owner)
     conn.execute("UPDATE monitoring_scheduler_heartbeat SET beat_at = NULL, cron_beat_at = NULL")
-    ran = run_due(dispatcher, minute(conn, 0), "d1")
+    this_minute = minute(conn, 0)
+    ran = run_due(dispatcher, this_minute, "d1")
     every_minute = {job for (job,) in conn.execute("SELECT job_name FROM monitoring_schedules WHERE schedule = '* * * * *'")}
     assert every_minute <= set(ran)
     assert conn.execute("SELECT count(*) FROM monitoring_scheduler_ticks WHERE last_error IS NOT NULL").fetchone() == (0,)
     # the heartbeat says the jobs run, and that pg_cron did not run them
     assert conn.execute("SELECT beat_at IS NOT NULL, cron_beat_at FROM monitoring_scheduler_heartbeat").fetchone() == (True, None)
-    assert run_due(dispatcher, minute(conn, 0), "d2") == []  # this minute has run
+    assert run_due(dispatcher, this_minute, "d2") == []  # this minute has run
 
 
 def test_each_tick_runs_once_across_dispatchers_and_a_dispatcher_killed_mid_tick_leaves_it_to_another(conn, connect, probe_job):
     first, second, third = (connect("monitoring_dispatcher") for _ in range(3))
     tick = minute(conn, 3)
+    older = tick - timedelta(minutes=1)
     first.execute("BEGIN")
     assert first.execute("SELECT monitoring_run_scheduled_job('probe', %s, 'first')", (tick,)).fetchone() == (True,)
     # while the first runs it, the others skip it rather than wait or run it again
@@ -136,16 +140,16 @@ def test_each_tick_runs_once_across_dispatchers_and_a_dispatcher_killed_mid_tick
     assert conn.execute("SELECT count(*) FROM probe_runs").fetchone() == (1,)
     assert conn.execute("SELECT last_tick, ran_by FROM monitoring_scheduler_ticks WHERE job_name = 'probe'").fetchone() == (tick, "third")
     # an older tick is never run after a newer one
-    assert second.execute("SELECT monitoring_run_scheduled_job('probe', %s, 'second')", (minute(conn, 4),)).fetchone() == (False,)
+    assert second.execute("SELECT monitoring_run_scheduled_job('probe', %s, 'second')", (older,)).fetchone() == (False,)
 
 
 def test_three_dispatchers_racing_run_every_tick_exactly_once(conn, connect, probe_job):
     import threading
 
     dispatchers = [connect("monitoring_dispatcher") for _ in range(3)]
+    ticks = [minute(conn, 4) + timedelta(minutes=m) for m in range(5)]  # five minutes of a test clock
     ran: list[tuple[int, str]] = []
-    for minutes_ago in range(4, -1, -1):  # five minutes of a test clock
-        at = minute(conn, minutes_ago)
+    for at in ticks:
         start = threading.Barrier(3)
 
         def race(dispatcher, name, at=at, start=start):
@@ -157,17 +161,17 @@ def test_three_dispatchers_racing_run_every_tick_exactly_once(conn, connect, pro
             thread.start()
         for thread in threads:
             thread.join()
-    assert sorted(ran) == sorted((minute(conn, m), "probe") for m in range(5))
+    assert sorted(ran) == [(tick, "probe") for tick in ticks]
     assert conn.execute("SELECT count(*) FROM probe_runs").fetchone() == (5,)
 
 
 def test_a_failing_job_has_its_tick_and_its_error_kept(conn, connect):
     conn.execute("INSERT INTO monitoring_schedules (job_name, schedule, command) VALUES ('broken', '* * * * *', 'SELECT no_such_function()')")
-    dispatcher = connect("monitoring_dispatcher")
-    assert "broken" in run_due(dispatcher, minute(conn, 0), "d1")
+    dispatcher, this_minute = connect("monitoring_dispatcher"), minute(conn, 0)
+    assert "broken" in run_due(dispatcher, this_minute, "d1")
     error = conn.execute("SELECT last_error FROM monitoring_scheduler_ticks WHERE job_name = 'broken'").fetchone()[0]
     assert "no_such_function" in error
-    assert run_due(dispatcher, minute(conn, 0), "d1") == []
+    assert run_due(dispatcher, this_minute, "d1") == []
 
 
 def test_a_sql_rule_job_runs_under_its_timeout_in_a_dispatcher(conn, connect):
