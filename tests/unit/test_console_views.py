@@ -185,3 +185,16 @@ def test_a_typed_time_is_utc_unless_it_says_otherwise():
     assert views.parse_local_time("2026-12-05T14:30+01:00", T0).utcoffset() == dt.timedelta(hours=1)
     with pytest.raises(ValueError, match="is not a time"):
         views.parse_local_time("tomorrow", T0)
+
+
+def test_the_rules_page_says_who_runs_the_scheduled_jobs():
+    """#37, 1: pg_cron, the dispatchers where pg_cron cannot, or nobody (with the mend)."""
+    row = {"running": True, "seconds_since_run": 20.0, "by_pg_cron": True, "pg_cron_problem": None}
+    assert views.scheduler_state(row) == ("ok", "Scheduled jobs run under pg_cron.")
+    row = {**row, "by_pg_cron": False, "pg_cron_problem": "the pg_cron extension is not installed in database app"}
+    assert views.scheduler_state(row) == (
+        "ok", "Scheduled jobs run in the dispatchers (pg_cron cannot: the pg_cron extension is not installed in "
+              "database app).")
+    kind, words = views.scheduler_state({**row, "running": False, "seconds_since_run": 400.4})
+    assert kind == "bad" and words.startswith("Scheduled jobs are not running (none for 400 s)")
+    assert "pg_cron cannot: the pg_cron extension is not installed" in words and "pgalert dispatch" in words
