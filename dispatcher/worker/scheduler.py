@@ -30,6 +30,9 @@ def run_due_jobs(queries: db.DispatcherQueries, requested: str, metrics: Metrics
         log = logs.info if mode == "pg_cron" or requested == "dispatcher" else logs.warning
         log("scheduled jobs run " + ("under pg_cron" if mode == "pg_cron" else "in the dispatchers"),
             scheduler=requested, **({"pg_cron_cannot": reason} if reason else {}))
+        if requested == "dispatcher" and reason is None:
+            logs.warning("pg_cron runs pgalert's jobs too, so a tick may run twice: unschedule them from pg_cron "
+                         "or run the dispatchers with --scheduler auto")
     metrics.set_scheduler(mode, reason)
     if mode != "dispatcher":
         return 0
