@@ -213,7 +213,9 @@ BEGIN
             FROM cron.job_run_details AS d JOIN cron.job AS j USING (jobid)
             WHERE j.jobname = 'pgalert_heartbeat' AND j.database = current_database()
               AND d.status IN ('failed', 'succeeded')
-            ORDER BY d.start_time DESC NULLS LAST LIMIT 1;
+            -- newest first along runid, job_run_details' only index: pg_cron never empties it, and every
+            -- dispatcher in --scheduler auto asks this every few seconds while pg_cron is stale
+            ORDER BY d.runid DESC LIMIT 1;
             problem := format('pg_cron has not run pgalert''s heartbeat for %s s%s',
                               round(extract(EPOCH FROM now() - v_beat)),
                               coalesce(': its runs fail: ' || nullif(trim(v_failure), ''), ''));
