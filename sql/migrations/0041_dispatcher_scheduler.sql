@@ -26,4 +26,4 @@ COMMENT ON TABLE monitoring_scheduler_heartbeat IS
 'One row: beat_at is when pgalert''s heartbeat job last ran (NULL: never since installed_at), under pg_cron or in
 a dispatcher; cron_beat_at when pg_cron last ran it. See monitoring_scheduler_status().';
 
-INSERT INTO _monitoring_migrations (version, name) VALUES ('0042', 'dispatcher_scheduler');
+INSERT INTO _monitoring_migrations (version, name) VALUES ('0041', 'dispatcher_scheduler');
