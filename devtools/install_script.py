@@ -50,6 +50,9 @@ COMMIT;
 \\if :changed
 SELECT monitoring_refresh_scheduler() AS pg_cron_reloaded \\gset
 \\endif
+-- last, always: how the scheduled jobs will run, and the SQL a superuser runs where pg_cron cannot run them
+SELECT monitoring_scheduler_summary() AS scheduler_summary \\gset
+\\echo :scheduler_summary
 """
 
 

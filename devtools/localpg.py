@@ -37,6 +37,7 @@ CRON_DATABASE = "pgalert"
 class LocalServer:
     name: str
     port: int
+    pg_cron: bool = True  # False: a server without it, as on platforms that have none (Heroku)
 
     @property
     def as_root(self) -> bool:
@@ -101,13 +102,15 @@ class LocalServer:
             # password under the trust auth initdb set up
             "cron.use_background_workers": "off",
             "cron.host": f"'{self.base_dir}'",
+            **({} if self.pg_cron else {"shared_preload_libraries": "''", "cron.database_name": None,
+                                         "cron.use_background_workers": None, "cron.host": None}),
             "max_worker_processes": "32",
             "max_connections": "200",
             "fsync": "off" if self.name == "test" else "on",
             "log_min_messages": "warning",
         }
         conf = "# written by devtools/localpg.py at every start\n"
-        conf += "".join(f"{key} = {value}\n" for key, value in settings.items())
+        conf += "".join(f"{key} = {value}\n" for key, value in settings.items() if value is not None)
         conf_path = self.data_dir / "postgresql.auto.conf"
         conf_path.write_text(conf)
         if self.as_root:
@@ -180,6 +183,8 @@ class LocalServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+        if not self.pg_cron:
+            return
         with psycopg.connect(self.url(CRON_DATABASE), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
 

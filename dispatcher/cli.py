@@ -14,7 +14,7 @@ import psycopg
 
 from dispatcher import db, logs
 from dispatcher.inbound.settings import ServeSettings
-from dispatcher.migrate import MigrationError, migrate
+from dispatcher.migrate import MigrationError, migrate, scheduler_summary
 from dispatcher.providers import (
     ProviderConfigError,
     all_secrets,
@@ -78,12 +78,20 @@ def cli() -> None:
 @click.option("--check", is_flag=True,
               help="Change nothing: list what a migrate would apply and exit 1 if anything is pending "
                    "(for init containers and deploy pipelines), 0 if the database is up to date.")
-def migrate_command(database_url: str, check: bool) -> None:
+@click.option("--superuser-script", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the SQL a superuser must run for pg_cron to run pgalert's jobs to this file (a comment "
+                   "alone when nothing is needed) rather than print it.")
+def migrate_command(database_url: str, check: bool, superuser_script: str | None) -> None:
     """Install or upgrade the schema: new migrations, then the changed files of current definitions.
 
     One transaction under an advisory lock: several at once are safe, a second run does nothing, and a
     failure leaves the database as it was. A migration edited after it was applied is refused. The SQL is
-    the one shipped with this pgalert; `psql -f sql/install.psql` does the same without Python."""
+    the one shipped with this pgalert; `psql -f sql/install.psql` does the same without Python.
+
+    It ends by saying how the scheduled jobs (rules, escalations, releases of held notifications) will run:
+    under pg_cron, or, where pg_cron cannot run them (not loaded, not installed in this database, no rights on
+    its schema, its runs failing), in `pgalert dispatch`; and then prints the SQL a superuser runs to give them
+    to pg_cron."""
     with connect_or_fail(database_url) as conn:
         try:
             plan = migrate(conn, log=click.echo, check_only=check)
@@ -91,6 +99,8 @@ def migrate_command(database_url: str, check: bool) -> None:
             raise click.ClickException(str(error)) from None
         except psycopg.Error as error:
             raise click.ClickException(f"migration failed and was rolled back: {str(error).strip()}") from None
+        if not check:
+            summary, superuser_sql = scheduler_summary(conn, superuser_script)
     if check:
         for name in plan.migrations:
             click.echo(f"pending: migrations/{name}")
@@ -102,6 +112,10 @@ def migrate_command(database_url: str, check: bool) -> None:
         return
     click.echo(f"{len(plan.migrations)} migration(s) and {len(plan.definitions)} definition file(s) applied"
                if plan.pending else "database is up to date")
+    if superuser_script:
+        with open(superuser_script, "w", encoding="utf-8") as script:
+            script.write((superuser_sql or "-- nothing to do: pg_cron runs pgalert's scheduled jobs") + "\n")
+    click.echo(summary)
 
 
 @cli.command("dispatch")
@@ -144,11 +158,17 @@ def migrate_command(database_url: str, check: bool) -> None:
               show_envvar=True, help="Run the due checks of monitoring_health_checks (PRODUCTION_URL adds one).")
 @click.option("--heartbeat-url", envvar="PGALERT_HEARTBEAT_URL", default="", show_envvar=True,
               help="A dead man's switch (healthchecks.io, Cronitor, a PagerDuty heartbeat): pinged while this "
-                   "dispatcher could page (claims turn, the database answers, pg_cron runs pgalert's jobs), so the "
+                   "dispatcher could page (claims turn, the database answers, pgalert's scheduled jobs run), so the "
                    "outside service pages when pgalert cannot. Treated as a secret.")
 @click.option("--heartbeat-seconds", envvar="PGALERT_HEARTBEAT_SECONDS", type=click.FloatRange(1, 3600),
               default=Settings.heartbeat_seconds, show_default=True, show_envvar=True,
               help="Seconds between heartbeat pings; set the outside check's period to this and its grace to twice it.")
+@click.option("--scheduler", envvar="PGALERT_SCHEDULER", type=click.Choice(["auto", "pg_cron", "dispatcher"]),
+              default=Settings.scheduler, show_default=True, show_envvar=True,
+              help="Who runs pgalert's scheduled jobs (rules, escalations, releases of held notifications): pg_cron; "
+                   "the dispatchers, each tick once across all of them (for a PostgreSQL without pg_cron); or "
+                   "auto, pg_cron while it can run them and the dispatchers when it cannot "
+                   "(monitoring_scheduler_diagnosis()).")
 @click.option("--log-format", envvar="PGALERT_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
               show_default=True, show_envvar=True, help="One line per event, as key=value text or JSON.")
 @click.option("--log-level", envvar="PGALERT_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -157,7 +177,7 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
                      poll_seconds: float, http_timeout: float, max_attempts: int, backoff_base: float,
                      backoff_cap: float, pacing: str, shutdown_seconds: float, metrics_port: int | None,
                      metrics_host: str, health_checks: bool, heartbeat_url: str, heartbeat_seconds: float,
-                     log_format: str, log_level: str) -> None:
+                     scheduler: str, log_format: str, log_level: str) -> None:
     """Deliver alerts until SIGTERM: LISTEN for work, claim it with SKIP LOCKED, send, record every attempt.
 
     Providers are configured only from the environment: PAGERDUTY_INTEGRATION_KEY (PAGERDUTY_EVENTS_URL),
@@ -188,7 +208,7 @@ def dispatch_command(database_url: str, dispatcher_id: str, concurrency: int, ba
         shutdown_seconds=shutdown_seconds, retry=RetryPolicy(max_attempts, backoff_base, backoff_cap),
         pacing=paces, metrics_host=metrics_host, metrics_port=metrics_port, health_checks=health_checks,
         production_url=os.environ.get("PRODUCTION_URL", "").strip(), heartbeat_url=heartbeat_url.strip(),
-        heartbeat_seconds=heartbeat_seconds,
+        heartbeat_seconds=heartbeat_seconds, scheduler=scheduler,
     )
     if settings.heartbeat_url:
         try:

@@ -93,6 +93,22 @@ class DispatcherQueries:
         _, seconds, running = self.conn.execute(queries()["check_scheduler"]).fetchone()
         return seconds, running
 
+    def scheduler_mode(self, requested: str) -> tuple[str, str | None]:
+        """Who runs the scheduled jobs ('pg_cron' or 'dispatcher'), and why not pg_cron when it does not."""
+        return self.conn.execute(queries()["scheduler_mode"], {"requested": requested}).fetchone()
+
+    def due_scheduled_jobs(self) -> list[tuple]:
+        return self.conn.execute(queries()["due_scheduled_jobs"]).fetchall()
+
+    def run_scheduled_job(self, job_name: str, tick: object, timeout_ms: int | None) -> bool:
+        """Run one job's tick in a transaction of its own: the job's work and the record of its tick commit
+        together, or neither does. False when another dispatcher runs or ran it."""
+        with self.conn.transaction():
+            if timeout_ms is not None:
+                self.conn.execute(queries()["arm_job_timeout"], {"timeout_ms": timeout_ms})
+            params = {"job_name": job_name, "tick": tick, "dispatcher": self.dispatcher_id}
+            return self.conn.execute(queries()["run_scheduled_job"], params).fetchone()[0]
+
     def claim_health_checks(self, limit: int) -> list[tuple]:
         return self.conn.execute(queries()["claim_health_checks"], {"limit": limit}).fetchall()
 

@@ -32,11 +32,23 @@ class Metrics:
         )
         self.scheduler_age = Gauge(
             "pgalert_scheduler_seconds_since_run",
-            "Seconds since pg_cron last ran pgalert's heartbeat job (rules, escalations and releases run with it)",
+            "Seconds since pgalert's heartbeat job last ran, under pg_cron or in a dispatcher (rules, escalations "
+            "and releases run with it)",
             registry=self.registry,
         )
-        # whether pg_cron runs pgalert's jobs, as the last check found (None: not checked yet)
+        self.scheduler_in_force = Gauge(
+            "pgalert_scheduler_mode", "1 for the scheduler that runs pgalert's jobs as this dispatcher sees it: "
+            "pg_cron, or the dispatchers (--scheduler)", ["mode"], registry=self.registry,
+        )
+        self.scheduled_runs = Counter(
+            "pgalert_scheduled_job_runs", "Ticks of scheduled jobs this dispatcher ran (where pg_cron does not)",
+            ["job"], registry=self.registry,
+        )
+        # whether pgalert's jobs run (their heartbeat is recent), as the last check found (None: not checked yet)
         self.scheduler_running: bool | None = None
+        # who runs them ('pg_cron' or 'dispatcher'; None: not asked yet), and why pg_cron does not when it does not
+        self.scheduler_mode: str | None = None
+        self.scheduler_reason: str | None = None
         self.last_loop = time.monotonic()
         # why the dispatcher cannot do its work right now (schema missing or old, claims failing), or None
         self.problem: str | None = None
@@ -49,13 +61,19 @@ class Metrics:
             oldest = max(oldest, age or 0.0)
         self.oldest_pending.set(oldest)
 
+    def set_scheduler(self, mode: str, reason: str | None) -> None:
+        for each in ("pg_cron", "dispatcher"):
+            self.scheduler_in_force.labels(each).set(1 if each == mode else 0)
+        self.scheduler_mode, self.scheduler_reason = mode, reason
+
     def healthy(self, stale_after: float) -> tuple[bool, dict]:
         loop_age = time.monotonic() - self.last_loop
         listening = self.listener_connected._value.get() == 1  # noqa: SLF001 - prometheus keeps no public getter
         problem = self.problem
         state = {"listener_connected": listening, "loop_age_seconds": round(loop_age, 3), "problem": problem,
                  # said, not failed: restarting dispatchers cannot mend pg_cron, and they still deliver
-                 "scheduled_jobs_running": self.scheduler_running}
+                 "scheduled_jobs_running": self.scheduler_running,
+                 "scheduler": self.scheduler_mode, "scheduler_reason": self.scheduler_reason}
         return listening and loop_age < stale_after and problem is None, state
 
 

@@ -8,6 +8,8 @@ leaves the database as it was. In order:
 3. every file of sql/definitions.txt whose checksum changed since it was last applied, or all of them after
    a migration (a migration may drop what a definition needs);
 4. sql/after_migrate.sql, when anything was applied.
+Then it says how the scheduled jobs will run (scheduler_summary): under pg_cron, or in the dispatchers, with
+the SQL a superuser runs where pg_cron cannot.
 sql/install.psql does the same with psql alone. The SQL ships inside the wheel as the package dispatcher.sql.
 """
 
@@ -191,6 +193,15 @@ def migrate(conn: psycopg.Connection, root: Traversable = SQL_ROOT, log=print, c
         # in a small transaction of its own, so pg_cron hears of the jobs just scheduled (sql/schedules.sql)
         conn.execute("SELECT monitoring_refresh_scheduler()")
     return plan
+
+
+def scheduler_summary(conn: psycopg.Connection, superuser_script: str | None = None) -> tuple[str, str | None]:
+    """How the scheduled jobs will run, in words (sql/schedules.sql), and the SQL a superuser must run for pg_cron
+    to run them (None when it does). With superuser_script, the words name that file instead of holding the SQL."""
+    (superuser_sql,) = conn.execute("SELECT (SELECT superuser_sql FROM monitoring_scheduler_diagnosis())").fetchone()
+    (summary,) = conn.execute("SELECT monitoring_scheduler_summary(%s)",
+                              (superuser_script if superuser_sql else None,)).fetchone()
+    return summary, superuser_sql
 
 
 def _message(error: psycopg.Error) -> str:

@@ -58,3 +58,17 @@ SELECT delivery_id, provider, kind, provider_reference FROM monitoring_messages_
 
 -- name: message_polled
 SELECT monitoring_message_polled(%(reference)s, %(status)s, %(error_code)s);
+
+-- name: scheduler_mode
+-- who runs pgalert's scheduled jobs for a dispatcher started with --scheduler (auto: pg_cron while it can)
+SELECT mode, reason FROM monitoring_scheduler_mode(%(requested)s);
+
+-- name: due_scheduled_jobs
+SELECT job_name, tick, timeout_ms FROM monitoring_due_scheduled_jobs();
+
+-- name: arm_job_timeout
+-- a sql rule's job runs under its statement_timeout, as pg_cron's command arms it: for the next statement
+SELECT set_config('statement_timeout', %(timeout_ms)s || 'ms', TRUE);
+
+-- name: run_scheduled_job
+SELECT monitoring_run_scheduled_job(%(job_name)s, %(tick)s, %(dispatcher)s);

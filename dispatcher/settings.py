@@ -65,3 +65,5 @@ class Settings:
     production_url: str = ""
     heartbeat_url: str = ""  # a dead man's switch pinged while this dispatcher could page (worker/heartbeat.py)
     heartbeat_seconds: float = 60.0
+    # who runs pgalert's scheduled jobs: pg_cron, this and the other dispatchers, or auto (pg_cron while it can)
+    scheduler: str = "auto"

@@ -1838,6 +1838,7 @@ CREATE TABLE public.monitoring_scheduler_heartbeat (
     only_row boolean DEFAULT true NOT NULL,
     installed_at timestamp with time zone DEFAULT now() NOT NULL,
     beat_at timestamp with time zone,
+    cron_beat_at timestamp with time zone,
     CONSTRAINT one_heartbeat_row CHECK (only_row)
 );
 
@@ -1846,8 +1847,36 @@ CREATE TABLE public.monitoring_scheduler_heartbeat (
 -- Name: TABLE monitoring_scheduler_heartbeat; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON TABLE public.monitoring_scheduler_heartbeat IS 'One row: beat_at is when pg_cron last ran pgalert''s heartbeat job (NULL: never since installed_at). See
-monitoring_scheduler_status().';
+COMMENT ON TABLE public.monitoring_scheduler_heartbeat IS 'One row: beat_at is when pgalert''s heartbeat job last ran (NULL: never since installed_at), under pg_cron or in
+a dispatcher; cron_beat_at when pg_cron last ran it. See monitoring_scheduler_status().';
+
+
+--
+-- Name: monitoring_scheduler_ticks; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.monitoring_scheduler_ticks (
+    job_name text NOT NULL,
+    last_tick timestamp with time zone NOT NULL,
+    ran_at timestamp with time zone DEFAULT now() NOT NULL,
+    ran_by text NOT NULL,
+    last_error text
+);
+
+
+--
+-- Name: TABLE monitoring_scheduler_ticks; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.monitoring_scheduler_ticks IS 'The last tick each job ran in the dispatchers (pgalert dispatch --scheduler): when, by which dispatcher, and
+its error (NULL: it succeeded). pg_cron''s runs are in cron.job_run_details.';
+
+
+--
+-- Name: COLUMN monitoring_scheduler_ticks.last_tick; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.monitoring_scheduler_ticks.last_tick IS 'The minute whose run this was: a dispatcher runs a later tick only, so each tick runs once.';
 
 
 --
@@ -2548,6 +2577,14 @@ ALTER TABLE ONLY public.monitoring_routes
 
 ALTER TABLE ONLY public.monitoring_scheduler_heartbeat
     ADD CONSTRAINT monitoring_scheduler_heartbeat_pkey PRIMARY KEY (only_row);
+
+
+--
+-- Name: monitoring_scheduler_ticks monitoring_scheduler_ticks_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_scheduler_ticks
+    ADD CONSTRAINT monitoring_scheduler_ticks_pkey PRIMARY KEY (job_name);
 
 
 --
@@ -3725,6 +3762,14 @@ ALTER TABLE ONLY public.monitoring_routes
 
 
 --
+-- Name: monitoring_scheduler_ticks monitoring_scheduler_ticks_job_name_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.monitoring_scheduler_ticks
+    ADD CONSTRAINT monitoring_scheduler_ticks_job_name_fkey FOREIGN KEY (job_name) REFERENCES public.monitoring_schedules(job_name) ON UPDATE CASCADE ON DELETE CASCADE;
+
+
+--
 -- Name: monitoring_schedules monitoring_schedules_rule_name_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -4323,6 +4368,13 @@ GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_routes TO monitoring_admin
 --
 
 GRANT SELECT ON TABLE public.monitoring_scheduler_heartbeat TO monitoring_reader;
+
+
+--
+-- Name: TABLE monitoring_scheduler_ticks; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.monitoring_scheduler_ticks TO monitoring_reader;
 
 
 --

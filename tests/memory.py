@@ -177,6 +177,18 @@ class InMemoryQueries:
             raise self.db.scheduler
         return self.db.scheduler
 
+    def scheduler_mode(self, requested: str) -> tuple[str, str | None]:
+        self._check()
+        return ("pg_cron", None) if requested != "dispatcher" else ("dispatcher", None)
+
+    def due_scheduled_jobs(self) -> list[tuple]:
+        self._check()
+        return []
+
+    def run_scheduled_job(self, job_name: str, tick: object, timeout_ms: int | None) -> bool:
+        self._check()
+        return False
+
     def claim_health_checks(self, limit: int) -> list[tuple]:
         self._check()
         return []

@@ -706,7 +706,10 @@ class Console:
 
     # --- rules --------------------------------------------------------------------------------------------------
     async def rules(self, request: Request, user: User, error: str = "", status: int = 200) -> Response:
-        return self.render(request, "rules.html", {"rules": await self.fetch("rules", {}), "error": error}, status)
+        scheduler = await self.fetch("scheduler", {})
+        context = {"rules": await self.fetch("rules", {}), "error": error,
+                   "scheduler": views.scheduler_state(scheduler[0] if scheduler else None)}
+        return self.render(request, "rules.html", context, status)
 
     async def set_rule_enabled(self, request: Request, user: User) -> Response:
         form = await self.form(request)

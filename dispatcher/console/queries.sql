@@ -235,3 +235,11 @@ SELECT provider, kind, settings FROM monitoring_providers ORDER BY provider;
 
 -- name: set_channel
 SELECT monitoring_console_set_channel(%(token)s, %(provider)s, %(description)s, %(settings)s);
+
+-- name: scheduler
+-- who runs the scheduled jobs (rules among them): the last heartbeat says pg_cron or the dispatchers
+SELECT s.running, s.seconds_since_run, h.beat_at IS NOT NULL AND h.beat_at = h.cron_beat_at AS by_pg_cron,
+       d.problem AS pg_cron_problem
+FROM monitoring_scheduler_status() AS s
+CROSS JOIN monitoring_scheduler_heartbeat AS h
+LEFT JOIN monitoring_scheduler_diagnosis() AS d ON TRUE;

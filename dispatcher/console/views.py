@@ -84,6 +84,21 @@ def age(since: dt.datetime | None, now: dt.datetime) -> str:
     return f"{minutes}m" if minutes else f"{seconds}s"
 
 
+def scheduler_state(row: Mapping[str, object] | None) -> tuple[str, str]:
+    """(badge kind, words) for who runs the scheduled jobs (rules, escalations, hold releases), from the console's
+    `scheduler` query: pg_cron, the dispatchers where pg_cron cannot, or nobody."""
+    if not row:
+        return "muted", "Scheduled jobs: unknown"
+    if not row["running"]:
+        why = f" pg_cron cannot: {row['pg_cron_problem']}." if row["pg_cron_problem"] else ""
+        return "bad", (f"Scheduled jobs are not running (none for {round(row['seconds_since_run'] or 0)} s): rules are "
+                       f"not evaluated and escalations do not move on.{why} Run `pgalert dispatch` (--scheduler auto).")
+    if row["by_pg_cron"]:
+        return "ok", "Scheduled jobs run under pg_cron."
+    why = f" (pg_cron cannot: {row['pg_cron_problem']})" if row["pg_cron_problem"] else ""
+    return "ok", f"Scheduled jobs run in the dispatchers{why}."
+
+
 def safe_link(value: object) -> str | None:
     """A URL worth making clickable: http or https with a host. Anything else (javascript:, data:, a relative
     path) is shown as text."""

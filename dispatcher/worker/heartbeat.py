@@ -1,7 +1,7 @@
 """Who watches pgalert: a dead man's switch. Every --heartbeat-seconds the dispatcher pings a URL of an outside
 service (healthchecks.io, Cronitor, a PagerDuty heartbeat, ...) that pages when the pings stop. It pings only
-while it could page itself: its claim loop turns, the database answers, its LISTEN connection is up, and pg_cron
-runs pgalert's jobs. When any of those fails the pings stop and the outside service pages; they resume when it
+while it could page itself: its claim loop turns, the database answers, its LISTEN connection is up, and pgalert's
+scheduled jobs run. When any of those fails the pings stop and the outside service pages; they resume when it
 mends. Every dispatcher pings, so the service pages only when none of them can."""
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def withheld(metrics: Metrics, stale_after: float) -> str | None:
     if not healthy:
         return f"the claim loop has not turned for {state['loop_age_seconds']:.0f} s"
     if metrics.scheduler_running is not True:
-        return "pg_cron is not running pgalert's jobs" if metrics.scheduler_running is False \
-            else "pg_cron's jobs have not been checked yet"
+        return "pgalert's scheduled jobs are not running" if metrics.scheduler_running is False \
+            else "the scheduled jobs have not been checked yet"
     return None
 
 

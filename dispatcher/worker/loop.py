@@ -7,8 +7,8 @@ Three threads talk to PostgreSQL, each on its own session of the connector:
 When one of them (or the probes' or heartbeat's thread) dies, the dispatcher stops and exits non-zero; when the
 recorder died, it first stops sending (see _essential).
 Requests are built, sent and their replies judged on the HTTP loop's thread (sending.py, dispatcher.http),
-outside any transaction. Health probes (health.py) and the polling of Twilio for statuses whose callback never came
-(statuses.py) have a thread each.
+outside any transaction. Health probes (health.py), the polling of Twilio for statuses whose callback never
+came (statuses.py) and the scheduled jobs, where the dispatchers run them (scheduler.py), have a thread each.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from dispatcher.worker.heartbeat import heartbeat_forever
 from dispatcher.worker.inflight import InFlight
 from dispatcher.worker.outcomes import to_delivery
 from dispatcher.worker.recorder import Recorder
+from dispatcher.worker.scheduler import schedule_forever
 from dispatcher.worker.sending import Client, Sender
 from dispatcher.worker.statuses import poll_statuses_forever
 
@@ -113,6 +114,8 @@ class Dispatcher:
         if self.settings.health_checks:
             self._essential("probes", probe_forever, self.connector, self.settings.production_url, self.stopping,
                             self._clean).start()
+        self._essential("scheduler", schedule_forever, self.connector, self.settings.scheduler, self.metrics,
+                        self.stopping, self._clean).start()
         if self.settings.heartbeat_url:
             self._essential("heartbeat", heartbeat_forever, self.settings.heartbeat_url,
                             self.settings.heartbeat_seconds, self._stale_after(), self.metrics, self.stopping,

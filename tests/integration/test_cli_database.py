@@ -10,10 +10,24 @@ from click.testing import CliRunner
 from dispatcher.cli import cli
 
 
-def test_migrate_reports_what_it_did(db_url):
+def test_migrate_reports_what_it_did_and_how_the_scheduled_jobs_will_run(db_url, tmp_path):
+    """A test database is not pg_cron's: migrate says so, who runs the jobs instead, and what a superuser runs
+    (#37, 2)."""
     runner = CliRunner()
     first = runner.invoke(cli, ["migrate", "--database-url", db_url])
-    assert first.exit_code == 0 and first.output.strip() == "database is up to date"
+    lines = first.output.splitlines()
+    assert first.exit_code == 0 and lines[0] == "database is up to date"
+    assert lines[1].startswith("Scheduled jobs: pg_cron cannot run pgalert's ")
+    assert lines[1].endswith("jobs here: pg_cron runs in database pgalert, not in "
+                             f"{db_url.rsplit('/', 1)[1]} (cron.database_name).")
+    assert lines[2].startswith("Until it can, `pgalert dispatch` runs them (--scheduler auto, the default)")
+    assert "ALTER SYSTEM SET cron.database_name" in first.output and "CREATE EXTENSION IF NOT EXISTS pg_cron;" in first.output
+    # or the SQL goes to a file to hand to a superuser, which the output names
+    script = tmp_path / "for-the-dba.sql"
+    second = runner.invoke(cli, ["migrate", "--database-url", db_url, "--superuser-script", str(script)])
+    assert second.exit_code == 0 and f"a superuser runs {script} in database" in second.output
+    assert "ALTER SYSTEM" not in second.output
+    assert script.read_text().startswith("ALTER SYSTEM SET cron.database_name")
 
 
 @pytest.mark.cluster_roles  # migrates a database of its own: roles are the cluster's
@@ -24,7 +38,7 @@ def test_migrate_check_exits_1_while_anything_is_pending_and_0_after(empty_db):
     assert "pending: alerts.sql" in pending.output
     assert runner.invoke(cli, ["migrate", "--database-url", empty_db]).exit_code == 0
     done = runner.invoke(cli, ["migrate", "--check", "--database-url", empty_db])
-    assert done.exit_code == 0 and done.output.strip() == "database is up to date"
+    assert done.exit_code == 0 and done.output.strip() == "database is up to date"  # --check says no more
 
 
 def test_sla_command_against_a_database(db_url, conn):

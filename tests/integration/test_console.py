@@ -390,6 +390,8 @@ def test_an_admin_disables_a_rule_a_responder_cannot_and_a_backtest_says_what_wo
                  "SELECT 'checkout_error', now() - interval '2 hours' + n * interval '1 second' FROM generate_series(1, 5) AS n")
     page = sign_in(browser, serve, "rick")
     page.goto("/console/rules")
+    # who runs the rules: here the dispatchers would, as this database is not pg_cron's (#37, 1)
+    expect(page.locator("p.scheduler")).to_contain_text("pg_cron cannot: pg_cron runs in database pgalert")
     row = page.locator('tr[data-rule="checkout_errors"]')
     expect(row).to_contain_text("enabled")
     assert row.locator("button", has_text="Disable").count() == 0

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from devtools.install_script import INSTALL_SCRIPT, render
-from devtools.localpg import PG_BIN
+from devtools.localpg import PG_BIN, free_port
+from dispatcher.cli import cli
 from dispatcher.migrate import SQL_ROOT, MigrationError, discover_definitions, discover_migrations, migrate, statements
 from tests.helpers import SERVER
 
@@ -185,6 +187,9 @@ def test_psql_path_records_the_checksums_pgalert_migrate_checks(empty_db):
         assert not migrate(conn, **QUIET).pending  # nothing to adopt, nothing to redo
     second = psql(empty_db, "-f", "sql/install.psql")
     assert second.returncode == 0 and "applied" not in second.stdout
+    # and it ends, like `pgalert migrate`, saying how the scheduled jobs will run (#37, 2)
+    assert "Scheduled jobs: pg_cron cannot run pgalert's" in second.stdout
+    assert "ALTER SYSTEM SET cron.database_name" in second.stdout
 
 
 def test_a_file_edited_after_psql_applied_it_is_refused_by_both_paths(empty_db, sql_copy):
@@ -383,6 +388,62 @@ def test_with_pg_cron_the_migrations_schedule_their_jobs(cron_db):
         assert jobs == expected and expected
         assert conn.execute("SELECT monitoring_install_schedules()").fetchone() == (len(expected),)
         assert conn.execute("SELECT count(*) FROM cron.job").fetchone() == (len(expected),)  # replaced, not added
+
+
+def test_with_pg_cron_migrate_says_pg_cron_runs_the_jobs_and_names_what_stops_it(cron_db):
+    """pg_cron present: the jobs are its own; then its runs fail (as when it logs in without the password
+    scram asks for), or pgalert's jobs are gone from it, and migrate, the dispatchers and the stalled alert say
+    so (#37, 1, 2 and 4). The failures are written as pg_cron records them: no minute is waited for."""
+    runner = CliRunner()
+    first = runner.invoke(cli, ["migrate", "--database-url", cron_db])
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines()[-1].startswith("Scheduled jobs: pg_cron runs pgalert's ")
+    with psycopg.connect(cron_db, autocommit=True) as conn:
+        assert conn.execute("SELECT * FROM monitoring_scheduler_mode()").fetchone() == ("pg_cron", None)
+        # pg_cron's heartbeat logs in where nothing listens: a minute that passes meanwhile fails like the row below
+        conn.execute("UPDATE cron.job SET nodeport = %s WHERE jobname = 'pgalert_heartbeat'", (free_port(),))
+        conn.execute("UPDATE monitoring_scheduler_heartbeat SET cron_beat_at = now() - interval '10 minutes', "
+                     "installed_at = now() - interval '1 hour'")
+        conn.execute("""INSERT INTO cron.job_run_details (jobid, runid, database, username, command, status,
+                                                          return_message, start_time, end_time)
+                        SELECT jobid, nextval('cron.runid_seq'), database, username, command, 'failed',
+                               'connection failed', now() - interval '1 minute', now() - interval '1 minute'
+                        FROM cron.job WHERE jobname = 'pgalert_heartbeat'""")
+        problem, fix = conn.execute("SELECT problem, superuser_sql FROM monitoring_scheduler_diagnosis()").fetchone()
+        assert problem.startswith("pg_cron has not run pgalert's heartbeat for ")
+        assert problem.endswith(" s: its runs fail: connection failed")
+        assert "ALTER SYSTEM SET cron.use_background_workers = on;" in fix
+        assert conn.execute("SELECT mode FROM monitoring_scheduler_mode()").fetchone() == ("dispatcher",)
+        # the dispatchers run the jobs meanwhile, and that is not pg_cron running them
+        ran = conn.execute("SELECT count(*) FILTER (WHERE monitoring_run_scheduled_job(job_name, tick, 'd1')) "
+                           "FROM monitoring_due_scheduled_jobs()").fetchone()[0]
+        assert ran > 0
+        assert conn.execute("SELECT mode FROM monitoring_scheduler_mode()").fetchone() == ("dispatcher",)
+        # were no dispatcher to run them, the stalled alert would name the cause and the mend (its check would
+        # also point the job back at this server, which this test keeps from happening)
+        conn.execute("DELETE FROM monitoring_scheduler_ticks")
+        message = conn.execute("SELECT _monitoring_scheduler_stall_cause()").fetchone()[0]
+        assert "its runs fail: connection failed" in message and "cron.use_background_workers = on" in message
+        conn.execute("SELECT cron.unschedule('pgalert_heartbeat')")
+        assert conn.execute("SELECT problem FROM monitoring_scheduler_diagnosis()").fetchone() == (
+            "pgalert's jobs are not scheduled in pg_cron",)
+        # an owner without rights on schema cron: migrate succeeds, schedules nothing, and says what to GRANT
+        conn.execute("DROP ROLE IF EXISTS pgalert_owner_without_cron")
+        conn.execute("CREATE ROLE pgalert_owner_without_cron IN ROLE monitoring_admin")
+        try:
+            conn.execute("ALTER FUNCTION monitoring_scheduler_diagnosis(interval) OWNER TO pgalert_owner_without_cron")
+            assert conn.execute("SELECT problem, superuser_sql LIKE '%%GRANT USAGE ON SCHEMA cron TO "
+                                "pgalert_owner_without_cron;%%' FROM monitoring_scheduler_diagnosis()").fetchone() == (
+                "pgalert_owner_without_cron, who owns pgalert's jobs, has no rights on schema cron", True)
+            notices = []
+            conn.add_notice_handler(lambda diag: notices.append(diag.message_primary))
+            conn.execute("SET ROLE pgalert_owner_without_cron")
+            assert conn.execute("SELECT monitoring_install_schedules()").fetchone() == (0,)
+            assert any("has no rights on schema cron" in n for n in notices)
+        finally:
+            conn.execute("RESET ROLE")
+            conn.execute("ALTER FUNCTION monitoring_scheduler_diagnosis(interval) OWNER TO CURRENT_USER")
+            conn.execute("DROP ROLE pgalert_owner_without_cron")
 
 
 @pytest.mark.long

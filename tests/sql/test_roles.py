@@ -136,6 +136,7 @@ TABLE_RIGHTS = {
     "monitoring_routes": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
     "monitoring_schedules": f"{ADMIN_EDITS} reader:SELECT",
     "monitoring_scheduler_heartbeat": "admin:SELECT reader:SELECT",
+    "monitoring_scheduler_ticks": "admin:SELECT reader:SELECT",
     "monitoring_settings": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
     "monitoring_sla_metrics": "admin:SELECT dispatcher:SELECT reader:SELECT",
     "monitoring_sla_targets": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
@@ -157,7 +158,11 @@ FUNCTION_RIGHTS = {
     "monitoring_ensure_health_check": ["dispatcher"],
     # pg_cron (a superuser's job) stamps the heartbeat; dispatchers judge it and page when it stops
     "monitoring_scheduler_heartbeat": None, "monitoring_check_scheduler": ["dispatcher"],
-    "monitoring_scheduler_status": ["reader", "dispatcher", "admin"], "monitoring_refresh_scheduler": ["admin"], "monitoring_compact_rule_counts": ["admin"],
+    "monitoring_scheduler_status": ["reader", "dispatcher", "admin"], "monitoring_refresh_scheduler": ["admin"],
+    # where pg_cron cannot run the jobs, the dispatchers do (as the owner, through monitoring_run_scheduled_job)
+    "monitoring_scheduler_diagnosis": ["reader", "dispatcher", "admin"],
+    "monitoring_scheduler_mode": ["reader", "dispatcher", "admin"], "monitoring_scheduler_summary": ["reader", "admin"],
+    "monitoring_due_scheduled_jobs": ["reader", "dispatcher", "admin"], "monitoring_run_scheduled_job": ["dispatcher"], "monitoring_compact_rule_counts": ["admin"],
     "monitoring_evaluate_alert_rules": ["admin"], "monitoring_evaluate_sql_rule": ["admin"],
     "monitoring_get_sla_breakdown": READ, "monitoring_get_sla_summary": READ, "monitoring_sla_target": READ,
     "monitoring_install_schedules": ["admin"], "monitoring_maintain_event_partitions": ["admin"],

@@ -196,3 +196,16 @@ def test_a_held_escalation_says_what_holds_it_never_a_time_that_will_not_come():
     assert views.next_escalation([{**running, "next_step_at": now}], now)[1] == "due now"
     held = {**running, "next_step_at": now - dt.timedelta(minutes=2), "held_by": "silence 3"}
     assert views.next_escalation([held], now) == ("step 2 of default_critical", "held by silence 3")
+
+
+def test_the_rules_page_says_who_runs_the_scheduled_jobs():
+    """#37, 1: pg_cron, the dispatchers where pg_cron cannot, or nobody (with the mend)."""
+    row = {"running": True, "seconds_since_run": 20.0, "by_pg_cron": True, "pg_cron_problem": None}
+    assert views.scheduler_state(row) == ("ok", "Scheduled jobs run under pg_cron.")
+    row = {**row, "by_pg_cron": False, "pg_cron_problem": "the pg_cron extension is not installed in database app"}
+    assert views.scheduler_state(row) == (
+        "ok", "Scheduled jobs run in the dispatchers (pg_cron cannot: the pg_cron extension is not installed in "
+              "database app).")
+    kind, words = views.scheduler_state({**row, "running": False, "seconds_since_run": 400.4})
+    assert kind == "bad" and words.startswith("Scheduled jobs are not running (none for 400 s)")
+    assert "pg_cron cannot: the pg_cron extension is not installed" in words and "pgalert dispatch" in words

@@ -35,7 +35,7 @@ def test_a_dispatcher_that_could_page_may_ping():
     (lambda m: setattr(m, "problem", "database unavailable: connection refused"), "database unavailable"),
     (lambda m: m.listener_connected.set(0), "LISTEN connection is down"),
     (lambda m: setattr(m, "last_loop", time.monotonic() - 60), "claim loop has not turned for 60 s"),
-    (lambda m: setattr(m, "scheduler_running", False), "pg_cron is not running"),
+    (lambda m: setattr(m, "scheduler_running", False), "scheduled jobs are not running"),
     (lambda m: setattr(m, "scheduler_running", None), "not been checked yet"),
 ])
 def test_each_failure_withholds_the_ping_and_says_why(break_it, why):
