@@ -138,7 +138,7 @@ BEGIN
         FROM (SELECT DISTINCT ds.step FROM due_steps AS ds) AS s
     ),
     notifications AS (
-        SELECT ds.*, pp.id AS person_id, pp.name, pp.slack_member_id, pp.email, pp.phone
+        SELECT ds.*, pp.id AS person_id, pp.name, pp.slack_member_id
         FROM due_steps AS ds
         JOIN step_people AS sp ON sp.step = ds.step
         JOIN public.monitoring_people AS pp ON pp.id = sp.person_id
@@ -185,7 +185,8 @@ BEGIN
                        'alert_id', n.alert_id, 'person_id', n.person_id,
                        'target', format('escalation:%s:%s', n.cycle, n.level),
                        'context', jsonb_strip_nulls(jsonb_build_object(
-                           'person', n.name, 'slack_member_id', n.slack_member_id, 'email', n.email, 'phone', n.phone,
+                           -- the person by id: the claim puts in their email and phone (secrets) when it is sent
+                           'person', n.name, 'person_id', n.person_id, 'slack_member_id', n.slack_member_id,
                            'level', n.level, 'cycle', n.cycle, 'policy', n.policy_name,
                            'reason', CASE WHEN n.level = 1 AND n.step_index < n.step_count
                                           THEN 'you are on call for this alert'

@@ -212,20 +212,53 @@ $$;
 REVOKE ALL ON FUNCTION _monitoring_get_schedule(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _monitoring_get_schedule(text) TO monitoring_reader, monitoring_admin;
 
+-- An address as everyone but its person and the admins sees it (a person's email and phone here, a contact method's
+-- address in sql/paging.sql): enough to tell two apart, never enough to use.
+-- A push topic is a password on a public ntfy server (whoever knows it reads its pages, Acknowledge links
+-- included), so it keeps two characters; a number its country code and last two digits.
+CREATE OR REPLACE FUNCTION monitoring_mask_contact_address(p_kind text, p_address text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE p_kind
+               WHEN 'sms' THEN left(p_address, 2) || ' ••• ••• ' || right(p_address, 2)
+               WHEN 'voice' THEN left(p_address, 2) || ' ••• ••• ' || right(p_address, 2)
+               WHEN 'push' THEN 'ntfy: ••••' || right(p_address, 2)
+               WHEN 'email' THEN left(p_address, 1) || '•••@' || split_part(p_address, '@', 2)
+               ELSE left(p_address, 1) || '••••' || right(p_address, 2)
+           END
+$$;
+COMMENT ON FUNCTION monitoring_mask_contact_address(text, text) IS
+'A contact address (a contact method''s, a person''s email or phone) masked, as readers, the console''s other
+users and alert timelines see it:
++1 ••• ••• 23 (sms, voice), ntfy: ••••ab (push), a•••@example.com (email), U••••9Z (slack).';
+REVOKE ALL ON FUNCTION monitoring_mask_contact_address(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_mask_contact_address(text, text) TO monitoring_reader, monitoring_dispatcher;
+
+-- A person's email and phone are their secrets, as a contact method's address is (sql/paging.sql): whole for a
+-- login that may read them in monitoring_people (admins, the dispatcher), masked for everyone else. The login
+-- decides (session_user): this function runs as its owner, to mask what its caller may not read.
 CREATE OR REPLACE FUNCTION monitoring_who_is_on_call(p_schedule text, p_at timestamptz DEFAULT now())
 RETURNS TABLE (person text, slack_member_id text, email text, phone text, is_override boolean, shift_ends_at timestamptz)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_schedule public.monitoring_oncall_schedules := public._monitoring_get_schedule(p_schedule);
     v_shift bigint := public._monitoring_shift_number(v_schedule, p_at);
     v_override public.monitoring_oncall_overrides;
+    v_whole boolean := pg_catalog.has_column_privilege(session_user, 'public.monitoring_people', 'email', 'SELECT')
+        AND pg_catalog.has_column_privilege(session_user, 'public.monitoring_people', 'phone', 'SELECT');
 BEGIN
     SELECT * INTO v_override FROM public.monitoring_oncall_overrides AS o
     WHERE o.schedule_id = v_schedule.id AND o.during @> p_at;
     RETURN QUERY
-    SELECT pp.name, pp.slack_member_id, pp.email, pp.phone, v_override.id IS NOT NULL,
+    SELECT pp.name, pp.slack_member_id,
+           CASE WHEN v_whole THEN pp.email ELSE public.monitoring_mask_contact_address('email', pp.email) END,
+           CASE WHEN v_whole THEN pp.phone ELSE public.monitoring_mask_contact_address('sms', pp.phone) END,
+           v_override.id IS NOT NULL,
            CASE WHEN v_override.id IS NOT NULL THEN upper(v_override.during)
                 ELSE public._monitoring_shift_start(v_schedule, v_shift + 1) END
     FROM public.monitoring_people AS pp
@@ -235,9 +268,11 @@ $$;
 COMMENT ON FUNCTION monitoring_who_is_on_call(text, timestamptz) IS
 'The person on call for a schedule at p_at: an override covering p_at first, else the rotation''s person for
 that shift (computed on the schedule''s local clock, so handoffs keep their local time across DST), with when
-their turn ends.';
+their turn ends. Their email and phone are whole for admins and the dispatcher, masked for everyone else
+(monitoring_mask_contact_address).';
 REVOKE ALL ON FUNCTION monitoring_who_is_on_call(text, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_who_is_on_call(text, timestamptz) TO monitoring_reader, monitoring_admin;
+GRANT EXECUTE ON FUNCTION monitoring_who_is_on_call(text, timestamptz)
+TO monitoring_reader, monitoring_admin, monitoring_dispatcher;
 
 CREATE OR REPLACE FUNCTION monitoring_oncall_timeline(p_schedule text, p_from timestamptz DEFAULT now(), p_to timestamptz DEFAULT now() + interval '28 days')
 RETURNS TABLE (starts_at timestamptz, ends_at timestamptz, person text, is_override boolean)

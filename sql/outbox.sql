@@ -518,6 +518,21 @@ $$;
 REVOKE ALL ON FUNCTION _monitoring_addressed(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _monitoring_addressed(text, jsonb) TO monitoring_dispatcher;
 
+-- An escalation's page to a person (sql/escalation.sql) as its dispatcher sends it: with the person's email (by which
+-- the email channel addresses them) and phone. The page names the person by id; their email and phone are read
+-- only here, as a contact method's address is.
+CREATE OR REPLACE FUNCTION _monitoring_person_addressed(p_context jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p_context || jsonb_strip_nulls(jsonb_build_object('email', p.email, 'phone', p.phone))
+    FROM (SELECT) AS one
+    LEFT JOIN public.monitoring_people AS p ON p.id = (p_context ->> 'person_id')::bigint
+$$;
+REVOKE ALL ON FUNCTION _monitoring_person_addressed(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _monitoring_person_addressed(jsonb) TO monitoring_dispatcher;
+
 -- Claiming and recording have plans that do not depend on the delivery queue's statistics.
 --
 -- The queue's statistics are stale whenever it matters: a burst of 10,000 alerts writes 40,000 deliveries
@@ -580,13 +595,15 @@ DECLARE
     v_all_granted boolean := false;
     v_decorate boolean;
     v_to_people boolean;
+    v_naming_people boolean;
 BEGIN
-    SELECT array_agg(due.id), array_agg(due.provider), bool_or(due.to_person),
+    SELECT array_agg(due.id), array_agg(due.provider), bool_or(due.to_person), bool_or(due.names_person),
            -- what only groups and flapping alerts need is looked up only where there are such alerts
            EXISTS (SELECT FROM public.monitoring_alert_groups) OR EXISTS (SELECT FROM public.monitoring_flapping)
-    INTO v_due, v_providers, v_to_people, v_decorate
+    INTO v_due, v_providers, v_to_people, v_naming_people, v_decorate
     FROM (
-        SELECT d.id, d.provider, d.context ?| ARRAY['contact_method_id', 'contact'] AS to_person
+        SELECT d.id, d.provider, d.context ?| ARRAY['contact_method_id', 'contact'] AS to_person,
+               d.context ? 'person_id' AS names_person
         FROM public.monitoring_deliveries AS d
         WHERE d.status IN ('pending', 'sending')
           AND d.next_attempt_at <= now()
@@ -694,7 +711,10 @@ BEGIN
         )
         SELECT c.id, c.attempts, c.provider, c.action, c.target,
                CASE WHEN v_to_people AND c.context ? 'contact_method_id'
-                    THEN public._monitoring_addressed(c.target, c.context) ELSE c.context END,
+                        THEN public._monitoring_addressed(c.target, c.context)
+                    WHEN v_naming_people AND c.context ? 'person_id'
+                        THEN public._monitoring_person_addressed(c.context)
+                    ELSE c.context END,
                'pgalert-' || left(replace(i.installation_id::text, '-', ''), 8) || '-' || c.alert_id,
                public._monitoring_alert_as_sent(a)
         FROM claimed AS c
@@ -716,7 +736,10 @@ BEGIN
     )
     SELECT c.id, c.attempts, c.provider, c.action, c.target,
            CASE WHEN v_to_people AND c.context ? 'contact_method_id'
-                THEN public._monitoring_addressed(c.target, c.context) ELSE c.context END,
+                    THEN public._monitoring_addressed(c.target, c.context)
+                WHEN v_naming_people AND c.context ? 'person_id'
+                    THEN public._monitoring_person_addressed(c.context)
+                ELSE c.context END,
            'pgalert-' || left(replace(i.installation_id::text, '-', ''), 8) || '-' || c.alert_id,
            CASE WHEN g.alert_id IS NOT NULL THEN  -- a group says what it holds as of now (above)
                    to_jsonb(a) || (

@@ -39,28 +39,6 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION _monitoring_contact_channel(text) FROM PUBLIC;
 
--- An address as everyone but its person and the admins sees it: enough to tell two apart, never enough to use.
--- A push topic is a password on a public ntfy server (whoever knows it reads its pages, Acknowledge links
--- included), so it keeps two characters; a number its country code and last two digits.
-CREATE OR REPLACE FUNCTION monitoring_mask_contact_address(p_kind text, p_address text)
-RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE p_kind
-               WHEN 'sms' THEN left(p_address, 2) || ' ••• ••• ' || right(p_address, 2)
-               WHEN 'voice' THEN left(p_address, 2) || ' ••• ••• ' || right(p_address, 2)
-               WHEN 'push' THEN 'ntfy: ••••' || right(p_address, 2)
-               WHEN 'email' THEN left(p_address, 1) || '•••@' || split_part(p_address, '@', 2)
-               ELSE left(p_address, 1) || '••••' || right(p_address, 2)
-           END
-$$;
-COMMENT ON FUNCTION monitoring_mask_contact_address(text, text) IS
-'A contact method''s address masked, as readers, the console''s other users and alert timelines see it:
-+1 ••• ••• 23 (sms, voice), ntfy: ••••ab (push), a•••@example.com (email), U••••9Z (slack).';
-REVOKE ALL ON FUNCTION monitoring_mask_contact_address(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_mask_contact_address(text, text) TO monitoring_reader, monitoring_dispatcher;
-
 -- What one message to a contact method carries: who, how, and why, and the address only masked; the dispatcher's
 -- claim puts in the method's address (and the keys email and slack_member_id, by which the email and Slack channels
 -- address a person) when it is sent (sql/outbox.sql), so a reader of the outbox never reads it.

@@ -4171,8 +4171,45 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.monitoring_notification_rules 
 -- Name: TABLE monitoring_people; Type: ACL; Schema: public; Owner: -
 --
 
-GRANT SELECT ON TABLE public.monitoring_people TO monitoring_reader;
-GRANT INSERT,DELETE,UPDATE ON TABLE public.monitoring_people TO monitoring_admin;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.monitoring_people TO monitoring_admin;
+
+
+--
+-- Name: COLUMN monitoring_people.id; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(id) ON TABLE public.monitoring_people TO monitoring_reader;
+GRANT SELECT(id) ON TABLE public.monitoring_people TO monitoring_dispatcher;
+
+
+--
+-- Name: COLUMN monitoring_people.name; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(name) ON TABLE public.monitoring_people TO monitoring_reader;
+GRANT SELECT(name) ON TABLE public.monitoring_people TO monitoring_dispatcher;
+
+
+--
+-- Name: COLUMN monitoring_people.slack_member_id; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(slack_member_id) ON TABLE public.monitoring_people TO monitoring_reader;
+GRANT SELECT(slack_member_id) ON TABLE public.monitoring_people TO monitoring_dispatcher;
+
+
+--
+-- Name: COLUMN monitoring_people.email; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(email) ON TABLE public.monitoring_people TO monitoring_dispatcher;
+
+
+--
+-- Name: COLUMN monitoring_people.phone; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT(phone) ON TABLE public.monitoring_people TO monitoring_dispatcher;
 
 
 --

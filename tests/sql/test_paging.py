@@ -361,7 +361,16 @@ def readable_text(connection) -> str:
     return "\n".join(
         str(connection.execute(f"SELECT coalesce(jsonb_agg(jsonb_build_array({', '.join(columns)}))::text, '') "
                                f"FROM public.{name}").fetchone()[0])
-        for name, columns in relations)
+        for name, columns in relations) + "\n" + on_call_text(connection)
+
+
+def on_call_text(connection) -> str:
+    """Who is on call on every schedule, as monitoring_who_is_on_call tells this login, where it may ask."""
+    if not connection.execute("SELECT has_function_privilege('monitoring_who_is_on_call(text, timestamptz)', 'EXECUTE') "
+                              "AND has_table_privilege('monitoring_oncall_schedules', 'SELECT')").fetchone()[0]:
+        return ""
+    return str(connection.execute("SELECT jsonb_agg(w) FROM monitoring_oncall_schedules AS s "
+                                  "CROSS JOIN LATERAL monitoring_who_is_on_call(s.name) AS w").fetchone()[0])
 
 
 def shows(text: str, code: str) -> bool:
@@ -583,6 +592,70 @@ def test_the_console_shows_an_address_to_its_person_and_admins_only(connect, con
         shown("not a session")
     # serve's login, whatever it asks in SQL, reads no address
     assert ADDRESSES["push"] not in readable_text(console)
+
+
+# --- #35 item 2: a person's email and phone are their secret too -------------------------------------------------
+
+OLGA = {"email": "olga.home@example.com", "phone": "+14155550166"}
+
+
+@pytest.fixture
+def olga_paged(conn):
+    """Olga, with her email and phone, on call now (an override of the seed's rotation) and paged by the email channel
+    by the one step of db_down's policy: (her id, the alert's id)."""
+    olga = conn.execute("INSERT INTO monitoring_people (name, email, phone) VALUES ('olga', %s, %s) RETURNING id",
+                        (OLGA["email"], OLGA["phone"])).fetchone()[0]
+    conn.execute("INSERT INTO monitoring_oncall_overrides (schedule_id, person_id, during) "
+                 "SELECT id, %s, tstzrange(now() - interval '1 hour', now() + interval '1 hour') "
+                 "FROM monitoring_oncall_schedules WHERE name = 'primary'", (olga,))
+    conn.execute("INSERT INTO monitoring_routes (alert_type, provider) VALUES ('db_down', 'email')")
+    escalate_to(conn, "olga")
+    alert = conn.execute("SELECT monitoring_raise_alert('db_down', 'critical', 'Primary down')").fetchone()[0]
+    assert conn.execute("SELECT count(*) FROM monitoring_deliveries WHERE alert_id = %s AND provider = 'email' "
+                        "AND action = 'notify'", (alert,)).fetchone() == (1,)
+    return olga, alert
+
+
+@pytest.mark.parametrize("role", ["monitoring_reader", "monitoring_writer", "monitoring_console", "monitoring_inbound"])
+def test_no_role_but_admins_reads_a_persons_email_or_phone_and_readers_see_them_masked(connect, conn, olga_paged, role):
+    other = connect(role)
+    seen = readable_text(other)
+    assert [secret for secret in OLGA.values() if secret in seen] == []
+    assert "olga" in seen or role in ("monitoring_writer", "monitoring_inbound")
+    for column in ("email", "phone", "*"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            other.execute(f"SELECT {column} FROM monitoring_people")
+    if role in ("monitoring_reader", "monitoring_console"):
+        assert other.execute("SELECT person, email, phone FROM monitoring_who_is_on_call('primary')").fetchone() == (
+            "olga", "o•••@example.com", "+1 ••• ••• 66")
+        assert other.execute("SELECT id, name FROM monitoring_people WHERE name = 'olga'").fetchone() == olga_paged[0:1] + ("olga",)
+    else:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            other.execute("SELECT * FROM monitoring_who_is_on_call('primary')")
+    admin = connect("monitoring_admin")
+    assert all(secret in readable_text(admin) for secret in OLGA.values())
+    assert admin.execute("SELECT email, phone FROM monitoring_who_is_on_call('primary')").fetchone() == (
+        OLGA["email"], OLGA["phone"])
+
+
+def test_the_claim_hands_the_email_channel_the_paged_persons_email_and_the_outbox_keeps_only_her_id(connect, conn,
+                                                                                                    olga_paged):
+    olga, alert = olga_paged
+    [(stored,)] = conn.execute("SELECT context FROM monitoring_deliveries WHERE alert_id = %s AND provider = 'email' "
+                               "AND action = 'notify'", (alert,)).fetchall()
+    assert stored["person_id"] == olga and not stored.keys() & {"email", "phone"}
+    dispatcher = connect("monitoring_dispatcher")
+    assert dispatcher.execute("SELECT email, phone FROM monitoring_who_is_on_call('primary')").fetchone() == (
+        OLGA["email"], OLGA["phone"])
+    # the page follows the alert's own email, which went out
+    conn.execute("UPDATE monitoring_deliveries SET status = 'succeeded', completed_at = now() "
+                 "WHERE alert_id = %s AND provider = 'email' AND action = 'trigger'", (alert,))
+    handed = dispatcher.execute(
+        "SELECT provider, action, context FROM monitoring_claim_deliveries('test-dispatcher', 100)").fetchall()
+    [page] = [context for provider, action, context in handed if provider == "email" and action == "notify"]
+    assert (page["email"], page["phone"], page["person"]) == (OLGA["email"], OLGA["phone"], "olga")
+    # every other message is handed as it was stored: no lookup where none is needed
+    assert all("email" not in context for provider, action, context in handed if action != "notify")
 
 
 def sent_by_twilio(conn, delivery: int, sid: str, at: dt.datetime | None = None) -> None:

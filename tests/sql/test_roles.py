@@ -122,7 +122,8 @@ TABLE_RIGHTS = {
     "monitoring_oncall_overrides": f"{ADMIN_EDITS} reader:SELECT",
     "monitoring_oncall_participants": f"{ADMIN_EDITS} reader:SELECT",
     "monitoring_oncall_schedules": f"{ADMIN_EDITS} reader:SELECT",
-    "monitoring_people": f"{ADMIN_EDITS} reader:SELECT",
+    # readers read every column but email and phone, the dispatcher's claim reads those too (below)
+    "monitoring_people": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
     # INSERT and UPDATE of some columns only: never verified_at, never a verified address (test_paging.py); readers
     # read every column but the address, the dispatcher's claim reads it too (below)
     "monitoring_contact_methods": f"{ADMIN_EDITS} dispatcher:SELECT reader:SELECT",
@@ -167,7 +168,7 @@ FUNCTION_RIGHTS = {
     "monitoring_get_sla_breakdown": READ, "monitoring_get_sla_summary": READ, "monitoring_sla_target": READ,
     "monitoring_install_schedules": ["admin"], "monitoring_maintain_event_partitions": ["admin"],
     "monitoring_purge_history": ["admin"], "monitoring_run_oncall": ["admin"],
-    "monitoring_oncall_timeline": READ, "monitoring_who_is_on_call": READ,
+    "monitoring_oncall_timeline": READ, "monitoring_who_is_on_call": ["reader", "dispatcher", "admin"],
     "monitoring_raise_alert": ["writer", "admin"], "monitoring_route_providers": ["reader", "admin"],
     "monitoring_create_api_client": ["admin"], "monitoring_revoke_api_client": ["admin"],
     "monitoring_create_silence": ["admin"], "monitoring_expire_silence": ["admin"], "monitoring_release_holds": ["admin"],
@@ -224,13 +225,16 @@ def test_every_public_table_grants_exactly_the_documented_rights(conn):
                                                               'password_hash', 'SELECT')""",
                                 (ROLES + ["console"],)).fetchone()[0]
     assert hash_readers is None
-    # a contact address and a code waiting: the admins and the sending dispatcher only (#35 items 2 and 8)
+    # a contact address, a person's email and phone, and a code waiting: the admins and the sending dispatcher only
+    # (#35 items 2 and 8)
     secret_readers = conn.execute("""SELECT array_agg(r || ':' || c ORDER BY r, c)
                                      FROM unnest(%s::text[]) AS r, (VALUES ('monitoring_contact_methods', 'address'),
+                                          ('monitoring_people', 'email'), ('monitoring_people', 'phone'),
                                           ('monitoring_contact_verifications', 'code')) AS s (t, c)
                                      WHERE has_column_privilege('monitoring_' || r, s.t, s.c, 'SELECT')""",
                                   (ROLES + ["console"],)).fetchone()[0]
-    assert secret_readers == ["admin:address", "dispatcher:address", "dispatcher:code"]
+    assert secret_readers == ["admin:address", "admin:email", "admin:phone", "dispatcher:address", "dispatcher:code",
+                              "dispatcher:email", "dispatcher:phone"]
 
 
 def test_every_public_function_runs_for_exactly_the_documented_roles(conn):
