@@ -526,7 +526,15 @@ RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT p_context || jsonb_strip_nulls(jsonb_build_object('email', p.email, 'phone', p.phone))
+    -- the email channel mails a page to 'email': only ever an address its person verified (a contact method of
+    -- kind email, enabled, not opted out), never monitoring_people.email, which nobody confirmed; without one the
+    -- page goes to the channel's own recipients. 'phone' is shown, never dialled.
+    SELECT p_context || jsonb_strip_nulls(jsonb_build_object(
+               'email', (SELECT m.address FROM public.monitoring_contact_methods AS m
+                         WHERE m.person_id = p.id AND m.kind = 'email' AND m.enabled AND m.verified_at IS NOT NULL
+                           AND m.opted_out_at IS NULL
+                         ORDER BY m.id LIMIT 1),
+               'phone', p.phone))
     FROM (SELECT) AS one
     LEFT JOIN public.monitoring_people AS p ON p.id = (p_context ->> 'person_id')::bigint
 $$;
