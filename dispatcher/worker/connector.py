@@ -4,12 +4,14 @@ the unit tests (tests/memory.py), which keeps the same contract without a server
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import psycopg
 
-from dispatcher import db
+from dispatcher import db, logs
+from dispatcher.worker.backoff import Backoff
 
 
 class Session(Protocol):
@@ -93,3 +95,28 @@ class PsycopgConnector:
                 conn.close()
                 raise
         return PsycopgSession(conn, self.dispatcher_id)
+
+
+def repeat_on_a_session(connector: Connector, name: str, step: Callable[[db.DispatcherQueries], object],
+                        every: float, stopping: threading.Event, clean: Callable[[str | None], str | None],
+                        paused: str, least_delay: float = 0.0) -> None:
+    """A side thread's loop: `step` every `every` seconds on a session of its own until `stopping`, reconnecting
+    with backoff (never sooner than `least_delay`) when the database fails; the failure is logged once as
+    `paused`, not at every retry."""
+    backoff = Backoff()
+    last_error: str | None = None
+    while not stopping.is_set():
+        try:
+            with connector.session(name) as session:
+                while not stopping.is_set():
+                    step(session.queries)
+                    backoff.reset()
+                    last_error = None
+                    stopping.wait(every)
+        except psycopg.Error as error:
+            delay = backoff.next()
+            message = clean(str(error).strip())
+            if message != last_error:
+                logs.warning(paused, error=message)
+                last_error = message
+            stopping.wait(max(delay, least_delay))

@@ -10,12 +10,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-import psycopg
-
 from dispatcher import db, logs
 from dispatcher.metrics import Metrics
-from dispatcher.worker.backoff import Backoff
-from dispatcher.worker.connector import Connector
+from dispatcher.worker.connector import Connector, repeat_on_a_session
 
 # how often a dispatcher looks for due ticks: a job runs this soon after its minute, and after a handover
 SCHEDULER_POLL_SECONDS = 5.0
@@ -46,20 +43,6 @@ def run_due_jobs(queries: db.DispatcherQueries, requested: str, metrics: Metrics
 
 def schedule_forever(connector: Connector, requested: str, metrics: Metrics, stopping: threading.Event,
                      clean: Callable[[str | None], str | None], every: float = SCHEDULER_POLL_SECONDS) -> None:
-    backoff = Backoff()
-    last_error: str | None = None
-    while not stopping.is_set():
-        try:
-            with connector.session("scheduler") as session:
-                while not stopping.is_set():
-                    run_due_jobs(session.queries, requested, metrics)
-                    backoff.reset()
-                    last_error = None
-                    stopping.wait(every)
-        except psycopg.Error as error:
-            delay = backoff.next()
-            message = clean(str(error).strip())
-            if message != last_error:  # once, not at every retry; the claim loop reports an old schema
-                logs.warning("scheduler paused", error=message)
-                last_error = message
-            stopping.wait(max(delay, 1.0))
+    # a scheduler that cannot reach the database retries every second or more
+    repeat_on_a_session(connector, "scheduler", lambda queries: run_due_jobs(queries, requested, metrics), every,
+                        stopping, clean, "scheduler paused", least_delay=1.0)

@@ -10,13 +10,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-import psycopg
-
 from dispatcher import db, logs
 from dispatcher.providers import twilio
 from dispatcher.providers.base import HttpResponse, Provider
-from dispatcher.worker.backoff import Backoff
-from dispatcher.worker.connector import Connector
+from dispatcher.worker.connector import Connector, repeat_on_a_session
 from dispatcher.worker.sending import Client
 
 POLL_SECONDS = 30.0  # a lost callback costs the database's poll delay (2 minutes) and at most this much more
@@ -26,23 +23,8 @@ POLL_MAX = 50
 def poll_statuses_forever(connector: Connector, client: Client, providers: Callable[[], Mapping[str, Provider]],
                           reply_seconds: float, stopping: threading.Event,
                           clean: Callable[[str | None], str | None]) -> None:
-    backoff = Backoff()
-    last_error: str | None = None
-    while not stopping.is_set():
-        try:
-            with connector.session("statuses") as session:
-                while not stopping.is_set():
-                    poll_once(session.queries, client, providers(), reply_seconds)
-                    backoff.reset()
-                    last_error = None
-                    stopping.wait(POLL_SECONDS)
-        except psycopg.Error as error:
-            delay = backoff.next()
-            message = clean(str(error).strip())
-            if message != last_error:  # once, not at every retry
-                logs.warning("polling message statuses paused", error=message)
-                last_error = message
-            stopping.wait(delay)
+    repeat_on_a_session(connector, "statuses", lambda queries: poll_once(queries, client, providers(), reply_seconds),
+                        POLL_SECONDS, stopping, clean, "polling message statuses paused")
 
 
 def poll_once(queries: db.DispatcherQueries, client: Client, providers: Mapping[str, Provider],
